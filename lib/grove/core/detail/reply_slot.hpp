@@ -1,0 +1,119 @@
+// Internal: the one-shot rendezvous between a call and its reply.
+//
+// Exactly one of {reply, timeout, target exit, caller cancelled} completes a
+// slot; the first wins by a compare-and-swap and every later attempt is a
+// no-op. That is how a late reply is dropped: it finds the slot completed and
+// is never seen by anybody, least of all a later call (each call has its own
+// slot).
+#pragma once
+
+#include <grove/core/error.hpp>
+#include <grove/core/exit_reason.hpp>
+#include <grove/core/pid.hpp>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <utility>
+
+namespace grove::detail {
+
+class reply_slot_base;
+
+/// The waiting side of a call; implemented in the library.
+class reply_waiter {
+public:
+  /// Called once, on the completing thread, after the slot completed.
+  virtual void wake(reply_slot_base& slot) noexcept = 0;
+
+protected:
+  ~reply_waiter() = default;
+};
+
+class reply_slot_base : public std::enable_shared_from_this<reply_slot_base> {
+public:
+  reply_slot_base() = default;
+  reply_slot_base(const reply_slot_base&) = delete;
+  reply_slot_base& operator=(const reply_slot_base&) = delete;
+  virtual ~reply_slot_base() = default;
+
+  /// Complete with an error. Any thread; false if already completed.
+  bool fail(errc code, exit_reason reason = {}) noexcept {
+    if (!claim()) return false;
+    error_ = code;
+    reason_ = std::move(reason);
+    publish();
+    return true;
+  }
+
+  bool completed() const noexcept { return state_.load(std::memory_order_acquire) != pending; }
+
+  /// The calling process, or the null pid for a caller outside any process.
+  const pid& caller() const noexcept { return caller_; }
+  void set_caller(pid p) noexcept { caller_ = p; }
+
+  /// Installs the waiting side. If the slot already completed, wakes it at
+  /// once; either order of completion and installation wakes it exactly once.
+  void set_waiter(reply_waiter* w) noexcept {
+    reply_waiter* previous = waiter_.exchange(w, std::memory_order_acq_rel);
+    if (previous == completed_marker()) w->wake(*this);
+  }
+
+  /// Throws the stored error, if any. Caller side, after completion.
+  void rethrow_error() const {
+    if (error_ == errc{}) return;
+    if (error_ == errc::exited || error_ == errc::start_failed) throw grove::error(error_, reason_);
+    throw grove::error(error_);
+  }
+
+protected:
+  bool claim() noexcept {
+    std::uint8_t expected = pending;
+    return state_.compare_exchange_strong(expected, completing, std::memory_order_acq_rel);
+  }
+
+  void publish() noexcept {
+    state_.store(done, std::memory_order_release);
+    reply_waiter* w = waiter_.exchange(completed_marker(), std::memory_order_acq_rel);
+    if (w) w->wake(*this);
+  }
+
+private:
+  static constexpr std::uint8_t pending = 0, completing = 1, done = 2;
+
+  static reply_waiter* completed_marker() noexcept {
+    static char marker;
+    return reinterpret_cast<reply_waiter*>(&marker);
+  }
+
+  std::atomic<std::uint8_t> state_{pending};
+  errc error_{};
+  exit_reason reason_;
+  pid caller_;
+  std::atomic<reply_waiter*> waiter_{nullptr};
+};
+
+/// A slot whose reply is an R.
+template <class R>
+class reply_slot final : public reply_slot_base {
+public:
+  /// Any thread. false if the slot already completed (the value is dropped).
+  bool set(R value) {
+    if (!claim()) return false;
+    value_.emplace(std::move(value));
+    publish();
+    return true;
+  }
+
+  /// Caller side, after completion: the reply, or throws the error.
+  R take() {
+    rethrow_error();
+    return std::move(*value_);
+  }
+
+private:
+  std::optional<R> value_;
+};
+
+} // namespace grove::detail

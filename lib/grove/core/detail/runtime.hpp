@@ -1,0 +1,326 @@
+// Internal (not installed): the node's workers, the process table and the
+// per-process state. Everything in process_state is touched only on the
+// thread of the worker that owns the process, except where a member says so.
+#pragma once
+
+#include <grove/core/detail/envelope.hpp>
+#include <grove/core/exit_reason.hpp>
+#include <grove/core/node.hpp>
+#include <grove/core/pid.hpp>
+#include <grove/core/process.hpp>
+
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/system/error_code.hpp>
+
+#include <array>
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+namespace grove::detail {
+
+namespace asio = boost::asio;
+
+class process_state;
+class worker;
+
+/// Maps (slot, serial) to a live process. Slots live in chunks that never
+/// move, so `alive()` is a lock-free read from any thread; a slot's serial is
+/// zero while it is free and serials are never reused, so a stale pid never
+/// matches a newer process in the same slot.
+class process_table {
+public:
+  struct slot {
+    std::atomic<std::uint64_t> serial{0};
+    std::atomic<std::size_t> queue_length{0}; // readable from any thread
+    process_state* proc = nullptr;            // owner thread only, valid while serial matches
+  };
+
+  process_table() = default;
+  process_table(const process_table&) = delete;
+  process_table& operator=(const process_table&) = delete;
+  ~process_table();
+
+  /// Any thread. Returns the slot index and the slot, still unpublished.
+  std::pair<std::uint32_t, slot*> acquire();
+  /// Makes the process findable. Any thread, once per acquire().
+  static void publish(slot& s, process_state* p, std::uint64_t serial) noexcept {
+    s.proc = p;
+    s.serial.store(serial, std::memory_order_release);
+  }
+  /// Owner thread: the process is gone; the slot may be reused.
+  void release(std::uint32_t index) noexcept;
+  /// Any thread: undo an acquire() whose process never started.
+  void abandon(std::uint32_t index) noexcept { release(index); }
+
+  slot* at(std::uint32_t index) const noexcept {
+    slot* chunk = chunks_[index >> chunk_bits].load(std::memory_order_acquire);
+    return chunk ? chunk + (index & (chunk_size - 1)) : nullptr;
+  }
+
+  /// Owner thread.
+  process_state* find(const pid& p) const noexcept {
+    slot* s = at(p.slot());
+    return s && s->serial.load(std::memory_order_acquire) == p.serial() ? s->proc : nullptr;
+  }
+
+  /// Any thread.
+  bool alive(const pid& p) const noexcept {
+    slot* s = at(p.slot());
+    return s && s->serial.load(std::memory_order_acquire) == p.serial();
+  }
+
+private:
+  static constexpr std::uint32_t chunk_bits = 12;
+  static constexpr std::uint32_t chunk_size = 1u << chunk_bits;
+  static constexpr std::uint32_t max_chunks = 4096; // 16 M processes per worker
+
+  std::array<std::atomic<slot*>, max_chunks> chunks_{};
+  std::mutex mutex_; // guards free_ and next_: spawn and exit, never a send
+  std::vector<std::uint32_t> free_;
+  std::uint32_t next_ = 0;
+};
+
+/// The thread-local "which process is running here", set by the process
+/// executor around everything it runs.
+struct current_context {
+  process_table::slot* slot = nullptr;
+  std::uint64_t serial = 0;
+};
+extern thread_local current_context this_process_context;
+extern thread_local worker* this_worker;
+
+/// The process running on this thread, or nullptr.
+inline process_state* current_process() noexcept {
+  auto& c = this_process_context;
+  if (c.slot && c.slot->serial.load(std::memory_order_relaxed) == c.serial) return c.slot->proc;
+  return nullptr;
+}
+
+/// Deadlines of the calls waiting on one worker, earliest first, behind a
+/// single io timer: a call costs a list link, not a timer. Every waiting call
+/// of the worker is in it (an infinite one at the end), so teardown can end
+/// them all. Owner thread only.
+class deadline_list {
+public:
+  using clock = std::chrono::steady_clock;
+
+  struct entry {
+    entry* prev = nullptr;
+    entry* next = nullptr;
+    clock::time_point deadline = clock::time_point::max();
+    bool linked = false;
+    /// The deadline passed (it has been unlinked already).
+    virtual void expire() noexcept = 0;
+    /// The node is being torn down (unlinked already).
+    virtual void abandon() noexcept = 0;
+
+  protected:
+    ~entry() = default;
+  };
+
+  explicit deadline_list(asio::io_context& io) : timer_(io) {}
+
+  void insert(entry& e);
+  void remove(entry& e) noexcept;
+  void abandon_all() noexcept;
+
+private:
+  void arm(clock::time_point at);
+  void on_timer(boost::system::error_code ec);
+
+  entry* head_ = nullptr;
+  entry* tail_ = nullptr;
+  asio::steady_timer timer_;
+  clock::time_point armed_for_ = clock::time_point::max();
+};
+
+class worker {
+public:
+  worker(node_state& n, std::uint32_t index);
+  worker(const worker&) = delete;
+  worker& operator=(const worker&) = delete;
+
+  void start();
+  void join();
+
+  /// Once every worker's thread has stopped, in three passes over all
+  /// workers: end waiting calls and release what processes hold (every
+  /// io_context still exists), delete the processes, destroy the io_contexts.
+  void teardown_release();
+  void teardown_processes();
+  void teardown_io();
+
+  node_state& owner;
+  const std::uint32_t index;
+  process_table table;
+  std::unique_ptr<asio::io_context> io = std::make_unique<asio::io_context>(1);
+  std::optional<deadline_list> deadlines{std::in_place, *io};
+  /// Every process whose coroutine has not finished; owner thread only.
+  std::unordered_set<process_state*> processes;
+
+private:
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> guard_;
+  std::thread thread_;
+};
+
+class node_state {
+public:
+  explicit node_state(node_options options);
+  ~node_state();
+
+  worker& pick_worker(const std::optional<std::size_t>& requested);
+  worker& worker_at(std::uint32_t index) const { return *workers_[index]; }
+  std::size_t size() const noexcept { return workers_.size(); }
+
+  std::uint64_t next_serial() noexcept { return serial_.fetch_add(1, std::memory_order_relaxed); }
+  std::uint64_t next_ref() noexcept { return refs_.fetch_add(1, std::memory_order_relaxed); }
+
+  /// Called on spawn (live and running) and as each process dies / finishes.
+  void process_started() noexcept;
+  void process_died() noexcept;
+  void process_finished() noexcept;
+
+  bool stopping() const noexcept { return stopping_.load(std::memory_order_acquire); }
+  void shutdown();
+
+  const std::uint32_t id;
+  const node_options options;
+  grove::node* public_node = nullptr;
+  std::atomic<std::size_t> live{0};    // processes not yet dead
+  std::atomic<std::size_t> running{0}; // process coroutines not yet finished
+
+private:
+  void wait_until(const std::atomic<std::size_t>& counter, std::chrono::steady_clock::duration limit);
+
+  std::vector<std::unique_ptr<worker>> workers_;
+  std::atomic<std::size_t> round_robin_{0};
+  std::atomic<std::uint64_t> serial_{1};
+  std::atomic<std::uint64_t> refs_{1};
+  std::atomic<bool> stopping_{false};
+  std::mutex shutdown_mutex_;
+  std::condition_variable shutdown_cv_;
+  bool shut_down_ = false;
+};
+
+/// Runs `fn(process_state*)` on the thread that owns `target`, with nullptr
+/// when the target is gone. Inline when already there (a same-thread send
+/// takes no lock), posted otherwise.
+template <class F>
+void on_owner(const pid& target, F&& fn) {
+  node_state* n = target.node_state();
+  if (!n || target.worker() >= n->size()) {
+    fn(static_cast<process_state*>(nullptr));
+    return;
+  }
+  worker& w = n->worker_at(target.worker());
+  if (this_worker == &w) {
+    fn(w.table.find(target));
+    return;
+  }
+  asio::post(*w.io, [&w, target, f = std::forward<F>(fn)]() mutable { f(w.table.find(target)); });
+}
+
+class process_state {
+public:
+  process_state(worker& w, pid self, const spawn_options& options);
+  process_state(const process_state&) = delete;
+  process_state& operator=(const process_state&) = delete;
+  ~process_state();
+
+  // -- mailbox ---------------------------------------------------------------
+  void deliver(envelope env);
+  bool has_mail() const noexcept { return head_ < mailbox_.size(); }
+  envelope pop();
+  std::size_t mailbox_size() const noexcept { return mailbox_.size() - head_; }
+  /// Removes the first queued envelope matching `pred`; true if one was.
+  template <class Pred>
+  bool remove_queued(Pred pred) {
+    for (std::size_t i = head_; i < mailbox_.size(); ++i) {
+      if (pred(mailbox_[i])) {
+        mailbox_.erase(mailbox_.begin() + static_cast<std::ptrdiff_t>(i));
+        publish_length();
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /// Waits until the mailbox is not empty (true) or `timeout` passed (false).
+  using wait_handler = asio::any_completion_handler<void(boost::system::error_code, bool)>;
+  void async_wait_mail(std::optional<std::chrono::steady_clock::duration> timeout, wait_handler handler);
+
+  // -- signals ---------------------------------------------------------------
+  void on_exit_signal(const pid& from, const exit_reason& reason, bool from_link);
+  void on_link(const pid& from) { links_.insert(from); }
+  void on_unlink(const pid& from) { links_.erase(from); }
+  void on_monitor(std::uint64_t id, const pid& watcher) { monitored_by_.emplace(id, watcher); }
+  void on_demonitor(std::uint64_t id) { monitored_by_.erase(id); }
+  void on_down(const monitor_ref& ref, const exit_reason& reason);
+
+  void link(const pid& other);
+  void unlink(const pid& other);
+  monitor_ref monitor(const pid& target);
+  bool demonitor(const monitor_ref& ref);
+
+  /// Ends the process: unpublishes it, fails calls waiting on it, notifies
+  /// links and monitors, and cancels its coroutine. Idempotent.
+  void die(exit_reason reason);
+  bool dead() const noexcept { return dead_; }
+  const exit_reason& reason() const noexcept { return reason_; }
+
+  /// Calls taken out of the mailbox and not answered yet; failed with the
+  /// exit reason when the process dies.
+  void track_reply(std::shared_ptr<reply_slot_base> slot);
+  void untrack_reply(const reply_slot_base* slot) noexcept;
+
+  worker& owner;
+  const pid self;
+  bool trap_exit;
+  pid parent;
+  gen_server* server = nullptr; // set while a gen_server runs in this process
+  asio::cancellation_signal cancel;
+
+  /// Before teardown deletes this state: destroys what holds coroutine
+  /// frames or io objects, while the io_context still exists.
+  void release_for_teardown() noexcept;
+
+private:
+  void complete_wait(boost::system::error_code ec, bool got_mail);
+  void publish_length() noexcept { slot_->queue_length.store(mailbox_size(), std::memory_order_relaxed); }
+  bool push_allowed(envelope& env);
+
+  process_table::slot* slot_;
+
+  std::vector<envelope> mailbox_;
+  std::size_t head_ = 0;
+  mailbox_options mailbox_options_;
+
+  std::optional<wait_handler> waiter_;
+  std::optional<asio::steady_timer> wait_timer_;
+  std::uint64_t wait_generation_ = 0;
+
+  std::unordered_set<pid> links_;
+  std::unordered_map<std::uint64_t, pid> monitored_by_; // ref id -> watcher
+  std::unordered_map<std::uint64_t, pid> monitors_;     // ref id -> target
+  std::vector<std::shared_ptr<reply_slot_base>> pending_replies_;
+  std::size_t pending_compact_at_ = 8;
+
+  bool dead_ = false;
+  exit_reason reason_;
+};
+
+
+} // namespace grove::detail

@@ -1,0 +1,244 @@
+#include <grove/core/detail/runtime.hpp>
+#include <grove/core/error.hpp>
+#include <grove/core/node.hpp>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+
+#include <cstdio>
+#include <exception>
+
+namespace grove::detail {
+
+namespace {
+std::atomic<std::uint32_t> node_counter{0};
+
+std::size_t worker_count(const node_options& options) {
+  if (options.threads > 0) return options.threads;
+  const unsigned cores = std::thread::hardware_concurrency();
+  return cores > 0 ? cores : 1;
+}
+} // namespace
+
+worker::worker(node_state& n, std::uint32_t i) : owner(n), index(i) {}
+
+void worker::start() {
+  guard_.emplace(io->get_executor());
+  thread_ = std::thread([this] {
+    this_worker = this;
+    // A handler that throws must not end the worker: grove's own handlers do
+    // not throw, but a user's posted function might.
+    for (;;) {
+      try {
+        io->run();
+        break;
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "grove: node %u worker %u: a handler threw: %s\n", owner.id, index, e.what());
+      } catch (...) {
+        std::fprintf(stderr, "grove: node %u worker %u: a handler threw an unknown exception\n", owner.id, index);
+      }
+    }
+    this_worker = nullptr;
+  });
+}
+
+void worker::join() {
+  guard_.reset();
+  io->stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+void worker::teardown_release() {
+  deadlines->abandon_all();
+  for (process_state* p : processes) p->release_for_teardown();
+}
+
+void worker::teardown_processes() {
+  std::vector<process_state*> left(processes.begin(), processes.end());
+  processes.clear();
+  for (process_state* p : left) delete p;
+  deadlines.reset();
+}
+
+void worker::teardown_io() { io.reset(); }
+
+void deadline_list::insert(entry& e) {
+  entry* after = tail_;
+  while (after && after->deadline > e.deadline) after = after->prev;
+  e.prev = after;
+  e.next = after ? after->next : head_;
+  (e.next ? e.next->prev : tail_) = &e;
+  (after ? after->next : head_) = &e;
+  e.linked = true;
+  if (e.deadline != clock::time_point::max() && e.deadline < armed_for_) arm(e.deadline);
+}
+
+void deadline_list::remove(entry& e) noexcept {
+  if (!e.linked) return;
+  (e.prev ? e.prev->next : head_) = e.next;
+  (e.next ? e.next->prev : tail_) = e.prev;
+  e.prev = e.next = nullptr;
+  e.linked = false;
+}
+
+void deadline_list::abandon_all() noexcept {
+  while (head_) {
+    entry& e = *head_;
+    remove(e);
+    e.abandon();
+  }
+}
+
+void deadline_list::arm(clock::time_point at) {
+  armed_for_ = at;
+  timer_.expires_at(at);
+  timer_.async_wait([this](boost::system::error_code ec) { on_timer(ec); });
+}
+
+void deadline_list::on_timer(boost::system::error_code ec) {
+  if (ec) return; // re-armed for an earlier deadline, or torn down
+  armed_for_ = clock::time_point::max();
+  const auto now = clock::now();
+  while (head_ && head_->deadline <= now) {
+    entry& e = *head_;
+    remove(e);
+    e.expire();
+  }
+  if (head_ && head_->deadline != clock::time_point::max()) arm(head_->deadline);
+}
+
+node_state::node_state(node_options opts) : id(++node_counter), options(opts) {
+  const std::size_t n = worker_count(options);
+  workers_.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    workers_.push_back(std::make_unique<worker>(*this, static_cast<std::uint32_t>(i)));
+  }
+  for (auto& w : workers_) w->start();
+}
+
+node_state::~node_state() { shutdown(); }
+
+worker& node_state::pick_worker(const std::optional<std::size_t>& requested) {
+  if (requested) {
+    if (*requested >= workers_.size()) {
+      throw grove::error(errc::invalid_argument, "spawn_options::worker is " + std::to_string(*requested) +
+                                                      " but the node has " + std::to_string(workers_.size()) +
+                                                      " workers (0 to " + std::to_string(workers_.size() - 1) + ")");
+    }
+    return *workers_[*requested];
+  }
+  return *workers_[round_robin_.fetch_add(1, std::memory_order_relaxed) % workers_.size()];
+}
+
+void node_state::process_started() noexcept {
+  live.fetch_add(1, std::memory_order_relaxed);
+  running.fetch_add(1, std::memory_order_relaxed);
+}
+
+void node_state::process_died() noexcept {
+  if (live.fetch_sub(1, std::memory_order_acq_rel) == 1 && stopping()) {
+    std::lock_guard lock(shutdown_mutex_);
+    shutdown_cv_.notify_all();
+  }
+}
+
+void node_state::process_finished() noexcept {
+  if (running.fetch_sub(1, std::memory_order_acq_rel) == 1 && stopping()) {
+    std::lock_guard lock(shutdown_mutex_);
+    shutdown_cv_.notify_all();
+  }
+}
+
+void node_state::wait_until(const std::atomic<std::size_t>& counter, std::chrono::steady_clock::duration limit) {
+  std::unique_lock lock(shutdown_mutex_);
+  shutdown_cv_.wait_for(lock, limit, [&] { return counter.load(std::memory_order_acquire) == 0; });
+}
+
+void node_state::shutdown() {
+  if (this_worker && &this_worker->owner == this) {
+    throw grove::error(errc::invalid_argument, "node::shutdown() called from one of the node's own workers; call it from another thread");
+  }
+  {
+    std::lock_guard lock(shutdown_mutex_);
+    if (shut_down_) return;
+    shut_down_ = true;
+  }
+  stopping_.store(true, std::memory_order_release);
+
+  auto signal_all = [this](exit_reason reason) {
+    for (auto& w : workers_) {
+      asio::post(*w->io, [wp = w.get(), reason] {
+        std::vector<pid> pids;
+        pids.reserve(wp->processes.size());
+        for (process_state* p : wp->processes) {
+          if (!p->dead()) pids.push_back(p->self);
+        }
+        for (const pid& p : pids) {
+          if (process_state* s = wp->table.find(p)) s->on_exit_signal(pid{}, reason, false);
+        }
+      });
+    }
+  };
+
+  signal_all(exit_reason::shutdown());
+  wait_until(live, options.shutdown_grace);
+  if (live.load() > 0) {
+    signal_all(exit_reason::kill());
+    wait_until(live, options.shutdown_grace);
+  }
+  // Killed coroutines unwind at their next suspension point.
+  wait_until(running, options.shutdown_grace);
+  if (running.load() > 0 || live.load() > 0) {
+    std::fprintf(stderr, "grove: node %u: %zu processes did not finish within the shutdown grace; destroying them\n",
+                 id, running.load());
+  }
+  for (auto& w : workers_) w->join();
+  for (auto& w : workers_) w->teardown_release();
+  for (auto& w : workers_) w->teardown_processes();
+  for (auto& w : workers_) w->teardown_io();
+}
+
+} // namespace grove::detail
+
+namespace grove {
+
+node::node(node_options options) : state_(std::make_unique<detail::node_state>(options)) {
+  state_->public_node = this;
+}
+
+node::~node() {
+  try {
+    state_->shutdown();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "grove: ~node: %s\n", e.what());
+    std::terminate();
+  }
+}
+
+std::size_t node::size() const noexcept { return state_->size(); }
+std::uint32_t node::id() const noexcept { return state_->id; }
+std::size_t node::process_count() const noexcept { return state_->live.load(std::memory_order_relaxed); }
+bool node::stopping() const noexcept { return state_->stopping(); }
+void node::shutdown() { state_->shutdown(); }
+
+boost::asio::io_context& node::context(std::size_t index) {
+  if (index >= state_->size()) {
+    throw error(errc::invalid_argument, "node::context(" + std::to_string(index) + "): the node has " +
+                                            std::to_string(state_->size()) + " workers");
+  }
+  return *state_->worker_at(static_cast<std::uint32_t>(index)).io;
+}
+
+void node::check_blocking_allowed() const {
+  if (detail::this_worker && &detail::this_worker->owner == state_.get()) {
+    throw error(errc::invalid_argument, "node::block_on called from one of the node's own workers: it would wait for itself");
+  }
+  if (state_->stopping()) throw error(errc::node_stopped);
+}
+
+void node::run_blocking(awaitable<void> work) {
+  check_blocking_allowed();
+  boost::asio::co_spawn(*state_->worker_at(0).io, std::move(work), boost::asio::detached);
+}
+
+} // namespace grove

@@ -1,0 +1,149 @@
+// grove/core/node.hpp — the runtime: worker threads, one io_context each.
+//
+//   grove::node node{{.threads = 2}};
+//   auto ref = node.block_on(grove::start<counter>(node));
+//   int n = node.block_on(ref.call(get{}));
+//   // ~node(): every process gets a shutdown exit, then threads join.
+//
+// A node owns its workers (default: one per core); every process lives on
+// exactly one of them. Several nodes can live in one program; nothing in
+// grove is global.
+#pragma once
+
+#include <grove/core/process.hpp>
+
+#include <boost/asio/awaitable.hpp>
+
+#include <chrono>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <future>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <type_traits>
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace grove {
+
+struct node_options {
+  std::size_t threads = 0; ///< worker threads, one io_context each; 0 = one per core (default)
+  std::chrono::milliseconds shutdown_grace{5000}; ///< how long shutdown waits for processes to exit before killing them (default 5 s)
+};
+
+class node {
+public:
+  explicit node(node_options options = {});
+  /// Shuts down (see shutdown()).
+  ~node();
+  node(const node&) = delete;
+  node& operator=(const node&) = delete;
+
+  /// Number of workers.
+  std::size_t size() const noexcept;
+  /// This node's number in the program (1, 2, ...), as printed in pids.
+  std::uint32_t id() const noexcept;
+  /// Processes alive now.
+  std::size_t process_count() const noexcept;
+
+  /// The io_context of worker `index`, for the user's own I/O objects that
+  /// should live beside that worker's processes.
+  boost::asio::io_context& context(std::size_t index);
+
+  /// Sends every process a shutdown exit, waits up to shutdown_grace for
+  /// them to end, kills what remains, then stops and joins the workers. After
+  /// it returns no process of this node is alive and nothing of theirs is
+  /// left. Idempotent. Must not be called from one of this node's workers.
+  void shutdown();
+  bool stopping() const noexcept;
+
+  /// Runs `work` on a worker (outside any process) and blocks the calling
+  /// thread until it finishes; returns its value or rethrows its exception.
+  /// For main() and tests; must not be called from a worker of this node.
+  template <class T>
+  T block_on(awaitable<T> work) {
+    std::promise<T> promise;
+    auto result = promise.get_future();
+    run_blocking(deliver(std::move(work), &promise));
+    return result.get();
+  }
+
+  /// Runs `body` as a process (so it can receive, link, monitor, trap exits)
+  /// and blocks until it ends; returns its value or rethrows its exception.
+  template <class F>
+    requires std::invocable<F&, process&>
+  auto block_on(F body) {
+    using awaited = std::invoke_result_t<F&, process&>;
+    using T = typename awaited::value_type;
+    check_blocking_allowed();
+    std::promise<T> promise;
+    auto result = promise.get_future();
+    spawn(*this, process_runner<F, T>{std::move(body), &promise});
+    return result.get();
+  }
+
+  detail::node_state& state() noexcept { return *state_; }
+
+private:
+  /// Fails the promise if the coroutine is destroyed before it finished
+  /// (its process was killed, or the node shut down under it).
+  template <class T>
+  struct unfinished_guard {
+    std::promise<T>* out;
+    bool done = false;
+    ~unfinished_guard() {
+      if (!done) {
+        out->set_exception(std::make_exception_ptr(std::runtime_error(
+            "block_on: the work was destroyed before it finished (node shut down)")));
+      }
+    }
+  };
+
+  template <class T>
+  static awaitable<void> deliver(awaitable<T> work, std::promise<T>* out) {
+    unfinished_guard<T> guard{out};
+    try {
+      if constexpr (std::is_void_v<T>) {
+        co_await std::move(work);
+        out->set_value();
+      } else {
+        out->set_value(co_await std::move(work));
+      }
+    } catch (...) {
+      out->set_exception(std::current_exception());
+    }
+    guard.done = true;
+  }
+
+  template <class F, class T>
+  struct process_runner {
+    F body;
+    std::promise<T>* out;
+    awaitable<void> operator()(process& self) {
+      unfinished_guard<T> guard{out};
+      try {
+        if constexpr (std::is_void_v<T>) {
+          co_await body(self);
+          out->set_value();
+        } else {
+          out->set_value(co_await body(self));
+        }
+      } catch (...) {
+        out->set_exception(std::current_exception());
+      }
+      guard.done = true;
+    }
+  };
+
+  void run_blocking(awaitable<void> work);
+  void check_blocking_allowed() const;
+
+  std::unique_ptr<detail::node_state> state_;
+};
+
+} // namespace grove

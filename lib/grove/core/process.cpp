@@ -1,0 +1,500 @@
+#include <grove/core/detail/process_executor.hpp>
+#include <grove/core/detail/runtime.hpp>
+#include <grove/core/error.hpp>
+#include <grove/core/node.hpp>
+#include <grove/core/process.hpp>
+
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <exception>
+
+namespace grove::detail {
+
+thread_local current_context this_process_context;
+thread_local worker* this_worker = nullptr;
+
+namespace {
+// Monitor and timer ids are unique across every node of the program, so a
+// monitor set from one node on a process of another cannot collide.
+std::atomic<std::uint64_t> next_ref_id{1};
+
+std::uint64_t new_ref_id() noexcept { return next_ref_id.fetch_add(1, std::memory_order_relaxed); }
+
+void send_exit_signal(const pid& target, const pid& from, const exit_reason& reason, bool from_link) {
+  on_owner(target, [from, reason, from_link](process_state* t) {
+    if (t) t->on_exit_signal(from, reason, from_link);
+  });
+}
+
+void send_down(const pid& watcher, const monitor_ref& ref, const exit_reason& reason) {
+  on_owner(watcher, [ref, reason](process_state* w) {
+    if (w) w->on_down(ref, reason);
+  });
+}
+
+void fail_call(envelope& env, errc code, const exit_reason& reason = {}) {
+  if (env.reply) env.reply->fail(code, reason);
+}
+} // namespace
+
+// -- process_table -------------------------------------------------------------
+
+process_table::~process_table() {
+  for (auto& chunk : chunks_) delete[] chunk.load(std::memory_order_relaxed);
+}
+
+std::pair<std::uint32_t, process_table::slot*> process_table::acquire() {
+  std::lock_guard lock(mutex_);
+  std::uint32_t index;
+  if (!free_.empty()) {
+    index = free_.back();
+    free_.pop_back();
+  } else {
+    if (next_ >= chunk_size * max_chunks) {
+      throw grove::error(errc::invalid_argument, "too many processes on one worker (limit 16777216)");
+    }
+    index = next_++;
+    auto& chunk = chunks_[index >> chunk_bits];
+    if (!chunk.load(std::memory_order_relaxed)) chunk.store(new slot[chunk_size], std::memory_order_release);
+  }
+  return {index, at(index)};
+}
+
+void process_table::release(std::uint32_t index) noexcept {
+  slot* s = at(index);
+  if (!s) return; // cannot happen: the index came from acquire()
+  s->serial.store(0, std::memory_order_release);
+  s->queue_length.store(0, std::memory_order_relaxed);
+  s->proc = nullptr;
+  std::lock_guard lock(mutex_);
+  free_.push_back(index);
+}
+
+// -- process_state -------------------------------------------------------------
+
+process_state::process_state(worker& w, pid self_pid, const spawn_options& options)
+    : owner(w), self(self_pid), trap_exit(options.trap_exit), slot_(w.table.at(self_pid.slot())),
+      mailbox_options_(options.mailbox) {}
+
+process_state::~process_state() {
+  if (!dead_) {
+    dead_ = true;
+    owner.table.release(self.slot());
+    owner.owner.process_died();
+  }
+  owner.owner.process_finished();
+}
+
+void process_state::release_for_teardown() noexcept {
+  std::optional<wait_handler> waiter = std::move(waiter_);
+  waiter_.reset();
+  waiter.reset();
+  wait_timer_.reset();
+  for (std::size_t i = head_; i < mailbox_.size(); ++i) fail_call(mailbox_[i], errc::node_stopped);
+  mailbox_.clear();
+  head_ = 0;
+  for (auto& slot : pending_replies_) slot->fail(errc::node_stopped);
+  pending_replies_.clear();
+}
+
+bool process_state::push_allowed(envelope& env) {
+  const std::size_t capacity = mailbox_options_.capacity;
+  if (capacity == 0 || mailbox_size() < capacity) return true;
+  if (mailbox_options_.overflow == overflow_policy::reject) {
+    fail_call(env, errc::mailbox_full);
+    return false;
+  }
+  envelope oldest = pop();
+  fail_call(oldest, errc::mailbox_full);
+  return true;
+}
+
+void process_state::deliver(envelope env) {
+  if (dead_) {
+    fail_call(env, errc::noproc);
+    return;
+  }
+  if (!push_allowed(env)) return;
+  if (head_ == mailbox_.size()) {
+    mailbox_.clear();
+    head_ = 0;
+  }
+  mailbox_.push_back(std::move(env));
+  publish_length();
+  if (waiter_) complete_wait({}, true);
+}
+
+envelope process_state::pop() {
+  envelope env = std::move(mailbox_[head_++]);
+  if (head_ == mailbox_.size()) {
+    mailbox_.clear();
+    head_ = 0;
+  } else if (head_ >= 64 && head_ * 2 >= mailbox_.size()) {
+    mailbox_.erase(mailbox_.begin(), mailbox_.begin() + static_cast<std::ptrdiff_t>(head_));
+    head_ = 0;
+  }
+  publish_length();
+  return env;
+}
+
+void process_state::complete_wait(boost::system::error_code ec, bool got_mail) {
+  wait_handler handler = std::move(*waiter_);
+  waiter_.reset();
+  ++wait_generation_;
+  if (wait_timer_) wait_timer_->cancel();
+  // Only the process's own coroutine waits for its mail: resume it on the
+  // process executor.
+  process_executor ex(owner.io->get_executor(), slot_, self.serial());
+  asio::post(ex, [h = std::move(handler), ec, got_mail]() mutable { std::move(h)(ec, got_mail); });
+}
+
+void process_state::async_wait_mail(std::optional<std::chrono::steady_clock::duration> timeout, wait_handler handler) {
+  waiter_.emplace(std::move(handler));
+  if (dead_) {
+    complete_wait(asio::error::operation_aborted, false);
+    return;
+  }
+  if (has_mail()) {
+    complete_wait({}, true);
+    return;
+  }
+  if (timeout) {
+    if (!wait_timer_) wait_timer_.emplace(*owner.io);
+    wait_timer_->expires_after(*timeout);
+    wait_timer_->async_wait([this, generation = wait_generation_](boost::system::error_code ec) {
+      // A stale expiry (the wait already ended) must not end a later wait.
+      if (ec || generation != wait_generation_ || !waiter_) return;
+      complete_wait({}, false);
+    });
+  }
+}
+
+void process_state::on_exit_signal(const pid& from, const exit_reason& reason, bool from_link) {
+  if (dead_) return;
+  if (from_link && links_.erase(from) == 0) return; // unlinked meanwhile
+  if (reason.what() == exit_reason::kind::kill && !from_link) {
+    die(exit_reason::killed());
+    return;
+  }
+  if (trap_exit) {
+    deliver(envelope{.body = exit_message{from, reason}});
+    return;
+  }
+  if (reason.is_normal()) return;
+  die(reason);
+}
+
+void process_state::on_down(const monitor_ref& ref, const exit_reason& reason) {
+  if (dead_ || monitors_.erase(ref.id) == 0) return; // demonitored meanwhile
+  deliver(envelope{.body = down_message{ref, ref.target, reason}});
+}
+
+void process_state::link(const pid& other) {
+  if (other == self || !links_.insert(other).second) return;
+  on_owner(other, [me = self, other](process_state* o) {
+    if (o) {
+      o->on_link(me);
+    } else {
+      send_exit_signal(me, other, exit_reason::noproc(), true);
+    }
+  });
+}
+
+void process_state::unlink(const pid& other) {
+  if (links_.erase(other) == 0) return;
+  on_owner(other, [me = self](process_state* o) {
+    if (o) o->on_unlink(me);
+  });
+}
+
+monitor_ref process_state::monitor(const pid& target) {
+  monitor_ref ref{target, new_ref_id()};
+  monitors_.emplace(ref.id, target);
+  on_owner(target, [me = self, ref](process_state* t) {
+    if (t) {
+      t->on_monitor(ref.id, me);
+    } else {
+      send_down(me, ref, exit_reason::noproc());
+    }
+  });
+  return ref;
+}
+
+bool process_state::demonitor(const monitor_ref& ref) {
+  bool active = monitors_.erase(ref.id) > 0;
+  if (active) {
+    on_owner(ref.target, [id = ref.id](process_state* t) {
+      if (t) t->on_demonitor(id);
+    });
+  }
+  bool removed = remove_queued([&](const envelope& env) {
+    auto* down = env.body.get_if<down_message>();
+    return down && down->ref == ref;
+  });
+  return active || removed;
+}
+
+void process_state::track_reply(std::shared_ptr<reply_slot_base> slot) {
+  if (pending_replies_.size() >= pending_compact_at_) {
+    std::erase_if(pending_replies_, [](const auto& s) { return s->completed(); });
+    pending_compact_at_ = std::max<std::size_t>(8, pending_replies_.size() * 2);
+  }
+  pending_replies_.push_back(std::move(slot));
+}
+
+void process_state::untrack_reply(const reply_slot_base* slot) noexcept {
+  if (!pending_replies_.empty() && pending_replies_.back().get() == slot) pending_replies_.pop_back();
+}
+
+void process_state::die(exit_reason reason) {
+  if (dead_) return;
+  dead_ = true;
+  reason_ = reason;
+  owner.table.release(self.slot());
+  owner.owner.process_died();
+
+  for (std::size_t i = head_; i < mailbox_.size(); ++i) fail_call(mailbox_[i], errc::exited, reason);
+  mailbox_.clear();
+  head_ = 0;
+  for (auto& slot : pending_replies_) slot->fail(errc::exited, reason);
+  pending_replies_.clear();
+
+  for (const pid& other : links_) send_exit_signal(other, self, reason, true);
+  links_.clear();
+  for (const auto& [id, watcher] : monitored_by_) send_down(watcher, monitor_ref{self, id}, reason);
+  monitored_by_.clear();
+  for (const auto& [id, target] : monitors_) {
+    on_owner(target, [id = id](process_state* t) {
+      if (t) t->on_demonitor(id);
+    });
+  }
+  monitors_.clear();
+
+  if (waiter_) complete_wait(asio::error::operation_aborted, false);
+  wait_timer_.reset();
+  cancel.emit(asio::cancellation_type::terminal);
+}
+
+// -- spawning --------------------------------------------------------------------
+
+namespace {
+
+void finished(process_state* p) {
+  worker& w = p->owner;
+  // Deleted from a fresh handler: the co_spawn machinery that called us
+  // still refers to the cancellation signal inside *p until it unwinds.
+  asio::post(*w.io, [&w, p] {
+    w.processes.erase(p);
+    delete p;
+  });
+}
+
+awaitable<void> run_body(process_state* p, std::unique_ptr<body_base> body) {
+  if (p->dead()) co_return; // killed before it ever ran
+  exit_reason reason;
+  process self(*p);
+  try {
+    reason = co_await body->run(self);
+  } catch (const std::exception& e) {
+    reason = exit_reason::error(e.what());
+  } catch (...) {
+    reason = exit_reason::error("unknown exception");
+  }
+  p->die(std::move(reason));
+}
+
+void launch(worker& w, std::unique_ptr<process_state> state, std::unique_ptr<body_base> body) {
+  process_state* p = state.release();
+  w.processes.insert(p);
+  process_executor ex(w.io->get_executor(), w.table.at(p->self.slot()), p->self.serial());
+  asio::co_spawn(ex, run_body(p, std::move(body)),
+                 asio::bind_cancellation_slot(p->cancel.slot(), [p](std::exception_ptr) { finished(p); }));
+}
+
+} // namespace
+
+pid spawn(node& n, std::unique_ptr<body_base> body, const spawn_options& options) {
+  node_state& ns = n.state();
+  if (ns.stopping()) throw grove::error(errc::node_stopped);
+  process_state* caller = current_process();
+  if (options.link && !caller) {
+    throw grove::error(errc::not_in_process, "spawn_options::link needs a calling process to link to");
+  }
+  worker& w = ns.pick_worker(options.worker);
+  auto [index, slot] = w.table.acquire();
+  pid p(&ns, w.index, index, ns.next_serial());
+  std::unique_ptr<process_state> state;
+  try {
+    state = std::make_unique<process_state>(w, p, options);
+  } catch (...) {
+    w.table.abandon(index);
+    throw;
+  }
+  if (caller) state->parent = caller->self;
+  if (options.link) {
+    state->on_link(caller->self);
+    caller->on_link(p);
+  }
+  ns.process_started();
+  process_table::publish(*slot, state.get(), p.serial());
+  if (this_worker == &w) {
+    launch(w, std::move(state), std::move(body));
+  } else {
+    asio::post(*w.io, [&w, st = std::move(state), b = std::move(body)]() mutable {
+      launch(w, std::move(st), std::move(b));
+    });
+  }
+  return p;
+}
+
+// -- timers ------------------------------------------------------------------------
+
+struct timer_state {
+  static constexpr std::uint8_t armed = 0, fired = 1, cancelled = 2;
+  std::atomic<std::uint8_t> state{armed};
+  std::uint64_t id = new_ref_id();
+  pid target;
+  message body;
+  // The io timer is owned by its own handler, never by a timer_ref a user
+  // may keep past the node's life; this only lets cancel stop it early.
+  std::weak_ptr<asio::steady_timer> timer;
+};
+
+} // namespace grove::detail
+
+namespace grove {
+
+using detail::on_owner;
+using detail::process_state;
+
+pid process::self() const noexcept { return state_->self; }
+
+grove::node& process::node() const noexcept { return *state_->owner.owner.public_node; }
+
+namespace {
+awaitable<bool> wait_mail(process_state& state, std::optional<duration> timeout) {
+  return boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&, void(boost::system::error_code, bool)>(
+      [&state, timeout](auto handler) { state.async_wait_mail(timeout, std::move(handler)); },
+      boost::asio::use_awaitable);
+}
+
+/// Takes the next plain message, answering stray calls and casts.
+std::optional<message> take_info(process_state& state) {
+  while (state.has_mail()) {
+    detail::envelope env = state.pop();
+    if (env.kind == detail::envelope_kind::info) return std::move(env.body);
+    if (env.reply) env.reply->fail(errc::wrong_server);
+  }
+  return std::nullopt;
+}
+} // namespace
+
+awaitable<message> process::receive() {
+  for (;;) {
+    if (auto m = take_info(*state_)) co_return std::move(*m);
+    co_await wait_mail(*state_, std::nullopt);
+  }
+}
+
+awaitable<std::optional<message>> process::receive_for(duration timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (auto m = take_info(*state_)) co_return m;
+    const auto left = deadline - std::chrono::steady_clock::now();
+    if (left <= duration::zero()) co_return std::nullopt;
+    if (!co_await wait_mail(*state_, left)) co_return std::nullopt;
+  }
+}
+
+void process::trap_exit(bool on) noexcept { state_->trap_exit = on; }
+bool process::traps_exit() const noexcept { return state_->trap_exit; }
+void process::link(const pid& other) { state_->link(other); }
+void process::unlink(const pid& other) { state_->unlink(other); }
+monitor_ref process::monitor(const pid& target) { return state_->monitor(target); }
+bool process::demonitor(const monitor_ref& ref) { return state_->demonitor(ref); }
+std::size_t process::mailbox_size() const noexcept { return state_->mailbox_size(); }
+
+void send(const pid& to, message m) {
+  on_owner(to, [m = std::move(m)](process_state* t) mutable {
+    if (t) t->deliver(detail::envelope{.body = std::move(m)});
+  });
+}
+
+void exit(const pid& target, exit_reason reason) {
+  on_owner(target, [from = self(), reason = std::move(reason)](process_state* t) {
+    if (t) t->on_exit_signal(from, reason, false);
+  });
+}
+
+bool alive(const pid& p) noexcept {
+  auto* n = p.node_state();
+  return n && p.worker() < n->size() && n->worker_at(p.worker()).table.alive(p);
+}
+
+std::size_t mailbox_size(const pid& p) noexcept {
+  auto* n = p.node_state();
+  if (!n || p.worker() >= n->size()) return 0;
+  auto* s = n->worker_at(p.worker()).table.at(p.slot());
+  if (!s || s->serial.load(std::memory_order_acquire) != p.serial()) return 0;
+  std::size_t length = s->queue_length.load(std::memory_order_relaxed);
+  return s->serial.load(std::memory_order_acquire) == p.serial() ? length : 0;
+}
+
+pid self() noexcept {
+  auto* p = detail::current_process();
+  return p ? p->self : pid{};
+}
+
+timer_ref send_after(const pid& to, duration delay, message m) {
+  auto state = std::make_shared<detail::timer_state>();
+  state->target = to;
+  state->body = std::move(m);
+  auto* n = to.node_state();
+  if (!n || to.worker() >= n->size()) {
+    state->state.store(detail::timer_state::fired); // nobody to fire at
+    return timer_ref(std::move(state));
+  }
+  detail::worker& w = n->worker_at(to.worker());
+  auto arm = [&w, state, delay] {
+    auto timer = std::make_shared<boost::asio::steady_timer>(*w.io, delay);
+    state->timer = timer;
+    timer->async_wait([&w, state, timer](boost::system::error_code) {
+      std::uint8_t expected = detail::timer_state::armed;
+      if (!state->state.compare_exchange_strong(expected, detail::timer_state::fired)) return;
+      if (process_state* t = w.table.find(state->target)) {
+        t->deliver(detail::envelope{.body = std::move(state->body), .timer_id = state->id});
+      }
+    });
+  };
+  if (detail::this_worker == &w) {
+    arm();
+  } else {
+    boost::asio::post(*w.io, std::move(arm));
+  }
+  return timer_ref(std::move(state));
+}
+
+bool cancel_timer(const timer_ref& timer) {
+  const auto& state = timer.state();
+  if (!state) return false;
+  std::uint8_t expected = detail::timer_state::armed;
+  if (state->state.compare_exchange_strong(expected, detail::timer_state::cancelled)) {
+    // Frees the io timer now rather than at its expiry; read on the owner
+    // thread, where the timer was armed.
+    on_owner(state->target, [state](process_state*) {
+      if (auto t = state->timer.lock()) t->cancel();
+    });
+    return true;
+  }
+  if (expected != detail::timer_state::fired) return false;
+  // Fired: from the target's own worker the message can still be taken back.
+  auto* n = state->target.node_state();
+  if (!n || detail::this_worker != &n->worker_at(state->target.worker())) return false;
+  process_state* t = detail::this_worker->table.find(state->target);
+  return t && t->remove_queued([id = state->id](const detail::envelope& env) { return env.timer_id == id; });
+}
+
+} // namespace grove

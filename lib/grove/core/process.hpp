@@ -1,0 +1,214 @@
+// grove/core/process.hpp — processes: spawn, messages, links, monitors, timers.
+//
+//   grove::pid echo = grove::spawn(node, [](grove::process& self) -> grove::awaitable<void> {
+//     for (;;) {
+//       grove::message m = co_await self.receive();
+//       if (auto* p = m.get_if<ping>()) grove::send(p->reply_to, pong{});
+//     }
+//   });
+//
+// A process lives on one worker of its node for its whole life and handles
+// one message at a time, so its state needs no lock. Its body is a coroutine
+// taking `process&`; the body object (and anything a lambda body captures)
+// lives exactly as long as the process. The body returns (normal exit), or
+// returns an exit_reason, or throws (exit with an error reason carrying the
+// exception's text). It never takes the node down.
+//
+// Messages from one sender arrive in the order they were sent. Sends to a
+// process that is gone are dropped without error.
+#pragma once
+
+#include <grove/core/exit_reason.hpp>
+#include <grove/core/message.hpp>
+#include <grove/core/pid.hpp>
+
+#include <boost/asio/awaitable.hpp>
+
+#include <chrono>
+#include <concepts>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <type_traits>
+
+namespace grove {
+
+template <class T>
+using awaitable = boost::asio::awaitable<T>;
+using duration = std::chrono::steady_clock::duration;
+
+class node;
+class process;
+namespace detail {
+class process_state;
+class node_state;
+struct timer_state;
+} // namespace detail
+
+/// What a bounded mailbox does with one message too many.
+enum class overflow_policy : std::uint8_t {
+  reject,      ///< drop the new message (a call fails with errc::mailbox_full)
+  drop_oldest, ///< drop the oldest queued message (a call there fails with mailbox_full)
+};
+
+struct mailbox_options {
+  std::size_t capacity = 0;                        ///< most queued messages; 0 = unbounded (default)
+  overflow_policy overflow = overflow_policy::reject; ///< what a full mailbox does (default reject)
+};
+
+struct spawn_options {
+  std::optional<std::size_t> worker; ///< worker index to run on; default: round-robin over the node
+  bool link = false;                 ///< link to the calling process (default no)
+  bool trap_exit = false;            ///< exit signals become exit_message messages (default no)
+  mailbox_options mailbox;           ///< mailbox bound (default unbounded)
+};
+
+/// Names one monitor; compare it with down_message::ref.
+struct monitor_ref {
+  pid target;
+  std::uint64_t id = 0;
+  friend bool operator==(const monitor_ref&, const monitor_ref&) = default;
+};
+
+/// Delivered once to the watcher when a monitored process ends (reason
+/// noproc if it was already gone when the monitor was set).
+struct down_message {
+  monitor_ref ref;
+  pid process;
+  exit_reason reason;
+};
+
+/// What a trapping process receives instead of dying from an exit signal.
+struct exit_message {
+  pid from; ///< the linked process that ended, the sender of exit(), or null for the node
+  exit_reason reason;
+};
+
+/// Handle of a send_after timer. Copyable; cancel with cancel_timer().
+class timer_ref {
+public:
+  timer_ref() = default;
+  explicit operator bool() const noexcept { return state_ != nullptr; }
+  // Library-internal.
+  explicit timer_ref(std::shared_ptr<detail::timer_state> s) : state_(std::move(s)) {}
+  const std::shared_ptr<detail::timer_state>& state() const noexcept { return state_; }
+
+private:
+  std::shared_ptr<detail::timer_state> state_;
+};
+
+/// The running process, as its own body sees it. Use it only from inside
+/// that process (its body and what the body awaits).
+class process {
+public:
+  explicit process(detail::process_state& state) noexcept : state_(&state) {}
+
+  pid self() const noexcept;
+  grove::node& node() const noexcept;
+
+  /// The next message, in arrival order. Calls and casts addressed to a
+  /// gen_server are not for plain processes: they are answered with
+  /// errc::wrong_server and skipped.
+  awaitable<message> receive();
+  /// Like receive(), or std::nullopt once `timeout` passed with no message.
+  awaitable<std::optional<message>> receive_for(duration timeout);
+
+  /// Trap exits: exit signals (other than kill) arrive as exit_message.
+  void trap_exit(bool on) noexcept;
+  bool traps_exit() const noexcept;
+
+  /// Links both ways. Linking to a process that is gone delivers an exit
+  /// signal with reason noproc at once.
+  void link(const pid& other);
+  void unlink(const pid& other);
+  /// One down_message when `target` ends. demonitor() guarantees none arrives
+  /// afterwards, even one already queued; false if the monitor was not active.
+  monitor_ref monitor(const pid& target);
+  bool demonitor(const monitor_ref& ref);
+
+  std::size_t mailbox_size() const noexcept;
+
+  detail::process_state& state() const noexcept { return *state_; }
+
+private:
+  detail::process_state* state_;
+};
+
+namespace detail {
+/// Type-erased process body; owned by the process for its whole life.
+class body_base {
+public:
+  virtual ~body_base() = default;
+  virtual awaitable<exit_reason> run(process& self) = 0;
+};
+
+template <class F>
+class body_impl final : public body_base {
+public:
+  explicit body_impl(F f) : f_(std::move(f)) {}
+  awaitable<exit_reason> run(process& self) override {
+    if constexpr (std::is_same_v<std::invoke_result_t<F&, process&>, awaitable<void>>) {
+      return run_void(f_(self));
+    } else {
+      return f_(self);
+    }
+  }
+
+private:
+  static awaitable<exit_reason> run_void(awaitable<void> body) {
+    co_await std::move(body);
+    co_return exit_reason::normal();
+  }
+  F f_;
+};
+
+pid spawn(node& n, std::unique_ptr<body_base> body, const spawn_options& options);
+} // namespace detail
+
+template <class F>
+concept process_function = std::invocable<F&, process&> &&
+                           (std::same_as<std::invoke_result_t<F&, process&>, awaitable<void>> ||
+                            std::same_as<std::invoke_result_t<F&, process&>, awaitable<exit_reason>>);
+
+/// Starts a process running `body`. Any thread. Throws grove::error
+/// (node_stopped) once the node is shutting down, and (not_in_process) when
+/// options.link is set outside a process.
+template <process_function F>
+pid spawn(node& n, F body, const spawn_options& options = {}) {
+  return detail::spawn(n, std::make_unique<detail::body_impl<F>>(std::move(body)), options);
+}
+
+/// Sends `m` to `to`. Any thread. Dropped if `to` is gone (or its bounded
+/// mailbox is full).
+void send(const pid& to, message m);
+
+/// Sends an exit signal. `kill` always ends the target (reason killed);
+/// other reasons end a non-trapping target unless normal, and reach a
+/// trapping target as an exit_message. Any thread.
+void exit(const pid& target, exit_reason reason);
+
+/// Whether `p` is alive. Any thread; lock-free.
+bool alive(const pid& p) noexcept;
+
+/// Queued messages of `p` (0 if it is gone). Any thread; a snapshot.
+std::size_t mailbox_size(const pid& p) noexcept;
+
+/// The calling process, or the null pid outside any process.
+pid self() noexcept;
+
+/// Sends `m` to `to` after `delay`. Any thread.
+timer_ref send_after(const pid& to, duration delay, message m);
+
+/// Cancels a timer. Returns true if the message will never be handled: the
+/// timer had not fired, or (when called from the target process) its message
+/// was still queued and is now removed. false if it was already handled,
+/// already cancelled, or fired into another process's mailbox.
+bool cancel_timer(const timer_ref& timer);
+
+} // namespace grove
+
+template <>
+struct std::hash<grove::monitor_ref> {
+  std::size_t operator()(const grove::monitor_ref& r) const noexcept { return std::hash<std::uint64_t>{}(r.id); }
+};

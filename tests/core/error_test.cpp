@@ -1,0 +1,2 @@
+#include <grove/core/error.hpp>
+#include <doctest/doctest.h>

@@ -1,0 +1,2 @@
+#include <grove/core/exit_reason.hpp>
+#include <doctest/doctest.h>

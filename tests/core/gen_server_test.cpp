@@ -1,0 +1,2 @@
+#include <grove/core/gen_server.hpp>
+#include <doctest/doctest.h>

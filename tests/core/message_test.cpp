@@ -1,0 +1,2 @@
+#include <grove/core/message.hpp>
+#include <doctest/doctest.h>

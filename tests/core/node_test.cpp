@@ -1,0 +1,2 @@
+#include <grove/core/node.hpp>
+#include <doctest/doctest.h>

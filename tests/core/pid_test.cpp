@@ -1,0 +1,2 @@
+#include <grove/core/pid.hpp>
+#include <doctest/doctest.h>

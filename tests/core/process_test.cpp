@@ -1,0 +1,2 @@
+#include <grove/core/process.hpp>
+#include <doctest/doctest.h>
