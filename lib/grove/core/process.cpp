@@ -7,6 +7,7 @@
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <exception>
@@ -304,6 +305,9 @@ awaitable<void> run_body(process_state* p, std::unique_ptr<body_base> body) {
     reason = exit_reason::error("unknown exception");
   }
   p->die(std::move(reason));
+  // die() cancelled this coroutine; co_spawn may still suspend once more
+  // before calling its completion handler, and must not throw there.
+  co_await asio::this_coro::reset_cancellation_state();
 }
 
 void launch(worker& w, std::unique_ptr<process_state> state, std::unique_ptr<body_base> body) {
