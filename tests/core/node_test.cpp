@@ -1,2 +1,134 @@
 #include <grove/core/node.hpp>
+
+#include <grove/core/error.hpp>
+#include <grove/core/gen_server.hpp>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <doctest/doctest.h>
+
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <set>
+#include <string>
+
+using namespace std::chrono_literals;
+using grove::awaitable;
+
+namespace {
+struct whoami {
+  using reply_type = grove::pid;
+};
+struct echo : grove::gen_server {
+  grove::pid handle_call(whoami) { return self(); }
+};
+
+awaitable<void> ignores_everything(grove::process& self) {
+  for (;;) co_await self.receive();
+}
+} // namespace
+
+TEST_CASE("node_runs_the_requested_number_of_workers_and_defaults_to_the_cores") {
+  grove::node two{{.threads = 2}};
+  CHECK(two.size() == 2);
+  grove::node dflt;
+  CHECK(dflt.size() >= 1);
+  CHECK(dflt.size() == std::max(1u, std::thread::hardware_concurrency()));
+}
+
+TEST_CASE("two_nodes_live_side_by_side_and_talk_to_each_other") {
+  grove::node a{{.threads = 1}};
+  grove::node b{{.threads = 1}};
+  CHECK(a.id() != b.id());
+  auto ref = b.block_on(grove::start<echo>(b));
+  CHECK(ref.id().node_id() == b.id());
+  // A caller on node a reaches a server on node b.
+  auto got = a.block_on([](grove::server_ref<echo> r) -> awaitable<grove::pid> { co_return co_await r.call(whoami{}); }(ref));
+  CHECK(got == ref.id());
+}
+
+TEST_CASE("shutdown_gives_every_process_its_shutdown_exit") {
+  grove::node node{{.threads = 2}};
+  std::promise<std::string> seen;
+  grove::spawn_options trapping;
+  trapping.trap_exit = true;
+  grove::spawn(
+      node,
+      [&seen](grove::process& self) -> awaitable<void> {
+        for (;;) {
+          grove::message m = co_await self.receive();
+          if (auto* e = m.get_if<grove::exit_message>()) {
+            seen.set_value((e->from ? "from a process: " : "from the node: ") + e->reason.to_string());
+            co_return;
+          }
+        }
+      },
+      trapping);
+  for (int i = 0; i < 100; ++i) grove::spawn(node, ignores_everything);
+  CHECK(node.process_count() == 101);
+  node.shutdown();
+  CHECK(seen.get_future().get() == "from the node: shutdown");
+  CHECK(node.process_count() == 0);
+  node.shutdown(); // idempotent
+}
+
+TEST_CASE("shutdown_kills_processes_that_ignore_it_after_the_grace") {
+  grove::node node{{.threads = 1, .shutdown_grace = 50ms}};
+  grove::spawn_options trapping;
+  trapping.trap_exit = true;
+  grove::pid stubborn = grove::spawn(node, ignores_everything, trapping);
+  CHECK(grove::alive(stubborn));
+  node.shutdown();
+  CHECK_FALSE(grove::alive(stubborn));
+  CHECK(node.process_count() == 0);
+}
+
+TEST_CASE("spawn_after_shutdown_fails_with_node_stopped") {
+  grove::node node{{.threads = 1}};
+  node.shutdown();
+  try {
+    grove::spawn(node, ignores_everything);
+    FAIL("spawn after shutdown must throw");
+  } catch (const grove::error& e) {
+    CHECK(e.code() == grove::errc::node_stopped);
+  }
+}
+
+TEST_CASE("block_on_rethrows_the_exception_of_the_work") {
+  grove::node node{{.threads = 1}};
+  CHECK_THROWS_WITH(node.block_on([]() -> awaitable<int> {
+    throw std::runtime_error("failed inside");
+    co_return 0;
+  }()),
+                    "failed inside");
+  CHECK_THROWS_WITH(node.block_on([](grove::process&) -> awaitable<void> {
+    throw std::runtime_error("failed in a process");
+    co_return;
+  }),
+                    "failed in a process");
+}
+
+TEST_CASE("block_on_from_a_worker_is_refused_instead_of_deadlocking") {
+  grove::node node{{.threads = 1}};
+  std::promise<std::string> result;
+  boost::asio::post(node.context(0), [&] {
+    try {
+      node.block_on([]() -> awaitable<void> { co_return; }());
+      result.set_value("ran");
+    } catch (const grove::error& e) {
+      result.set_value(e.code() == grove::errc::invalid_argument ? "refused" : "wrong error");
+    }
+  });
+  CHECK(result.get_future().get() == "refused");
+  CHECK_THROWS_AS(node.context(5), grove::error);
+}
+
+TEST_CASE("a_throwing_posted_function_does_not_stop_the_worker") {
+  grove::node node{{.threads = 1}};
+  boost::asio::post(node.context(0), [] { throw std::runtime_error("user handler failed"); });
+  // The worker still runs processes afterwards.
+  auto ref = node.block_on(grove::start<echo>(node));
+  CHECK(node.block_on([](grove::server_ref<echo> r) -> awaitable<grove::pid> { co_return co_await r.call(whoami{}); }(ref)) ==
+        ref.id());
+}

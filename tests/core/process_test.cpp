@@ -1,2 +1,412 @@
 #include <grove/core/process.hpp>
+
+#include <grove/core/error.hpp>
+#include <grove/core/node.hpp>
+
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <doctest/doctest.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+using namespace std::chrono_literals;
+using grove::awaitable;
+
+namespace {
+
+struct ping {
+  grove::pid reply_to;
+  int n;
+};
+struct pong {
+  int n;
+};
+
+/// Waits for messages until told to stop (or exits with the reason it is sent).
+awaitable<grove::exit_reason> waiter(grove::process& self) {
+  for (;;) {
+    grove::message m = co_await self.receive();
+    if (auto* r = m.get_if<grove::exit_reason>()) co_return *r;
+    if (auto* p = m.get_if<ping>()) grove::send(p->reply_to, pong{p->n});
+  }
+}
+
+awaitable<void> sleeps_forever(grove::process&) {
+  boost::asio::steady_timer t(co_await boost::asio::this_coro::executor, 24h);
+  co_await t.async_wait(boost::asio::use_awaitable);
+}
+
+/// Receives the next message, failing the test if none comes within 5 s.
+awaitable<grove::message> next(grove::process& self) {
+  auto m = co_await self.receive_for(5s);
+  REQUIRE(m.has_value());
+  co_return std::move(*m);
+}
+
+} // namespace
+
+TEST_CASE("messages_from_one_sender_arrive_in_order_across_workers") {
+  grove::node node{{.threads = 2}};
+  node.block_on([](grove::process& self) -> awaitable<void> {
+    grove::spawn_options other;
+    other.worker = (self.self().worker() + 1) % 2;
+    grove::pid echo = grove::spawn(self.node(), waiter, other);
+    CHECK(echo.worker() != self.self().worker());
+    for (int i = 0; i < 1000; ++i) grove::send(echo, ping{self.self(), i});
+    for (int i = 0; i < 1000; ++i) {
+      grove::message m = co_await next(self);
+      REQUIRE(m.is<pong>());
+      REQUIRE(m.get<pong>().n == i);
+    }
+    grove::send(echo, grove::exit_reason::normal());
+  });
+}
+
+TEST_CASE("monitor_delivers_one_down_message_with_the_reason") {
+  grove::node node{{.threads = 2}};
+  node.block_on([](grove::process& self) -> awaitable<void> {
+    grove::pid a = grove::spawn(self.node(), waiter);
+    grove::pid b = grove::spawn(self.node(), waiter);
+    grove::pid c = grove::spawn(self.node(), [](grove::process& me) -> awaitable<void> {
+      co_await me.receive();
+      throw std::runtime_error("bad state");
+    });
+    auto ma = self.monitor(a);
+    auto mb = self.monitor(b);
+    auto mc = self.monitor(c);
+    grove::send(a, grove::exit_reason::normal());
+    grove::send(b, grove::exit_reason::shutdown("done"));
+    grove::send(c, 0);
+    std::vector<grove::down_message> downs;
+    for (int i = 0; i < 3; ++i) downs.push_back(std::move((co_await next(self)).get<grove::down_message>()));
+    auto find = [&](const grove::monitor_ref& r) {
+      for (auto& d : downs)
+        if (d.ref == r) return d.reason;
+      return grove::exit_reason::noproc();
+    };
+    CHECK(find(ma) == grove::exit_reason::normal());
+    CHECK(find(mb) == grove::exit_reason::shutdown("done"));
+    CHECK(find(mc) == grove::exit_reason::error("bad state"));
+    // Exactly one each: nothing more arrives.
+    CHECK_FALSE((co_await self.receive_for(30ms)).has_value());
+  });
+}
+
+TEST_CASE("monitor_of_a_dead_process_reports_noproc_and_demonitor_stops_the_down") {
+  grove::node node{{.threads = 2}};
+  node.block_on([](grove::process& self) -> awaitable<void> {
+    grove::pid gone = grove::spawn(self.node(), waiter);
+    auto m0 = self.monitor(gone);
+    grove::send(gone, grove::exit_reason::normal());
+    CHECK((co_await next(self)).get<grove::down_message>().ref == m0);
+
+    auto m1 = self.monitor(gone);
+    grove::message m = co_await next(self);
+    CHECK(m.get<grove::down_message>().ref == m1);
+    CHECK(m.get<grove::down_message>().reason == grove::exit_reason::noproc());
+
+    // demonitor before the exit: no down message ever.
+    grove::pid p = grove::spawn(self.node(), waiter);
+    auto m2 = self.monitor(p);
+    CHECK(self.demonitor(m2));
+    auto m3 = self.monitor(p); // a second monitor proves the exit happened
+    grove::send(p, grove::exit_reason::normal());
+    grove::message d = co_await next(self);
+    CHECK(d.get<grove::down_message>().ref == m3);
+    CHECK_FALSE((co_await self.receive_for(30ms)).has_value());
+  });
+}
+
+TEST_CASE("demonitor_removes_a_down_message_already_queued") {
+  // One worker: monitoring a process that is gone queues the noproc down at
+  // once, in the same step, so the test sees it queued but not yet taken.
+  grove::node node{{.threads = 1}};
+  node.block_on([](grove::process& self) -> awaitable<void> {
+    grove::pid p = grove::spawn(self.node(), waiter);
+    auto first = self.monitor(p);
+    grove::send(p, grove::exit_reason::normal());
+    CHECK((co_await next(self)).get<grove::down_message>().ref == first);
+    auto late = self.monitor(p);
+    CHECK(self.mailbox_size() == 1);
+    CHECK(self.demonitor(late));
+    CHECK(self.mailbox_size() == 0);
+    CHECK_FALSE((co_await self.receive_for(30ms)).has_value());
+  });
+}
+
+TEST_CASE("abnormal_exit_propagates_over_links_and_normal_exit_does_not") {
+  grove::node node{{.threads = 2}};
+  node.block_on([](grove::process& self) -> awaitable<void> {
+    // normal: the linked partner survives.
+    grove::pid a = grove::spawn(self.node(), waiter);
+    grove::pid partner_a = grove::spawn(self.node(), [a](grove::process& me) -> awaitable<grove::exit_reason> {
+      me.link(a);
+      return waiter(me);
+    });
+    // abnormal: the linked partner dies with the same reason.
+    grove::pid b = grove::spawn(self.node(), waiter);
+    grove::pid partner_b = grove::spawn(self.node(), [b](grove::process& me) -> awaitable<grove::exit_reason> {
+      me.link(b);
+      return waiter(me);
+    });
+    // Links are set up by the partners' first step; ping proves they ran.
+    grove::send(partner_a, ping{self.self(), 1});
+    grove::send(partner_b, ping{self.self(), 2});
+    co_await next(self);
+    co_await next(self);
+
+    auto mon_a = self.monitor(partner_a);
+    auto mon_b = self.monitor(partner_b);
+    grove::send(a, grove::exit_reason::normal());
+    grove::send(b, grove::exit_reason::error("crash"));
+    grove::message m = co_await next(self);
+    REQUIRE(m.is<grove::down_message>());
+    CHECK(m.get<grove::down_message>().ref == mon_b);
+    CHECK(m.get<grove::down_message>().reason == grove::exit_reason::error("crash"));
+    CHECK(grove::alive(partner_a));
+    grove::send(partner_a, grove::exit_reason::normal());
+    CHECK((co_await next(self)).get<grove::down_message>().ref == mon_a);
+  });
+}
+
+TEST_CASE("links_work_both_ways_and_unlink_stops_propagation") {
+  grove::node node{{.threads = 2}};
+  node.block_on([](grove::process& self) -> awaitable<void> {
+    self.trap_exit(true);
+    grove::pid child = grove::spawn(self.node(), waiter);
+    self.link(child);
+    // The child dies abnormally: we (trapping) get an exit_message.
+    grove::send(child, grove::exit_reason::error("child failed"));
+    grove::message m = co_await next(self);
+    REQUIRE(m.is<grove::exit_message>());
+    CHECK(m.get<grove::exit_message>().from == child);
+    CHECK(m.get<grove::exit_message>().reason == grove::exit_reason::error("child failed"));
+
+    // Other direction: the child links to us with spawn_options::link and we
+    // send it a kill via our own death... instead: unlink stops propagation.
+    grove::pid c2 = grove::spawn(self.node(), waiter);
+    self.link(c2);
+    self.unlink(c2);
+    auto mon = self.monitor(c2);
+    grove::send(c2, grove::exit_reason::error("ignored"));
+    grove::message d = co_await next(self);
+    CHECK(d.is<grove::down_message>());
+    CHECK(d.get<grove::down_message>().ref == mon);
+    CHECK_FALSE((co_await self.receive_for(30ms)).has_value());
+  });
+}
+
+TEST_CASE("a_parent_dying_takes_its_linked_children_with_it") {
+  grove::node node{{.threads = 2}};
+  node.block_on([](grove::process& self) -> awaitable<void> {
+    struct child_is {
+      grove::pid pid;
+    };
+    grove::pid watcher = self.self();
+    grove::pid parent = grove::spawn(self.node(), [watcher](grove::process& me) -> awaitable<void> {
+      grove::spawn_options linked;
+      linked.link = true;
+      grove::pid child = grove::spawn(me.node(), waiter, linked);
+      grove::send(watcher, child_is{child});
+      co_await me.receive();
+      throw std::runtime_error("parent crashed");
+    });
+    grove::pid child = (co_await next(self)).get<child_is>().pid;
+    auto mon = self.monitor(child);
+    grove::send(parent, 0);
+    grove::message m = co_await next(self);
+    CHECK(m.get<grove::down_message>().ref == mon);
+    CHECK(m.get<grove::down_message>().reason == grove::exit_reason::error("parent crashed"));
+  });
+}
+
+TEST_CASE("linking_to_a_dead_process_delivers_noproc") {
+  grove::node node{{.threads = 2}};
+  node.block_on([](grove::process& self) -> awaitable<void> {
+    self.trap_exit(true);
+    grove::pid gone = grove::spawn(self.node(), waiter);
+    auto mon = self.monitor(gone);
+    grove::send(gone, grove::exit_reason::normal());
+    CHECK((co_await next(self)).get<grove::down_message>().ref == mon);
+    self.link(gone);
+    grove::message m = co_await next(self);
+    REQUIRE(m.is<grove::exit_message>());
+    CHECK(m.get<grove::exit_message>().reason == grove::exit_reason::noproc());
+  });
+}
+
+TEST_CASE("trap_exit_turns_exit_signals_into_messages_but_kill_is_untrappable") {
+  grove::node node{{.threads = 2}};
+  node.block_on([](grove::process& self) -> awaitable<void> {
+    grove::pid watcher = self.self();
+    grove::spawn_options trapping;
+    trapping.trap_exit = true;
+    grove::pid t = grove::spawn(
+        self.node(),
+        [watcher](grove::process& me) -> awaitable<void> {
+          for (;;) {
+            grove::message m = co_await me.receive();
+            if (auto* e = m.get_if<grove::exit_message>()) grove::send(watcher, *e);
+          }
+        },
+        trapping);
+    auto mon = self.monitor(t);
+    grove::exit(t, grove::exit_reason::shutdown());
+    grove::exit(t, grove::exit_reason::error("x"));
+    grove::message m1 = co_await next(self);
+    CHECK(m1.get<grove::exit_message>().reason == grove::exit_reason::shutdown());
+    CHECK(m1.get<grove::exit_message>().from == self.self());
+    CHECK((co_await next(self)).get<grove::exit_message>().reason == grove::exit_reason::error("x"));
+    CHECK(grove::alive(t));
+    grove::exit(t, grove::exit_reason::kill());
+    grove::message d = co_await next(self);
+    CHECK(d.get<grove::down_message>().ref == mon);
+    CHECK(d.get<grove::down_message>().reason == grove::exit_reason::killed());
+    CHECK_FALSE(grove::alive(t));
+  });
+}
+
+TEST_CASE("exit_ends_a_non_trapping_process_blocked_in_io_and_normal_is_ignored") {
+  grove::node node{{.threads = 2}};
+  node.block_on([](grove::process& self) -> awaitable<void> {
+    grove::pid sleeper = grove::spawn(self.node(), sleeps_forever);
+    auto mon = self.monitor(sleeper);
+    grove::exit(sleeper, grove::exit_reason::normal());
+    grove::exit(sleeper, grove::exit_reason::shutdown("stop"));
+    grove::message d = co_await next(self);
+    CHECK(d.get<grove::down_message>().ref == mon);
+    CHECK(d.get<grove::down_message>().reason == grove::exit_reason::shutdown("stop"));
+  });
+}
+
+TEST_CASE("a_stale_pid_never_reaches_a_newer_process") {
+  grove::node node{{.threads = 1}};
+  node.block_on([](grove::process& self) -> awaitable<void> {
+    grove::pid old = grove::spawn(self.node(), waiter);
+    auto mon = self.monitor(old);
+    grove::send(old, grove::exit_reason::normal());
+    co_await next(self);
+    (void)mon;
+    // The freed table slot is reused by the next process; the old pid must
+    // still be dead and its messages must not arrive at the new one.
+    grove::pid fresh = grove::spawn(self.node(), waiter);
+    CHECK(fresh.slot() == old.slot());
+    CHECK(fresh != old);
+    CHECK_FALSE(grove::alive(old));
+    CHECK(grove::alive(fresh));
+    grove::send(old, ping{self.self(), 1});
+    grove::send(fresh, ping{self.self(), 2});
+    grove::message m = co_await next(self);
+    CHECK(m.get<pong>().n == 2);
+    CHECK_FALSE((co_await self.receive_for(30ms)).has_value());
+    grove::send(fresh, grove::exit_reason::normal());
+  });
+}
+
+TEST_CASE("send_after_delivers_and_a_cancelled_timer_never_fires") {
+  grove::node node{{.threads = 2}};
+  node.block_on([](grove::process& self) -> awaitable<void> {
+    auto cancelled = grove::send_after(self.self(), 20ms, std::string("cancelled"));
+    auto kept = grove::send_after(self.self(), 40ms, std::string("kept"));
+    CHECK(grove::cancel_timer(cancelled));
+    CHECK_FALSE(grove::cancel_timer(cancelled)); // once only
+    grove::message m = co_await next(self);
+    CHECK(m.get<std::string>() == "kept");
+    CHECK_FALSE(grove::cancel_timer(kept)); // already handled
+    CHECK_FALSE((co_await self.receive_for(60ms)).has_value());
+  });
+}
+
+TEST_CASE("cancelling_a_fired_timer_from_its_target_worker_removes_the_queued_message") {
+  grove::node node{{.threads = 1}};
+  node.block_on([](grove::process& self) -> awaitable<void> {
+    // A target that never reads its mailbox, on our worker.
+    grove::pid sink = grove::spawn(self.node(), sleeps_forever);
+    auto late = grove::send_after(sink, 1ms, std::string("late"));
+    // Timers of one worker fire in deadline order: when "proof" reaches us,
+    // "late" already sits in the sink's mailbox.
+    grove::send_after(self.self(), 20ms, std::string("proof"));
+    CHECK((co_await next(self)).get<std::string>() == "proof");
+    CHECK(grove::mailbox_size(sink) == 1);
+    CHECK(grove::cancel_timer(late));
+    CHECK(grove::mailbox_size(sink) == 0);
+    grove::exit(sink, grove::exit_reason::kill());
+  });
+}
+
+TEST_CASE("ten_thousand_processes_start_and_stop_with_nothing_left") {
+  grove::node node{{.threads = 2}};
+  node.block_on([](grove::process& self) -> awaitable<void> {
+    constexpr int count = 10000;
+    std::vector<grove::pid> pids;
+    pids.reserve(count);
+    for (int i = 0; i < count; ++i) pids.push_back(grove::spawn(self.node(), waiter));
+    CHECK(self.node().process_count() == count + 1);
+    for (auto& p : pids) self.monitor(p);
+    for (auto& p : pids) grove::send(p, grove::exit_reason::normal());
+    for (int i = 0; i < count; ++i) REQUIRE((co_await next(self)).is<grove::down_message>());
+    for (auto& p : pids) REQUIRE_FALSE(grove::alive(p));
+    CHECK(self.node().process_count() == 1);
+  });
+  node.shutdown();
+  CHECK(node.process_count() == 0);
+}
+
+TEST_CASE("spawn_on_a_given_worker_and_bad_worker_index_is_a_clear_error") {
+  grove::node node{{.threads = 2}};
+  grove::spawn_options on1;
+  on1.worker = 1;
+  grove::pid p = grove::spawn(node, waiter, on1);
+  CHECK(p.worker() == 1);
+  grove::spawn_options bad;
+  bad.worker = 7;
+  try {
+    grove::spawn(node, waiter, bad);
+    FAIL("spawn on worker 7 of 2 must throw");
+  } catch (const grove::error& e) {
+    CHECK(e.code() == grove::errc::invalid_argument);
+    CHECK(std::string(e.what()).find("spawn_options::worker is 7") != std::string::npos);
+  }
+  grove::spawn_options link_outside;
+  link_outside.link = true;
+  CHECK_THROWS_AS(grove::spawn(node, waiter, link_outside), grove::error);
+}
+
+TEST_CASE("self_is_the_running_process_and_null_outside") {
+  grove::node node{{.threads = 1}};
+  CHECK_FALSE(grove::self());
+  node.block_on([](grove::process& me) -> awaitable<void> {
+    CHECK(grove::self() == me.self());
+    // Still true after a suspension.
+    boost::asio::steady_timer t(co_await boost::asio::this_coro::executor, 1ms);
+    co_await t.async_wait(boost::asio::use_awaitable);
+    CHECK(grove::self() == me.self());
+  });
+}
+
+TEST_CASE("drop_oldest_mailbox_keeps_the_newest_messages") {
+  // One worker: all four sends land before the receiver runs again.
+  grove::node node{{.threads = 1}};
+  node.block_on([](grove::process& self) -> awaitable<void> {
+    grove::spawn_options o;
+    o.mailbox = {.capacity = 3, .overflow = grove::overflow_policy::drop_oldest};
+    grove::pid me = self.self();
+    grove::pid p = grove::spawn(
+        self.node(),
+        [me](grove::process& proc) -> awaitable<void> {
+          std::vector<int> seen;
+          for (;;) {
+            seen.push_back((co_await proc.receive()).get<int>());
+            if (seen.back() == 4) break;
+          }
+          grove::send(me, seen);
+        },
+        o);
+    for (int i = 1; i <= 4; ++i) grove::send(p, i);
+    auto seen = (co_await next(self)).get<std::vector<int>>();
+    CHECK(seen == std::vector<int>{2, 3, 4});
+  });
+}
