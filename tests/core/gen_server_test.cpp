@@ -413,7 +413,7 @@ TEST_CASE("init_that_stops_or_throws_makes_start_fail_with_the_reason") {
     CHECK(co_await start_error(nd, 0) == "{shutdown, no config}");
     CHECK(co_await start_error(nd, 1) == "{error, cannot open file}");
     CHECK(co_await start_error(nd, 2) == "{error, bad argument}");
-    CHECK(nd.process_count() == 0);
+    CHECK(nd.process_count() == 0); // a failed start leaves nothing alive
   }(node));
 }
 

@@ -410,3 +410,25 @@ TEST_CASE("drop_oldest_mailbox_keeps_the_newest_messages") {
     CHECK(seen == std::vector<int>{2, 3, 4});
   });
 }
+
+TEST_CASE("a_process_that_kills_itself_ends_with_killed_at_its_next_suspension") {
+  grove::node node{{.threads = 1}};
+  node.block_on([](grove::process& self) -> awaitable<void> {
+    grove::pid p = grove::spawn(self.node(), [](grove::process& me) -> awaitable<void> {
+      co_await me.receive();
+      grove::exit(me.self(), grove::exit_reason::kill());
+      CHECK_FALSE(grove::alive(me.self())); // gone at once for everyone else
+      // Its next wait is cancelled: this timer never completes normally.
+      boost::asio::steady_timer t(co_await boost::asio::this_coro::executor, 24h);
+      co_await t.async_wait(boost::asio::use_awaitable);
+      FAIL("a killed process must not run past its next suspension");
+    });
+    auto mon = self.monitor(p);
+    grove::send(p, 0);
+    grove::message d = co_await next(self);
+    CHECK(d.get<grove::down_message>().ref == mon);
+    CHECK(d.get<grove::down_message>().reason == grove::exit_reason::killed());
+  });
+  node.shutdown();
+  CHECK(node.process_count() == 0);
+}

@@ -139,154 +139,247 @@ awaitable<void> yield_now() {
   co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
 }
 
-/// OTP: a trapping gen_server stops (running terminate) on an exit signal
-/// from its parent; here the node's shutdown counts as the parent's.
-bool from_parent(const process_state& state, const message& m) {
-  auto* e = m.get_if<exit_message>();
-  return e && (!e->from || e->from == state.parent);
-}
-
-// Note: never `x = o.ready() ? o.take_ready() : co_await o.take_pending();`
-// g++ 12 miscompiles a co_await in one branch of `?:` (it awaits regardless).
-
 /// How many messages a server handles back to back before letting the other
 /// processes of its worker run.
 constexpr int fairness_budget = 64;
 
-} // namespace
-
-awaitable<exit_reason> run_server(process& self, gen_server& server, const server_hooks& hooks, action next,
-                                  std::optional<duration> idle_timeout) {
+/// A start failed (constructor, init): as OTP's proc_lib, the starter gets
+/// the error as a return value, not also as an exit signal; and the process
+/// ends before start() returns, so a failed start leaves nothing alive.
+void end_failed_start(process& self, reply_slot<pid>& started, const exit_reason& reason) {
   process_state& state = self.state();
-  state.server = &server;
-  exit_reason reason;
-  bool stopped = false;
-  int budget = fairness_budget;
-  try {
+  if (state.parent) self.unlink(state.parent);
+  state.die(reason);
+  started.fail(errc::start_failed, reason);
+}
+
+/// The gen_server loop as a state machine: init, then one message at a time,
+/// then terminate. advance() runs synchronously as far as it can; run_server
+/// (below) only waits for what it says it needs. Keeping all state here, not
+/// in coroutine locals, keeps an idle server's coroutine frame small (g++
+/// gives every local and every co_await temporary of a coroutine its own
+/// slot in the frame).
+class server_loop {
+public:
+  enum class need { mail, handler, yield, finished };
+
+  server_loop(process& self, gen_server& server, const server_hooks& hooks, std::shared_ptr<reply_slot<pid>> started,
+              handler_outcome init, std::optional<duration> idle_timeout)
+      : self_(self), state_(self.state()), server_(server), hooks_(hooks), started_(std::move(started)),
+        idle_timeout_(idle_timeout) {
+    state_.server = &server_;
+    take(std::move(init));
+  }
+
+  ~server_loop() { state_.server = nullptr; }
+
+  need advance() {
     for (;;) {
-      if (next.stops()) {
-        reason = next.reason();
-        break;
-      }
-      if (next.continues()) {
-        if (!hooks.continue_) {
-          throw std::logic_error("continue_with() was returned but the server has no handle_continue(grove::message)");
-        }
-        handler_outcome o = hooks.continue_(server, next.take_continue());
-        if (o.ready()) {
-          next = o.take_ready();
-        } else {
-          next = co_await o.take_pending();
-        }
+      if (phase_ == phase::finished) return need::finished;
+      if (pending_) return need::handler;
+      if (state_.dead()) { // killed or ended by an untrapped exit signal: OTP runs no terminate
+        if (phase_ == phase::init) started_->fail(errc::start_failed, state_.reason());
+        reason_ = state_.reason();
+        phase_ = phase::finished;
         continue;
       }
-      const std::optional<duration> timeout = next.idle_timeout() ? next.idle_timeout() : idle_timeout;
-      if (!state.has_mail() || --budget == 0) {
-        budget = fairness_budget;
-        if (state.has_mail()) {
-          co_await yield_now();
-        } else if (!co_await wait_mail(state, timeout)) {
-          handler_outcome o = hooks.info(server, timeout_message{});
-          if (o.ready()) {
-            next = o.take_ready();
-          } else {
-            next = co_await o.take_pending();
+      try {
+        if (phase_ == phase::terminating) {
+          if (terminate_called_) {
+            phase_ = phase::finished;
+            continue;
           }
+          terminate_called_ = true;
+          take(hooks_.terminate(server_, reason_));
           continue;
         }
-        if (!state.has_mail()) { // woken for nothing (a stale wake): wait again
-          next = action{};
+        // phase::running
+        if (next_.stops()) {
+          begin_terminate(next_.reason());
           continue;
         }
+        if (next_.continues()) {
+          if (!hooks_.continue_) {
+            throw std::logic_error("continue_with() was returned but the server has no handle_continue(grove::message)");
+          }
+          take(hooks_.continue_(server_, next_.take_continue()));
+          continue;
+        }
+        if (timed_out_) {
+          timed_out_ = false;
+          take(hooks_.info(server_, timeout_message{}));
+          continue;
+        }
+        if (!state_.has_mail()) return need::mail;
+        if (--budget_ == 0) {
+          budget_ = fairness_budget;
+          return need::yield;
+        }
+        handle(state_.pop());
+      } catch (const std::exception& e) {
+        failed(e.what());
       }
-      envelope env = state.pop();
-      switch (env.kind) {
-      case envelope_kind::call: {
-        if (env.server_tag != hooks.tag) {
-          env.reply->fail(errc::wrong_server);
-          next = action{};
-          break;
-        }
-        state.track_reply(env.reply);
-        handler_outcome o = env.dispatch(server, env);
-        if (o.ready()) {
-          next = o.take_ready();
-        } else {
-          next = co_await o.take_pending();
-        }
-        if (env.reply->completed()) state.untrack_reply(env.reply.get());
-        break;
-      }
-      case envelope_kind::cast: {
-        if (env.server_tag != hooks.tag) {
-          next = action{}; // a cast to the wrong type is dropped, as a cast to a dead process
-          break;
-        }
-        handler_outcome o = env.dispatch(server, env);
-        if (o.ready()) {
-          next = o.take_ready();
-        } else {
-          next = co_await o.take_pending();
-        }
-        break;
-      }
-      case envelope_kind::info: {
-        if (state.trap_exit && from_parent(state, env.body)) {
-          reason = env.body.get_if<exit_message>()->reason;
-          stopped = true;
-          break;
-        }
-        handler_outcome o = hooks.info(server, std::move(env.body));
-        if (o.ready()) {
-          next = o.take_ready();
-        } else {
-          next = co_await o.take_pending();
-        }
-        break;
-      }
-      }
-      if (stopped) break;
     }
-  } catch (const std::exception& e) {
-    reason = exit_reason::error(e.what());
   }
-  // Killed (or ended by an untrapped exit signal) while in a handler: OTP
-  // runs no terminate then; the process is already gone.
-  if (state.dead()) co_return state.reason();
-  try {
-    handler_outcome o = hooks.terminate(server, reason);
-    if (!o.ready()) co_await o.take_pending();
-  } catch (const std::exception& e) {
-    reason = exit_reason::error(e.what());
+
+  std::optional<duration> wait_timeout() const { return next_.idle_timeout() ? next_.idle_timeout() : idle_timeout_; }
+
+  void mail_arrived(bool got) {
+    budget_ = fairness_budget;
+    if (!got) timed_out_ = true;
+    next_ = action{}; // an idle timeout holds for one wait only
   }
-  state.server = nullptr;
-  co_return reason;
+
+  awaitable<action> take_pending() {
+    awaitable<action> a = std::move(*pending_);
+    pending_.reset();
+    return a;
+  }
+
+  void handler_done(action a) { settle(std::move(a)); }
+
+  void failed(const char* what) {
+    pending_.reset();
+    current_call_.reset();
+    if (phase_ == phase::init) {
+      fail_start(exit_reason::error(what));
+    } else if (phase_ == phase::running) {
+      begin_terminate(exit_reason::error(what));
+    } else if (phase_ == phase::terminating) {
+      reason_ = exit_reason::error(what); // terminate itself failed
+      phase_ = phase::finished;
+    }
+  }
+
+  const exit_reason& reason() const noexcept { return reason_; }
+
+private:
+  enum class phase { init, running, terminating, finished };
+
+  void handle(envelope env) {
+    switch (env.kind) {
+    case envelope_kind::call:
+      if (env.server_tag != hooks_.tag) {
+        env.reply->fail(errc::wrong_server);
+        return;
+      }
+      state_.track_reply(env.reply);
+      current_call_ = env.reply;
+      take(env.dispatch(server_, env));
+      return;
+    case envelope_kind::cast:
+      if (env.server_tag != hooks_.tag) return; // dropped, as a cast to a dead process
+      take(env.dispatch(server_, env));
+      return;
+    case envelope_kind::info:
+      if (state_.trap_exit && from_parent(env.body)) {
+        begin_terminate(env.body.get_if<exit_message>()->reason);
+        return;
+      }
+      take(hooks_.info(server_, std::move(env.body)));
+      return;
+    }
+  }
+
+  /// OTP: a trapping gen_server stops (running terminate) on an exit signal
+  /// from its parent; the node's shutdown counts as the parent's.
+  bool from_parent(const message& m) const {
+    auto* e = m.get_if<exit_message>();
+    return e && (!e->from || e->from == state_.parent);
+  }
+
+  void take(handler_outcome o) {
+    if (o.ready()) {
+      settle(o.take_ready());
+    } else {
+      pending_.emplace(o.take_pending());
+    }
+  }
+
+  void settle(action a) {
+    if (current_call_) {
+      if (current_call_->completed()) state_.untrack_reply(current_call_.get());
+      current_call_.reset();
+    }
+    switch (phase_) {
+    case phase::init:
+      if (a.stops()) {
+        fail_start(a.reason());
+      } else {
+        started_->set(self_.self());
+        phase_ = phase::running;
+        next_ = std::move(a);
+      }
+      break;
+    case phase::running: next_ = std::move(a); break;
+    case phase::terminating: phase_ = phase::finished; break;
+    case phase::finished: break;
+    }
+  }
+
+  void fail_start(exit_reason reason) {
+    end_failed_start(self_, *started_, reason);
+    reason_ = std::move(reason);
+    phase_ = phase::finished;
+  }
+
+  void begin_terminate(exit_reason reason) {
+    reason_ = std::move(reason);
+    phase_ = phase::terminating;
+  }
+
+  process& self_;
+  process_state& state_;
+  gen_server& server_;
+  const server_hooks& hooks_;
+  std::shared_ptr<reply_slot<pid>> started_;
+  std::optional<duration> idle_timeout_;
+
+  phase phase_ = phase::init;
+  action next_;
+  std::optional<awaitable<action>> pending_;
+  std::shared_ptr<reply_slot_base> current_call_; // the call being handled, if any
+  exit_reason reason_;
+  int budget_ = fairness_budget;
+  bool timed_out_ = false;
+  bool terminate_called_ = false;
+};
+
+/// The waiting half of a server: small on purpose (see server_loop).
+awaitable<exit_reason> run_server(process_state* state, std::unique_ptr<server_loop> loop) {
+  for (;;) {
+    const server_loop::need need = loop->advance();
+    if (need == server_loop::need::finished) co_return loop->reason();
+    try {
+      if (need == server_loop::need::mail) {
+        loop->mail_arrived(co_await wait_mail(*state, loop->wait_timeout()));
+      } else if (need == server_loop::need::handler) {
+        loop->handler_done(co_await loop->take_pending());
+      } else {
+        co_await yield_now();
+      }
+    } catch (const std::exception& e) {
+      loop->failed(e.what());
+    }
+  }
+}
+
+} // namespace
+
+namespace {
+awaitable<exit_reason> finished_with(exit_reason reason) { co_return reason; }
+} // namespace
+
+awaitable<exit_reason> start_failed(process& self, std::shared_ptr<reply_slot<pid>> started, exit_reason reason) {
+  end_failed_start(self, *started, reason);
+  return finished_with(std::move(reason));
 }
 
 awaitable<exit_reason> server_main_untyped(process& self, gen_server* server, const server_hooks& hooks,
                                            std::shared_ptr<reply_slot<pid>> started, handler_outcome init,
                                            std::optional<duration> idle_timeout) {
-  action first;
-  std::optional<exit_reason> failed;
-  try {
-    if (init.ready()) {
-      first = init.take_ready();
-    } else {
-      first = co_await init.take_pending();
-    }
-    if (first.stops()) failed = first.reason();
-  } catch (const std::exception& e) {
-    failed = exit_reason::error(e.what());
-  }
-  if (failed) {
-    // As OTP's proc_lib: the starter gets the error as a return value, not
-    // also as an exit signal.
-    if (self.state().parent) self.unlink(self.state().parent);
-    started->fail(errc::start_failed, *failed);
-    co_return *failed;
-  }
-  started->set(self.self());
-  co_return co_await run_server(self, *server, hooks, std::move(first), idle_timeout);
+  auto loop = std::make_unique<server_loop>(self, *server, hooks, std::move(started), std::move(init), idle_timeout);
+  return run_server(&self.state(), std::move(loop));
 }
 
 } // namespace grove::detail

@@ -328,10 +328,6 @@ inline constexpr server_hooks hooks_for{&server_tag<S>, &hook_info<S>, continue_
 /// exit, or the caller being killed). Implemented in gen_server.cpp.
 awaitable<void> await_call(pid target, envelope env, duration timeout);
 
-/// Runs a started server until it stops; returns its exit reason.
-awaitable<exit_reason> run_server(process& self, gen_server& server, const server_hooks& hooks, action first,
-                                  std::optional<duration> idle_timeout);
-
 template <class R, class Req>
 awaitable<R> call_typed(pid target, envelope env, std::shared_ptr<reply_slot<R>> slot, duration timeout) {
   co_await await_call(target, std::move(env), timeout);
@@ -440,6 +436,10 @@ handler_outcome run_init(S& server) {
   }
 }
 
+/// The constructor or init of a server threw: ends the process, then fails
+/// its start with `reason`.
+awaitable<exit_reason> start_failed(process& self, std::shared_ptr<reply_slot<pid>> started, exit_reason reason);
+
 /// Starts an S; completes `started` when init finished (or failed).
 awaitable<exit_reason> server_main_untyped(process& self, gen_server* server, const server_hooks& hooks,
                                            std::shared_ptr<reply_slot<pid>> started, handler_outcome init,
@@ -453,24 +453,16 @@ struct server_body {
   std::unique_ptr<S> server;
 
   awaitable<exit_reason> operator()(process& self) {
+    handler_outcome init = action{};
     try {
       server = std::apply([](Args&... a) { return std::make_unique<S>(std::move(a)...); }, args);
-    } catch (const std::exception& e) {
-      started->fail(errc::start_failed, exit_reason::error(e.what()));
-      return ready(exit_reason::error(e.what()));
-    }
-    handler_outcome init = action{};
-    bind(*server, self);
-    try {
+      bind(*server, self);
       init = run_init(*server);
     } catch (const std::exception& e) {
-      started->fail(errc::start_failed, exit_reason::error(e.what()));
-      return ready(exit_reason::error(e.what()));
+      return start_failed(self, std::move(started), exit_reason::error(e.what()));
     }
     return server_main_untyped(self, server.get(), hooks_for<S>, started, std::move(init), idle_timeout);
   }
-
-  static awaitable<exit_reason> ready(exit_reason r) { co_return r; }
 };
 
 spawn_options to_spawn_options(const start_options& options);

@@ -19,17 +19,57 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
-#include <future>
+#include <condition_variable>
+#include <mutex>
 #include <memory>
 #include <optional>
 #include <stdexcept>
 #include <type_traits>
+#include <variant>
 
 namespace boost::asio {
 class io_context;
 }
 
 namespace grove {
+
+namespace detail {
+/// The hand-over from a worker to the thread blocked in node::block_on.
+/// (Not std::promise: its set_exception keeps a reference to the exception
+/// after publishing it, so the exception could be freed on the worker while
+/// the waiter still reads it.)
+template <class T>
+class blocking_result {
+public:
+  template <class... V>
+  void set_value(V&&... v) {
+    std::lock_guard lock(mutex_);
+    value_.emplace(std::forward<V>(v)...);
+    cv_.notify_one();
+  }
+  void set_exception(std::exception_ptr e) {
+    std::lock_guard lock(mutex_);
+    error_ = std::move(e);
+    cv_.notify_one();
+  }
+  T get() {
+    std::unique_lock lock(mutex_);
+    cv_.wait(lock, [this] { return value_.has_value() || error_ != nullptr; });
+    if (error_) {
+      std::exception_ptr e = std::move(error_);
+      lock.unlock();
+      std::rethrow_exception(std::move(e));
+    }
+    if constexpr (!std::is_void_v<T>) return std::move(*value_);
+  }
+
+private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::optional<std::conditional_t<std::is_void_v<T>, std::monostate, T>> value_;
+  std::exception_ptr error_;
+};
+} // namespace detail
 
 struct node_options {
   std::size_t threads = 0; ///< worker threads, one io_context each; 0 = one per core (default)
@@ -67,9 +107,8 @@ public:
   /// For main() and tests; must not be called from a worker of this node.
   template <class T>
   T block_on(awaitable<T> work) {
-    std::promise<T> promise;
-    auto result = promise.get_future();
-    run_blocking(deliver(std::move(work), &promise));
+    detail::blocking_result<T> result;
+    run_blocking(deliver(std::move(work), &result));
     return result.get();
   }
 
@@ -81,9 +120,8 @@ public:
     using awaited = std::invoke_result_t<F&, process&>;
     using T = typename awaited::value_type;
     check_blocking_allowed();
-    std::promise<T> promise;
-    auto result = promise.get_future();
-    spawn(*this, process_runner<F, T>{std::move(body), &promise});
+    detail::blocking_result<T> result;
+    spawn(*this, process_runner<F, T>{std::move(body), &result});
     return result.get();
   }
 
@@ -94,7 +132,7 @@ private:
   /// (its process was killed, or the node shut down under it).
   template <class T>
   struct unfinished_guard {
-    std::promise<T>* out;
+    detail::blocking_result<T>* out;
     bool done = false;
     ~unfinished_guard() {
       if (!done) {
@@ -105,8 +143,9 @@ private:
   };
 
   template <class T>
-  static awaitable<void> deliver(awaitable<T> work, std::promise<T>* out) {
+  static awaitable<void> deliver(awaitable<T> work, detail::blocking_result<T>* out) {
     unfinished_guard<T> guard{out};
+    std::exception_ptr failure;
     try {
       if constexpr (std::is_void_v<T>) {
         co_await std::move(work);
@@ -115,17 +154,21 @@ private:
         out->set_value(co_await std::move(work));
       }
     } catch (...) {
-      out->set_exception(std::current_exception());
+      failure = std::current_exception();
     }
     guard.done = true;
+    // Published outside the catch block and moved: this thread keeps no
+    // reference to the exception once the waiting thread can see it.
+    if (failure) out->set_exception(std::move(failure));
   }
 
   template <class F, class T>
   struct process_runner {
     F body;
-    std::promise<T>* out;
+    detail::blocking_result<T>* out;
     awaitable<void> operator()(process& self) {
       unfinished_guard<T> guard{out};
+      std::exception_ptr failure;
       try {
         if constexpr (std::is_void_v<T>) {
           co_await body(self);
@@ -134,9 +177,10 @@ private:
           out->set_value(co_await body(self));
         }
       } catch (...) {
-        out->set_exception(std::current_exception());
+        failure = std::current_exception();
       }
       guard.done = true;
+      if (failure) out->set_exception(std::move(failure));
     }
   };
 

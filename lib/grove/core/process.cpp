@@ -7,7 +7,6 @@
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <exception>
@@ -90,15 +89,15 @@ process_state::~process_state() {
 }
 
 void process_state::release_for_teardown() noexcept {
-  std::optional<wait_handler> waiter = std::move(waiter_);
   waiter_.reset();
-  waiter.reset();
   wait_timer_.reset();
   for (std::size_t i = head_; i < mailbox_.size(); ++i) fail_call(mailbox_[i], errc::node_stopped);
   mailbox_.clear();
   head_ = 0;
-  for (auto& slot : pending_replies_) slot->fail(errc::node_stopped);
-  pending_replies_.clear();
+  if (relations_) {
+    for (auto& slot : relations_->pending_replies) slot->fail(errc::node_stopped);
+    relations_->pending_replies.clear();
+  }
 }
 
 bool process_state::push_allowed(envelope& env) {
@@ -163,7 +162,7 @@ void process_state::async_wait_mail(std::optional<std::chrono::steady_clock::dur
     return;
   }
   if (timeout) {
-    if (!wait_timer_) wait_timer_.emplace(*owner.io);
+    if (!wait_timer_) wait_timer_ = std::make_unique<asio::steady_timer>(*owner.io);
     wait_timer_->expires_after(*timeout);
     wait_timer_->async_wait([this, generation = wait_generation_](boost::system::error_code ec) {
       // A stale expiry (the wait already ended) must not end a later wait.
@@ -175,7 +174,7 @@ void process_state::async_wait_mail(std::optional<std::chrono::steady_clock::dur
 
 void process_state::on_exit_signal(const pid& from, const exit_reason& reason, bool from_link) {
   if (dead_) return;
-  if (from_link && links_.erase(from) == 0) return; // unlinked meanwhile
+  if (from_link && (!relations_ || relations_->links.erase(from) == 0)) return; // unlinked meanwhile
   if (reason.what() == exit_reason::kind::kill && !from_link) {
     die(exit_reason::killed());
     return;
@@ -189,12 +188,12 @@ void process_state::on_exit_signal(const pid& from, const exit_reason& reason, b
 }
 
 void process_state::on_down(const monitor_ref& ref, const exit_reason& reason) {
-  if (dead_ || monitors_.erase(ref.id) == 0) return; // demonitored meanwhile
+  if (dead_ || !relations_ || relations_->monitors.erase(ref.id) == 0) return; // demonitored meanwhile
   deliver(envelope{.body = down_message{ref, ref.target, reason}});
 }
 
 void process_state::link(const pid& other) {
-  if (other == self || !links_.insert(other).second) return;
+  if (other == self || !rel().links.insert(other).second) return;
   on_owner(other, [me = self, other](process_state* o) {
     if (o) {
       o->on_link(me);
@@ -205,7 +204,7 @@ void process_state::link(const pid& other) {
 }
 
 void process_state::unlink(const pid& other) {
-  if (links_.erase(other) == 0) return;
+  if (!relations_ || relations_->links.erase(other) == 0) return;
   on_owner(other, [me = self](process_state* o) {
     if (o) o->on_unlink(me);
   });
@@ -213,7 +212,7 @@ void process_state::unlink(const pid& other) {
 
 monitor_ref process_state::monitor(const pid& target) {
   monitor_ref ref{target, new_ref_id()};
-  monitors_.emplace(ref.id, target);
+  rel().monitors.emplace(ref.id, target);
   on_owner(target, [me = self, ref](process_state* t) {
     if (t) {
       t->on_monitor(ref.id, me);
@@ -225,7 +224,7 @@ monitor_ref process_state::monitor(const pid& target) {
 }
 
 bool process_state::demonitor(const monitor_ref& ref) {
-  bool active = monitors_.erase(ref.id) > 0;
+  bool active = relations_ && relations_->monitors.erase(ref.id) > 0;
   if (active) {
     on_owner(ref.target, [id = ref.id](process_state* t) {
       if (t) t->on_demonitor(id);
@@ -239,18 +238,21 @@ bool process_state::demonitor(const monitor_ref& ref) {
 }
 
 void process_state::track_reply(std::shared_ptr<reply_slot_base> slot) {
-  if (pending_replies_.size() >= pending_compact_at_) {
-    std::erase_if(pending_replies_, [](const auto& s) { return s->completed(); });
-    pending_compact_at_ = std::max<std::size_t>(8, pending_replies_.size() * 2);
+  relations& r = rel();
+  if (r.pending_replies.size() >= r.pending_compact_at) {
+    std::erase_if(r.pending_replies, [](const auto& s) { return s->completed(); });
+    r.pending_compact_at = std::max<std::size_t>(8, r.pending_replies.size() * 2);
   }
-  pending_replies_.push_back(std::move(slot));
+  r.pending_replies.push_back(std::move(slot));
 }
 
 void process_state::untrack_reply(const reply_slot_base* slot) noexcept {
-  if (!pending_replies_.empty() && pending_replies_.back().get() == slot) pending_replies_.pop_back();
+  if (relations_ && !relations_->pending_replies.empty() && relations_->pending_replies.back().get() == slot) {
+    relations_->pending_replies.pop_back();
+  }
 }
 
-void process_state::die(exit_reason reason) {
+void process_state::die(exit_reason reason, bool coroutine_running) {
   if (dead_) return;
   dead_ = true;
   reason_ = reason;
@@ -260,23 +262,31 @@ void process_state::die(exit_reason reason) {
   for (std::size_t i = head_; i < mailbox_.size(); ++i) fail_call(mailbox_[i], errc::exited, reason);
   mailbox_.clear();
   head_ = 0;
-  for (auto& slot : pending_replies_) slot->fail(errc::exited, reason);
-  pending_replies_.clear();
-
-  for (const pid& other : links_) send_exit_signal(other, self, reason, true);
-  links_.clear();
-  for (const auto& [id, watcher] : monitored_by_) send_down(watcher, monitor_ref{self, id}, reason);
-  monitored_by_.clear();
-  for (const auto& [id, target] : monitors_) {
-    on_owner(target, [id = id](process_state* t) {
-      if (t) t->on_demonitor(id);
-    });
+  if (relations_) {
+    // Taken out first: a signal to ourselves must find nothing to change.
+    std::unique_ptr<relations> r = std::move(relations_);
+    for (auto& slot : r->pending_replies) slot->fail(errc::exited, reason);
+    for (const pid& other : r->links) send_exit_signal(other, self, reason, true);
+    for (const auto& [id, watcher] : r->monitored_by) send_down(watcher, monitor_ref{self, id}, reason);
+    for (const auto& [id, target] : r->monitors) {
+      on_owner(target, [id = id](process_state* t) {
+        if (t) t->on_demonitor(id);
+      });
+    }
   }
-  monitors_.clear();
 
   if (waiter_) complete_wait(asio::error::operation_aborted, false);
   wait_timer_.reset();
-  cancel.emit(asio::cancellation_type::terminal);
+  if (!coroutine_running) return;
+  const current_context& running = this_process_context;
+  if (running.slot == slot_ && running.serial == self.serial()) {
+    // Killed by its own hand (exit(self(), kill)) while running: cancel once
+    // it next suspends, not under its own feet. (Posted before anything that
+    // could delete this state, so it runs first.)
+    asio::post(*owner.io, [this] { cancel.emit(asio::cancellation_type::terminal); });
+  } else {
+    cancel.emit(asio::cancellation_type::terminal);
+  }
 }
 
 // -- spawning --------------------------------------------------------------------
@@ -293,29 +303,46 @@ void finished(process_state* p) {
   });
 }
 
-awaitable<void> run_body(process_state* p, std::unique_ptr<body_base> body) {
-  if (p->dead()) co_return; // killed before it ever ran
-  exit_reason reason;
-  process self(*p);
+exit_reason reason_of(const std::exception_ptr& e) {
   try {
-    reason = co_await body->run(self);
-  } catch (const std::exception& e) {
-    reason = exit_reason::error(e.what());
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    return exit_reason::error(ex.what());
   } catch (...) {
-    reason = exit_reason::error("unknown exception");
+    return exit_reason::error("unknown exception");
   }
-  p->die(std::move(reason));
-  // die() cancelled this coroutine; co_spawn may still suspend once more
-  // before calling its completion handler, and must not throw there.
-  co_await asio::this_coro::reset_cancellation_state();
+}
+
+/// The body's coroutine ended (returned or threw): the process ends with it.
+void body_finished(process_state* p, exit_reason reason) {
+  p->die(std::move(reason), false);
+  finished(p);
 }
 
 void launch(worker& w, std::unique_ptr<process_state> state, std::unique_ptr<body_base> body) {
   process_state* p = state.release();
   w.processes.insert(p);
+  if (p->dead()) { // killed before it ever ran
+    finished(p);
+    return;
+  }
   process_executor ex(w.io->get_executor(), w.table.at(p->self.slot()), p->self.serial());
-  asio::co_spawn(ex, run_body(p, std::move(body)),
-                 asio::bind_cancellation_slot(p->cancel.slot(), [p](std::exception_ptr) { finished(p); }));
+  // The body is co_spawned directly (no wrapper coroutine, one frame less per
+  // process); the completion handler owns the body object, so whatever the
+  // body's coroutine refers to in it outlives the coroutine.
+  body_base::coroutine run = body->run(p->handle);
+  if (auto* plain = std::get_if<awaitable<void>>(&run)) {
+    asio::co_spawn(ex, std::move(*plain),
+                   asio::bind_cancellation_slot(p->cancel.slot(), [p, b = std::move(body)](std::exception_ptr e) {
+                     body_finished(p, e ? reason_of(e) : exit_reason::normal());
+                   }));
+  } else {
+    asio::co_spawn(ex, std::move(std::get<awaitable<exit_reason>>(run)),
+                   asio::bind_cancellation_slot(p->cancel.slot(),
+                                                [p, b = std::move(body)](std::exception_ptr e, exit_reason r) {
+                                                  body_finished(p, e ? reason_of(e) : std::move(r));
+                                                }));
+  }
 }
 
 } // namespace

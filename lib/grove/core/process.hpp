@@ -31,6 +31,7 @@
 #include <memory>
 #include <optional>
 #include <type_traits>
+#include <variant>
 
 namespace grove {
 
@@ -139,27 +140,18 @@ namespace detail {
 /// Type-erased process body; owned by the process for its whole life.
 class body_base {
 public:
+  using coroutine = std::variant<awaitable<void>, awaitable<exit_reason>>;
   virtual ~body_base() = default;
-  virtual awaitable<exit_reason> run(process& self) = 0;
+  virtual coroutine run(process& self) = 0;
 };
 
 template <class F>
 class body_impl final : public body_base {
 public:
   explicit body_impl(F f) : f_(std::move(f)) {}
-  awaitable<exit_reason> run(process& self) override {
-    if constexpr (std::is_same_v<std::invoke_result_t<F&, process&>, awaitable<void>>) {
-      return run_void(f_(self));
-    } else {
-      return f_(self);
-    }
-  }
+  coroutine run(process& self) override { return f_(self); }
 
 private:
-  static awaitable<exit_reason> run_void(awaitable<void> body) {
-    co_await std::move(body);
-    co_return exit_reason::normal();
-  }
   F f_;
 };
 

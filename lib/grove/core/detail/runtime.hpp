@@ -264,10 +264,14 @@ public:
 
   // -- signals ---------------------------------------------------------------
   void on_exit_signal(const pid& from, const exit_reason& reason, bool from_link);
-  void on_link(const pid& from) { links_.insert(from); }
-  void on_unlink(const pid& from) { links_.erase(from); }
-  void on_monitor(std::uint64_t id, const pid& watcher) { monitored_by_.emplace(id, watcher); }
-  void on_demonitor(std::uint64_t id) { monitored_by_.erase(id); }
+  void on_link(const pid& from) { rel().links.insert(from); }
+  void on_unlink(const pid& from) {
+    if (relations_) relations_->links.erase(from);
+  }
+  void on_monitor(std::uint64_t id, const pid& watcher) { rel().monitored_by.emplace(id, watcher); }
+  void on_demonitor(std::uint64_t id) {
+    if (relations_) relations_->monitored_by.erase(id);
+  }
   void on_down(const monitor_ref& ref, const exit_reason& reason);
 
   void link(const pid& other);
@@ -276,8 +280,9 @@ public:
   bool demonitor(const monitor_ref& ref);
 
   /// Ends the process: unpublishes it, fails calls waiting on it, notifies
-  /// links and monitors, and cancels its coroutine. Idempotent.
-  void die(exit_reason reason);
+  /// links and monitors, and (unless it already finished) cancels its
+  /// coroutine. Idempotent.
+  void die(exit_reason reason, bool coroutine_running = true);
   bool dead() const noexcept { return dead_; }
   const exit_reason& reason() const noexcept { return reason_; }
 
@@ -292,6 +297,7 @@ public:
   pid parent;
   gen_server* server = nullptr; // set while a gen_server runs in this process
   asio::cancellation_signal cancel;
+  grove::process handle{*this}; // what the body gets as `process&`
 
   /// Before teardown deletes this state: destroys what holds coroutine
   /// frames or io objects, while the io_context still exists.
@@ -302,21 +308,32 @@ private:
   void publish_length() noexcept { slot_->queue_length.store(mailbox_size(), std::memory_order_relaxed); }
   bool push_allowed(envelope& env);
 
-  process_table::slot* slot_;
+  /// Links, monitors and unanswered calls: most processes have none, so
+  /// they live behind one pointer, allocated on first use.
+  struct relations {
+    std::unordered_set<pid> links;
+    std::unordered_map<std::uint64_t, pid> monitored_by; // ref id -> watcher
+    std::unordered_map<std::uint64_t, pid> monitors;     // ref id -> target
+    std::vector<std::shared_ptr<reply_slot_base>> pending_replies;
+    std::size_t pending_compact_at = 8;
+  };
+  relations& rel() {
+    if (!relations_) relations_ = std::make_unique<relations>();
+    return *relations_;
+  }
 
+  process_table::slot* slot_;
   std::vector<envelope> mailbox_;
   std::size_t head_ = 0;
   mailbox_options mailbox_options_;
 
+  // Never move-assign an any_completion_handler in Boost 1.81: its
+  // operator=(&&) wraps the source in a new handler instead of taking it.
+  // Hence optional + emplace/reset.
   std::optional<wait_handler> waiter_;
-  std::optional<asio::steady_timer> wait_timer_;
+  std::unique_ptr<asio::steady_timer> wait_timer_; // created by the first wait with a timeout
   std::uint64_t wait_generation_ = 0;
-
-  std::unordered_set<pid> links_;
-  std::unordered_map<std::uint64_t, pid> monitored_by_; // ref id -> watcher
-  std::unordered_map<std::uint64_t, pid> monitors_;     // ref id -> target
-  std::vector<std::shared_ptr<reply_slot_base>> pending_replies_;
-  std::size_t pending_compact_at_ = 8;
+  std::unique_ptr<relations> relations_;
 
   bool dead_ = false;
   exit_reason reason_;
