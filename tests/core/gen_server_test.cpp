@@ -535,3 +535,93 @@ TEST_CASE("bounded_mailbox_rejects_a_call_with_mailbox_full") {
     grove::exit(sink, grove::exit_reason::kill());
   });
 }
+
+namespace {
+
+/// Replies once the observer has seen `count` messages.
+struct seen_at_least {
+  using reply_type = std::vector<std::string>;
+  std::size_t count;
+};
+struct watch {
+  grove::pid target;
+};
+struct link_to {
+  grove::pid target;
+};
+
+/// Records every message handle_info receives, by kind.
+class observer : public grove::gen_server {
+public:
+  void handle_cast(watch w) { this_process().monitor(w.target); }
+  void handle_cast(link_to l) { this_process().link(l.target); }
+
+  grove::call_result<std::vector<std::string>> handle_call(seen_at_least q, grove::from<std::vector<std::string>> f) {
+    waiting_ = {q.count, f};
+    answer_if_ready();
+    return grove::noreply;
+  }
+
+  void handle_info(grove::message m) {
+    if (auto* d = m.get_if<grove::down_message>()) {
+      seen_.push_back("down " + d->reason.to_string());
+    } else if (auto* e = m.get_if<grove::exit_message>()) {
+      seen_.push_back("exit " + e->reason.to_string());
+    } else if (auto* s = m.get_if<std::string>()) {
+      seen_.push_back("plain " + *s);
+    } else {
+      seen_.push_back(std::string("other ") + m.type_name());
+    }
+    answer_if_ready();
+  }
+
+private:
+  bool answer_if_ready() {
+    if (!waiting_.second || seen_.size() < waiting_.first) return false;
+    waiting_.second.reply(seen_);
+    waiting_ = {};
+    return true;
+  }
+
+  std::vector<std::string> seen_;
+  std::pair<std::size_t, grove::from<std::vector<std::string>>> waiting_;
+};
+
+awaitable<void> crash_on_message(grove::process& self) {
+  co_await self.receive();
+  throw std::runtime_error("worker crashed");
+}
+
+} // namespace
+
+TEST_CASE("handle_info_receives_plain_messages_downs_and_trapped_exits") {
+  grove::node node{{.threads = 2}};
+  auto seen = node.block_on([](grove::node& nd) -> awaitable<std::vector<std::string>> {
+    grove::start_options o;
+    o.trap_exit = true;
+    auto obs = co_await grove::start<observer>(nd, o);
+    grove::send(obs.id(), std::string("hello"));
+    co_await obs.call(seen_at_least{1});
+
+    // The call after each cast returns once the server handled the cast, so
+    // its monitor (link) signal is queued at the target before our crash
+    // message: the order is fixed.
+    grove::pid monitored = grove::spawn(nd, crash_on_message);
+    obs.cast(watch{monitored});
+    co_await obs.call(seen_at_least{1});
+    grove::send(monitored, 0);
+    co_await obs.call(seen_at_least{2});
+
+    // Linked, and not its parent: the trapping server gets an exit_message
+    // and keeps running.
+    grove::pid linked = grove::spawn(nd, crash_on_message);
+    obs.cast(link_to{linked});
+    co_await obs.call(seen_at_least{2});
+    grove::send(linked, 0);
+    co_return co_await obs.call(seen_at_least{3});
+  }(node));
+  REQUIRE(seen.size() == 3);
+  CHECK(seen[0] == "plain hello");
+  CHECK(seen[1] == "down {error, worker crashed}");
+  CHECK(seen[2] == "exit {error, worker crashed}");
+}

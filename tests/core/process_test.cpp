@@ -432,3 +432,22 @@ TEST_CASE("a_process_that_kills_itself_ends_with_killed_at_its_next_suspension")
   node.shutdown();
   CHECK(node.process_count() == 0);
 }
+
+TEST_CASE("a_chain_of_a_million_processes_each_spawning_its_successor_does_not_recurse") {
+  grove::node node{{.threads = 1}};
+  node.block_on([](grove::process& self) -> awaitable<void> {
+    struct chain {
+      static awaitable<void> link(grove::process& me, grove::pid report_to, int left) {
+        if (left == 0) {
+          grove::send(report_to, std::string("end of chain"));
+        } else {
+          grove::spawn(me.node(), [report_to, left](grove::process& next) { return link(next, report_to, left - 1); });
+        }
+        co_return;
+      }
+    };
+    grove::pid me = self.self();
+    grove::spawn(self.node(), [me](grove::process& first) { return chain::link(first, me, 1000000); });
+    CHECK((co_await self.receive_for(60s))->get<std::string>() == "end of chain");
+  });
+}

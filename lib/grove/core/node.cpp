@@ -48,15 +48,35 @@ void worker::join() {
   if (thread_.joinable()) thread_.join();
 }
 
+void worker::process_list::push(process_state* p) noexcept {
+  p->prev_ = nullptr;
+  p->next_ = head_;
+  if (head_) head_->prev_ = p;
+  head_ = p;
+}
+
+void worker::process_list::erase(process_state* p) noexcept {
+  (p->prev_ ? p->prev_->next_ : head_) = p->next_;
+  if (p->next_) p->next_->prev_ = p->prev_;
+  p->prev_ = p->next_ = nullptr;
+}
+
+std::vector<process_state*> worker::process_list::snapshot() const {
+  std::vector<process_state*> all;
+  for (process_state* p = head_; p; p = p->next_) all.push_back(p);
+  return all;
+}
+
 void worker::teardown_release() {
   deadlines->abandon_all();
-  for (process_state* p : processes) p->release_for_teardown();
+  for (process_state* p : processes.snapshot()) p->release_for_teardown();
 }
 
 void worker::teardown_processes() {
-  std::vector<process_state*> left(processes.begin(), processes.end());
-  processes.clear();
-  for (process_state* p : left) delete p;
+  for (process_state* p : processes.snapshot()) {
+    processes.erase(p);
+    delete p;
+  }
   deadlines.reset();
 }
 
@@ -169,8 +189,7 @@ void node_state::shutdown() {
     for (auto& w : workers_) {
       asio::post(*w->io, [wp = w.get(), reason] {
         std::vector<pid> pids;
-        pids.reserve(wp->processes.size());
-        for (process_state* p : wp->processes) {
+        for (process_state* p : wp->processes.snapshot()) {
           if (!p->dead()) pids.push_back(p->self);
         }
         for (const pid& p : pids) {

@@ -321,7 +321,7 @@ void body_finished(process_state* p, exit_reason reason) {
 
 void launch(worker& w, std::unique_ptr<process_state> state, std::unique_ptr<body_base> body) {
   process_state* p = state.release();
-  w.processes.insert(p);
+  w.processes.push(p);
   if (p->dead()) { // killed before it ever ran
     finished(p);
     return;
@@ -371,13 +371,12 @@ pid spawn(node& n, std::unique_ptr<body_base> body, const spawn_options& options
   }
   ns.process_started();
   process_table::publish(*slot, state.get(), p.serial());
-  if (this_worker == &w) {
-    launch(w, std::move(state), std::move(body));
-  } else {
-    asio::post(*w.io, [&w, st = std::move(state), b = std::move(body)]() mutable {
-      launch(w, std::move(st), std::move(b));
-    });
-  }
+  // Always posted, even from the same worker: the child starts after spawn()
+  // returned, never nested inside its parent's step (a process that spawns
+  // its successor as it starts would otherwise recurse without bound).
+  asio::post(*w.io, [&w, st = std::move(state), b = std::move(body)]() mutable {
+    launch(w, std::move(st), std::move(b));
+  });
   return p;
 }
 

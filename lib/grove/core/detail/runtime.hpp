@@ -169,7 +169,18 @@ public:
   std::unique_ptr<asio::io_context> io = std::make_unique<asio::io_context>(1);
   std::optional<deadline_list> deadlines{std::in_place, *io};
   /// Every process whose coroutine has not finished; owner thread only.
-  std::unordered_set<process_state*> processes;
+  /// Intrusive (process_state::prev_/next_): no allocation per spawn.
+  class process_list {
+  public:
+    void push(process_state* p) noexcept;
+    void erase(process_state* p) noexcept;
+    std::vector<process_state*> snapshot() const;
+    bool empty() const noexcept { return head_ == nullptr; }
+
+  private:
+    process_state* head_ = nullptr;
+  };
+  process_list processes;
 
 private:
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> guard_;
@@ -337,6 +348,10 @@ private:
 
   bool dead_ = false;
   exit_reason reason_;
+
+  friend class worker::process_list;
+  process_state* prev_ = nullptr;
+  process_state* next_ = nullptr;
 };
 
 
