@@ -451,3 +451,31 @@ TEST_CASE("a_chain_of_a_million_processes_each_spawning_its_successor_does_not_r
     CHECK((co_await self.receive_for(60s))->get<std::string>() == "end of chain");
   });
 }
+
+TEST_CASE("an_exit_cascading_down_a_long_chain_of_links_does_not_recurse") {
+  grove::node node{{.threads = 1}};
+  node.block_on([](grove::process& self) -> awaitable<void> {
+    struct chain {
+      // Each member spawns the next linked to it; the last reports its pid.
+      static awaitable<void> member(grove::process& me, grove::pid report_to, int left) {
+        if (left == 0) {
+          grove::send(report_to, me.self());
+        } else {
+          grove::spawn(
+              me.node(), [report_to, left](grove::process& next) { return member(next, report_to, left - 1); },
+              {.link = true});
+        }
+        co_await me.receive();
+      }
+    };
+    grove::pid me = self.self();
+    grove::pid head = grove::spawn(self.node(), [me](grove::process& p) { return chain::member(p, me, 50000); });
+    grove::pid tail = (co_await self.receive_for(60s))->get<grove::pid>();
+    auto mon = self.monitor(tail);
+    grove::exit(head, grove::exit_reason::error("cut"));
+    grove::message d = (co_await self.receive_for(60s)).value();
+    CHECK(d.get<grove::down_message>().ref == mon);
+    CHECK(d.get<grove::down_message>().reason == grove::exit_reason::error("cut"));
+    CHECK(self.node().process_count() == 1);
+  });
+}

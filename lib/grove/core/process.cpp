@@ -23,9 +23,15 @@ std::atomic<std::uint64_t> next_ref_id{1};
 
 std::uint64_t new_ref_id() noexcept { return next_ref_id.fetch_add(1, std::memory_order_relaxed); }
 
+/// Always posted, even to a process on this worker: an exit can end the
+/// target, whose own exit signals end the next, and so on; posting unrolls a
+/// cascade down a long chain of links through the queue, not the stack.
 void send_exit_signal(const pid& target, const pid& from, const exit_reason& reason, bool from_link) {
-  on_owner(target, [from, reason, from_link](process_state* t) {
-    if (t) t->on_exit_signal(from, reason, from_link);
+  node_state* n = target.node_state();
+  if (!n || target.worker() >= n->size()) return;
+  worker& w = n->worker_at(target.worker());
+  asio::post(*w.io, [&w, target, from, reason, from_link] {
+    if (process_state* t = w.table.find(target)) t->on_exit_signal(from, reason, from_link);
   });
 }
 
