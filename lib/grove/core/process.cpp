@@ -100,10 +100,8 @@ void process_state::release_for_teardown() noexcept {
   for (std::size_t i = head_; i < mailbox_.size(); ++i) fail_call(mailbox_[i], errc::node_stopped);
   mailbox_.clear();
   head_ = 0;
-  if (relations_) {
-    for (auto& slot : relations_->pending_replies) slot->fail(errc::node_stopped);
-    relations_->pending_replies.clear();
-  }
+  for (auto& slot : pending_replies_) slot->fail(errc::node_stopped);
+  pending_replies_.clear();
 }
 
 bool process_state::push_allowed(envelope& env) {
@@ -244,18 +242,18 @@ bool process_state::demonitor(const monitor_ref& ref) {
 }
 
 void process_state::track_reply(std::shared_ptr<reply_slot_base> slot) {
-  relations& r = rel();
-  if (r.pending_replies.size() >= r.pending_compact_at) {
-    std::erase_if(r.pending_replies, [](const auto& s) { return s->completed(); });
-    r.pending_compact_at = std::max<std::size_t>(8, r.pending_replies.size() * 2);
+  // Deferred replies may complete on any thread; completed ones are swept
+  // out whenever the list doubles, so it stays proportional to the calls
+  // really waiting.
+  if (pending_replies_.size() >= pending_compact_at_) {
+    std::erase_if(pending_replies_, [](const auto& s) { return s->completed(); });
+    pending_compact_at_ = static_cast<std::uint32_t>(std::max<std::size_t>(8, pending_replies_.size() * 2));
   }
-  r.pending_replies.push_back(std::move(slot));
+  pending_replies_.push_back(std::move(slot));
 }
 
 void process_state::untrack_reply(const reply_slot_base* slot) noexcept {
-  if (relations_ && !relations_->pending_replies.empty() && relations_->pending_replies.back().get() == slot) {
-    relations_->pending_replies.pop_back();
-  }
+  if (!pending_replies_.empty() && pending_replies_.back().get() == slot) pending_replies_.pop_back();
 }
 
 void process_state::die(exit_reason reason, bool coroutine_running) {
@@ -268,10 +266,11 @@ void process_state::die(exit_reason reason, bool coroutine_running) {
   for (std::size_t i = head_; i < mailbox_.size(); ++i) fail_call(mailbox_[i], errc::exited, reason);
   mailbox_.clear();
   head_ = 0;
+  for (auto& slot : pending_replies_) slot->fail(errc::exited, reason);
+  pending_replies_.clear();
   if (relations_) {
     // Taken out first: a signal to ourselves must find nothing to change.
     std::unique_ptr<relations> r = std::move(relations_);
-    for (auto& slot : r->pending_replies) slot->fail(errc::exited, reason);
     for (const pid& other : r->links) send_exit_signal(other, self, reason, true);
     for (const auto& [id, watcher] : r->monitored_by) send_down(watcher, monitor_ref{self, id}, reason);
     for (const auto& [id, target] : r->monitors) {

@@ -319,14 +319,12 @@ private:
   void publish_length() noexcept { slot_->queue_length.store(mailbox_size(), std::memory_order_relaxed); }
   bool push_allowed(envelope& env);
 
-  /// Links, monitors and unanswered calls: most processes have none, so
-  /// they live behind one pointer, allocated on first use.
+  /// Links and monitors: most processes have none, so they live behind one
+  /// pointer, allocated on first use.
   struct relations {
     std::unordered_set<pid> links;
     std::unordered_map<std::uint64_t, pid> monitored_by; // ref id -> watcher
     std::unordered_map<std::uint64_t, pid> monitors;     // ref id -> target
-    std::vector<std::shared_ptr<reply_slot_base>> pending_replies;
-    std::size_t pending_compact_at = 8;
   };
   relations& rel() {
     if (!relations_) relations_ = std::make_unique<relations>();
@@ -345,6 +343,8 @@ private:
   std::unique_ptr<asio::steady_timer> wait_timer_; // created by the first wait with a timeout
   std::uint64_t wait_generation_ = 0;
   std::unique_ptr<relations> relations_;
+  std::vector<std::shared_ptr<reply_slot_base>> pending_replies_;
+  std::uint32_t pending_compact_at_ = 8;
 
   bool dead_ = false;
   exit_reason reason_;
