@@ -130,11 +130,6 @@ spawn_options to_spawn_options(const start_options& options) {
 
 namespace {
 
-awaitable<bool> wait_mail(process_state& state, std::optional<duration> timeout) {
-  return asio::async_initiate<const asio::use_awaitable_t<>&, void(boost::system::error_code, bool)>(
-      [&state, timeout](auto handler) { state.async_wait_mail(timeout, std::move(handler)); }, asio::use_awaitable);
-}
-
 awaitable<void> yield_now() {
   co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
 }
@@ -352,7 +347,7 @@ awaitable<exit_reason> run_server(process_state* state, std::unique_ptr<server_l
     if (need == server_loop::need::finished) co_return loop->reason();
     try {
       if (need == server_loop::need::mail) {
-        loop->mail_arrived(co_await wait_mail(*state, loop->wait_timeout()));
+        loop->mail_arrived(co_await wait_for_mail(*state, loop->wait_timeout()));
       } else if (need == server_loop::need::handler) {
         loop->handler_done(co_await loop->take_pending());
       } else {

@@ -387,6 +387,11 @@ pid spawn(node& n, std::unique_ptr<body_base> body, const spawn_options& options
 
 // -- timers ------------------------------------------------------------------------
 
+awaitable<bool> wait_for_mail(process_state& state, std::optional<std::chrono::steady_clock::duration> timeout) {
+  return asio::async_initiate<const asio::use_awaitable_t<>&, void(boost::system::error_code, bool)>(
+      [&state, timeout](auto handler) { state.async_wait_mail(timeout, std::move(handler)); }, asio::use_awaitable);
+}
+
 struct timer_state {
   static constexpr std::uint8_t armed = 0, fired = 1, cancelled = 2;
   std::atomic<std::uint8_t> state{armed};
@@ -410,12 +415,6 @@ pid process::self() const noexcept { return state_->self; }
 grove::node& process::node() const noexcept { return *state_->owner.owner.public_node; }
 
 namespace {
-awaitable<bool> wait_mail(process_state& state, std::optional<duration> timeout) {
-  return boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&, void(boost::system::error_code, bool)>(
-      [&state, timeout](auto handler) { state.async_wait_mail(timeout, std::move(handler)); },
-      boost::asio::use_awaitable);
-}
-
 /// Takes the next plain message, answering stray calls and casts.
 std::optional<message> take_info(process_state& state) {
   while (state.has_mail()) {
@@ -430,7 +429,7 @@ std::optional<message> take_info(process_state& state) {
 awaitable<message> process::receive() {
   for (;;) {
     if (auto m = take_info(*state_)) co_return std::move(*m);
-    co_await wait_mail(*state_, std::nullopt);
+    co_await detail::wait_for_mail(*state_, std::nullopt);
   }
 }
 
@@ -440,7 +439,7 @@ awaitable<std::optional<message>> process::receive_for(duration timeout) {
     if (auto m = take_info(*state_)) co_return m;
     const auto left = deadline - std::chrono::steady_clock::now();
     if (left <= duration::zero()) co_return std::nullopt;
-    if (!co_await wait_mail(*state_, left)) co_return std::nullopt;
+    if (!co_await detail::wait_for_mail(*state_, left)) co_return std::nullopt;
   }
 }
 

@@ -355,4 +355,8 @@ private:
 };
 
 
+/// Suspends the calling process until its mailbox is not empty (true) or
+/// `timeout` passed (false). Throws operation_aborted if it dies meanwhile.
+asio::awaitable<bool> wait_for_mail(process_state& state, std::optional<std::chrono::steady_clock::duration> timeout);
+
 } // namespace grove::detail
