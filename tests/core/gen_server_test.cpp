@@ -625,3 +625,11 @@ TEST_CASE("handle_info_receives_plain_messages_downs_and_trapped_exits") {
   CHECK(seen[1] == "down {error, worker crashed}");
   CHECK(seen[2] == "exit {error, worker crashed}");
 }
+
+TEST_CASE("a_call_timeout_beyond_the_clock_range_waits_like_infinity") {
+  grove::node node{{.threads = 1}};
+  node.block_on([](grove::node& nd) -> awaitable<void> {
+    auto ref = co_await grove::start<counter>(nd, nullptr, 3);
+    CHECK(co_await ref.call(get{}, std::chrono::hours(2'000'000'000)) == 3);
+  }(node));
+}

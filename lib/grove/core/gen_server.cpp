@@ -29,8 +29,11 @@ public:
       : handler_(std::move(handler)), executor_(std::move(executor)), slot_(&slot) {}
 
   void arm(duration timeout) {
-    const bool finite = timeout != infinity;
-    if (finite) deadline = clock::now() + timeout;
+    const auto now = clock::now();
+    // A timeout past the clock's range is as good as infinity (and must not
+    // overflow the deadline).
+    const bool finite = timeout != infinity && timeout < clock::time_point::max() - now;
+    if (finite) deadline = now + timeout;
     if (this_worker) {
       worker_ = this_worker;
       worker_->deadlines->insert(*this);
