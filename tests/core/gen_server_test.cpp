@@ -634,3 +634,93 @@ TEST_CASE("a_call_timeout_beyond_the_clock_range_waits_like_infinity") {
     CHECK(co_await ref.call(get{}, grove::duration::max() - std::chrono::nanoseconds(1)) == 3);
   }(node));
 }
+
+namespace {
+
+struct echo_req {
+  using reply_type = int;
+  int n;
+};
+struct echo_later {
+  using reply_type = int;
+  int n;
+};
+struct flush_later {};
+
+/// Answers echo at once and echo_later from a parked from<> on the next
+/// flush: two ways a reply can race a timeout or a kill.
+class racer : public grove::gen_server {
+public:
+  int handle_call(echo_req r) { return r.n; }
+  grove::call_result<int> handle_call(echo_later r, grove::from<int> f) {
+    parked_.emplace_back(f, r.n);
+    return grove::noreply;
+  }
+  void handle_cast(flush_later) {
+    for (auto& [f, n] : parked_) f.reply(n);
+    parked_.clear();
+  }
+
+private:
+  std::vector<std::pair<grove::from<int>, int>> parked_;
+};
+
+struct tally {
+  std::atomic<int> ok{0}, timeout{0}, exited{0}, noproc{0}, wrong{0}, other{0};
+};
+
+awaitable<void> caller(grove::process& self, std::vector<grove::server_ref<racer>>* servers, tally* t, int calls,
+                       grove::pid report_to) {
+  for (int i = 0; i < calls; ++i) {
+    auto ref = (*servers)[static_cast<std::size_t>(i) % servers->size()];
+    try {
+      int got = (i % 3 == 0) ? co_await ref.call(echo_later{i}, std::chrono::milliseconds(2))
+                             : co_await ref.call(echo_req{i}, std::chrono::milliseconds(200));
+      if (got == i) {
+        t->ok++;
+      } else {
+        t->wrong++; // a reply meant for another call: must never happen
+      }
+    } catch (const grove::error& e) {
+      if (e.code() == grove::errc::timeout) t->timeout++;
+      else if (e.code() == grove::errc::exited) t->exited++;
+      else if (e.code() == grove::errc::noproc) t->noproc++;
+      else t->other++;
+    }
+    if (i % 3 == 1) ref.cast(flush_later{});
+  }
+  grove::send(report_to, self.self());
+}
+
+} // namespace
+
+TEST_CASE("concurrent_calls_replies_timeouts_and_kills_across_workers_never_cross_or_hang") {
+  grove::node node{{.threads = 2}};
+  tally t;
+  node.block_on([tp = &t](grove::process& self) -> awaitable<void> {
+    std::vector<grove::server_ref<racer>> servers;
+    for (int i = 0; i < 4; ++i) servers.push_back(co_await grove::start<racer>(self.node()));
+    constexpr int callers = 8, calls = 300;
+    for (int c = 0; c < callers; ++c) {
+      grove::spawn(self.node(), [&servers, tp, me = self.self()](grove::process& p) {
+        return caller(p, &servers, tp, calls, me);
+      });
+    }
+    // Kill one server before they start (noproc) and one while they run,
+    // with calls in flight and parked (exited): whichever way a call ends,
+    // it ends once and with its own answer.
+    grove::exit(servers[3].id(), grove::exit_reason::kill());
+    grove::spawn(self.node(), [victim = servers[2].id()](grove::process& p) -> awaitable<void> {
+      co_await p.receive_for(std::chrono::milliseconds(3));
+      grove::exit(victim, grove::exit_reason::kill());
+    });
+    for (int c = 0; c < callers; ++c) REQUIRE((co_await self.receive_for(60s)).has_value());
+  });
+  const int total = t.ok + t.timeout + t.exited + t.noproc + t.wrong + t.other;
+  CHECK(total == 8 * 300);
+  CHECK(t.wrong == 0);
+  CHECK(t.other == 0);
+  CHECK(t.ok > 0);
+  CHECK(t.noproc + t.exited > 0); // the killed server was called
+  MESSAGE("ok " << t.ok.load() << ", timeout " << t.timeout.load() << ", exited " << t.exited.load() << ", noproc " << t.noproc.load());
+}
