@@ -132,3 +132,56 @@ TEST_CASE("a_throwing_posted_function_does_not_stop_the_worker") {
   CHECK(node.block_on([](grove::server_ref<echo> r) -> awaitable<grove::pid> { co_return co_await r.call(whoami{}); }(ref)) ==
         ref.id());
 }
+
+namespace {
+struct crash_now {
+  using reply_type = int;
+};
+struct fragile : grove::gen_server {
+  int handle_call(crash_now) { throw std::runtime_error("handler bug"); }
+};
+} // namespace
+
+TEST_CASE("crash_report_names_processes_that_fail_by_their_own_hand_only") {
+  std::mutex m;
+  std::vector<std::string> reports;
+  grove::node node{{.threads = 2, .crash_report = [&](const grove::pid& p, const grove::exit_reason& r) {
+                      std::lock_guard lock(m);
+                      reports.push_back(p.to_string() + " " + r.to_string());
+                    }}};
+  grove::pid thrower;
+  grove::pid linked_victim;
+  node.block_on([&](grove::process& self) -> awaitable<void> {
+    // A raw process whose body throws, a partner linked to it that dies from
+    // its exit signal (or from noproc if it links late: no report either
+    // way), and a killed one (no report).
+    thrower = grove::spawn(self.node(), [](grove::process& p) -> awaitable<void> {
+      co_await p.receive();
+      throw std::runtime_error("body bug");
+    });
+    linked_victim = grove::spawn(self.node(), [t = thrower](grove::process& p) -> awaitable<void> {
+      p.link(t);
+      for (;;) co_await p.receive();
+    });
+    grove::pid killed = grove::spawn(self.node(), ignores_everything);
+    auto m1 = self.monitor(linked_victim);
+    auto m2 = self.monitor(killed);
+    grove::exit(killed, grove::exit_reason::kill());
+    CHECK((co_await self.receive()).get<grove::down_message>().ref == m2);
+    grove::send(thrower, 0);
+    CHECK((co_await self.receive()).get<grove::down_message>().ref == m1);
+
+    // A gen_server whose handler throws: reported after terminate.
+    auto f = co_await grove::start<fragile>(self.node());
+    auto m3 = self.monitor(f.id());
+    try {
+      co_await f.call(crash_now{});
+    } catch (const grove::error&) {
+    }
+    CHECK((co_await self.receive()).get<grove::down_message>().ref == m3);
+    std::lock_guard lock(m);
+    REQUIRE(reports.size() == 2);
+    CHECK(reports[0] == thrower.to_string() + " {error, body bug}");
+    CHECK(reports[1] == f.id().to_string() + " {error, handler bug}");
+  });
+}

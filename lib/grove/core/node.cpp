@@ -221,6 +221,10 @@ void node_state::shutdown() {
 
 namespace grove {
 
+void print_crash_report(const pid& process, const exit_reason& reason) {
+  std::fprintf(stderr, "grove: process %s crashed: %s\n", process.to_string().c_str(), reason.to_string().c_str());
+}
+
 node::node(node_options options) : state_(std::make_unique<detail::node_state>(options)) {
   state_->public_node = this;
 }

@@ -16,12 +16,13 @@
 
 #include <chrono>
 #include <concepts>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
-#include <condition_variable>
-#include <mutex>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <type_traits>
@@ -71,9 +72,17 @@ private:
 };
 } // namespace detail
 
+/// The default crash report: one line on stderr, e.g.
+/// `grove: process <1.0.7> crashed: {error, bad state}`.
+void print_crash_report(const pid& process, const exit_reason& reason);
+
 struct node_options {
   std::size_t threads = 0; ///< worker threads, one io_context each; 0 = one per core (default)
   std::chrono::milliseconds shutdown_grace{5000}; ///< how long shutdown waits for processes to exit before killing them (default 5 s)
+  /// Called on the process's worker when a process fails by its own hand
+  /// (an exception escaped its body or a gen_server handler), not when an
+  /// exit signal ended it. Default: print_crash_report; nullptr: silent.
+  std::function<void(const pid&, const exit_reason&)> crash_report = print_crash_report;
 };
 
 class node {

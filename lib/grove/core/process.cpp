@@ -9,6 +9,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <cstdio>
 #include <exception>
 
 namespace grove::detail {
@@ -319,7 +320,19 @@ exit_reason reason_of(const std::exception_ptr& e) {
 }
 
 /// The body's coroutine ended (returned or threw): the process ends with it.
+/// An error reason from a process still alive is its own failure (an exit
+/// signal would have ended it already): that one gets a crash report.
 void body_finished(process_state* p, exit_reason reason) {
+  if (!p->dead() && reason.what() == exit_reason::kind::error) {
+    const auto& report = p->owner.owner.options.crash_report;
+    if (report) {
+      try {
+        report(p->self, reason);
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "grove: the crash_report hook threw: %s\n", e.what());
+      }
+    }
+  }
   p->die(std::move(reason), false);
   finished(p);
 }
