@@ -137,7 +137,7 @@ public:
   detail::node_state& state() noexcept { return *state_; }
 
 private:
-  /// Fails the promise if the coroutine is destroyed before it finished
+  /// Fails the result if the coroutine is destroyed before it finished
   /// (its process was killed, or the node shut down under it).
   template <class T>
   struct unfinished_guard {

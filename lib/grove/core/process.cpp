@@ -97,6 +97,7 @@ process_state::~process_state() {
 
 void process_state::release_for_teardown() noexcept {
   waiter_.reset();
+  receiver_.reset();
   wait_timer_.reset();
   for (std::size_t i = head_; i < mailbox_.size(); ++i) fail_call(mailbox_[i], errc::node_stopped);
   mailbox_.clear();
@@ -129,7 +130,11 @@ void process_state::deliver(envelope env) {
   }
   mailbox_.push_back(std::move(env));
   publish_length();
-  if (waiter_) complete_wait({}, true);
+  if (waiter_) {
+    complete_wait({}, true);
+  } else if (receiver_) {
+    try_complete_receive();
+  }
 }
 
 envelope process_state::pop() {
@@ -154,6 +159,35 @@ void process_state::complete_wait(boost::system::error_code ec, bool got_mail) {
   // process executor.
   process_executor ex(owner.io->get_executor(), slot_, self.serial());
   asio::post(ex, [h = std::move(handler), ec, got_mail]() mutable { std::move(h)(ec, got_mail); });
+}
+
+void process_state::complete_receive(boost::system::error_code ec, message m) {
+  receive_handler handler = std::move(*receiver_);
+  receiver_.reset();
+  process_executor ex(owner.io->get_executor(), slot_, self.serial());
+  asio::post(ex, [h = std::move(handler), ec, m = std::move(m)]() mutable { std::move(h)(ec, std::move(m)); });
+}
+
+std::optional<message> process_state::take_info() {
+  while (has_mail()) {
+    envelope env = pop();
+    if (env.kind == envelope_kind::info) return std::move(env.body);
+    fail_call(env, errc::wrong_server);
+  }
+  return std::nullopt;
+}
+
+void process_state::try_complete_receive() {
+  if (auto m = take_info()) complete_receive({}, std::move(*m));
+}
+
+void process_state::async_receive(receive_handler handler) {
+  receiver_.emplace(std::move(handler));
+  if (dead_) {
+    complete_receive(asio::error::operation_aborted, {});
+    return;
+  }
+  try_complete_receive();
 }
 
 void process_state::async_wait_mail(std::optional<std::chrono::steady_clock::duration> timeout, wait_handler handler) {
@@ -282,6 +316,7 @@ void process_state::die(exit_reason reason, bool coroutine_running) {
   }
 
   if (waiter_) complete_wait(asio::error::operation_aborted, false);
+  if (receiver_) complete_receive(asio::error::operation_aborted, {});
   wait_timer_.reset();
   if (!coroutine_running) return;
   const current_context& running = this_process_context;
@@ -427,29 +462,16 @@ pid process::self() const noexcept { return state_->self; }
 
 grove::node& process::node() const noexcept { return *state_->owner.owner.public_node; }
 
-namespace {
-/// Takes the next plain message, answering stray calls and casts.
-std::optional<message> take_info(process_state& state) {
-  while (state.has_mail()) {
-    detail::envelope env = state.pop();
-    if (env.kind == detail::envelope_kind::info) return std::move(env.body);
-    if (env.reply) env.reply->fail(errc::wrong_server);
-  }
-  return std::nullopt;
-}
-} // namespace
-
 awaitable<message> process::receive() {
-  for (;;) {
-    if (auto m = take_info(*state_)) co_return std::move(*m);
-    co_await detail::wait_for_mail(*state_, std::nullopt);
-  }
+  return boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&,
+                                     void(boost::system::error_code, message)>(
+      [state = state_](auto handler) { state->async_receive(std::move(handler)); }, boost::asio::use_awaitable);
 }
 
 awaitable<std::optional<message>> process::receive_for(duration timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
-    if (auto m = take_info(*state_)) co_return m;
+    if (auto m = state_->take_info()) co_return m;
     const auto left = deadline - std::chrono::steady_clock::now();
     if (left <= duration::zero()) co_return std::nullopt;
     if (!co_await detail::wait_for_mail(*state_, left)) co_return std::nullopt;

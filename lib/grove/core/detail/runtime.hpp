@@ -273,6 +273,13 @@ public:
   using wait_handler = asio::any_completion_handler<void(boost::system::error_code, bool)>;
   void async_wait_mail(std::optional<std::chrono::steady_clock::duration> timeout, wait_handler handler);
 
+  /// Waits for the next plain message (process::receive). The operation
+  /// itself, not a coroutine around a wait: one frame less per idle process.
+  using receive_handler = asio::any_completion_handler<void(boost::system::error_code, message)>;
+  void async_receive(receive_handler handler);
+  /// The next plain message, answering stray calls with errc::wrong_server.
+  std::optional<message> take_info();
+
   // -- signals ---------------------------------------------------------------
   void on_exit_signal(const pid& from, const exit_reason& reason, bool from_link);
   void on_link(const pid& from) { rel().links.insert(from); }
@@ -316,6 +323,8 @@ public:
 
 private:
   void complete_wait(boost::system::error_code ec, bool got_mail);
+  void complete_receive(boost::system::error_code ec, message m);
+  void try_complete_receive();
   void publish_length() noexcept { slot_->queue_length.store(mailbox_size(), std::memory_order_relaxed); }
   bool push_allowed(envelope& env);
 
@@ -340,6 +349,7 @@ private:
   // operator=(&&) wraps the source in a new handler instead of taking it.
   // Hence optional + emplace/reset.
   std::optional<wait_handler> waiter_;
+  std::optional<receive_handler> receiver_;
   std::unique_ptr<asio::steady_timer> wait_timer_; // created by the first wait with a timeout
   std::uint64_t wait_generation_ = 0;
   std::unique_ptr<relations> relations_;
