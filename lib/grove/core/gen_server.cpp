@@ -305,6 +305,7 @@ private:
         fail_start(a.reason());
       } else {
         started_->set(self_.self());
+        started_.reset(); // answered: not kept for the server's whole life
         phase_ = phase::running;
         next_ = std::move(a);
       }
@@ -317,6 +318,7 @@ private:
 
   void fail_start(exit_reason reason) {
     end_failed_start(self_, *started_, reason);
+    started_.reset();
     reason_ = std::move(reason);
     phase_ = phase::finished;
   }

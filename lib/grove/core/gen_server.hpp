@@ -461,7 +461,7 @@ struct server_body {
     } catch (const std::exception& e) {
       return start_failed(self, std::move(started), exit_reason::error(e.what()));
     }
-    return server_main_untyped(self, server.get(), hooks_for<S>, started, std::move(init), idle_timeout);
+    return server_main_untyped(self, server.get(), hooks_for<S>, std::move(started), std::move(init), idle_timeout);
   }
 };
 
