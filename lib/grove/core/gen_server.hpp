@@ -34,7 +34,8 @@
 // A call to a request type the server has no handle_call for does not
 // compile. A handler that throws ends the server with an error reason
 // (the exception's text) after terminate ran; callers waiting on it get
-// errc::exited with that reason; nothing else on the node is disturbed.
+// errc::exited with that reason, the node's crash_report hook names it, and
+// nothing else on the node is disturbed.
 #pragma once
 
 #include <grove/core/detail/envelope.hpp>
@@ -479,7 +480,8 @@ awaitable<server_ref<S>> await_start_typed(std::shared_ptr<reply_slot<pid>> star
 
 /// Starts a server of type S, constructed from `args` inside its new
 /// process, and waits until its init finished. Throws grove::error:
-/// start_failed (the constructor threw or init stopped; reason() says why),
+/// start_failed (the constructor threw or init stopped; reason() says why;
+/// the process has already ended and, if linked, sent no exit signal),
 /// timeout (init took longer than init_timeout; the process is killed),
 /// node_stopped, not_in_process (link requested outside a process).
 template <class S, class... Args>
