@@ -165,11 +165,8 @@ public:
               handler_outcome init, std::optional<duration> idle_timeout)
       : self_(self), state_(self.state()), server_(server), hooks_(hooks), started_(std::move(started)),
         idle_timeout_(idle_timeout) {
-    state_.server = &server_;
     take(std::move(init));
   }
-
-  ~server_loop() { state_.server = nullptr; }
 
   need advance() {
     for (;;) {

@@ -313,7 +313,6 @@ public:
   const pid self;
   bool trap_exit;
   pid parent;
-  gen_server* server = nullptr; // set while a gen_server runs in this process
   asio::cancellation_signal cancel;
   grove::process handle{*this}; // what the body gets as `process&`
 
