@@ -217,12 +217,12 @@ public:
     }
   }
 
-  std::optional<duration> wait_timeout() const { return next_.idle_timeout() ? next_.idle_timeout() : idle_timeout_; }
+  std::optional<duration> wait_timeout() const { return step_timeout_ ? step_timeout_ : idle_timeout_; }
 
   void mail_arrived(bool got) {
     budget_ = fairness_budget;
     if (!got) timed_out_ = true;
-    next_ = action{}; // an idle timeout holds for one wait only
+    step_timeout_.reset(); // an idle timeout holds for one wait only
   }
 
   awaitable<action> take_pending() {
@@ -304,10 +304,14 @@ private:
         started_->set(self_.self());
         started_.reset(); // answered: not kept for the server's whole life
         phase_ = phase::running;
+        step_timeout_ = a.idle_timeout();
         next_ = std::move(a);
       }
       break;
-    case phase::running: next_ = std::move(a); break;
+    case phase::running:
+      step_timeout_ = a.idle_timeout();
+      next_ = std::move(a);
+      break;
     case phase::terminating: phase_ = phase::finished; break;
     case phase::finished: break;
     }
@@ -333,7 +337,8 @@ private:
   std::optional<duration> idle_timeout_;
 
   phase phase_ = phase::init;
-  action next_;
+  action next_;                          // what the last handler asked for
+  std::optional<duration> step_timeout_; // its idle timeout, until the next wait ends
   std::optional<awaitable<action>> pending_;
   std::shared_ptr<reply_slot_base> current_call_; // the call being handled, if any
   exit_reason reason_;

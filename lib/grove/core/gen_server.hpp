@@ -418,12 +418,12 @@ void server_ref<S>::send_cast(detail::envelope env) const {
 }
 
 struct start_options {
-  std::optional<std::size_t> worker; ///< worker to run on; default: round-robin
+  std::optional<std::size_t> worker{}; ///< worker to run on; default: round-robin
   bool link = false;                 ///< link to the calling process (start_link); default no
   bool trap_exit = false;            ///< exits become messages; a shutdown from the parent or node runs terminate (default no)
-  std::optional<duration> idle_timeout; ///< handle_info(timeout_message) after this long without a message (default none)
+  std::optional<duration> idle_timeout{}; ///< handle_info(timeout_message) after this long without a message (default none)
   duration init_timeout = std::chrono::seconds(5); ///< start fails with errc::timeout if init takes longer (default 5 s)
-  mailbox_options mailbox;                      ///< mailbox bound (default unbounded)
+  mailbox_options mailbox{};                    ///< mailbox bound (default unbounded)
 };
 
 namespace detail {

@@ -59,15 +59,15 @@ struct mailbox_options {
 };
 
 struct spawn_options {
-  std::optional<std::size_t> worker; ///< worker index to run on; default: round-robin over the node
+  std::optional<std::size_t> worker{}; ///< worker index to run on; default: round-robin over the node
   bool link = false;                 ///< link to the calling process (default no)
   bool trap_exit = false;            ///< exit signals become exit_message messages (default no)
-  mailbox_options mailbox;           ///< mailbox bound (default unbounded)
+  mailbox_options mailbox{};         ///< mailbox bound (default unbounded)
 };
 
 /// Names one monitor; compare it with down_message::ref.
 struct monitor_ref {
-  pid target;
+  pid target{};
   std::uint64_t id = 0;
   friend bool operator==(const monitor_ref&, const monitor_ref&) = default;
 };
@@ -75,15 +75,15 @@ struct monitor_ref {
 /// Delivered once to the watcher when a monitored process ends (reason
 /// noproc if it was already gone when the monitor was set).
 struct down_message {
-  monitor_ref ref;
-  pid process;
-  exit_reason reason;
+  monitor_ref ref{};
+  pid process{};
+  exit_reason reason{};
 };
 
 /// What a trapping process receives instead of dying from an exit signal.
 struct exit_message {
-  pid from; ///< the linked process that ended, the sender of exit(), or null for the node
-  exit_reason reason;
+  pid from{}; ///< the linked process that ended, the sender of exit(), or null for the node
+  exit_reason reason{};
 };
 
 /// Handle of a send_after timer. Copyable; cancel with cancel_timer().
