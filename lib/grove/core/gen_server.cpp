@@ -89,16 +89,6 @@ awaitable<void> wait_for_slot(std::shared_ptr<reply_slot_base> slot, duration ti
 
 } // namespace
 
-void deliver_envelope(const pid& to, envelope env) {
-  on_owner(to, [env = std::move(env)](process_state* t) mutable {
-    if (t) {
-      t->deliver(std::move(env));
-    } else if (env.reply) {
-      env.reply->fail(errc::noproc);
-    }
-  });
-}
-
 awaitable<void> await_call(pid target, envelope env, duration timeout) {
   process_state* me = current_process();
   if (me && me->self == target) throw grove::error(errc::calling_self);

@@ -175,22 +175,7 @@ private:
   struct process_runner {
     F body;
     detail::blocking_result<T>* out;
-    awaitable<void> operator()(process& self) {
-      unfinished_guard<T> guard{out};
-      std::exception_ptr failure;
-      try {
-        if constexpr (std::is_void_v<T>) {
-          co_await body(self);
-          out->set_value();
-        } else {
-          out->set_value(co_await body(self));
-        }
-      } catch (...) {
-        failure = std::current_exception();
-      }
-      guard.done = true;
-      if (failure) out->set_exception(std::move(failure));
-    }
+    awaitable<void> operator()(process& self) { return deliver(body(self), out); }
   };
 
   void run_blocking(awaitable<void> work);

@@ -1,6 +1,7 @@
 #include <grove/core/detail/process_executor.hpp>
 #include <grove/core/detail/runtime.hpp>
 #include <grove/core/error.hpp>
+#include <grove/core/gen_server.hpp>
 #include <grove/core/node.hpp>
 #include <grove/core/process.hpp>
 
@@ -433,6 +434,16 @@ pid spawn(node& n, std::unique_ptr<body_base> body, const spawn_options& options
   return p;
 }
 
+void deliver_envelope(const pid& to, envelope env) {
+  on_owner(to, [env = std::move(env)](process_state* t) mutable {
+    if (t) {
+      t->deliver(std::move(env));
+    } else if (env.reply) {
+      env.reply->fail(errc::noproc);
+    }
+  });
+}
+
 // -- timers ------------------------------------------------------------------------
 
 awaitable<bool> wait_for_mail(process_state& state, std::optional<std::chrono::steady_clock::duration> timeout) {
@@ -486,11 +497,7 @@ monitor_ref process::monitor(const pid& target) { return state_->monitor(target)
 bool process::demonitor(const monitor_ref& ref) { return state_->demonitor(ref); }
 std::size_t process::mailbox_size() const noexcept { return state_->mailbox_size(); }
 
-void send(const pid& to, message m) {
-  on_owner(to, [m = std::move(m)](process_state* t) mutable {
-    if (t) t->deliver(detail::envelope{.body = std::move(m)});
-  });
-}
+void send(const pid& to, message m) { detail::deliver_envelope(to, detail::envelope{.body = std::move(m)}); }
 
 void exit(const pid& target, exit_reason reason) {
   on_owner(target, [from = self(), reason = std::move(reason)](process_state* t) {
