@@ -73,6 +73,49 @@ TEST_CASE("shutdown_gives_every_process_its_shutdown_exit") {
   node.shutdown(); // idempotent
 }
 
+TEST_CASE("shutdown_leaves_a_process_linked_to_its_live_parent_to_that_parent") {
+  grove::node node{{.threads = 2}};
+  std::promise<std::string> child_saw;
+  std::promise<void> child_running;
+  grove::spawn_options trapping;
+  trapping.trap_exit = true;
+  grove::spawn(
+      node,
+      [&child_saw, &child_running](grove::process& self) -> awaitable<void> {
+        grove::spawn_options linked;
+        linked.link = true;
+        linked.trap_exit = true;
+        linked.worker = 1;
+        const grove::pid parent = self.self();
+        grove::pid child = grove::spawn(
+            self.node(),
+            [&child_saw, &child_running, parent](grove::process& me) -> awaitable<void> {
+              child_running.set_value();
+              for (;;) {
+                grove::message m = co_await me.receive();
+                if (auto* e = m.get_if<grove::exit_message>()) {
+                  child_saw.set_value(e->from == parent ? "from its parent" : "from elsewhere");
+                  co_return;
+                }
+              }
+            },
+            linked);
+        // The node's shutdown reaches this root only; it passes it on.
+        for (;;) {
+          grove::message m = co_await self.receive();
+          if (auto* e = m.get_if<grove::exit_message>(); e && !e->from) break;
+        }
+        grove::exit(child, grove::exit_reason::shutdown());
+      },
+      trapping);
+  REQUIRE(child_running.get_future().wait_for(10s) == std::future_status::ready);
+  node.shutdown();
+  auto saw = child_saw.get_future();
+  REQUIRE(saw.wait_for(10s) == std::future_status::ready);
+  CHECK(saw.get() == "from its parent");
+  CHECK(node.process_count() == 0);
+}
+
 TEST_CASE("shutdown_kills_processes_that_ignore_it_after_the_grace") {
   grove::node node{{.threads = 1, .shutdown_grace = 50ms}};
   grove::spawn_options trapping;

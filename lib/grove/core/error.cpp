@@ -31,6 +31,18 @@ public:
       return "the wait was cancelled because the waiting process is exiting";
     case errc::invalid_argument:
       return "invalid argument";
+    case errc::already_started:
+      return "a child with this id is already running under the supervisor";
+    case errc::already_present:
+      return "a child spec with this id is already present (stopped): restart_child or delete_child it first";
+    case errc::not_found:
+      return "no such child";
+    case errc::running:
+      return "the child is running: terminate_child it first";
+    case errc::restarting:
+      return "the child is being restarted by its supervisor; try again";
+    case errc::max_children:
+      return "the dynamic supervisor already has max_children children";
     }
     return "unknown grove error";
   }
@@ -54,6 +66,10 @@ error::error(errc code, const std::string& detail)
 
 error::error(errc code, exit_reason reason)
     : std::system_error(make_error_code(code), "reason: " + reason.to_string()),
+      reason_(std::move(reason)) {}
+
+error::error(errc code, const std::string& detail, exit_reason reason)
+    : std::system_error(make_error_code(code), detail + ", reason: " + reason.to_string()),
       reason_(std::move(reason)) {}
 
 } // namespace grove

@@ -28,6 +28,12 @@ enum class errc {
   not_in_process,    ///< an operation that needs a calling process ran outside one
   cancelled,         ///< the waiting process was killed or the wait was cancelled
   invalid_argument,  ///< an option or argument is out of range; the text names it
+  already_started,   ///< a supervisor already runs a child with that id
+  already_present,   ///< a supervisor already holds a (stopped) child spec with that id
+  not_found,         ///< no child (or name) with that id
+  running,           ///< the child is running; terminate it first
+  restarting,        ///< the child is being restarted by its supervisor
+  max_children,      ///< a dynamic supervisor is at its max_children
 };
 
 const std::error_category& error_category() noexcept;
@@ -40,6 +46,8 @@ public:
   explicit error(errc code);
   error(errc code, const std::string& detail);
   error(errc code, exit_reason reason);
+  /// `detail` says what failed (e.g. which child); `reason` why.
+  error(errc code, const std::string& detail, exit_reason reason);
 
   const std::optional<exit_reason>& reason() const noexcept { return reason_; }
 

@@ -97,6 +97,28 @@ awaitable<void> await_call(pid target, envelope env, duration timeout) {
   co_await wait_for_slot(slot, timeout, [&] { deliver_envelope(target, std::move(env)); });
 }
 
+awaitable<std::optional<exit_reason>> await_exit(pid target, duration timeout) {
+  // A slot no one ever sets: the target's death fails it with its reason,
+  // as it fails the calls the target was handling.
+  auto slot = std::make_shared<reply_slot<pid>>();
+  co_await wait_for_slot(slot, timeout, [&] {
+    on_owner(target, [slot](process_state* t) {
+      if (t) {
+        t->track_reply(slot);
+      } else {
+        slot->fail(errc::noproc);
+      }
+    });
+  });
+  switch (slot->error()) {
+  case errc::exited: co_return slot->reason();
+  case errc::noproc: co_return exit_reason::noproc();
+  case errc::timeout: co_return std::nullopt;
+  default: slot->rethrow_error();
+  }
+  co_return std::nullopt;
+}
+
 awaitable<pid> await_start(std::shared_ptr<reply_slot<pid>> started, pid p, duration timeout) {
   co_await wait_for_slot(started, timeout, [] {});
   try {

@@ -329,6 +329,12 @@ inline constexpr server_hooks hooks_for{&server_tag<S>, &hook_info<S>, continue_
 /// exit, or the caller being killed). Implemented in gen_server.cpp.
 awaitable<void> await_call(pid target, envelope env, duration timeout);
 
+/// Waits until `target` has ended and returns its exit reason (noproc if it
+/// was already gone), or std::nullopt once `timeout` passed. Sends nothing:
+/// the caller decides how to ask it to end. Throws grove::error (cancelled)
+/// if the waiting process is killed meanwhile.
+awaitable<std::optional<exit_reason>> await_exit(pid target, duration timeout);
+
 template <class R, class Req>
 awaitable<R> call_typed(pid target, envelope env, std::shared_ptr<reply_slot<R>> slot, duration timeout) {
   co_await await_call(target, std::move(env), timeout);

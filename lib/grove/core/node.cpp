@@ -185,18 +185,49 @@ void node_state::shutdown() {
   }
   stopping_.store(true, std::memory_order_release);
 
-  auto signal_all = [this](exit_reason reason) {
+  // Every process on every worker, or (roots_only) those not linked to a
+  // live parent. Gathered from all workers before any signal is sent, so a
+  // parent that ends because of this shutdown cannot make its child look
+  // like a root meanwhile.
+  auto gather = [this](bool roots_only) {
+    struct gathered {
+      std::vector<std::vector<pid>> pids;
+      std::size_t left;
+    };
+    // Shared with the posted gatherers: a worker stuck in a user's blocking
+    // call must not stop the shutdown (what it did not report is killed
+    // after the grace anyway), and its gatherer may run after we moved on.
+    auto g = std::make_shared<gathered>(gathered{std::vector<std::vector<pid>>(workers_.size()), workers_.size()});
     for (auto& w : workers_) {
-      asio::post(*w->io, [wp = w.get(), reason] {
+      asio::post(*w->io, [this, wp = w.get(), roots_only, g] {
         std::vector<pid> pids;
         for (process_state* p : wp->processes.snapshot()) {
-          if (!p->dead()) pids.push_back(p->self);
+          if (!p->dead() && !(roots_only && p->stopped_by_parent())) pids.push_back(p->self);
         }
-        for (const pid& p : pids) {
+        std::lock_guard lock(shutdown_mutex_);
+        g->pids[wp->index] = std::move(pids);
+        if (--g->left == 0) shutdown_cv_.notify_all();
+      });
+    }
+    std::unique_lock lock(shutdown_mutex_);
+    shutdown_cv_.wait_for(lock, options.shutdown_grace, [&] { return g->left == 0; });
+    return g->pids;
+  };
+  auto signal = [this](std::vector<std::vector<pid>> pids, exit_reason reason) {
+    for (auto& w : workers_) {
+      asio::post(*w->io, [wp = w.get(), list = std::move(pids[w->index]), reason] {
+        for (const pid& p : list) {
           if (process_state* s = wp->table.find(p)) s->on_exit_signal(pid{}, reason, false);
         }
       });
     }
+  };
+  // The shutdown goes to the roots only: a process linked to a live parent
+  // is stopped by that parent, so a supervisor stops its children in its
+  // own order (reverse start order) and waits for each. The kill reaches
+  // everyone still alive after the grace.
+  auto signal_all = [&](exit_reason reason) {
+    signal(gather(reason.what() != exit_reason::kind::kill), reason);
   };
 
   signal_all(exit_reason::shutdown());

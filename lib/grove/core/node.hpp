@@ -3,7 +3,7 @@
 //   grove::node node{{.threads = 2}};
 //   auto ref = node.block_on(grove::start<counter>(node));
 //   int n = node.block_on(ref.call(get{}));
-//   // ~node(): every process gets a shutdown exit, then threads join.
+//   // ~node(): shuts down (supervision trees top-down), then threads join.
 //
 // A node owns its workers (default: one per core); every process lives on
 // exactly one of them. Several nodes can live in one program; nothing in
@@ -104,8 +104,10 @@ public:
   /// should live beside that worker's processes.
   boost::asio::io_context& context(std::size_t index);
 
-  /// Sends every process a shutdown exit, waits up to shutdown_grace for
-  /// them to end, kills what remains, then stops and joins the workers. After
+  /// Sends a shutdown exit to every process not linked to a live parent
+  /// (the parent stops those: a supervisor stops its children in reverse
+  /// start order), waits up to shutdown_grace for all to end, kills what
+  /// remains, then stops and joins the workers. After
   /// it returns no process of this node is alive and nothing of theirs is
   /// left. Idempotent. Must not be called from one of this node's workers.
   void shutdown();

@@ -232,6 +232,13 @@ void process_state::on_down(const monitor_ref& ref, const exit_reason& reason) {
   deliver(envelope{.body = down_message{ref, ref.target, reason}});
 }
 
+bool process_state::stopped_by_parent() const noexcept {
+  if (!parent || parent.node_state() != self.node_state() || !relations_ || !relations_->links.contains(parent)) {
+    return false;
+  }
+  return owner.owner.worker_at(parent.worker()).table.alive(parent);
+}
+
 void process_state::link(const pid& other) {
   if (other == self || !rel().links.insert(other).second) return;
   on_owner(other, [me = self, other](process_state* o) {

@@ -60,6 +60,11 @@ public:
     if (previous == completed_marker()) w->wake(*this);
   }
 
+  /// The error it completed with (errc{} for a value) and its exit reason.
+  /// Caller side, after completion.
+  errc error() const noexcept { return error_; }
+  const exit_reason& reason() const noexcept { return reason_; }
+
   /// Throws the stored error, if any. Caller side, after completion.
   void rethrow_error() const {
     if (error_ == errc{}) return;

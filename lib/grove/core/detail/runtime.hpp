@@ -292,6 +292,10 @@ public:
   }
   void on_down(const monitor_ref& ref, const exit_reason& reason);
 
+  /// Linked to a live parent on the same node: that parent (a supervisor,
+  /// say) stops it, so a node shutdown leaves it to the parent.
+  bool stopped_by_parent() const noexcept;
+
   void link(const pid& other);
   void unlink(const pid& other);
   monitor_ref monitor(const pid& target);
