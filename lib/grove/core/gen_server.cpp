@@ -97,17 +97,19 @@ awaitable<void> await_call(pid target, envelope env, duration timeout) {
   co_await wait_for_slot(slot, timeout, [&] { deliver_envelope(target, std::move(env)); });
 }
 
-awaitable<std::optional<exit_reason>> await_exit(pid target, duration timeout) {
+awaitable<std::optional<exit_reason>> await_exit(pid target, duration timeout, std::optional<exit_reason> signal) {
   // A slot no one ever sets: the target's death fails it with its reason,
   // as it fails the calls the target was handling.
   auto slot = std::make_shared<reply_slot<pid>>();
+  const pid me = grove::self();
   co_await wait_for_slot(slot, timeout, [&] {
-    on_owner(target, [slot](process_state* t) {
-      if (t) {
-        t->track_reply(slot);
-      } else {
+    on_owner(target, [slot, me, signal = std::move(signal)](process_state* t) {
+      if (!t) {
         slot->fail(errc::noproc);
+        return;
       }
+      t->track_reply(slot);
+      if (signal) t->on_exit_signal(me, *signal, false);
     });
   });
   switch (slot->error()) {

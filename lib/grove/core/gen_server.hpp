@@ -330,10 +330,12 @@ inline constexpr server_hooks hooks_for{&server_tag<S>, &hook_info<S>, continue_
 awaitable<void> await_call(pid target, envelope env, duration timeout);
 
 /// Waits until `target` has ended and returns its exit reason (noproc if it
-/// was already gone), or std::nullopt once `timeout` passed. Sends nothing:
-/// the caller decides how to ask it to end. Throws grove::error (cancelled)
-/// if the waiting process is killed meanwhile.
-awaitable<std::optional<exit_reason>> await_exit(pid target, duration timeout);
+/// was already gone), or std::nullopt once `timeout` passed. With `signal`,
+/// first sends it as exit(target, *signal) from the calling process, after
+/// the wait is in place, so the reason the target ends with is the one
+/// seen. Throws grove::error (cancelled) if the waiting process is killed.
+awaitable<std::optional<exit_reason>> await_exit(pid target, duration timeout,
+                                                 std::optional<exit_reason> signal = std::nullopt);
 
 template <class R, class Req>
 awaitable<R> call_typed(pid target, envelope env, std::shared_ptr<reply_slot<R>> slot, duration timeout) {
@@ -430,6 +432,7 @@ struct start_options {
   std::optional<duration> idle_timeout{}; ///< handle_info(timeout_message) after this long without a message (default none)
   duration init_timeout = std::chrono::seconds(5); ///< start fails with errc::timeout if init takes longer (default 5 s)
   mailbox_options mailbox{};                    ///< mailbox bound (default unbounded)
+  friend bool operator==(const start_options&, const start_options&) = default;
 };
 
 namespace detail {
@@ -490,6 +493,20 @@ awaitable<server_ref<S>> await_start_typed(std::shared_ptr<reply_slot<pid>> star
 /// the process has already ended and, if linked, sent no exit signal),
 /// timeout (init took longer than init_timeout; the process is killed),
 /// node_stopped, not_in_process (link requested outside a process).
+namespace detail {
+/// start() as an untyped pid: no coroutine templated on S (a library
+/// template that starts servers, such as a supervisor's child start, uses
+/// this; g++ warns about coroutine frames of header templates over types
+/// in an anonymous namespace).
+template <class S, class... Args>
+awaitable<pid> start_untyped(node& n, const start_options& options, Args... args) {
+  auto started = std::make_shared<reply_slot<pid>>();
+  pid p = spawn(n, server_body<S, Args...>{started, std::tuple<Args...>(std::move(args)...), options.idle_timeout, nullptr},
+                to_spawn_options(options));
+  return await_start(std::move(started), p, options.init_timeout);
+}
+} // namespace detail
+
 template <class S, class... Args>
   requires std::derived_from<S, gen_server> && std::constructible_from<S, Args...>
 awaitable<server_ref<S>> start(node& n, start_options options, Args... args) {

@@ -56,6 +56,7 @@ enum class overflow_policy : std::uint8_t {
 struct mailbox_options {
   std::size_t capacity = 0;                        ///< most queued messages; 0 = unbounded (default)
   overflow_policy overflow = overflow_policy::reject; ///< what a full mailbox does (default reject)
+  friend bool operator==(const mailbox_options&, const mailbox_options&) = default;
 };
 
 struct spawn_options {

@@ -1,0 +1,63 @@
+#include <grove/supervisor/child_spec.hpp>
+
+#include <boost/core/demangle.hpp>
+
+#include <cstdio>
+#include <ostream>
+
+namespace grove {
+
+std::string shutdown_policy::to_string() const {
+  switch (kind_) {
+  case kind::brutal_kill: return "brutal_kill";
+  case kind::infinity: return "infinity";
+  case kind::timeout: break;
+  }
+  return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(limit_).count()) + "ms";
+}
+
+namespace detail {
+void extra_arguments::throw_mismatch(const std::type_info& wanted) const {
+  throw grove::error(errc::invalid_argument,
+                     "the dynamic supervisor's extra arguments are " +
+                         (type_ ? boost::core::demangle(type_->name()) : std::string("std::tuple<> (none)")) +
+                         " but the child expects " + boost::core::demangle(wanted.name()) +
+                         ": use the dynamic_supervisor_of<...> the supervisor was started as");
+}
+} // namespace detail
+
+awaitable<pid> child_start::operator()(node& n, const detail::extra_arguments& extra) const {
+  if (!impl_) throw grove::error(errc::invalid_argument, "child_spec::start is empty");
+  return impl_->start(n, extra);
+}
+
+void print_supervisor_report(const supervisor_report& r) {
+  const std::string who = r.child_id.empty() ? r.child.to_string()
+                                             : "\"" + r.child_id + "\"" + (r.child ? " " + r.child.to_string() : "");
+  std::fprintf(stderr, "grove: supervisor %s: %s: child %s: %s\n", r.supervisor.to_string().c_str(), r.context.c_str(),
+               who.c_str(), r.reason.to_string().c_str());
+}
+
+std::ostream& operator<<(std::ostream& os, restart_type r) {
+  switch (r) {
+  case restart_type::permanent: return os << "permanent";
+  case restart_type::transient: return os << "transient";
+  case restart_type::temporary: return os << "temporary";
+  }
+  return os;
+}
+
+std::ostream& operator<<(std::ostream& os, child_type t) {
+  return os << (t == child_type::worker ? "worker" : "supervisor");
+}
+
+std::ostream& operator<<(std::ostream& os, child_status s) {
+  switch (s) {
+  case child_status::running: return os << "running";
+  case child_status::restarting: return os << "restarting";
+  case child_status::stopped: return os << "stopped";
+  }
+  return os;
+}
+
+} // namespace grove

@@ -1,0 +1,96 @@
+#include <grove/supervisor/detail/supervision.hpp>
+
+#include <cstdio>
+#include <exception>
+
+namespace grove::detail {
+
+using clock = std::chrono::steady_clock;
+
+bool restart_intensity::add() {
+  const auto now = clock::now();
+  while (!restarts_.empty() && now - restarts_.front() >= period_) restarts_.pop_front();
+  restarts_.push_back(now);
+  return restarts_.size() <= static_cast<std::size_t>(max_);
+}
+
+awaitable<start_outcome> start_one(process& supervisor, child_start start, const extra_arguments& extra) {
+  // `start` is a copy: the function it holds outlives this await even if the
+  // spec it came from is replaced meanwhile.
+  start_outcome result;
+  try {
+    result.process = co_await start(supervisor.node(), extra);
+  } catch (const grove::error& e) {
+    result.failure = e.reason() ? *e.reason() : exit_reason::error(e.what());
+  } catch (const std::exception& e) {
+    result.failure = exit_reason::error(e.what());
+  }
+  if (result.process) supervisor.link(result.process);
+  co_return result;
+}
+
+namespace {
+std::optional<exit_reason> first_signal(shutdown_policy policy) {
+  return policy.what() == shutdown_policy::kind::brutal_kill ? exit_reason::kill() : exit_reason::shutdown();
+}
+
+awaitable<stop_outcome> kill_and_wait(pid child) {
+  std::optional<exit_reason> r = co_await await_exit(child, infinity, exit_reason::kill());
+  co_return stop_outcome{r.value_or(exit_reason::killed()), true};
+}
+} // namespace
+
+awaitable<stop_outcome> shutdown_child(pid child, shutdown_policy policy) {
+  const duration limit = policy.what() == shutdown_policy::kind::timeout ? policy.limit() : infinity;
+  std::optional<exit_reason> r = co_await await_exit(child, limit, first_signal(policy));
+  if (r) co_return stop_outcome{std::move(*r), false};
+  co_return co_await kill_and_wait(child);
+}
+
+void ask_to_stop(pid child, shutdown_policy policy) { grove::exit(child, *first_signal(policy)); }
+
+awaitable<stop_outcome> finish_shutdown(pid child, shutdown_policy policy, clock::time_point asked_at) {
+  duration limit = infinity;
+  if (policy.what() == shutdown_policy::kind::timeout) {
+    const auto deadline = asked_at + policy.limit();
+    const auto now = clock::now();
+    limit = deadline > now ? deadline - now : duration::zero();
+  }
+  std::optional<exit_reason> r = co_await await_exit(child, limit);
+  if (r) co_return stop_outcome{std::move(*r), false};
+  co_return co_await kill_and_wait(child);
+}
+
+bool stopped_cleanly(const stop_outcome& o, shutdown_policy policy) {
+  if (o.killed_after_timeout) return false;
+  const auto k = o.reason.what();
+  if (k == exit_reason::kind::noproc) return true; // it had ended already
+  if (policy.what() == shutdown_policy::kind::brutal_kill) return k == exit_reason::kind::killed;
+  return k == exit_reason::kind::shutdown;
+}
+
+void report(const std::function<void(const supervisor_report&)>& hook, supervisor_report r) noexcept {
+  if (!hook) return;
+  try {
+    hook(r);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "grove: a supervisor report hook threw: %s\n", e.what());
+  } catch (...) {
+    std::fprintf(stderr, "grove: a supervisor report hook threw\n");
+  }
+}
+
+std::string child_name(const std::string& id, const pid& p) {
+  return id.empty() ? "child " + p.to_string() : "child \"" + id + "\"";
+}
+
+std::optional<std::string> validate(const child_spec& spec) {
+  if (!spec.start) return "child_spec \"" + spec.id + "\": start is empty (give it a start function)";
+  if (spec.shutdown && spec.shutdown->what() == shutdown_policy::kind::timeout &&
+      spec.shutdown->limit() < duration::zero()) {
+    return "child_spec \"" + spec.id + "\": shutdown timeout is negative (expected >= 0, brutal_kill or infinity)";
+  }
+  return std::nullopt;
+}
+
+} // namespace grove::detail

@@ -1,0 +1,90 @@
+// Internal (not installed): what supervisor and dynamic_supervisor share —
+// restart intensity, starting and stopping one child, replies that carry an
+// error to the caller.
+#pragma once
+
+#include <grove/core/error.hpp>
+#include <grove/core/gen_server.hpp>
+#include <grove/supervisor/child_spec.hpp>
+
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <optional>
+#include <string>
+#include <utility>
+#include <variant>
+
+namespace grove::detail {
+
+/// OTP's intensity: a restart is allowed while at most max_restarts happened
+/// within the last `period`.
+class restart_intensity {
+public:
+  restart_intensity(int max_restarts, duration period) : max_(max_restarts), period_(period) {}
+
+  /// Records a restart now; false when it is one too many.
+  bool add();
+
+private:
+  int max_;
+  duration period_;
+  std::deque<std::chrono::steady_clock::time_point> restarts_;
+};
+
+/// A supervisor call's answer: a value, or the error the caller throws.
+template <class T>
+struct outcome {
+  std::optional<T> value{};
+  errc code{};
+  std::string detail{};
+  std::optional<exit_reason> reason{};
+
+  static outcome failure(errc c, std::string d, std::optional<exit_reason> r = std::nullopt) {
+    return outcome{std::nullopt, c, std::move(d), std::move(r)};
+  }
+  T get() && {
+    if (value) return std::move(*value);
+    if (reason) throw grove::error(code, detail, *reason);
+    throw grove::error(code, detail);
+  }
+};
+
+using nothing = std::monostate;
+
+/// How a start went: a pid (null: ignored), or the reason it failed.
+struct start_outcome {
+  pid process{};
+  std::optional<exit_reason> failure{};
+};
+
+/// Runs a child's start inside the supervisor and links the child to it
+/// (a start function that forgot to link still gets supervised).
+awaitable<start_outcome> start_one(process& supervisor, child_start start, const extra_arguments& extra);
+
+/// Stops `child` by `policy` and returns how it ended; a child that had to
+/// be killed after its timeout, or ended with a reason other than the one
+/// asked for, is reported as a shutdown_error.
+struct stop_outcome {
+  exit_reason reason{};
+  bool killed_after_timeout = false;
+};
+awaitable<stop_outcome> shutdown_child(pid child, shutdown_policy policy);
+
+/// Asks `child` to stop by `policy` without waiting; pair with finish_shutdown.
+/// Used to stop many children at once (a dynamic supervisor's shutdown).
+awaitable<stop_outcome> finish_shutdown(pid child, shutdown_policy policy,
+                                        std::chrono::steady_clock::time_point asked_at);
+void ask_to_stop(pid child, shutdown_policy policy);
+
+/// Whether a stop ended as it should (shutdown, or killed when asked to).
+bool stopped_cleanly(const stop_outcome& o, shutdown_policy policy);
+
+void report(const std::function<void(const supervisor_report&)>& hook, supervisor_report r) noexcept;
+
+/// "child \"db\"" or, for an unnamed child, "child <1.0.5>".
+std::string child_name(const std::string& id, const pid& p);
+
+std::optional<std::string> validate(const child_spec& spec);
+
+} // namespace grove::detail

@@ -1,0 +1,2 @@
+#include <grove/supervisor/dynamic_supervisor.hpp>
+#include <doctest/doctest.h>

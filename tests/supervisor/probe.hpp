@@ -1,0 +1,145 @@
+// Test helpers for the supervision tests: an event log the test thread can
+// wait on (no sleeps: every wait ends on an event or a bounded timeout), and
+// a gen_server child that writes its starts and stops into it.
+#pragma once
+
+#include <grove/core/gen_server.hpp>
+#include <grove/core/node.hpp>
+#include <grove/core/process.hpp>
+#include <grove/supervisor/child_spec.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace probe {
+
+using namespace std::chrono_literals;
+
+/// Thread-safe list of what happened, in order.
+class event_log {
+public:
+  void add(std::string e) {
+    std::lock_guard lock(mutex_);
+    events_.push_back(std::move(e));
+    cv_.notify_all();
+  }
+
+  std::vector<std::string> events() const {
+    std::lock_guard lock(mutex_);
+    return events_;
+  }
+
+  void clear() {
+    std::lock_guard lock(mutex_);
+    events_.clear();
+  }
+
+  /// Waits (bounded) until `pred(events)` holds; false if it never did.
+  bool wait_for(const std::function<bool(const std::vector<std::string>&)>& pred,
+                std::chrono::milliseconds limit = 20s) const {
+    std::unique_lock lock(mutex_);
+    return cv_.wait_for(lock, limit, [&] { return pred(events_); });
+  }
+
+  /// Waits until `e` has happened at least `n` times.
+  bool wait_count(const std::string& e, std::size_t n) const {
+    return wait_for([&](const std::vector<std::string>& v) {
+      return static_cast<std::size_t>(std::count(v.begin(), v.end(), e)) >= n;
+    });
+  }
+
+  std::size_t count(const std::string& e) const {
+    std::lock_guard lock(mutex_);
+    return static_cast<std::size_t>(std::count(events_.begin(), events_.end(), e));
+  }
+
+private:
+  mutable std::mutex mutex_;
+  mutable std::condition_variable cv_;
+  std::vector<std::string> events_;
+};
+
+using log_ptr = std::shared_ptr<event_log>;
+
+struct name_request {
+  using reply_type = std::string;
+};
+struct stop_with {
+  grove::exit_reason reason;
+};
+
+/// How a probe behaves. Shared counters let a test make later starts fail.
+struct behaviour {
+  bool trap_exit = true;                                  // terminate runs (and logs) when its supervisor stops it
+  std::shared_ptr<std::atomic<int>> failing_starts{};      // while > 0, init fails (and decrements it)
+  bool ignore_shutdown = false;                           // trap exits and never stop on a shutdown
+  friend bool operator==(const behaviour&, const behaviour&) = default;
+};
+
+/// A child that logs "start:NAME" from init and "stop:NAME" from terminate.
+class worker : public grove::gen_server {
+public:
+  worker(std::string name, log_ptr log, behaviour b = {}) : name_(std::move(name)), log_(std::move(log)), b_(b) {}
+
+  grove::action init() {
+    if (b_.failing_starts && b_.failing_starts->load() > 0) {
+      b_.failing_starts->fetch_sub(1);
+      log_->add("refused:" + name_);
+      return grove::stop(grove::exit_reason::error("refused to start"));
+    }
+    if (b_.trap_exit) this_process().trap_exit(true);
+    log_->add("start:" + name_);
+    return {};
+  }
+
+  std::string handle_call(name_request) { return name_; }
+  grove::action handle_cast(stop_with s) { return grove::stop(s.reason); }
+  void terminate(const grove::exit_reason& r) { log_->add("stop:" + name_ + ":" + r.to_string()); }
+
+private:
+  std::string name_;
+  log_ptr log_;
+  behaviour b_;
+};
+
+/// A plain process child that traps exits and ignores every shutdown; only
+/// a kill ends it.
+inline grove::child_start stubborn_start(log_ptr log, std::string name) {
+  return grove::child_start([log, name](grove::node& n) {
+    grove::spawn_options o;
+    o.link = true;
+    o.trap_exit = true;
+    return grove::spawn(n, [log, name](grove::process& self) -> grove::awaitable<void> {
+      log->add("start:" + name);
+      for (;;) {
+        grove::message m = co_await self.receive();
+        if (auto* e = m.get_if<grove::exit_message>()) log->add("ignored:" + name + ":" + e->reason.to_string());
+      }
+    }, o);
+  });
+}
+
+/// A report hook that records "context:child_id:reason".
+inline std::function<void(const grove::supervisor_report&)> record_reports(log_ptr log) {
+  return [log](const grove::supervisor_report& r) {
+    log->add("report:" + r.context + ":" + r.child_id + ":" + r.reason.to_string());
+  };
+}
+
+/// The events in `v` that start with `prefix`, in order.
+inline std::vector<std::string> only(const std::vector<std::string>& v, const std::string& prefix) {
+  std::vector<std::string> out;
+  for (const auto& e : v) {
+    if (e.rfind(prefix, 0) == 0) out.push_back(e);
+  }
+  return out;
+}
+
+} // namespace probe
