@@ -1,2 +1,277 @@
 #include <grove/supervisor/dynamic_supervisor.hpp>
+
+#include "probe.hpp"
+
+#include <grove/core/error.hpp>
+#include <grove/core/node.hpp>
+#include <grove/supervisor/supervisor.hpp>
+
 #include <doctest/doctest.h>
+
+#include <future>
+#include <string>
+#include <vector>
+
+using namespace std::chrono_literals;
+using grove::awaitable;
+using probe::event_log;
+using probe::log_ptr;
+
+namespace {
+
+grove::node_options quiet() {
+  grove::node_options o;
+  o.threads = 2;
+  o.crash_report = nullptr;
+  return o;
+}
+
+template <class F>
+grove::errc error_of(F&& f) {
+  try {
+    f();
+  } catch (const grove::error& e) {
+    return static_cast<grove::errc>(e.code().value());
+  }
+  return grove::errc{};
+}
+
+/// A server constructed with the supervisor's extra arguments first.
+struct greeter : grove::gen_server {
+  struct greet {
+    using reply_type = std::string;
+  };
+  greeter(std::string greeting, int times, std::string who) : text(greeting + " " + who + " x" + std::to_string(times)) {}
+  std::string handle_call(greet) { return text; }
+  std::string text;
+};
+
+grove::dynamic_supervisor start_dyn(grove::node& n, grove::dynamic_supervisor_options o) {
+  return n.block_on(grove::dynamic_supervisor::start(n, std::move(o)));
+}
+
+grove::child_spec w(const std::string& name, const log_ptr& log, probe::behaviour b = {}) {
+  return grove::server_child<probe::worker>(name, name, log, b);
+}
+
+/// Asks until `pred` holds of the counts (each answer follows a whole
+/// handler), for at most 20 s.
+template <class D, class Pred>
+grove::child_counts counts_when(grove::node& n, const D& sup, Pred pred) {
+  const auto give_up = std::chrono::steady_clock::now() + 20s;
+  for (;;) {
+    auto c = n.block_on(sup.count_children());
+    if (pred(c) || std::chrono::steady_clock::now() > give_up) return c;
+  }
+}
+
+template <class D, class Pred>
+std::vector<grove::child_info> children_when(grove::node& n, const D& sup, Pred pred) {
+  const auto give_up = std::chrono::steady_clock::now() + 20s;
+  for (;;) {
+    auto kids = n.block_on(sup.which_children());
+    if (pred(kids) || std::chrono::steady_clock::now() > give_up) return kids;
+  }
+}
+
+void watch(grove::node& n, grove::pid target, const log_ptr& log, std::string tag) {
+  std::promise<void> watching;
+  auto ready = watching.get_future();
+  grove::spawn(n, [target, log, tag, &watching](grove::process& self) -> awaitable<void> {
+    const grove::monitor_ref ref = self.monitor(target);
+    watching.set_value();
+    for (;;) {
+      grove::message m = co_await self.receive();
+      if (auto* d = m.get_if<grove::down_message>(); d && d->ref == ref) {
+        log->add("down:" + tag + ":" + d->reason.to_string());
+        co_return;
+      }
+    }
+  });
+  REQUIRE(ready.wait_for(20s) == std::future_status::ready);
+}
+
+} // namespace
+
+TEST_CASE("dynamic_children_start_at_run_time_and_are_listed_counted_and_terminated") {
+  auto log = std::make_shared<event_log>();
+  grove::node node{quiet()};
+  auto sup = start_dyn(node, {.report = nullptr});
+  CHECK(node.block_on(sup.which_children()).empty());
+  const grove::pid a = node.block_on(sup.start_child(w("a", log)));
+  const grove::pid b = node.block_on(sup.start_child(w("b", log)));
+  auto kids = node.block_on(sup.which_children());
+  REQUIRE(kids.size() == 2);
+  CHECK(kids[0].process == a); // start order
+  CHECK(kids[1].process == b);
+  CHECK(kids[0].status == grove::child_status::running);
+  CHECK(node.block_on(sup.count_children()) == grove::child_counts{.specs = 2, .active = 2, .supervisors = 0, .workers = 2});
+
+  node.block_on(sup.terminate_child(a));
+  CHECK_FALSE(grove::alive(a));
+  CHECK(log->count("stop:a:shutdown") == 1);
+  CHECK(node.block_on(sup.which_children()).size() == 1);
+  CHECK(error_of([&] { node.block_on(sup.terminate_child(a)); }) == grove::errc::not_found);
+  CHECK(error_of([&] { node.block_on(sup.start_child(grove::child_spec{})); }) == grove::errc::invalid_argument);
+}
+
+TEST_CASE("extra_arguments_are_prepended_to_every_child_start") {
+  grove::node node{quiet()};
+  auto sup = node.block_on(grove::dynamic_supervisor_of<std::string, int>::start(node, {.report = nullptr}, "hello", 3));
+  grove::server_ref<greeter> g = node.block_on(sup.start_child<greeter>(std::string("world")));
+  CHECK(node.block_on(g.call(greeter::greet{})) == "hello world x3");
+
+  // A restart gets them again.
+  grove::exit(g.id(), grove::exit_reason::kill());
+  auto kids = children_when(node, sup, [&](const std::vector<grove::child_info>& now) {
+    return now.size() == 1 && now[0].process && now[0].process != g.id();
+  });
+  REQUIRE(kids.size() == 1);
+  grove::server_ref<greeter> again(kids[0].process);
+  CHECK(node.block_on(again.call(greeter::greet{})) == "hello world x3");
+
+  // A handle that claims other extra arguments is refused with a clear error.
+  grove::dynamic_supervisor_of<std::string> wrong(sup.id());
+  try {
+    node.block_on(wrong.start_child<greeter>(1, std::string("y")));
+    FAIL("a mismatched handle should be refused");
+  } catch (const grove::error& e) {
+    CHECK(e.code() == grove::errc::start_failed);
+    CHECK(std::string(e.what()).find("extra arguments") != std::string::npos);
+  }
+}
+
+TEST_CASE("max_children_refuses_one_more_and_the_count_stays_right_across_restarts") {
+  auto log = std::make_shared<event_log>();
+  grove::node node{quiet()};
+  auto sup = start_dyn(node, {.max_children = 3, .max_restarts = 1000, .report = nullptr});
+  std::vector<grove::pid> kids;
+  for (const char* name : {"a", "b", "c"}) kids.push_back(node.block_on(sup.start_child(w(name, log))));
+  try {
+    node.block_on(sup.start_child(w("d", log)));
+    FAIL("a fourth child should be refused");
+  } catch (const grove::error& e) {
+    CHECK(e.code() == grove::errc::max_children);
+    CHECK(std::string(e.what()).find("max_children") != std::string::npos);
+  }
+  CHECK(log->count("start:d") == 0);
+
+  // Restarts replace children: they never count as new ones, and the
+  // supervisor never forgets one.
+  for (int round = 1; round <= 5; ++round) {
+    for (const auto& info : node.block_on(sup.which_children())) grove::exit(info.process, grove::exit_reason::kill());
+    for (const char* name : {"a", "b", "c"}) REQUIRE(log->wait_count(std::string("start:") + name, round + 1));
+    auto n = counts_when(node, sup, [](const grove::child_counts& c) { return c.active == 3; });
+    CHECK(n == grove::child_counts{.specs = 3, .active = 3, .supervisors = 0, .workers = 3});
+  }
+  CHECK(error_of([&] { node.block_on(sup.start_child(w("d", log))); }) == grove::errc::max_children);
+
+  // Room again once one is gone.
+  node.block_on(sup.terminate_child(node.block_on(sup.which_children())[0].process));
+  CHECK(grove::alive(node.block_on(sup.start_child(w("d", log)))));
+}
+
+TEST_CASE("temporary_and_transient_dynamic_children_leave_when_they_end_cleanly") {
+  auto log = std::make_shared<event_log>();
+  grove::node node{quiet()};
+  auto sup = start_dyn(node, {.max_children = 2, .report = nullptr});
+  auto t = w("t", log);
+  t.restart = grove::restart_type::temporary;
+  auto u = w("u", log);
+  u.restart = grove::restart_type::transient;
+  const grove::pid tp = node.block_on(sup.start_child(t));
+  const grove::pid up = node.block_on(sup.start_child(u));
+  grove::exit(tp, grove::exit_reason::kill());                                           // temporary: never restarted
+  grove::server_ref<probe::worker>(up).cast(probe::stop_with{grove::exit_reason::normal()}); // transient, clean
+  auto n = counts_when(node, sup, [](const grove::child_counts& c) { return c.specs == 0; });
+  CHECK(n.specs == 0);
+  CHECK(log->count("start:t") == 1);
+  CHECK(log->count("start:u") == 1);
+  // Both slots are free again.
+  node.block_on(sup.start_child(w("x", log)));
+  node.block_on(sup.start_child(w("y", log)));
+}
+
+TEST_CASE("a_dynamic_supervisor_that_restarts_too_often_exits_with_shutdown") {
+  auto log = std::make_shared<event_log>();
+  grove::node node{quiet()};
+  auto sup = start_dyn(node, {.max_restarts = 1, .report = probe::record_reports(log)});
+  node.block_on(sup.start_child(w("a", log)));
+  const grove::pid b = node.block_on(sup.start_child(w("b", log)));
+  watch(node, sup.id(), log, "sup");
+  grove::exit(b, grove::exit_reason::kill());
+  REQUIRE(log->wait_count("start:b", 2));
+  grove::pid b2;
+  for (const auto& c : node.block_on(sup.which_children())) {
+    if (c.id == "b") b2 = c.process;
+  }
+  grove::exit(b2, grove::exit_reason::kill());
+  REQUIRE(log->wait_count("down:sup:shutdown", 1));
+  CHECK(log->count("stop:a:shutdown") == 1);
+  CHECK(log->count("report:reached_max_restart_intensity:b:shutdown") == 1);
+}
+
+TEST_CASE("a_dynamic_supervisor_stops_all_its_children_and_kills_those_that_ignore_it") {
+  auto log = std::make_shared<event_log>();
+  grove::node node{quiet()};
+  auto sup = start_dyn(node, {.report = probe::record_reports(log)});
+  std::vector<grove::pid> kids;
+  for (const char* name : {"a", "b", "c"}) kids.push_back(node.block_on(sup.start_child(w(name, log))));
+  grove::child_spec s{.id = "s", .start = probe::stubborn_start(log, "s"), .shutdown = grove::shutdown_policy::timeout(100ms)};
+  kids.push_back(node.block_on(sup.start_child(s)));
+  watch(node, sup.id(), log, "sup");
+  grove::exit(sup.id(), grove::exit_reason::shutdown());
+  REQUIRE(log->wait_count("down:sup:shutdown", 1));
+  for (const char* name : {"a", "b", "c"}) CHECK(log->count(std::string("stop:") + name + ":shutdown") == 1);
+  CHECK(log->count("ignored:s:shutdown") == 1);
+  CHECK(log->count("report:shutdown_error:s:killed") == 1);
+  for (const grove::pid& p : kids) CHECK_FALSE(grove::alive(p));
+}
+
+TEST_CASE("a_dynamic_supervisor_nests_under_a_supervisor") {
+  auto log = std::make_shared<event_log>();
+  grove::node node{quiet()};
+  auto top = node.block_on(grove::supervisor::start(
+      node, {grove::dynamic_supervisor_child("sessions", {.max_children = 5, .report = nullptr}, std::string("hi"), 1)},
+      {.report = nullptr}));
+  auto kids = node.block_on(top.which_children());
+  REQUIRE(kids.size() == 1);
+  CHECK(kids[0].type == grove::child_type::supervisor);
+  grove::dynamic_supervisor_of<std::string, int> sessions(kids[0].process);
+  auto g = node.block_on(sessions.start_child<greeter>(std::string("there")));
+  CHECK(node.block_on(g.call(greeter::greet{})) == "hi there x1");
+}
+
+TEST_CASE("ten_thousand_dynamic_children_start_and_stop_with_nothing_left_behind") {
+  auto log = std::make_shared<event_log>();
+  grove::node node{quiet()};
+  const std::size_t before = node.process_count();
+  auto sup = start_dyn(node, {.max_children = 10'000, .report = nullptr});
+  constexpr std::size_t n = 10'000;
+  std::vector<grove::pid> kids = node.block_on([](grove::dynamic_supervisor s, log_ptr l) -> awaitable<std::vector<grove::pid>> {
+    std::vector<grove::pid> out;
+    out.reserve(n);
+    probe::behaviour plain;
+    plain.trap_exit = false;
+    for (std::size_t i = 0; i < n; ++i) {
+      out.push_back(co_await s.start_child(grove::server_child<probe::worker>("", "w", l, plain)));
+    }
+    co_return out;
+  }(sup, log));
+  CHECK(kids.size() == n);
+  CHECK(node.block_on(sup.count_children()).active == n);
+  CHECK(node.process_count() == before + n + 1);
+  CHECK(error_of([&] { node.block_on(sup.start_child(w("one-too-many", log))); }) == grove::errc::max_children);
+
+  // Half terminated one by one, the rest with the supervisor.
+  node.block_on([](grove::dynamic_supervisor s, std::vector<grove::pid> ps) -> awaitable<void> {
+    for (std::size_t i = 0; i < ps.size(); i += 2) co_await s.terminate_child(ps[i]);
+  }(sup, kids));
+  CHECK(node.block_on(sup.count_children()).specs == n / 2);
+  watch(node, sup.id(), log, "sup");
+  grove::exit(sup.id(), grove::exit_reason::shutdown());
+  REQUIRE(log->wait_count("down:sup:shutdown", 1));
+  std::size_t alive = 0;
+  for (const grove::pid& p : kids) alive += grove::alive(p) ? 1 : 0;
+  CHECK(alive == 0);
+}
