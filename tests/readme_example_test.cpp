@@ -1,6 +1,8 @@
 // The README's example, verbatim between the markers, so it always compiles.
 #include <doctest/doctest.h>
 
+#include "readme_check.hpp"
+
 // --- README example begins
 #include <grove/core/gen_server.hpp>
 #include <grove/core/node.hpp>
@@ -32,4 +34,8 @@ grove::awaitable<int> demo(grove::node& node) {
 TEST_CASE("readme_example_compiles_and_answers_42") {
   grove::node node{{.threads = 2}};
   CHECK(node.block_on(demo(node)) == 42);
+}
+
+TEST_CASE("readme_shows_the_quick_start_example_verbatim") {
+  CHECK(readme_check::readme_holds_example_of("tests/readme_example_test.cpp"));
 }

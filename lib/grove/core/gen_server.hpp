@@ -31,6 +31,10 @@
 //   handle_continue(message)       -> void | action       (after continue_with(value))
 //   terminate(const exit_reason&)  -> void                (runs when the server stops or a handler throws)
 //
+// g++ 12: do not write a braced aggregate temporary with a non-trivial
+// member inside a co_await (`co_await ref.call(get{"key"})` frees the string
+// twice, a compiler bug); name the request first, or give it a constructor.
+//
 // A call to a request type the server has no handle_call for does not
 // compile. A handler that throws ends the server with an error reason
 // (the exception's text) after terminate ran; callers waiting on it get
