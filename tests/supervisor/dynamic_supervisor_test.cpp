@@ -14,27 +14,12 @@
 
 using namespace std::chrono_literals;
 using grove::awaitable;
+using probe::error_of;
 using probe::event_log;
+using probe::quiet;
 using probe::log_ptr;
 
 namespace {
-
-grove::node_options quiet() {
-  grove::node_options o;
-  o.threads = 2;
-  o.crash_report = nullptr;
-  return o;
-}
-
-template <class F>
-grove::errc error_of(F&& f) {
-  try {
-    f();
-  } catch (const grove::error& e) {
-    return static_cast<grove::errc>(e.code().value());
-  }
-  return grove::errc{};
-}
 
 /// A server constructed with the supervisor's extra arguments first.
 struct greeter : grove::gen_server {
@@ -72,23 +57,6 @@ std::vector<grove::child_info> children_when(grove::node& n, const D& sup, Pred 
     auto kids = n.block_on(sup.which_children());
     if (pred(kids) || std::chrono::steady_clock::now() > give_up) return kids;
   }
-}
-
-void watch(grove::node& n, grove::pid target, const log_ptr& log, std::string tag) {
-  std::promise<void> watching;
-  auto ready = watching.get_future();
-  grove::spawn(n, [target, log, tag, &watching](grove::process& self) -> awaitable<void> {
-    const grove::monitor_ref ref = self.monitor(target);
-    watching.set_value();
-    for (;;) {
-      grove::message m = co_await self.receive();
-      if (auto* d = m.get_if<grove::down_message>(); d && d->ref == ref) {
-        log->add("down:" + tag + ":" + d->reason.to_string());
-        co_return;
-      }
-    }
-  });
-  REQUIRE(ready.wait_for(20s) == std::future_status::ready);
 }
 
 } // namespace
@@ -198,7 +166,7 @@ TEST_CASE("a_dynamic_supervisor_that_restarts_too_often_exits_with_shutdown") {
   auto sup = start_dyn(node, {.max_restarts = 1, .report = probe::record_reports(log)});
   node.block_on(sup.start_child(w("a", log)));
   const grove::pid b = node.block_on(sup.start_child(w("b", log)));
-  watch(node, sup.id(), log, "sup");
+  REQUIRE(probe::watch(node, sup.id(), log, "sup"));
   grove::exit(b, grove::exit_reason::kill());
   REQUIRE(log->wait_count("start:b", 2));
   grove::pid b2;
@@ -219,7 +187,7 @@ TEST_CASE("a_dynamic_supervisor_stops_all_its_children_and_kills_those_that_igno
   for (const char* name : {"a", "b", "c"}) kids.push_back(node.block_on(sup.start_child(w(name, log))));
   grove::child_spec s{.id = "s", .start = probe::stubborn_start(log, "s"), .shutdown = grove::shutdown_policy::timeout(100ms)};
   kids.push_back(node.block_on(sup.start_child(s)));
-  watch(node, sup.id(), log, "sup");
+  REQUIRE(probe::watch(node, sup.id(), log, "sup"));
   grove::exit(sup.id(), grove::exit_reason::shutdown());
   REQUIRE(log->wait_count("down:sup:shutdown", 1));
   for (const char* name : {"a", "b", "c"}) CHECK(log->count(std::string("stop:") + name + ":shutdown") == 1);
@@ -268,7 +236,7 @@ TEST_CASE("ten_thousand_dynamic_children_start_and_stop_with_nothing_left_behind
     for (std::size_t i = 0; i < ps.size(); i += 2) co_await s.terminate_child(ps[i]);
   }(sup, kids));
   CHECK(node.block_on(sup.count_children()).specs == n / 2);
-  watch(node, sup.id(), log, "sup");
+  REQUIRE(probe::watch(node, sup.id(), log, "sup"));
   grove::exit(sup.id(), grove::exit_reason::shutdown());
   REQUIRE(log->wait_count("down:sup:shutdown", 1));
   std::size_t alive = 0;

@@ -3,6 +3,7 @@
 // a gen_server child that writes its starts and stops into it.
 #pragma once
 
+#include <grove/core/error.hpp>
 #include <grove/core/gen_server.hpp>
 #include <grove/core/node.hpp>
 #include <grove/core/process.hpp>
@@ -13,6 +14,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <functional>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -131,6 +133,43 @@ inline std::function<void(const grove::supervisor_report&)> record_reports(log_p
   return [log](const grove::supervisor_report& r) {
     log->add("report:" + r.context + ":" + r.child_id + ":" + r.reason.to_string());
   };
+}
+
+/// A node for these tests: two workers, crash reports silenced.
+inline grove::node_options quiet() {
+  grove::node_options o;
+  o.threads = 2;
+  o.crash_report = nullptr;
+  return o;
+}
+
+/// Logs "down:TAG:REASON" when `target` ends; returns once it watches.
+inline bool watch(grove::node& n, grove::pid target, const log_ptr& log, std::string tag) {
+  std::promise<void> watching;
+  auto ready = watching.get_future();
+  grove::spawn(n, [target, log, tag, &watching](grove::process& self) -> grove::awaitable<void> {
+    const grove::monitor_ref ref = self.monitor(target);
+    watching.set_value();
+    for (;;) {
+      grove::message m = co_await self.receive();
+      if (auto* d = m.get_if<grove::down_message>(); d && d->ref == ref) {
+        log->add("down:" + tag + ":" + d->reason.to_string());
+        co_return;
+      }
+    }
+  });
+  return ready.wait_for(20s) == std::future_status::ready;
+}
+
+/// The grove::errc `f` throws (errc{} if it throws none).
+template <class F>
+grove::errc error_of(F&& f) {
+  try {
+    f();
+  } catch (const grove::error& e) {
+    return static_cast<grove::errc>(e.code().value());
+  }
+  return grove::errc{};
 }
 
 /// The events in `v` that start with `prefix`, in order.

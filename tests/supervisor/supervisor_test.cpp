@@ -14,18 +14,13 @@
 
 using namespace std::chrono_literals;
 using grove::awaitable;
+using probe::error_of;
 using probe::event_log;
+using probe::quiet;
 using probe::log_ptr;
 using events = std::vector<std::string>;
 
 namespace {
-
-grove::node_options quiet() {
-  grove::node_options o;
-  o.threads = 2;
-  o.crash_report = nullptr;
-  return o;
-}
 
 grove::child_spec w(const std::string& name, const log_ptr& log, probe::behaviour b = {}) {
   return grove::server_child<probe::worker>(name, name, log, b);
@@ -57,34 +52,6 @@ const grove::child_info* child(const std::vector<grove::child_info>& kids, const
     if (c.id == id) return &c;
   }
   return nullptr;
-}
-
-/// Logs "down:TAG:REASON" when `target` ends.
-void watch(grove::node& n, grove::pid target, const log_ptr& log, std::string tag) {
-  std::promise<void> watching;
-  auto ready = watching.get_future();
-  grove::spawn(n, [target, log, tag, &watching](grove::process& self) -> awaitable<void> {
-    const grove::monitor_ref ref = self.monitor(target);
-    watching.set_value();
-    for (;;) {
-      grove::message m = co_await self.receive();
-      if (auto* d = m.get_if<grove::down_message>(); d && d->ref == ref) {
-        log->add("down:" + tag + ":" + d->reason.to_string());
-        co_return;
-      }
-    }
-  });
-  REQUIRE(ready.wait_for(20s) == std::future_status::ready);
-}
-
-template <class F>
-grove::errc error_of(F&& f) {
-  try {
-    f();
-  } catch (const grove::error& e) {
-    return static_cast<grove::errc>(e.code().value());
-  }
-  return grove::errc{};
 }
 
 } // namespace
@@ -229,7 +196,7 @@ TEST_CASE("too_many_restarts_stop_the_children_and_the_supervisor_with_shutdown"
   grove::node node{quiet()};
   auto sup = start_sup(node, {w("a", log), w("b", log)},
                        {.max_restarts = 2, .max_seconds = std::chrono::seconds(3600), .report = probe::record_reports(log)});
-  watch(node, sup.id(), log, "sup");
+  REQUIRE(probe::watch(node, sup.id(), log, "sup"));
   for (std::size_t i = 1; i <= 2; ++i) {
     grove::exit(pids(node, sup)["b"], grove::exit_reason::kill());
     REQUIRE(log->wait_count("start:b", i + 1));
@@ -247,7 +214,7 @@ TEST_CASE("zero_max_restarts_gives_up_at_the_first_exit") {
   auto log = std::make_shared<event_log>();
   grove::node node{quiet()};
   auto sup = start_sup(node, {w("a", log)}, {.max_restarts = 0, .report = nullptr});
-  watch(node, sup.id(), log, "sup");
+  REQUIRE(probe::watch(node, sup.id(), log, "sup"));
   grove::exit(pids(node, sup)["a"], grove::exit_reason::kill());
   REQUIRE(log->wait_count("down:sup:shutdown", 1));
   CHECK(log->count("start:a") == 1);
@@ -433,7 +400,7 @@ TEST_CASE("a_failing_restart_is_retried_and_each_retry_counts_as_a_restart") {
   CHECK(probe::only(log->events(), "report:start_error:f").size() == 2);
 
   // One that never comes back: the retries use up the intensity.
-  watch(node, sup.id(), log, "sup");
+  REQUIRE(probe::watch(node, sup.id(), log, "sup"));
   flaky.failing_starts->store(1'000'000);
   grove::exit(pids(node, sup)["f"], grove::exit_reason::kill());
   REQUIRE(log->wait_count("down:sup:shutdown", 1));
@@ -445,7 +412,7 @@ TEST_CASE("stopping_a_supervisor_stops_its_children_in_reverse_order") {
   grove::node node{quiet()};
   auto sup = start_sup(node, {w("a", log), w("b", log), w("c", log)}, {.report = nullptr});
   const auto kids = pids(node, sup);
-  watch(node, sup.id(), log, "sup");
+  REQUIRE(probe::watch(node, sup.id(), log, "sup"));
   grove::exit(sup.id(), grove::exit_reason::shutdown());
   REQUIRE(log->wait_count("down:sup:shutdown", 1));
   CHECK(log->events() == events{"start:a", "start:b", "start:c", "stop:c:shutdown", "stop:b:shutdown",
@@ -482,7 +449,7 @@ TEST_CASE("a_supervisor_linked_to_a_process_stops_its_tree_when_that_process_cra
   });
   auto f = started.get_future();
   REQUIRE(f.wait_for(20s) == std::future_status::ready);
-  watch(node, f.get(), log, "sup");
+  REQUIRE(probe::watch(node, f.get(), log, "sup"));
   REQUIRE(log->wait_for([](const events& e) { return !probe::only(e, "down:sup:").empty(); }));
   CHECK(probe::only(log->events(), "stop:") == events{"stop:b:shutdown", "stop:a:shutdown"});
 }

@@ -14,7 +14,7 @@ bool restart_intensity::add() {
   return restarts_.size() <= static_cast<std::size_t>(max_);
 }
 
-awaitable<start_outcome> start_one(process& supervisor, child_start start, const extra_arguments& extra) {
+awaitable<start_outcome> start_one(process& supervisor, child_start start, extra_arguments extra) {
   // `start` is a copy: the function it holds outlives this await even if the
   // spec it came from is replaced meanwhile.
   start_outcome result;

@@ -60,7 +60,7 @@ struct start_outcome {
 
 /// Runs a child's start inside the supervisor and links the child to it
 /// (a start function that forgot to link still gets supervised).
-awaitable<start_outcome> start_one(process& supervisor, child_start start, const extra_arguments& extra);
+awaitable<start_outcome> start_one(process& supervisor, child_start start, extra_arguments extra);
 
 /// Stops `child` by `policy` and returns how it ended; a child that had to
 /// be killed after its timeout, or ended with a reason other than the one
