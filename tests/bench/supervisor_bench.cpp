@@ -35,9 +35,11 @@ private:
   grove::pid watcher_;
 };
 
-grove::node_options bench_node() {
+/// state.range(0) workers: 1 shows the CPU cost alone, 2 adds the wake-up
+/// of another worker's thread for every message that crosses workers.
+grove::node_options bench_node(const benchmark::State& state) {
   grove::node_options o;
-  o.threads = 2;
+  o.threads = static_cast<std::size_t>(state.range(0));
   o.crash_report = nullptr;
   return o;
 }
@@ -88,25 +90,38 @@ awaitable<void> restart_by_hand(grove::process& self, benchmark::State* state) {
 }
 
 void BM_restart_latency_supervisor(benchmark::State& state) {
-  grove::node node{bench_node()};
+  grove::node node{bench_node(state)};
   node.block_on([&state](grove::process& self) { return restart_by_supervisor(self, &state); });
 }
-BENCHMARK(BM_restart_latency_supervisor)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_restart_latency_supervisor)
+    ->Arg(1)
+    ->Arg(2)
+    ->ArgName("workers")
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
 
 void BM_restart_latency_by_hand(benchmark::State& state) {
-  grove::node node{bench_node()};
+  grove::node node{bench_node(state)};
   node.block_on([&state](grove::process& self) { return restart_by_hand(self, &state); });
 }
-BENCHMARK(BM_restart_latency_by_hand)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_restart_latency_by_hand)
+    ->Arg(1)
+    ->Arg(2)
+    ->ArgName("workers")
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
 
 // -- 10,000 children under a dynamic supervisor ----------------------------------
 
 constexpr int children = 10'000;
 
-awaitable<void> start_under_dynamic_supervisor(grove::process& self, benchmark::State* state) {
+/// near: the supervisor runs on the caller's worker (its children still go
+/// round-robin over the node).
+awaitable<void> start_under_dynamic_supervisor(grove::process& self, benchmark::State* state, bool near) {
   for (auto _ : *state) {
     grove::dynamic_supervisor_options options;
     options.report = nullptr;
+    if (near) options.worker = self.self().worker();
     auto sup = co_await grove::dynamic_supervisor::start(self.node(), options);
     for (int i = 0; i < children; ++i) co_await sup.start_child<pinger>(grove::pid{});
     state->PauseTiming();
@@ -159,22 +174,47 @@ awaitable<void> stop_dynamic_supervisor(grove::process& self, benchmark::State* 
 }
 
 void BM_start_10k_children_dynamic_supervisor(benchmark::State& state) {
-  grove::node node{bench_node()};
-  node.block_on([&state](grove::process& self) { return start_under_dynamic_supervisor(self, &state); });
+  grove::node node{bench_node(state)};
+  node.block_on([&state](grove::process& self) { return start_under_dynamic_supervisor(self, &state, false); });
 }
-BENCHMARK(BM_start_10k_children_dynamic_supervisor)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_start_10k_children_dynamic_supervisor)
+    ->Arg(1)
+    ->Arg(2)
+    ->ArgName("workers")
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+
+void BM_start_10k_children_dynamic_supervisor_on_callers_worker(benchmark::State& state) {
+  grove::node node{bench_node(state)};
+  node.block_on([&state](grove::process& self) { return start_under_dynamic_supervisor(self, &state, true); });
+}
+BENCHMARK(BM_start_10k_children_dynamic_supervisor_on_callers_worker)
+    ->Arg(2)
+    ->ArgName("workers")
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 void BM_start_10k_children_by_hand(benchmark::State& state) {
-  grove::node node{bench_node()};
+  grove::node node{bench_node(state)};
   node.block_on([&state](grove::process& self) { return start_by_hand(self, &state); });
 }
-BENCHMARK(BM_start_10k_children_by_hand)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_start_10k_children_by_hand)
+    ->Arg(1)
+    ->Arg(2)
+    ->ArgName("workers")
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 void BM_stop_10k_children_dynamic_supervisor(benchmark::State& state) {
-  grove::node node{bench_node()};
+  grove::node node{bench_node(state)};
   node.block_on([&state](grove::process& self) { return stop_dynamic_supervisor(self, &state); });
 }
-BENCHMARK(BM_stop_10k_children_dynamic_supervisor)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_stop_10k_children_dynamic_supervisor)
+    ->Arg(1)
+    ->Arg(2)
+    ->ArgName("workers")
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 } // namespace
 
