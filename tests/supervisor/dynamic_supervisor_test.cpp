@@ -243,3 +243,10 @@ TEST_CASE("ten_thousand_dynamic_children_start_and_stop_with_nothing_left_behind
   for (const grove::pid& p : kids) alive += grove::alive(p) ? 1 : 0;
   CHECK(alive == 0);
 }
+
+TEST_CASE("dynamic_supervisor_defaults_match_elixir") {
+  const grove::dynamic_supervisor_options o;
+  CHECK(o.max_restarts == 3);
+  CHECK(o.max_seconds == std::chrono::seconds(5));
+  CHECK_FALSE(o.max_children.has_value());
+}

@@ -7,8 +7,12 @@
 
 #include <doctest/doctest.h>
 
+#include <atomic>
+#include <condition_variable>
 #include <future>
 #include <map>
+#include <mutex>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -52,6 +56,49 @@ const grove::child_info* child(const std::vector<grove::child_info>& kids, const
     if (c.id == id) return &c;
   }
   return nullptr;
+}
+
+/// A child whose starts after the first wait for a "go" message, then fail:
+/// it holds its supervisor inside a restart for as long as a test needs.
+struct go {};
+struct gate {
+  std::mutex mutex;
+  std::condition_variable cv;
+  grove::pid waiting;
+};
+class gated : public grove::gen_server {
+public:
+  gated(std::shared_ptr<gate> g, std::shared_ptr<std::atomic<int>> starts) : gate_(std::move(g)), starts_(std::move(starts)) {}
+  awaitable<grove::action> init() {
+    if (starts_->fetch_add(1) != 1) co_return grove::action{}; // only the second start is held, then fails
+    {
+      std::lock_guard lock(gate_->mutex);
+      gate_->waiting = self();
+      gate_->cv.notify_all();
+    }
+    for (;;) {
+      grove::message m = co_await this_process().receive();
+      if (m.is<go>()) co_return grove::stop(grove::exit_reason::error("gate closed"));
+    }
+  }
+
+private:
+  std::shared_ptr<gate> gate_;
+  std::shared_ptr<std::atomic<int>> starts_;
+};
+
+/// Runs `work` in a process of its own and logs "NAME:ERRC" when it ends.
+template <class F>
+void call_in_background(grove::node& n, const log_ptr& log, std::string name, F work) {
+  grove::spawn(n, [log, name, work](grove::process&) -> awaitable<void> {
+    int code = 0;
+    try {
+      co_await work();
+    } catch (const grove::error& e) {
+      code = e.code().value();
+    }
+    log->add(name + ":" + std::to_string(code));
+  });
 }
 
 } // namespace
@@ -452,4 +499,50 @@ TEST_CASE("a_supervisor_linked_to_a_process_stops_its_tree_when_that_process_cra
   REQUIRE(probe::watch(node, f.get(), log, "sup"));
   REQUIRE(log->wait_for([](const events& e) { return !probe::only(e, "down:sup:").empty(); }));
   CHECK(probe::only(log->events(), "stop:") == events{"stop:b:shutdown", "stop:a:shutdown"});
+}
+
+TEST_CASE("a_child_being_restarted_can_be_neither_restarted_nor_deleted_by_hand") {
+  auto log = std::make_shared<event_log>();
+  grove::node node{quiet()};
+  auto g = std::make_shared<gate>();
+  auto starts = std::make_shared<std::atomic<int>>(0);
+  auto sup = start_sup(node, {grove::server_child<gated>("g", g, starts)}, {.report = nullptr});
+  grove::exit(pids(node, sup)["g"], grove::exit_reason::kill());
+  grove::pid held;
+  {
+    std::unique_lock lock(g->mutex);
+    REQUIRE(g->cv.wait_for(lock, 20s, [&] { return static_cast<bool>(g->waiting); }));
+    held = g->waiting;
+  }
+  // The supervisor is inside the restart: these two calls queue behind it.
+  call_in_background(node, log, "restart_child", [sup] { return sup.restart_child("g"); });
+  call_in_background(node, log, "delete_child", [sup] { return sup.delete_child("g"); });
+  const auto give_up = std::chrono::steady_clock::now() + 20s;
+  while (grove::mailbox_size(sup.id()) < 2 && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
+  REQUIRE(grove::mailbox_size(sup.id()) >= 2);
+  grove::send(held, go{}); // this restart fails; the retry is queued after the two calls
+  REQUIRE(log->wait_for([](const events& e) { return e.size() == 2; }));
+  const std::string restarting = std::to_string(static_cast<int>(grove::errc::restarting));
+  CHECK(log->count("restart_child:" + restarting) == 1);
+  CHECK(log->count("delete_child:" + restarting) == 1);
+  // Then the retry succeeds (the third start is not held).
+  auto kids = children_when(node, sup, [](const auto& k) { return k[0].status == grove::child_status::running; });
+  CHECK(kids[0].status == grove::child_status::running);
+  CHECK(starts->load() == 3);
+}
+
+TEST_CASE("the_default_intensity_is_three_restarts_in_five_seconds") {
+  CHECK(grove::supervisor_options{}.max_restarts == 3);
+  CHECK(grove::supervisor_options{}.max_seconds == std::chrono::seconds(5));
+  auto log = std::make_shared<event_log>();
+  grove::node node{quiet()};
+  auto sup = start_sup(node, {w("a", log)}, {.report = nullptr});
+  REQUIRE(probe::watch(node, sup.id(), log, "sup"));
+  for (std::size_t i = 1; i <= 3; ++i) {
+    grove::exit(pids(node, sup)["a"], grove::exit_reason::kill());
+    REQUIRE(log->wait_count("start:a", i + 1));
+  }
+  CHECK(grove::alive(sup.id()));
+  grove::exit(pids(node, sup)["a"], grove::exit_reason::kill());
+  REQUIRE(log->wait_count("down:sup:shutdown", 1));
 }
