@@ -203,7 +203,10 @@ public:
   child_start() = default;
 
   template <class F>
-    requires detail::start_function<std::decay_t<F>> && (!std::same_as<std::decay_t<F>, child_start>)
+    // The same_as test first: it short-circuits the copy_constructible check
+    // inside start_function, which would otherwise recurse into this very
+    // constructor for F = child_start (clang rejects that).
+    requires(!std::same_as<std::decay_t<F>, child_start>) && detail::start_function<std::decay_t<F>>
   child_start(F f) // NOLINT: a plain function converts, as in `.start = my_start`
       : impl_(std::make_shared<const detail::function_start<std::decay_t<F>>>(std::move(f))) {}
 
