@@ -2,7 +2,8 @@
 // starts no children itself; children are added at run time, each
 // restarted on its own (one_for_one), up to max_children.
 //
-//   auto sessions = co_await grove::dynamic_supervisor::start_link(node, {.max_children = 10'000});
+//   grove::dynamic_supervisor_options options{.max_children = 10'000};
+//   auto sessions = co_await grove::dynamic_supervisor::start_link(node, options);
 //   grove::server_ref<session> s = co_await sessions.start_child<session>(peer_address);
 //   co_await sessions.terminate_child(s.id());
 //
@@ -10,7 +11,7 @@
 // starts and prepended to every start_child<S>(args...): S is constructed
 // from (extra..., args...).
 //
-//   auto sup = co_await grove::dynamic_supervisor_of<store_ref>::start_link(node, {}, store);
+//   auto sup = co_await grove::dynamic_supervisor_of<store_ref>::start_link(node, options, store);
 //   co_await sup.start_child<session>(peer_address);   // session(store, peer_address)
 //
 // Restart intensity and the shutdown of each child are as in supervisor.hpp.

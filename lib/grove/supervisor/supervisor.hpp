@@ -6,9 +6,12 @@
 //       grove::server_child<database>("db", db_config),
 //       grove::server_child<cache>("cache", 1024),
 //   };
-//   grove::supervisor sup = co_await grove::supervisor::start_link(
-//       node, children, {.strategy = grove::restart_strategy::rest_for_one});
+//   grove::supervisor_options options{.strategy = grove::restart_strategy::rest_for_one};
+//   grove::supervisor sup = co_await grove::supervisor::start_link(node, children, options);
 //   auto kids = co_await sup.which_children();
+//
+// (A complete tree that compiles and runs: the README's, held by
+// tests/supervisor/readme_supervision_test.cpp.)
 //
 // A supervisor is a process (it traps exits): link to it, monitor it, nest
 // it as a child of another (supervisor_child). Its calls wait as long as the
