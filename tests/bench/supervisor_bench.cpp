@@ -44,6 +44,10 @@ grove::node_options bench_node(const benchmark::State& state) {
   return o;
 }
 
+void on_one_and_two_workers(benchmark::internal::Benchmark* b) {
+  b->Arg(1)->Arg(2)->ArgName("workers")->UseRealTime();
+}
+
 awaitable<grove::pid> next_up(grove::process& self) {
   for (;;) {
     grove::message m = co_await self.receive();
@@ -93,23 +97,13 @@ void BM_restart_latency_supervisor(benchmark::State& state) {
   grove::node node{bench_node(state)};
   node.block_on([&state](grove::process& self) { return restart_by_supervisor(self, &state); });
 }
-BENCHMARK(BM_restart_latency_supervisor)
-    ->Arg(1)
-    ->Arg(2)
-    ->ArgName("workers")
-    ->UseRealTime()
-    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_restart_latency_supervisor)->Apply(on_one_and_two_workers)->Unit(benchmark::kMicrosecond);
 
 void BM_restart_latency_by_hand(benchmark::State& state) {
   grove::node node{bench_node(state)};
   node.block_on([&state](grove::process& self) { return restart_by_hand(self, &state); });
 }
-BENCHMARK(BM_restart_latency_by_hand)
-    ->Arg(1)
-    ->Arg(2)
-    ->ArgName("workers")
-    ->UseRealTime()
-    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_restart_latency_by_hand)->Apply(on_one_and_two_workers)->Unit(benchmark::kMicrosecond);
 
 // -- 10,000 children under a dynamic supervisor ----------------------------------
 
@@ -177,12 +171,7 @@ void BM_start_10k_children_dynamic_supervisor(benchmark::State& state) {
   grove::node node{bench_node(state)};
   node.block_on([&state](grove::process& self) { return start_under_dynamic_supervisor(self, &state, false); });
 }
-BENCHMARK(BM_start_10k_children_dynamic_supervisor)
-    ->Arg(1)
-    ->Arg(2)
-    ->ArgName("workers")
-    ->UseRealTime()
-    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_start_10k_children_dynamic_supervisor)->Apply(on_one_and_two_workers)->Unit(benchmark::kMillisecond);
 
 void BM_start_10k_children_dynamic_supervisor_on_callers_worker(benchmark::State& state) {
   grove::node node{bench_node(state)};
@@ -198,23 +187,13 @@ void BM_start_10k_children_by_hand(benchmark::State& state) {
   grove::node node{bench_node(state)};
   node.block_on([&state](grove::process& self) { return start_by_hand(self, &state); });
 }
-BENCHMARK(BM_start_10k_children_by_hand)
-    ->Arg(1)
-    ->Arg(2)
-    ->ArgName("workers")
-    ->UseRealTime()
-    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_start_10k_children_by_hand)->Apply(on_one_and_two_workers)->Unit(benchmark::kMillisecond);
 
 void BM_stop_10k_children_dynamic_supervisor(benchmark::State& state) {
   grove::node node{bench_node(state)};
   node.block_on([&state](grove::process& self) { return stop_dynamic_supervisor(self, &state); });
 }
-BENCHMARK(BM_stop_10k_children_dynamic_supervisor)
-    ->Arg(1)
-    ->Arg(2)
-    ->ArgName("workers")
-    ->UseRealTime()
-    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_stop_10k_children_dynamic_supervisor)->Apply(on_one_and_two_workers)->Unit(benchmark::kMillisecond);
 
 } // namespace
 

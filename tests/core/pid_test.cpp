@@ -34,7 +34,9 @@ TEST_CASE("pids_are_printable_comparable_and_hashable_values") {
   CHECK((a < b || b < a));
   std::ostringstream os;
   os << b;
-  CHECK(os.str() == "<" + std::to_string(node.id()) + ".1." + std::to_string(b.serial()) + ">");
+  std::ostringstream expected;
+  expected << '<' << node.id() << ".1." << b.serial() << '>';
+  CHECK(os.str() == expected.str());
   std::unordered_set<grove::pid> set{a, b, a2};
   CHECK(set.size() == 2);
   grove::send(a, 0);
