@@ -178,24 +178,9 @@ private:
 
 using dynamic_ref = server_ref<dynamic_supervisor_server>;
 
-template <class T, class Req>
-awaitable<T> ask(pid to, Req request, duration timeout) {
-  outcome<T> o = co_await dynamic_ref(to).call(std::move(request), timeout);
-  co_return std::move(o).get();
-}
-
-awaitable<void> ask_terminate(pid to, pid child, duration timeout) {
-  co_await ask<nothing>(to, terminate_dynamic_child_request{child}, timeout);
-}
-
 awaitable<pid> start_dynamic(node& n, dynamic_supervisor_options options, extra_arguments extra, bool link) {
-  if (options.max_restarts < 0) {
-    throw grove::error(errc::invalid_argument, "dynamic_supervisor_options::max_restarts is " +
-                                                   std::to_string(options.max_restarts) + " (expected >= 0)");
-  }
-  if (options.max_seconds <= std::chrono::seconds::zero()) {
-    throw grove::error(errc::invalid_argument, "dynamic_supervisor_options::max_seconds is " +
-                                                   std::to_string(options.max_seconds.count()) + "s (expected > 0)");
+  if (auto bad = validate_intensity("dynamic_supervisor_options", options.max_restarts, options.max_seconds)) {
+    throw grove::error(errc::invalid_argument, *bad);
   }
   start_options so;
   so.worker = options.worker;
@@ -213,19 +198,19 @@ awaitable<pid> dynamic_supervisor_base::start_untyped(node& n, dynamic_superviso
 }
 
 awaitable<pid> dynamic_supervisor_base::start_child(child_spec spec, duration timeout) const {
-  return ask<pid>(pid_, start_dynamic_child_request{std::move(spec)}, timeout);
+  return ask<dynamic_supervisor_server, pid>(pid_, start_dynamic_child_request{std::move(spec)}, timeout);
 }
 
 awaitable<void> dynamic_supervisor_base::terminate_child(pid child, duration timeout) const {
-  return ask_terminate(pid_, child, timeout);
+  return ask_void<dynamic_supervisor_server>(pid_, terminate_dynamic_child_request{child}, timeout);
 }
 
 awaitable<std::vector<child_info>> dynamic_supervisor_base::which_children(duration timeout) const {
-  return ask<std::vector<child_info>>(pid_, which_dynamic_children_request{}, timeout);
+  return ask<dynamic_supervisor_server, std::vector<child_info>>(pid_, which_dynamic_children_request{}, timeout);
 }
 
 awaitable<child_counts> dynamic_supervisor_base::count_children(duration timeout) const {
-  return ask<child_counts>(pid_, count_dynamic_children_request{}, timeout);
+  return ask<dynamic_supervisor_server, child_counts>(pid_, count_dynamic_children_request{}, timeout);
 }
 
 } // namespace grove::detail

@@ -256,25 +256,9 @@ private:
 
 using supervisor_ref = server_ref<supervisor_server>;
 
-template <class T, class Req>
-awaitable<T> ask(pid to, Req request, duration timeout) {
-  outcome<T> o = co_await supervisor_ref(to).call(std::move(request), timeout);
-  co_return std::move(o).get();
-}
-
-template <class Req>
-awaitable<void> ask_void(pid to, Req request, duration timeout) {
-  co_await ask<nothing>(to, std::move(request), timeout);
-}
-
 std::optional<std::string> validate_supervisor(const std::vector<child_spec>& children,
                                                const supervisor_options& options) {
-  if (options.max_restarts < 0) {
-    return "supervisor_options::max_restarts is " + std::to_string(options.max_restarts) + " (expected >= 0)";
-  }
-  if (options.max_seconds <= std::chrono::seconds::zero()) {
-    return "supervisor_options::max_seconds is " + std::to_string(options.max_seconds.count()) + "s (expected > 0)";
-  }
+  if (auto bad = validate_intensity("supervisor_options", options.max_restarts, options.max_seconds)) return bad;
   std::unordered_set<std::string> ids;
   for (const child_spec& spec : children) {
     if (auto bad = validate(spec)) return bad;
@@ -318,27 +302,27 @@ awaitable<supervisor> supervisor::start_link(node& n, std::vector<child_spec> ch
 }
 
 awaitable<pid> supervisor::start_child(child_spec spec, duration timeout) const {
-  return detail::ask<pid>(pid_, detail::start_child_request{std::move(spec)}, timeout);
+  return detail::ask<detail::supervisor_server, pid>(pid_, detail::start_child_request{std::move(spec)}, timeout);
 }
 
 awaitable<void> supervisor::terminate_child(std::string id, duration timeout) const {
-  return detail::ask_void(pid_, detail::terminate_child_request{std::move(id)}, timeout);
+  return detail::ask_void<detail::supervisor_server>(pid_, detail::terminate_child_request{std::move(id)}, timeout);
 }
 
 awaitable<pid> supervisor::restart_child(std::string id, duration timeout) const {
-  return detail::ask<pid>(pid_, detail::restart_child_request{std::move(id)}, timeout);
+  return detail::ask<detail::supervisor_server, pid>(pid_, detail::restart_child_request{std::move(id)}, timeout);
 }
 
 awaitable<void> supervisor::delete_child(std::string id, duration timeout) const {
-  return detail::ask_void(pid_, detail::delete_child_request{std::move(id)}, timeout);
+  return detail::ask_void<detail::supervisor_server>(pid_, detail::delete_child_request{std::move(id)}, timeout);
 }
 
 awaitable<std::vector<child_info>> supervisor::which_children(duration timeout) const {
-  return detail::ask<std::vector<child_info>>(pid_, detail::which_children_request{}, timeout);
+  return detail::ask<detail::supervisor_server, std::vector<child_info>>(pid_, detail::which_children_request{}, timeout);
 }
 
 awaitable<child_counts> supervisor::count_children(duration timeout) const {
-  return detail::ask<child_counts>(pid_, detail::count_children_request{}, timeout);
+  return detail::ask<detail::supervisor_server, child_counts>(pid_, detail::count_children_request{}, timeout);
 }
 
 child_spec supervisor_child(std::string id, std::vector<child_spec> children, supervisor_options options) {

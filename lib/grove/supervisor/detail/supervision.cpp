@@ -84,6 +84,17 @@ std::string child_name(const std::string& id, const pid& p) {
   return id.empty() ? "child " + p.to_string() : "child \"" + id + "\"";
 }
 
+std::optional<std::string> validate_intensity(const char* options_name, int max_restarts,
+                                              std::chrono::seconds max_seconds) {
+  if (max_restarts < 0) {
+    return std::string(options_name) + "::max_restarts is " + std::to_string(max_restarts) + " (expected >= 0)";
+  }
+  if (max_seconds <= std::chrono::seconds::zero()) {
+    return std::string(options_name) + "::max_seconds is " + std::to_string(max_seconds.count()) + "s (expected > 0)";
+  }
+  return std::nullopt;
+}
+
 std::optional<std::string> validate(const child_spec& spec) {
   if (!spec.start) return "child_spec \"" + spec.id + "\": start is empty (give it a start function)";
   if (spec.shutdown && spec.shutdown->what() == shutdown_policy::kind::timeout &&

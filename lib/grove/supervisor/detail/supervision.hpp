@@ -52,6 +52,23 @@ struct outcome {
 
 using nothing = std::monostate;
 
+/// Calls supervisor server S and returns the outcome's value or throws its
+/// error (the body of every supervisor handle method).
+template <class S, class T, class Req>
+awaitable<T> ask(pid to, Req request, duration timeout) {
+  outcome<T> o = co_await server_ref<S>(to).call(std::move(request), timeout);
+  co_return std::move(o).get();
+}
+
+template <class S, class Req>
+awaitable<void> ask_void(pid to, Req request, duration timeout) {
+  co_await ask<S, nothing>(to, std::move(request), timeout);
+}
+
+/// The restart intensity knobs of `options_name`, or why they are wrong.
+std::optional<std::string> validate_intensity(const char* options_name, int max_restarts,
+                                              std::chrono::seconds max_seconds);
+
 /// How a start went: a pid (null: ignored), or the reason it failed.
 struct start_outcome {
   pid process{};
