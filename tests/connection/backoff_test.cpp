@@ -12,7 +12,7 @@ using std::chrono::duration_cast;
 using std::chrono::microseconds;
 
 namespace {
-std::vector<long long> draw_us(grove::backoff b, std::uint64_t seed, int n) {
+std::vector<long long> draw_us(grove::backoff_policy b, std::uint64_t seed, int n) {
   grove::backoff_random random(seed);
   std::vector<long long> out;
   for (int i = 0; i < n; ++i) out.push_back(duration_cast<microseconds>(b.next(random)).count());
@@ -31,7 +31,7 @@ std::string error_text(auto&& f) {
 } // namespace
 
 TEST_CASE("exponential_backoff_without_jitter_grows_by_the_multiplier_up_to_the_cap_exactly") {
-  auto b = grove::backoff::exponential({.jitter = 0.0});
+  auto b = grove::backoff_policy::exponential({.jitter = 0.0});
   grove::backoff_random random(1);
   std::vector<long long> ms;
   for (int i = 0; i < 14; ++i) ms.push_back(std::chrono::duration_cast<std::chrono::milliseconds>(b.next(random)).count());
@@ -48,14 +48,14 @@ TEST_CASE("exponential_backoff_uses_grpc_defaults_and_a_seed_gives_an_exact_sequ
   CHECK(d.multiplier == 1.6);
   CHECK(d.jitter == 0.2);
   CHECK(d.max == 120s);
-  const auto seq = draw_us(grove::backoff::exponential(), 42, 6);
+  const auto seq = draw_us(grove::backoff_policy::exponential(), 42, 6);
   CHECK(seq == std::vector<long long>{1102062, 1688980, 2818196, 3500069, 7610745, 8783159});
-  CHECK(draw_us(grove::backoff::exponential(), 42, 6) == seq); // the same seed, the same delays
-  CHECK(draw_us(grove::backoff::exponential(), 43, 6) != seq);
+  CHECK(draw_us(grove::backoff_policy::exponential(), 42, 6) == seq); // the same seed, the same delays
+  CHECK(draw_us(grove::backoff_policy::exponential(), 43, 6) != seq);
 }
 
 TEST_CASE("exponential_backoff_stays_within_its_jitter_of_each_step_and_resets") {
-  auto b = grove::backoff::exponential();
+  auto b = grove::backoff_policy::exponential();
   grove::backoff_random random(2024);
   double base = 1.0;
   for (int i = 0; i < 40; ++i) {
@@ -71,9 +71,9 @@ TEST_CASE("exponential_backoff_stays_within_its_jitter_of_each_step_and_resets")
 }
 
 TEST_CASE("decorrelated_jitter_draws_between_base_and_three_times_the_last_delay_capped") {
-  const auto seq = draw_us(grove::backoff::decorrelated_jitter({.base = 100ms, .max = 2s}), 7, 6);
+  const auto seq = draw_us(grove::backoff_policy::decorrelated_jitter({.base = 100ms, .max = 2s}), 7, 6);
   CHECK(seq == std::vector<long long>{250877, 719543, 341712, 925142, 477961, 173487});
-  auto b = grove::backoff::decorrelated_jitter({.base = 100ms, .max = 2s});
+  auto b = grove::backoff_policy::decorrelated_jitter({.base = 100ms, .max = 2s});
   grove::backoff_random random(99);
   grove::duration last = 100ms;
   for (int i = 0; i < 200; ++i) {
@@ -87,13 +87,13 @@ TEST_CASE("decorrelated_jitter_draws_between_base_and_three_times_the_last_delay
 }
 
 TEST_CASE("constant_backoff_always_waits_the_same") {
-  auto b = grove::backoff::constant(250ms);
+  auto b = grove::backoff_policy::constant(250ms);
   grove::backoff_random random;
   for (int i = 0; i < 5; ++i) CHECK(b.next(random) == 250ms);
 }
 
 TEST_CASE("backoffs_are_values") {
-  auto a = grove::backoff::exponential();
+  auto a = grove::backoff_policy::exponential();
   auto b = a;
   CHECK(a == b);
   grove::backoff_random random(1);
@@ -101,16 +101,16 @@ TEST_CASE("backoffs_are_values") {
   CHECK(a != b); // state is part of the value
   b.reset();
   CHECK(a == b);
-  CHECK(grove::backoff() == grove::backoff::exponential());
-  CHECK(grove::backoff::constant(1s) != grove::backoff::constant(2s));
+  CHECK(grove::backoff_policy() == grove::backoff_policy::exponential());
+  CHECK(grove::backoff_policy::constant(1s) != grove::backoff_policy::constant(2s));
 }
 
 TEST_CASE("a_bad_backoff_knob_is_named_with_its_expected_form") {
-  CHECK(error_text([] { grove::backoff::exponential({.initial = 0s}); }).find("initial") != std::string::npos);
-  CHECK(error_text([] { grove::backoff::exponential({.multiplier = 0.5}); }).find("multiplier") != std::string::npos);
-  CHECK(error_text([] { grove::backoff::exponential({.jitter = 1.5}); }).find("jitter is 1.5") != std::string::npos);
-  CHECK(error_text([] { grove::backoff::exponential({.initial = 5s, .max = 1s}); }).find("max") != std::string::npos);
-  CHECK(error_text([] { grove::backoff::decorrelated_jitter({.base = 0s}); }).find("base") != std::string::npos);
-  CHECK(error_text([] { grove::backoff::decorrelated_jitter({.base = 2s, .max = 1s}); }).find("max") != std::string::npos);
-  CHECK(error_text([] { grove::backoff::constant(-1s); }).find("expected >= 0") != std::string::npos);
+  CHECK(error_text([] { grove::backoff_policy::exponential({.initial = 0s}); }).find("initial") != std::string::npos);
+  CHECK(error_text([] { grove::backoff_policy::exponential({.multiplier = 0.5}); }).find("multiplier") != std::string::npos);
+  CHECK(error_text([] { grove::backoff_policy::exponential({.jitter = 1.5}); }).find("jitter is 1.5") != std::string::npos);
+  CHECK(error_text([] { grove::backoff_policy::exponential({.initial = 5s, .max = 1s}); }).find("max") != std::string::npos);
+  CHECK(error_text([] { grove::backoff_policy::decorrelated_jitter({.base = 0s}); }).find("base") != std::string::npos);
+  CHECK(error_text([] { grove::backoff_policy::decorrelated_jitter({.base = 2s, .max = 1s}); }).find("max") != std::string::npos);
+  CHECK(error_text([] { grove::backoff_policy::constant(-1s); }).find("expected >= 0") != std::string::npos);
 }

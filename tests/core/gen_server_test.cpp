@@ -724,3 +724,185 @@ TEST_CASE("concurrent_calls_replies_timeouts_and_kills_across_workers_never_cros
   CHECK(t.noproc + t.exited > 0); // the killed server was called
   MESSAGE("ok " << t.ok.load() << ", timeout " << t.timeout.load() << ", exited " << t.exited.load() << ", noproc " << t.noproc.load());
 }
+
+namespace {
+
+class ignoring : public grove::gen_server {
+public:
+  grove::action init() { return grove::ignore(); }
+  int handle_call(get) { return 0; }
+};
+
+struct misuse_ignore {};
+
+class ignore_later : public grove::gen_server {
+public:
+  explicit ignore_later(journal* j) : journal_(j) {}
+  grove::action handle_cast(misuse_ignore) { return grove::ignore(); }
+  void terminate(const grove::exit_reason& reason) {
+    journal_->terminate_reason = reason.to_string();
+    journal_->terminated++;
+  }
+
+private:
+  journal* journal_;
+};
+
+} // namespace
+
+TEST_CASE("init_returning_ignore_gives_a_null_ref_sends_no_exit_and_leaves_nothing_alive") {
+  grove::node node{{.threads = 2}};
+  node.block_on([](grove::process& self) -> awaitable<void> {
+    self.trap_exit(true);
+    auto ref = co_await grove::start<ignoring>(self.node());
+    CHECK_FALSE(ref);
+    auto linked = co_await grove::start_link<ignoring>(self.node());
+    CHECK_FALSE(linked);
+    CHECK(self.node().process_count() == 1); // only this process
+    // Not even a trapping parent hears of an ignored start: the next
+    // message is the one sent after it.
+    grove::send(self.self(), std::string("after"));
+    grove::message m = co_await self.receive();
+    CHECK(m.is<std::string>());
+  });
+}
+
+TEST_CASE("ignore_from_a_handler_other_than_init_ends_the_server_with_an_error") {
+  grove::node node{{.threads = 1}};
+  journal j;
+  node.block_on([jp = &j](grove::process& self) -> awaitable<void> {
+    auto ref = co_await grove::start<ignore_later>(self.node(), jp);
+    auto mon = self.monitor(ref.id());
+    grove::server_ref<ignore_later>(ref).cast(misuse_ignore{});
+    grove::message m = co_await self.receive();
+    REQUIRE(m.is<grove::down_message>());
+    CHECK(m.get<grove::down_message>().ref == mon);
+    CHECK(m.get<grove::down_message>().reason.to_string().find("only init") != std::string::npos);
+    CHECK(jp->terminated == 1);
+  });
+}
+
+namespace {
+
+struct work {
+  using reply_type = int;
+  int n;
+};
+struct served_count {
+  using reply_type = int;
+  static constexpr bool needs_ready = false;
+};
+struct become_ready {};
+struct become_unready {};
+struct stop_now {};
+
+/// Starts not ready; answers work with its serving order.
+class gated : public grove::gen_server {
+public:
+  explicit gated(grove::when_not_ready policy) { set_not_ready_policy(policy, grove::errc::disconnected); }
+  void init() { set_ready(false); }
+  int handle_call(work w) {
+    order_.push_back(w.n);
+    return static_cast<int>(order_.size());
+  }
+  int handle_call(served_count) { return static_cast<int>(order_.size()); }
+  void handle_cast(become_ready) { set_ready(true); }
+  void handle_cast(become_unready) { set_ready(false); }
+  grove::action handle_cast(stop_now) { return grove::stop(grove::exit_reason::shutdown("closing")); }
+
+private:
+  std::vector<int> order_;
+};
+
+template <class Req>
+awaitable<void> cast_to(grove::server_ref<gated> ref, Req request) {
+  ref.cast(std::move(request));
+  co_return;
+}
+
+awaitable<int> call_waiting(grove::server_ref<gated> ref, int n) {
+  grove::call_options o;
+  o.if_not_ready = grove::when_not_ready::wait;
+  co_return co_await ref.call(work{n}, o);
+}
+
+awaitable<grove::errc> call_error(grove::server_ref<gated> ref, grove::call_options o) {
+  try {
+    co_await ref.call(work{0}, o);
+  } catch (const grove::error& e) {
+    co_return static_cast<grove::errc>(e.code().value());
+  }
+  co_return grove::errc{};
+}
+
+} // namespace
+
+TEST_CASE("a_call_to_a_server_that_is_not_ready_fails_with_its_error_unless_the_request_needs_no_readiness") {
+  grove::node node{{.threads = 2}};
+  node.block_on([](grove::node& nd) -> awaitable<void> {
+    auto ref = co_await grove::start<gated>(nd, grove::when_not_ready::fail);
+    CHECK(co_await call_error(ref, {}) == grove::errc::disconnected);
+    CHECK(co_await ref.call(served_count{}) == 0); // needs_ready = false: served anyway
+    ref.cast(become_ready{});
+    CHECK(co_await ref.call(work{7}) == 1);
+  }(node));
+}
+
+TEST_CASE("held_calls_are_served_in_arrival_order_once_the_server_is_ready") {
+  grove::node node{{.threads = 2}};
+  node.block_on([](grove::node& nd) -> awaitable<void> {
+    auto ref = co_await grove::start<gated>(nd, grove::when_not_ready::fail);
+    // Each call waits (per call, against the server's fail); the cast comes
+    // after all three are held.
+    std::vector<int> position(4, 0);
+    auto record = [](grove::server_ref<gated> r, int n, std::vector<int>* out) -> awaitable<void> {
+      (*out)[static_cast<std::size_t>(n)] = co_await call_waiting(r, n);
+    };
+    co_await (record(ref, 1, &position) && record(ref, 2, &position) && record(ref, 3, &position) &&
+              cast_to(ref, become_ready{}));
+    CHECK(position == std::vector<int>{0, 1, 2, 3}); // call n was served n-th
+  }(node));
+}
+
+TEST_CASE("a_server_policy_of_wait_holds_calls_and_a_call_may_still_choose_to_fail") {
+  grove::node node{{.threads = 1}};
+  node.block_on([](grove::node& nd) -> awaitable<void> {
+    auto ref = co_await grove::start<gated>(nd, grove::when_not_ready::wait);
+    grove::call_options fail_fast;
+    fail_fast.if_not_ready = grove::when_not_ready::fail;
+    CHECK(co_await call_error(ref, fail_fast) == grove::errc::disconnected);
+    int served = co_await (ref.call(work{5}) && cast_to(ref, become_ready{}));
+    CHECK(served == 1);
+  }(node));
+}
+
+TEST_CASE("a_held_call_whose_caller_gave_up_is_never_served") {
+  grove::node node{{.threads = 1}};
+  node.block_on([](grove::node& nd) -> awaitable<void> {
+    auto ref = co_await grove::start<gated>(nd, grove::when_not_ready::wait);
+    grove::call_options brief;
+    brief.timeout = 20ms;
+    CHECK(co_await call_error(ref, brief) == grove::errc::timeout);
+    ref.cast(become_ready{});
+    CHECK(co_await ref.call(served_count{}) == 0); // the abandoned call did not run
+    CHECK(co_await ref.call(work{1}) == 1);
+  }(node));
+}
+
+TEST_CASE("held_calls_fail_with_the_exit_reason_when_the_server_stops") {
+  grove::node node{{.threads = 1}};
+  node.block_on([](grove::node& nd) -> awaitable<void> {
+    auto ref = co_await grove::start<gated>(nd, grove::when_not_ready::wait);
+    auto fails = [](grove::server_ref<gated> r) -> awaitable<std::string> {
+      try {
+        co_await r.call(work{1}, grove::infinity);
+      } catch (const grove::error& e) {
+        if (e.code() == grove::errc::exited && e.reason()) co_return e.reason()->to_string();
+        co_return std::string("other: ") + e.what();
+      }
+      co_return "served";
+    };
+    std::string reason = co_await (fails(ref) && cast_to(ref, stop_now{}));
+    CHECK(reason == "{shutdown, closing}");
+  }(node));
+}

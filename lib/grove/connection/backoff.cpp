@@ -23,7 +23,7 @@ std::string ms(duration d) {
 
 backoff_random::backoff_random() : engine_(std::random_device{}()) {}
 
-backoff backoff::exponential(exponential_backoff_options o) {
+backoff_policy backoff_policy::exponential(exponential_backoff_options o) {
   if (o.initial <= duration::zero()) bad("exponential_backoff_options::initial is " + ms(o.initial) + " (expected > 0)");
   if (!(o.multiplier >= 1.0)) {
     bad("exponential_backoff_options::multiplier is " + std::to_string(o.multiplier) + " (expected >= 1)");
@@ -34,21 +34,21 @@ backoff backoff::exponential(exponential_backoff_options o) {
   if (o.max < o.initial) {
     bad("exponential_backoff_options::max is " + ms(o.max) + " (expected >= initial, " + ms(o.initial) + ")");
   }
-  return backoff(o);
+  return backoff_policy(o);
 }
 
-backoff backoff::decorrelated_jitter(decorrelated_jitter_options o) {
+backoff_policy backoff_policy::decorrelated_jitter(decorrelated_jitter_options o) {
   if (o.base <= duration::zero()) bad("decorrelated_jitter_options::base is " + ms(o.base) + " (expected > 0)");
   if (o.max < o.base) bad("decorrelated_jitter_options::max is " + ms(o.max) + " (expected >= base, " + ms(o.base) + ")");
-  return backoff(o);
+  return backoff_policy(o);
 }
 
-backoff backoff::constant(duration delay) {
+backoff_policy backoff_policy::constant(duration delay) {
   if (delay < duration::zero()) bad("constant backoff delay is " + ms(delay) + " (expected >= 0)");
-  return backoff(delay);
+  return backoff_policy(delay);
 }
 
-duration backoff::next(backoff_random& random) {
+duration backoff_policy::next(backoff_random& random) {
   if (auto* e = std::get_if<exponential_backoff_options>(&policy_)) {
     // gRPC: the first delay is `initial`, each next one `multiplier` times
     // the last, capped at max; jitter spreads each by +-jitter of itself.

@@ -2,11 +2,11 @@
 // tries again: exponential with jitter (gRPC's connection backoff),
 // decorrelated jitter (AWS's), or constant.
 //
-//   grove::backoff b = grove::backoff::exponential();   // 1 s, x1.6, +-20 %, at most 120 s
+//   auto policy = grove::backoff_policy::exponential(); // 1 s, x1.6, +-20 %, at most 120 s
 //   grove::backoff_random rng(42);                       // seeded: the same delays every run
-//   grove::duration first = b.next(rng);                 // 0.8 s .. 1.2 s
-//   grove::duration second = b.next(rng);                // 1.28 s .. 1.92 s
-//   b.reset();                                           // after a successful connect
+//   grove::duration first = policy.next(rng);            // 0.8 s .. 1.2 s
+//   grove::duration second = policy.next(rng);           // 1.28 s .. 1.92 s
+//   policy.reset();                                      // after a successful connect
 //
 // A backoff is a value (copy it, compare it); next() depends only on the
 // policy, its state and the random source, so a seeded source gives the same
@@ -56,26 +56,26 @@ struct decorrelated_jitter_options {
   friend bool operator==(const decorrelated_jitter_options&, const decorrelated_jitter_options&) = default;
 };
 
-class backoff {
+class backoff_policy {
 public:
   /// Default: exponential with gRPC's defaults.
-  backoff() : backoff(exponential()) {}
+  backoff_policy() : backoff_policy(exponential()) {}
 
   /// Throws grove::error (invalid_argument) naming the bad knob.
-  static backoff exponential(exponential_backoff_options options = {});
-  static backoff decorrelated_jitter(decorrelated_jitter_options options = {});
-  static backoff constant(duration delay);
+  static backoff_policy exponential(exponential_backoff_options options = {});
+  static backoff_policy decorrelated_jitter(decorrelated_jitter_options options = {});
+  static backoff_policy constant(duration delay);
 
   /// The delay before the next attempt; advances the state.
   duration next(backoff_random& random);
   /// Back to the first delay (after a successful connect).
   void reset() noexcept { state_ = duration::zero(); }
 
-  friend bool operator==(const backoff&, const backoff&) = default;
+  friend bool operator==(const backoff_policy&, const backoff_policy&) = default;
 
 private:
   using policy = std::variant<exponential_backoff_options, decorrelated_jitter_options, duration>;
-  explicit backoff(policy p) : policy_(p) {}
+  explicit backoff_policy(policy p) : policy_(p) {}
 
   policy policy_;
   duration state_ = duration::zero(); // exponential: last delay before jitter; decorrelated: last delay

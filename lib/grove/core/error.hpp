@@ -34,6 +34,7 @@ enum class errc {
   running,           ///< the child is running; terminate it first
   restarting,        ///< the child is being restarted by its supervisor
   max_children,      ///< a dynamic supervisor is at its max_children
+  disconnected,      ///< a connection is not connected (a call while it was down, or one in flight when it dropped)
 };
 
 const std::error_category& error_category() noexcept;

@@ -8,6 +8,9 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <algorithm>
+#include <deque>
+
 namespace grove::detail {
 
 namespace {
@@ -155,6 +158,18 @@ awaitable<void> yield_now() {
 /// processes of its worker run.
 constexpr int fairness_budget = 64;
 
+} // namespace
+
+/// The loop's view of a server's readiness (gen_server keeps it private).
+class server_access {
+public:
+  static bool ready(const gen_server& s) noexcept { return s.ready_; }
+  static when_not_ready policy(const gen_server& s) noexcept { return s.not_ready_policy_; }
+  static errc error(const gen_server& s) noexcept { return s.not_ready_error_; }
+};
+
+namespace {
+
 /// A start failed (constructor, init): as OTP's proc_lib, the starter gets
 /// the error as a return value, not also as an exit signal; and the process
 /// ends before start() returns, so a failed start leaves nothing alive.
@@ -163,6 +178,16 @@ void end_failed_start(process& self, reply_slot<pid>& started, const exit_reason
   if (state.parent) self.unlink(state.parent);
   state.die(reason);
   started.fail(errc::start_failed, reason);
+}
+
+/// init returned ignore(): as OTP, the starter gets a null pid and the
+/// process ends normally (unlinked first, so not even a trapping parent
+/// hears of it).
+void end_ignored_start(process& self, reply_slot<pid>& started) {
+  process_state& state = self.state();
+  if (state.parent) self.unlink(state.parent);
+  state.die(exit_reason::normal());
+  started.set(pid{});
 }
 
 /// The gen_server loop as a state machine: init, then one message at a time,
@@ -207,6 +232,17 @@ public:
           begin_terminate(next_.reason());
           continue;
         }
+        if (next_.ignores()) {
+          next_ = action{};
+          throw std::logic_error("ignore() was returned by a handler; only init may return it");
+        }
+        if (next_.has_directive()) {
+          action a = std::move(next_);
+          next_ = action{};
+          if (!hooks_.directive) throw std::logic_error("a handler returned a directive this server type has no extension for");
+          take(hooks_.directive(server_, std::move(a)));
+          continue;
+        }
         if (next_.continues()) {
           if (!hooks_.continue_) {
             throw std::logic_error("continue_with() was returned but the server has no handle_continue(grove::message)");
@@ -217,6 +253,12 @@ public:
         if (timed_out_) {
           timed_out_ = false;
           take(hooks_.info(server_, timeout_message{}));
+          continue;
+        }
+        if (!held_.empty() && server_access::ready(server_)) {
+          envelope env = std::move(held_.front());
+          held_.pop_front();
+          if (!env.reply->completed()) handle(std::move(env)); // else its caller gave up while it was held
           continue;
         }
         if (!state_.has_mail()) return need::mail;
@@ -272,6 +314,16 @@ private:
         env.reply->fail(errc::wrong_server);
         return;
       }
+      if (!server_access::ready(server_) && env.readiness != served_when_not_ready) {
+        auto policy = static_cast<when_not_ready>(env.readiness);
+        if (policy == when_not_ready::server_default) policy = server_access::policy(server_);
+        if (policy == when_not_ready::wait) {
+          hold(std::move(env));
+        } else {
+          env.reply->fail(server_access::error(server_));
+        }
+        return;
+      }
       state_.track_reply(env.reply);
       current_call_ = env.reply;
       take(env.dispatch(server_, env));
@@ -288,6 +340,18 @@ private:
       take(hooks_.info(server_, std::move(env.body)));
       return;
     }
+  }
+
+  /// Keeps a call until the server is ready. Tracked, so the server's end
+  /// fails it with the exit reason; calls whose callers gave up are swept
+  /// out whenever the queue doubles.
+  void hold(envelope env) {
+    if (held_.size() >= held_compact_at_) {
+      std::erase_if(held_, [](const envelope& e) { return e.reply->completed(); });
+      held_compact_at_ = std::max<std::size_t>(16, held_.size() * 2);
+    }
+    state_.track_reply(env.reply);
+    held_.push_back(std::move(env));
   }
 
   /// OTP: a trapping gen_server stops (running terminate) on an exit signal
@@ -314,6 +378,11 @@ private:
     case phase::init:
       if (a.stops()) {
         fail_start(a.reason());
+      } else if (a.ignores()) {
+        end_ignored_start(self_, *started_);
+        started_.reset();
+        reason_ = exit_reason::normal();
+        phase_ = phase::finished;
       } else {
         started_->set(self_.self());
         started_.reset(); // answered: not kept for the server's whole life
@@ -355,6 +424,8 @@ private:
   std::optional<duration> step_timeout_; // its idle timeout, until the next wait ends
   std::optional<awaitable<action>> pending_;
   std::shared_ptr<reply_slot_base> current_call_; // the call being handled, if any
+  std::deque<envelope> held_;                      // calls waiting for the server to be ready
+  std::size_t held_compact_at_ = 16;
   exit_reason reason_;
   int budget_ = fairness_budget;
   bool timed_out_ = false;

@@ -24,7 +24,7 @@
 //
 // Handlers (all optional but those the server's requests need). Each may be a
 // plain function or a coroutine returning awaitable<...> of the same thing.
-//   init()                         -> void | action       (stop(reason): start fails with it)
+//   init()                         -> void | action       (stop(reason): start fails with it; ignore(): start gives a null ref)
 //   handle_call(Req[, from<R>])    -> R | call_result<R>  (R = Req::reply_type)
 //   handle_cast(Req)               -> void | action
 //   handle_info(message)           -> void | action       (plain sends, exit_message, down_message, timeout_message)
@@ -69,6 +69,13 @@ inline constexpr duration infinity = duration::max();
 /// handle_info receives this when an idle timeout passed with no message.
 struct timeout_message {};
 
+class action;
+namespace detail {
+/// An action carrying a directive for the server's extension (the
+/// connection layer's connect / backoff / disconnect).
+action directive_action(message directive);
+} // namespace detail
+
 /// What a server does once a handler returns: go on (the default), stop,
 /// run handle_continue first, and/or wait at most an idle timeout.
 class action {
@@ -78,6 +85,8 @@ public:
   bool stops() const noexcept { return stop_.has_value(); }
   const exit_reason& reason() const noexcept { return *stop_; }
   bool continues() const noexcept { return continue_.has_value(); }
+  bool ignores() const noexcept { return ignore_; }
+  bool has_directive() const noexcept { return directive_.has_value(); }
   const std::optional<duration>& idle_timeout() const noexcept { return timeout_; }
 
   /// If no message arrives within `d` after this step, handle_info gets a
@@ -93,20 +102,45 @@ public:
     return m;
   }
 
+  message take_directive() noexcept {
+    message m = std::move(directive_.value());
+    directive_.reset();
+    return m;
+  }
+
   friend action stop(exit_reason reason);
+  friend action ignore();
   template <class T>
   friend action continue_with(T value);
+  friend action detail::directive_action(message directive);
 
 private:
   std::optional<exit_reason> stop_;
   std::optional<message> continue_;
+  std::optional<message> directive_;
   std::optional<duration> timeout_;
+  bool ignore_ = false;
 };
 
 /// Stop the server with `reason` (terminate runs first).
 inline action stop(exit_reason reason = exit_reason::normal()) {
   action a;
   a.stop_ = std::move(reason);
+  return a;
+}
+
+/// From init only: do not start, without an error (OTP's `ignore`). start()
+/// returns a null server_ref, the process ends with reason normal, and a
+/// supervisor counts the child as ignored.
+inline action ignore() {
+  action a;
+  a.ignore_ = true;
+  return a;
+}
+
+inline action detail::directive_action(message directive) {
+  action a;
+  a.directive_.emplace(std::move(directive));
   return a;
 }
 
@@ -167,10 +201,25 @@ private:
   std::shared_ptr<detail::reply_slot<R>> slot_;
 };
 
+/// What a call does when it reaches a server that is not ready (a
+/// connection while it is down; see gen_server::set_ready).
+enum class when_not_ready : std::uint8_t {
+  server_default, ///< as the server chose
+  fail,           ///< fail at once with the server's not-ready error (a connection's: errc::disconnected)
+  wait,           ///< wait until the server is ready again, up to the call's timeout
+};
+
+/// How one call behaves.
+struct call_options {
+  duration timeout = default_call_timeout;                   ///< give up after this long (default 5 s)
+  when_not_ready if_not_ready = when_not_ready::server_default; ///< while the server is not ready (default: the server's choice)
+};
+
 class gen_server;
 
 namespace detail {
 
+class server_access;
 void bind(gen_server& server, process& self);
 
 template <class T>
@@ -289,6 +338,18 @@ struct server_hooks {
   handler_outcome (*info)(gen_server&, message&&);
   handler_outcome (*continue_)(gen_server&, message&&); // nullptr: the server has none
   handler_outcome (*terminate)(gen_server&, const exit_reason&);
+  handler_outcome (*directive)(gen_server&, action&&);  // nullptr: the server has no extension
+};
+
+/// The seam through which a layer builds a behaviour on gen_server (the
+/// connection layer's connect / disconnect). A layer specialises it for its
+/// servers, with `enabled = true` and two functions:
+///   static handler_outcome info(gen_server&, message&&);  sees every plain message first
+///   static handler_outcome directive(gen_server&, action&&); runs an action made
+///                                     with directive_action(), before the next message
+template <class S>
+struct server_extension {
+  static constexpr bool enabled = false;
 };
 
 template <class S>
@@ -327,7 +388,30 @@ constexpr auto continue_hook() -> handler_outcome (*)(gen_server&, message&&) {
 }
 
 template <class S>
-inline constexpr server_hooks hooks_for{&server_tag<S>, &hook_info<S>, continue_hook<S>(), &hook_terminate<S>};
+constexpr server_hooks make_hooks() {
+  if constexpr (server_extension<S>::enabled) {
+    return {&server_tag<S>, &server_extension<S>::info, continue_hook<S>(), &hook_terminate<S>,
+            &server_extension<S>::directive};
+  } else {
+    return {&server_tag<S>, &hook_info<S>, continue_hook<S>(), &hook_terminate<S>, nullptr};
+  }
+}
+
+template <class S>
+inline constexpr server_hooks hooks_for = make_hooks<S>();
+
+/// Envelope readiness value of a request type that is served whether or not
+/// the server is ready.
+inline constexpr std::uint8_t served_when_not_ready = 3;
+
+template <class Req>
+constexpr bool needs_ready() {
+  if constexpr (requires { Req::needs_ready; }) {
+    return Req::needs_ready;
+  } else {
+    return true;
+  }
+}
 
 /// Sends a call and waits for its slot to complete (reply, timeout, target
 /// exit, or the caller being killed). Implemented in gen_server.cpp.
@@ -369,10 +453,34 @@ public:
   /// This server's process (links, monitors, trap_exit). Only from its handlers.
   grove::process& this_process() noexcept { return *process_; }
 
+  /// Whether calls are served now (see set_ready).
+  bool ready() const noexcept { return ready_; }
+
+protected:
+  /// Readiness, for servers that cannot serve calls all the time (a
+  /// connection while it is down). A server is ready unless it says
+  /// otherwise. While it is not, an arriving call fails at once with the
+  /// not-ready error, or is held and served in arrival order once the server
+  /// is ready again (the caller's timeout still runs) — as the call's
+  /// call_options ask, or else as set_not_ready_policy says. A request type
+  /// with `static constexpr bool needs_ready = false;` is always served.
+  /// Casts and plain messages are always handled.
+  void set_ready(bool ready) noexcept { ready_ = ready; }
+  /// What a call that does not choose does while the server is not ready
+  /// (default: fail), and the error it fails with (default errc::disconnected).
+  void set_not_ready_policy(when_not_ready policy, errc error = errc::disconnected) noexcept {
+    not_ready_policy_ = policy == when_not_ready::server_default ? when_not_ready::fail : policy;
+    not_ready_error_ = error;
+  }
+
 private:
   friend void detail::bind(gen_server& server, process& self);
+  friend class detail::server_access;
   pid self_;
   grove::process* process_ = nullptr;
+  bool ready_ = true;
+  when_not_ready not_ready_policy_ = when_not_ready::fail;
+  errc not_ready_error_ = errc::disconnected;
 };
 
 /// A typed handle to a running server of type S. A value: copy it freely.
@@ -392,14 +500,27 @@ public:
   template <class Req>
     requires handles_call<S, Req>
   awaitable<detail::reply_of<Req>> call(Req request, duration timeout = default_call_timeout) const {
+    call_options options;
+    options.timeout = timeout;
+    return call(std::move(request), options);
+  }
+
+  /// call() with per-call options: timeout, and what to do while the server
+  /// is not ready (a connection that is down: fail with errc::disconnected,
+  /// or wait for it up to the timeout).
+  template <class Req>
+    requires handles_call<S, Req>
+  awaitable<detail::reply_of<Req>> call(Req request, call_options options) const {
     using R = detail::reply_of<Req>;
     auto slot = std::make_shared<detail::reply_slot<R>>();
     detail::envelope env{.body = std::move(request),
                          .reply = slot,
                          .dispatch = &detail::dispatch_call<S, Req>,
                          .server_tag = &detail::server_tag<S>,
-                         .kind = detail::envelope_kind::call};
-    return detail::call_typed<R, Req>(pid_, std::move(env), std::move(slot), timeout);
+                         .kind = detail::envelope_kind::call,
+                         .readiness = detail::needs_ready<Req>() ? static_cast<std::uint8_t>(options.if_not_ready)
+                                                                 : detail::served_when_not_ready};
+    return detail::call_typed<R, Req>(pid_, std::move(env), std::move(slot), options.timeout);
   }
 
   /// Sends a request without waiting. Dropped if the server is gone.

@@ -29,6 +29,7 @@ struct envelope {
   const void* server_tag = nullptr;       // identifies the server type dispatch expects
   std::uint64_t timer_id = 0;             // set when a send_after timer produced it
   envelope_kind kind = envelope_kind::info;
+  std::uint8_t readiness = 0;             // calls: a grove::when_not_ready, or served_when_not_ready
 };
 
 } // namespace grove::detail
