@@ -47,6 +47,7 @@ struct release {
 struct release_from_thread {
   int value;
 };
+struct refuse_parked {};
 struct slow {
   using reply_type = int;
   grove::duration delay;
@@ -98,6 +99,10 @@ public:
   void handle_cast(cast_boom) { throw std::runtime_error("boom in handle_cast"); }
   void handle_cast(release r) {
     for (auto& f : parked_) f.reply(r.value);
+    parked_.clear();
+  }
+  void handle_cast(refuse_parked) {
+    for (auto& f : parked_) f.fail(grove::errc::disconnected);
     parked_.clear();
   }
   void handle_cast(release_from_thread r) {
@@ -311,6 +316,23 @@ TEST_CASE("deferred_reply_from_another_process_and_from_another_thread") {
     // The server is free while the call is parked: a cast releases it.
     CHECK(co_await (ref.call(park{}) && cast_now(ref, release{11})) == 11);
     CHECK(co_await (ref.call(park{}) && cast_now(ref, release_from_thread{12})) == 12);
+  }(node));
+}
+
+TEST_CASE("a_deferred_answer_can_be_an_error_the_caller_sees_as_grove_error") {
+  grove::node node{{.threads = 1}};
+  node.block_on([](grove::node& nd) -> awaitable<void> {
+    auto ref = co_await grove::start<counter>(nd);
+    auto refused = [](grove::server_ref<counter> r) -> awaitable<grove::errc> {
+      try {
+        co_await (r.call(park{}) && cast_now(r, refuse_parked{}));
+      } catch (const grove::error& e) {
+        co_return static_cast<grove::errc>(e.code().value());
+      }
+      co_return grove::errc{};
+    };
+    CHECK(co_await refused(ref) == grove::errc::disconnected);
+    CHECK(co_await ref.call(get{}) == 0); // the server carries on
   }(node));
 }
 

@@ -1,6 +1,5 @@
-// Test helpers for the supervision tests: an event log the test thread can
-// wait on (no sleeps: every wait ends on an event or a bounded timeout), and
-// a gen_server child that writes its starts and stops into it.
+// Test helpers for the supervision tests: a gen_server child that writes its
+// starts and stops into an event log the test thread waits on.
 #pragma once
 
 #include <grove/core/error.hpp>
@@ -8,6 +7,8 @@
 #include <grove/core/node.hpp>
 #include <grove/core/process.hpp>
 #include <grove/supervisor/child_spec.hpp>
+
+#include "../event_log.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -24,49 +25,7 @@ namespace probe {
 
 using namespace std::chrono_literals;
 
-/// Thread-safe list of what happened, in order.
-class event_log {
-public:
-  void add(std::string e) {
-    std::lock_guard lock(mutex_);
-    events_.push_back(std::move(e));
-    cv_.notify_all();
-  }
-
-  std::vector<std::string> events() const {
-    std::lock_guard lock(mutex_);
-    return events_;
-  }
-
-  void clear() {
-    std::lock_guard lock(mutex_);
-    events_.clear();
-  }
-
-  /// Waits (bounded) until `pred(events)` holds; false if it never did.
-  bool wait_for(const std::function<bool(const std::vector<std::string>&)>& pred,
-                std::chrono::milliseconds limit = 20s) const {
-    std::unique_lock lock(mutex_);
-    return cv_.wait_for(lock, limit, [&] { return pred(events_); });
-  }
-
-  /// Waits until `e` has happened at least `n` times.
-  bool wait_count(const std::string& e, std::size_t n) const {
-    return wait_for([&](const std::vector<std::string>& v) {
-      return static_cast<std::size_t>(std::count(v.begin(), v.end(), e)) >= n;
-    });
-  }
-
-  std::size_t count(const std::string& e) const {
-    std::lock_guard lock(mutex_);
-    return static_cast<std::size_t>(std::count(events_.begin(), events_.end(), e));
-  }
-
-private:
-  mutable std::mutex mutex_;
-  mutable std::condition_variable cv_;
-  std::vector<std::string> events_;
-};
+using test_support::event_log;
 
 using log_ptr = std::shared_ptr<event_log>;
 

@@ -193,6 +193,10 @@ public:
   /// true if this reply reached the caller's slot (false: already answered,
   /// timed out, or the caller is gone).
   bool reply(R value) const { return slot_ && slot_->set(std::move(value)); }
+  /// Answers with an error instead: the caller's call throws grove::error
+  /// with `code` (a connection fails calls in flight with errc::disconnected
+  /// when its link drops). Same first-answer-wins rule as reply().
+  bool fail(errc code) const { return slot_ && slot_->fail(code); }
   /// The calling process (null for a caller outside any process).
   pid caller() const noexcept { return slot_ ? slot_->caller() : pid{}; }
   explicit operator bool() const noexcept { return slot_ != nullptr; }

@@ -1,0 +1,278 @@
+#include <grove/connection/connection.hpp>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/experimental/parallel_group.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/system/error_code.hpp>
+
+#include <cstdio>
+#include <exception>
+#include <ostream>
+#include <stdexcept>
+#include <system_error>
+
+namespace grove {
+
+namespace asio = boost::asio;
+using steady = std::chrono::steady_clock;
+
+std::string_view to_string(connection_state s) noexcept {
+  switch (s) {
+  case connection_state::disconnected: return "disconnected";
+  case connection_state::connecting: return "connecting";
+  case connection_state::connected: return "connected";
+  case connection_state::backing_off: return "backing_off";
+  }
+  return "unknown";
+}
+
+std::ostream& operator<<(std::ostream& out, connection_state s) { return out << to_string(s); }
+
+// -- connection_status: a seqlock over atomics (one writer, any readers) ------
+
+connection_status::snapshot connection_status::load() const noexcept {
+  for (;;) {
+    const std::uint64_t before = sequence_.load(std::memory_order_acquire);
+    if (before & 1U) continue; // a store is in progress; it takes a few stores
+    snapshot s;
+    s.state = state_.load(std::memory_order_relaxed);
+    s.since = steady::time_point(steady::duration(since_.load(std::memory_order_relaxed)));
+    s.retry_at = steady::time_point(steady::duration(retry_at_.load(std::memory_order_relaxed)));
+    s.failures = failures_.load(std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (sequence_.load(std::memory_order_relaxed) == before) return s;
+  }
+}
+
+void connection_status::store(const snapshot& s) noexcept {
+  const std::uint64_t sequence = sequence_.load(std::memory_order_relaxed);
+  sequence_.store(sequence + 1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);
+  state_.store(s.state, std::memory_order_relaxed);
+  since_.store(s.since.time_since_epoch().count(), std::memory_order_relaxed);
+  retry_at_.store(s.retry_at.time_since_epoch().count(), std::memory_order_relaxed);
+  failures_.store(s.failures, std::memory_order_relaxed);
+  sequence_.store(sequence + 2, std::memory_order_release);
+}
+
+namespace {
+
+/// A delay this long is "never": no timer is armed (and now + delay would
+/// overflow the clock).
+constexpr duration forever = std::chrono::hours(24 * 365 * 100);
+
+std::string seconds_text(duration d) {
+  char text[48];
+  std::snprintf(text, sizeof text, "%g s", std::chrono::duration<double>(d).count());
+  return text;
+}
+
+/// An info as text for events: the common ways to say why.
+std::string describe(const message& info) {
+  if (auto* s = info.get_if<std::string>()) return *s;
+  if (auto* s = info.get_if<std::string_view>()) return std::string(*s);
+  if (auto* s = info.get_if<const char*>()) return *s ? *s : "";
+  if (auto* e = info.get_if<std::error_code>()) return e->message();
+  if (auto* e = info.get_if<boost::system::error_code>()) return e->message();
+  if (auto* r = info.get_if<exit_reason>()) return r->to_string();
+  if (auto* x = info.get_if<std::exception_ptr>()) {
+    try {
+      if (*x) std::rethrow_exception(*x);
+    } catch (const std::exception& e) {
+      return e.what();
+    } catch (...) {
+      return "unknown exception";
+    }
+  }
+  if (info.is<backoff_elapsed>()) return "backoff elapsed";
+  return {};
+}
+
+action with_idle(action a, const std::optional<duration>& idle) {
+  if (idle && !a.idle_timeout()) return std::move(a).with_idle_timeout(*idle);
+  return a;
+}
+
+} // namespace
+
+connection::connection(connection_options options)
+    : options_(std::move(options)), random_(options_.seed ? backoff_random(*options_.seed) : backoff_random()),
+      since_(steady::now()) {
+  if (options_.connect_timeout <= duration::zero()) {
+    throw grove::error(errc::invalid_argument,
+                       "connection_options::connect_timeout is " + seconds_text(options_.connect_timeout) +
+                           " (expected > 0, or grove::infinity for none)");
+  }
+  set_not_ready_policy(options_.calls_while_disconnected, errc::disconnected);
+  set_ready(false);
+  if (options_.status) options_.status->store({state_, since_, {}, 0});
+}
+
+detail::handler_outcome connection::run(action a, const detail::connection_callbacks& callbacks) {
+  return drive(std::move(a), origin::request, &callbacks);
+}
+
+detail::handler_outcome connection::on_timer(std::uint64_t generation, const detail::connection_callbacks& callbacks) {
+  // A timer cancelled after it fired: its message is stale, and dropped.
+  if (generation != generation_ || state_ != connection_state::backing_off) return action{};
+  timer_ = {};
+  return drive(connect(backoff_elapsed{}), origin::request, &callbacks);
+}
+
+awaitable<action> connection::drive(action a, origin from, const detail::connection_callbacks* callbacks) {
+  for (;;) {
+    if (a.stops()) co_return a;
+    if (!a.has_directive()) {
+      if (from == origin::connect_result) co_return connected(std::move(a));
+      co_return a; // a handler's plain result, or disconnect's "stay down"
+    }
+    const std::optional<duration> idle = a.idle_timeout();
+    message directive = a.take_directive();
+
+    if (auto* c = directive.get_if<detail::connect_directive>()) {
+      if (from == origin::connect_result) {
+        throw std::logic_error("connect() returned grove::connect(); it returns {} when connected, grove::backoff() "
+                               "to retry later, or grove::stop()");
+      }
+      std::optional<action> result = co_await attempt(std::move(c->info), callbacks);
+      if (!result) {
+        ++failures_;
+        co_return schedule(std::nullopt, idle, "connect timed out after " + seconds_text(options_.connect_timeout));
+      }
+      a = with_idle(std::move(*result), idle);
+      from = origin::connect_result;
+      continue;
+    }
+
+    if (auto* b = directive.get_if<detail::backoff_directive>()) {
+      if (from == origin::request && state_ == connection_state::connected) {
+        throw std::logic_error("a handler returned grove::backoff() while connected; return grove::disconnect(info) "
+                               "and back off from disconnect()");
+      }
+      std::string reason;
+      if (from == origin::connect_result) {
+        ++failures_;
+        reason = "connect failed";
+      }
+      co_return schedule(b->delay, idle, std::move(reason));
+    }
+
+    if (auto* d = directive.get_if<detail::disconnect_directive>()) {
+      if (from != origin::request) {
+        throw std::logic_error(from == origin::connect_result
+                                   ? "connect() returned grove::disconnect(); it returns {}, grove::backoff() or grove::stop()"
+                                   : "disconnect() returned grove::disconnect(); it returns grove::connect(), "
+                                     "grove::backoff(), grove::noconnect() or grove::stop()");
+      }
+      cancel_timer();
+      enter(connection_state::disconnected, describe(d->info));
+      if (callbacks->disconnect) {
+        detail::handler_outcome o = callbacks->disconnect(*this, std::move(d->info));
+        if (o.ready()) {
+          a = o.take_ready();
+        } else {
+          a = co_await o.take_pending(); // (not inside ?: — g++ 12 miscompiles co_await there)
+        }
+      } else {
+        a = backoff();
+      }
+      a = with_idle(std::move(a), idle);
+      from = origin::disconnect_result;
+      continue;
+    }
+
+    if (directive.is<detail::noconnect_directive>()) {
+      if (from == origin::connect_result || (from == origin::request && state_ == connection_state::connected)) {
+        throw std::logic_error("grove::noconnect() is for disconnect() (or a handler while disconnected)");
+      }
+      if (state_ != connection_state::disconnected) {
+        cancel_timer();
+        enter(connection_state::disconnected, {});
+      }
+      co_return with_idle(action{}, idle);
+    }
+
+    throw std::logic_error("a connection got a directive it does not know");
+  }
+}
+
+awaitable<std::optional<action>> connection::attempt(message info, const detail::connection_callbacks* callbacks) {
+  cancel_timer();
+  enter(connection_state::connecting, {});
+  detail::handler_outcome o = callbacks->connect(*this, std::move(info));
+  if (o.ready()) co_return o.take_ready();
+  if (options_.connect_timeout >= forever) co_return co_await o.take_pending();
+
+  // connect() races a timer; the loser is cancelled and waited for, so a
+  // timed-out connect has unwound before the next step. A kill of this
+  // process cancels both.
+  auto executor = co_await asio::this_coro::executor;
+  asio::steady_timer timer(executor, options_.connect_timeout);
+  auto [order, failure, result, timer_error] =
+      co_await asio::experimental::make_parallel_group(asio::co_spawn(executor, o.take_pending(), asio::deferred),
+                                                       timer.async_wait(asio::deferred))
+          .async_wait(asio::experimental::wait_for_one(), asio::use_awaitable);
+  (void)timer_error;
+  if (order[0] == 0) {
+    if (failure) std::rethrow_exception(failure);
+    co_return std::move(result);
+  }
+  co_return std::nullopt;
+}
+
+action connection::connected(action result) {
+  cancel_timer();
+  failures_ = 0;
+  options_.backoff.reset();
+  enter(connection_state::connected, {});
+  return result;
+}
+
+action connection::schedule(std::optional<duration> delay, std::optional<duration> idle_timeout, std::string reason) {
+  cancel_timer();
+  duration d = delay ? *delay : options_.backoff.next(random_);
+  if (d < duration::zero()) d = duration::zero();
+  last_delay_ = d;
+  const auto now = steady::now();
+  if (d < forever) {
+    retry_at_ = now + d;
+    timer_ = send_after(self(), d, detail::backoff_timer{generation_});
+  } else {
+    retry_at_ = steady::time_point::max();
+  }
+  enter(connection_state::backing_off, std::move(reason), now);
+  return with_idle(action{}, idle_timeout);
+}
+
+void connection::cancel_timer() noexcept {
+  if (timer_) grove::cancel_timer(timer_);
+  timer_ = {};
+  ++generation_;
+}
+
+void connection::enter(connection_state next, std::string reason, std::chrono::steady_clock::time_point now) {
+  const connection_state previous = state_;
+  state_ = next;
+  since_ = now;
+  set_ready(next == connection_state::connected);
+  if (options_.status) {
+    options_.status->store({next, since_, next == connection_state::backing_off ? retry_at_ : steady::time_point{},
+                            failures_});
+  }
+  if (options_.on_event) {
+    connection_event event;
+    event.connection = self();
+    event.state = next;
+    event.previous = previous;
+    event.at = std::chrono::system_clock::now();
+    event.backoff = next == connection_state::backing_off ? last_delay_ : duration::zero();
+    event.failures = failures_;
+    event.reason = std::move(reason);
+    options_.on_event(event);
+  }
+}
+
+} // namespace grove
