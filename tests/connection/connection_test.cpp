@@ -111,6 +111,10 @@ struct close_info {
   grove::from<std::string> from;
 };
 struct connect_now {};
+struct reconnect_call {
+  using reply_type = std::string;
+}; // reply, then connect("by call")
+struct drop_cast {}; // disconnect("by cast")
 struct backoff_in_handler {};
 struct drop_and_race_timer {
   using reply_type = std::string;
@@ -203,7 +207,12 @@ public:
     return {std::string("dropping"), grove::disconnect(std::string("dropped"))};
   }
 
+  grove::call_result<std::string> handle_call(reconnect_call) {
+    return {std::string("reconnecting"), grove::connect(std::string("by call"))};
+  }
+
   grove::action handle_cast(connect_now) { return grove::connect(std::string("asked")); }
+  grove::action handle_cast(drop_cast) { return grove::disconnect(std::string("by cast")); }
   grove::action handle_cast(backoff_in_handler) { return grove::backoff(1ms); }
 
   awaitable<grove::action> handle_info(grove::message m) {
@@ -426,17 +435,21 @@ TEST_CASE("a_connect_running_past_the_connect_timeout_is_cancelled_and_counts_as
 }
 
 TEST_CASE("shutdown_during_a_long_connect_cancels_it") {
-  setup s;
-  s.options.connect_timeout = grove::infinity;
-  s.plan->connects = {connect_step::hang};
-  {
-    grove::node node{{.threads = 2}};
-    start(node, s);
-    REQUIRE(has(*s.log, "connect:init"));
-    node.shutdown();
-    CHECK(node.process_count() == 0);
+  // Without a connect timeout the connect is awaited directly; with one it
+  // races a timer. Both are cancelled by the shutdown.
+  for (grove::duration timeout : {grove::infinity, grove::duration(1h)}) {
+    setup s;
+    s.options.connect_timeout = timeout;
+    s.plan->connects = {connect_step::hang};
+    {
+      grove::node node{{.threads = 2}};
+      start(node, s);
+      REQUIRE(has(*s.log, "connect:init"));
+      node.shutdown();
+      CHECK(node.process_count() == 0);
+    }
+    CHECK(s.log->count("connect-cancelled") == 1);
   }
-  CHECK(s.log->count("connect-cancelled") == 1);
 }
 
 // -- disconnect ---------------------------------------------------------------------------
@@ -488,6 +501,18 @@ TEST_CASE("disconnect_may_stop_or_fail_and_terminate_runs") {
     CHECK(has(*s.log, "down:{error, disconnect blew up}"));
     CHECK(has(*s.log, "terminate:{error, disconnect blew up}:disconnected:connects=1"));
   }
+}
+
+TEST_CASE("a_call_may_reply_then_connect_and_a_cast_may_disconnect") {
+  grove::node node{{.threads = 2}};
+  setup s;
+  s.plan->disconnects = {disconnect_step::noconnect};
+  auto ref = start(node, s);
+  CHECK(node.block_on(ref.call(reconnect_call{})) == "reconnecting");
+  ref.cast(drop_cast{});
+  CHECK(node.block_on(ref.call(state_query{})) == "disconnected");
+  CHECK(only(*s.log, {"connect:", "disconnect:"}) ==
+        std::vector<std::string>{"connect:init", "connect:by call", "disconnect:by cast"});
 }
 
 TEST_CASE("a_call_may_disconnect_without_replying_and_disconnect_replies_through_from") {

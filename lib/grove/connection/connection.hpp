@@ -25,8 +25,9 @@
 // Any of them may add .with_idle_timeout(d). A connect that runs longer than
 // connection_options::connect_timeout is cancelled and counts as failed
 // (backoff by the policy). An exception in connect or disconnect ends the
-// process like one in any handler, after terminate. On shutdown a running
-// connect is cancelled (its pending I/O completes with operation_aborted).
+// process like one in any handler, after terminate. A shutdown (or, for a
+// connection that traps exits, the kill at the end of its shutdown timeout)
+// cancels a running connect: its pending I/O completes with operation_aborted.
 //
 // One backoff timer at most: every connect, disconnect or backoff cancels
 // the one before, and a timer that fired before it was cancelled never
