@@ -149,6 +149,17 @@ grove::connection_options logged(const std::shared_ptr<event_log>& log) {
   return o;
 }
 
+/// A line server, a node and a line client connected to it. (Members in
+/// this order: the node, and the client in it, go before the server.)
+struct rig {
+  line_server server;
+  unsigned short port = server.open();
+  std::shared_ptr<event_log> log = std::make_shared<event_log>();
+  grove::node node{{.threads = 2}};
+  grove::server_ref<line::client> client = node.block_on(grove::start<line::client>(
+      node, line::tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), port), logged(log)));
+};
+
 grove::awaitable<void> reopen(line_server* server, unsigned short port) {
   server->open(port);
   co_return;
@@ -157,12 +168,8 @@ grove::awaitable<void> reopen(line_server* server, unsigned short port) {
 } // namespace
 
 TEST_CASE("the_line_client_fails_calls_while_the_server_is_down_and_reconnects_when_it_is_back") {
-  line_server server;
-  const unsigned short port = server.open();
-  auto log = std::make_shared<event_log>();
-  grove::node node{{.threads = 2}};
-  const line::tcp::endpoint at(boost::asio::ip::make_address("127.0.0.1"), port);
-  auto client = node.block_on(grove::start<line::client>(node, at, logged(log)));
+  rig r;
+  auto& [server, port, log, node, client] = r;
 
   CHECK(call(node, client, "hello") == "echo:hello");
   CHECK(call(node, client, "again") == "echo:again");
@@ -182,12 +189,8 @@ TEST_CASE("the_line_client_fails_calls_while_the_server_is_down_and_reconnects_w
 }
 
 TEST_CASE("a_call_that_waits_for_the_connection_is_sent_once_the_server_is_back") {
-  line_server server;
-  const unsigned short port = server.open();
-  auto log = std::make_shared<event_log>();
-  grove::node node{{.threads = 2}};
-  const line::tcp::endpoint at(boost::asio::ip::make_address("127.0.0.1"), port);
-  auto client = node.block_on(grove::start<line::client>(node, at, logged(log)));
+  rig r;
+  auto& [server, port, log, node, client] = r;
   CHECK(call(node, client, "hello") == "echo:hello");
 
   server.close();
@@ -205,12 +208,8 @@ TEST_CASE("a_call_that_waits_for_the_connection_is_sent_once_the_server_is_back"
 }
 
 TEST_CASE("a_call_in_flight_fails_with_disconnected_when_the_link_drops") {
-  line_server server;
-  const unsigned short port = server.open();
-  auto log = std::make_shared<event_log>();
-  grove::node node{{.threads = 2}};
-  const line::tcp::endpoint at(boost::asio::ip::make_address("127.0.0.1"), port);
-  auto client = node.block_on(grove::start<line::client>(node, at, logged(log)));
+  rig r;
+  auto& [server, port, log, node, client] = r;
   REQUIRE(log->wait_count("connected", 1));
 
   // The server never answers "silent"; once it has the line, closing it
