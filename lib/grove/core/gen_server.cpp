@@ -9,7 +9,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <algorithm>
-#include <deque>
+#include <vector>
 
 namespace grove::detail {
 
@@ -232,22 +232,8 @@ public:
           begin_terminate(next_.reason());
           continue;
         }
-        if (next_.ignores()) {
-          next_ = action{};
-          throw std::logic_error("ignore() was returned by a handler; only init may return it");
-        }
-        if (next_.has_directive()) {
-          action a = std::move(next_);
-          next_ = action{};
-          if (!hooks_.directive) throw std::logic_error("a handler returned a directive this server type has no extension for");
-          take(hooks_.directive(server_, std::move(a)));
-          continue;
-        }
-        if (next_.continues()) {
-          if (!hooks_.continue_) {
-            throw std::logic_error("continue_with() was returned but the server has no handle_continue(grove::message)");
-          }
-          take(hooks_.continue_(server_, next_.take_continue()));
+        if (next_.has_step()) { // (one test on the common path)
+          run_step();
           continue;
         }
         if (timed_out_) {
@@ -255,9 +241,12 @@ public:
           take(hooks_.info(server_, timeout_message{}));
           continue;
         }
-        if (!held_.empty() && server_access::ready(server_)) {
-          envelope env = std::move(held_.front());
-          held_.pop_front();
+        if (held_head_ < held_.size() && server_access::ready(server_)) {
+          envelope env = std::move(held_[held_head_++]);
+          if (held_head_ == held_.size()) {
+            held_.clear();
+            held_head_ = 0;
+          }
           if (!env.reply->completed()) handle(std::move(env)); // else its caller gave up while it was held
           continue;
         }
@@ -307,6 +296,25 @@ public:
 private:
   enum class phase { init, running, terminating, finished };
 
+  /// The action's continue_with, directive or (misplaced) ignore.
+  [[gnu::noinline]] void run_step() {
+    if (next_.ignores()) {
+      next_ = action{};
+      throw std::logic_error("ignore() was returned by a handler; only init may return it");
+    }
+    if (next_.has_directive()) {
+      action a = std::move(next_);
+      next_ = action{};
+      if (!hooks_.directive) throw std::logic_error("a handler returned a directive this server type has no extension for");
+      take(hooks_.directive(server_, std::move(a)));
+      return;
+    }
+    if (!hooks_.continue_) {
+      throw std::logic_error("continue_with() was returned but the server has no handle_continue(grove::message)");
+    }
+    take(hooks_.continue_(server_, next_.take_continue()));
+  }
+
   void handle(envelope env) {
     switch (env.kind) {
     case envelope_kind::call:
@@ -315,13 +323,7 @@ private:
         return;
       }
       if (!server_access::ready(server_) && env.readiness != served_when_not_ready) {
-        auto policy = static_cast<when_not_ready>(env.readiness);
-        if (policy == when_not_ready::server_default) policy = server_access::policy(server_);
-        if (policy == when_not_ready::wait) {
-          hold(std::move(env));
-        } else {
-          env.reply->fail(server_access::error(server_));
-        }
+        not_ready(std::move(env));
         return;
       }
       state_.track_reply(env.reply);
@@ -342,11 +344,25 @@ private:
     }
   }
 
+  /// A call reached the server while it is not ready: fail it or hold it.
+  /// (Out of line: the common path of handle() stays small.)
+  [[gnu::noinline]] void not_ready(envelope env) {
+    auto policy = static_cast<when_not_ready>(env.readiness);
+    if (policy == when_not_ready::server_default) policy = server_access::policy(server_);
+    if (policy == when_not_ready::wait) {
+      hold(std::move(env));
+    } else {
+      env.reply->fail(server_access::error(server_));
+    }
+  }
+
   /// Keeps a call until the server is ready. Tracked, so the server's end
   /// fails it with the exit reason; calls whose callers gave up are swept
   /// out whenever the queue doubles.
   void hold(envelope env) {
     if (held_.size() >= held_compact_at_) {
+      held_.erase(held_.begin(), held_.begin() + static_cast<std::ptrdiff_t>(held_head_));
+      held_head_ = 0;
       std::erase_if(held_, [](const envelope& e) { return e.reply->completed(); });
       held_compact_at_ = std::max<std::size_t>(16, held_.size() * 2);
     }
@@ -424,7 +440,10 @@ private:
   std::optional<duration> step_timeout_; // its idle timeout, until the next wait ends
   std::optional<awaitable<action>> pending_;
   std::shared_ptr<reply_slot_base> current_call_; // the call being handled, if any
-  std::deque<envelope> held_;                      // calls waiting for the server to be ready
+  // Calls waiting for the server to be ready, from held_head_ on. A vector,
+  // not a deque: an empty deque allocates, and every server has this.
+  std::vector<envelope> held_;
+  std::size_t held_head_ = 0;
   std::size_t held_compact_at_ = 16;
   exit_reason reason_;
   int budget_ = fairness_budget;

@@ -84,9 +84,11 @@ public:
 
   bool stops() const noexcept { return stop_.has_value(); }
   const exit_reason& reason() const noexcept { return *stop_; }
-  bool continues() const noexcept { return continue_.has_value(); }
-  bool ignores() const noexcept { return ignore_; }
-  bool has_directive() const noexcept { return directive_.has_value(); }
+  /// Whether one of continue_with, a directive or ignore is pending.
+  bool has_step() const noexcept { return step_ != step::none; }
+  bool continues() const noexcept { return step_ == step::continue_with; }
+  bool ignores() const noexcept { return step_ == step::ignore; }
+  bool has_directive() const noexcept { return step_ == step::directive; }
   const std::optional<duration>& idle_timeout() const noexcept { return timeout_; }
 
   /// If no message arrives within `d` after this step, handle_info gets a
@@ -96,17 +98,8 @@ public:
     return std::move(*this);
   }
 
-  message take_continue() noexcept {
-    message m = std::move(continue_.value());
-    continue_.reset();
-    return m;
-  }
-
-  message take_directive() noexcept {
-    message m = std::move(directive_.value());
-    directive_.reset();
-    return m;
-  }
+  message take_continue() noexcept { return take_step(); }
+  message take_directive() noexcept { return take_step(); }
 
   friend action stop(exit_reason reason);
   friend action ignore();
@@ -115,11 +108,21 @@ public:
   friend action detail::directive_action(message directive);
 
 private:
+  // continue_with, a directive and ignore exclude each other, so one
+  // message holds the value of whichever it is (an action is moved a few
+  // times per message handled: it stays small).
+  enum class step : std::uint8_t { none, continue_with, directive, ignore };
+
+  message take_step() noexcept {
+    message m = std::move(value_);
+    step_ = step::none;
+    return m;
+  }
+
   std::optional<exit_reason> stop_;
-  std::optional<message> continue_;
-  std::optional<message> directive_;
+  message value_;
   std::optional<duration> timeout_;
-  bool ignore_ = false;
+  step step_ = step::none;
 };
 
 /// Stop the server with `reason` (terminate runs first).
@@ -134,13 +137,14 @@ inline action stop(exit_reason reason = exit_reason::normal()) {
 /// supervisor counts the child as ignored.
 inline action ignore() {
   action a;
-  a.ignore_ = true;
+  a.step_ = action::step::ignore;
   return a;
 }
 
 inline action detail::directive_action(message directive) {
   action a;
-  a.directive_.emplace(std::move(directive));
+  a.value_ = std::move(directive);
+  a.step_ = action::step::directive;
   return a;
 }
 
@@ -148,7 +152,8 @@ inline action detail::directive_action(message directive) {
 template <class T>
 action continue_with(T value) {
   action a;
-  a.continue_.emplace(std::move(value));
+  a.value_ = message(std::move(value));
+  a.step_ = action::step::continue_with;
   return a;
 }
 
