@@ -299,12 +299,12 @@ private:
   /// The action's continue_with, directive or (misplaced) ignore.
   [[gnu::noinline]] void run_step() {
     if (next_.ignores()) {
-      next_ = action{};
+      next_.clear();
       throw std::logic_error("ignore() was returned by a handler; only init may return it");
     }
     if (next_.has_directive()) {
       action a = std::move(next_);
-      next_ = action{};
+      next_.clear();
       if (!hooks_.directive) throw std::logic_error("a handler returned a directive this server type has no extension for");
       take(hooks_.directive(server_, std::move(a)));
       return;
