@@ -1,0 +1,101 @@
+#include <grove/registry/detail/epoch.hpp>
+
+#include <limits>
+
+namespace grove::detail {
+
+namespace {
+
+std::atomic<std::uint64_t> global_epoch{1};
+std::atomic<epoch_record*> all_records{nullptr}; // push-only; records are reused, never freed
+
+epoch_record* claim_record() {
+  for (epoch_record* r = all_records.load(std::memory_order_acquire); r; r = r->next) {
+    bool expected = false;
+    if (!r->owned.load(std::memory_order_relaxed) &&
+        r->owned.compare_exchange_strong(expected, true, std::memory_order_acquire)) {
+      return r;
+    }
+  }
+  auto* r = new epoch_record;
+  r->owned.store(true, std::memory_order_relaxed);
+  epoch_record* head = all_records.load(std::memory_order_relaxed);
+  do {
+    r->next = head;
+  } while (!all_records.compare_exchange_weak(head, r, std::memory_order_release, std::memory_order_relaxed));
+  return r;
+}
+
+/// Gives the record back when its thread ends.
+struct record_holder {
+  epoch_record* record = claim_record();
+  ~record_holder() {
+    record->pinned.store(0, std::memory_order_release);
+    record->depth = 0;
+    record->owned.store(false, std::memory_order_release);
+  }
+};
+
+/// The smallest epoch a reader is pinned at (max when none is).
+std::uint64_t oldest_pinned() {
+  std::uint64_t oldest = std::numeric_limits<std::uint64_t>::max();
+  for (epoch_record* r = all_records.load(std::memory_order_acquire); r; r = r->next) {
+    const std::uint64_t e = r->pinned.load(std::memory_order_seq_cst);
+    if (e != 0 && e < oldest) oldest = e;
+  }
+  return oldest;
+}
+
+} // namespace
+
+epoch_record& this_thread_epoch_record() {
+  thread_local record_holder holder;
+  return *holder.record;
+}
+
+std::uint64_t current_epoch() noexcept { return global_epoch.load(std::memory_order_acquire); }
+
+retired_list::~retired_list() {
+  while (head_) {
+    item* i = head_;
+    head_ = i->next;
+    i->deleter(i->node);
+    delete i;
+  }
+}
+
+void retired_list::retire(void* node, void (*deleter)(void*)) {
+  // Each retirement moves the epoch on. A reader that pins at a later epoch
+  // read the global epoch at or after this increment, which (being a
+  // read-modify-write, in the release sequence of every later one)
+  // synchronises it with the unlink that came before: that reader cannot
+  // reach the node. This holds across structures and writers.
+  const std::uint64_t epoch = global_epoch.fetch_add(1, std::memory_order_acq_rel);
+  head_ = new item{node, deleter, epoch, head_};
+  ++size_;
+}
+
+std::size_t retired_list::collect() {
+  // Unlinks happened before this fence: a reader the scan below finds
+  // unpinned pins later and then sees them (its pin is followed by a fence
+  // of its own). A reader pinned at an epoch after a node's retirement
+  // cannot reach it either (see retire). Only readers pinned at or before
+  // a node's epoch keep it alive.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  const std::uint64_t oldest = oldest_pinned();
+  item** link = &head_;
+  while (*link) {
+    item* i = *link;
+    if (i->epoch < oldest) {
+      *link = i->next;
+      i->deleter(i->node);
+      delete i;
+      --size_;
+    } else {
+      link = &i->next;
+    }
+  }
+  return size_;
+}
+
+} // namespace grove::detail

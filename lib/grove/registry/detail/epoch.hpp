@@ -1,0 +1,79 @@
+// Internal: epoch-based reclamation, so readers of a shared structure never
+// lock and never touch a reference count, and writers free what they
+// unlinked only once no reader can still hold it.
+//
+// A reader pins for the length of one lookup (an epoch_guard). A writer
+// unlinks a node, retires it, and now and then collects. A retired node is
+// freed once every reader that was pinned when it was retired has unpinned;
+// readers that pin later cannot reach it (epoch.cpp says why).
+//
+// One domain for the whole program: the reclamation bookkeeping is per
+// thread, not per structure, so two registries in one binary share it as
+// they share the allocator. It holds no user-visible state.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+namespace grove::detail {
+
+/// One thread's announcement: the epoch it pinned at, 0 when not pinned.
+struct alignas(64) epoch_record {
+  std::atomic<std::uint64_t> pinned{0};
+  std::atomic<bool> owned{false};
+  std::uint32_t depth = 0; // nested pins (touched by the owning thread only)
+  epoch_record* next = nullptr;
+};
+
+/// This thread's record (claimed on first use, released at thread exit).
+epoch_record& this_thread_epoch_record();
+/// The current global epoch.
+std::uint64_t current_epoch() noexcept;
+
+/// Pins the calling thread for a read. Nestable; cheap (two stores and a
+/// fence on the thread's own cache line).
+class epoch_guard {
+public:
+  epoch_guard() : record_(this_thread_epoch_record()) {
+    if (record_.depth++ == 0) {
+      record_.pinned.store(current_epoch(), std::memory_order_relaxed);
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+    }
+  }
+  ~epoch_guard() {
+    if (--record_.depth == 0) record_.pinned.store(0, std::memory_order_release);
+  }
+  epoch_guard(const epoch_guard&) = delete;
+  epoch_guard& operator=(const epoch_guard&) = delete;
+
+private:
+  epoch_record& record_;
+};
+
+/// Nodes a writer unlinked and will free once no reader can hold them.
+/// Not thread-safe: owned by one structure, used under its writer lock.
+class retired_list {
+public:
+  retired_list() = default;
+  retired_list(const retired_list&) = delete;
+  retired_list& operator=(const retired_list&) = delete;
+  /// Frees everything (the owner guarantees no reader is left).
+  ~retired_list();
+
+  void retire(void* node, void (*deleter)(void*));
+  /// Frees what no pinned reader can hold; returns how many are left.
+  std::size_t collect();
+  std::size_t size() const noexcept { return size_; }
+
+private:
+  struct item {
+    void* node;
+    void (*deleter)(void*);
+    std::uint64_t epoch;
+    item* next;
+  };
+  item* head_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+} // namespace grove::detail
