@@ -1,0 +1,135 @@
+// Registry benchmarks: the name table's lock-free lookups and its writes,
+// each beside a std::shared_mutex + std::unordered_map doing the same in
+// the same binary (the obvious way to write a thread-safe name table).
+// Run: scripts/bench   (or build-release/tests/bench/registry_bench)
+#include <grove/registry/detail/name_table.hpp>
+
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace {
+
+constexpr std::size_t names = 10'000;
+
+const std::vector<std::string>& keys() {
+  static const std::vector<std::string> k = [] {
+    std::vector<std::string> v;
+    for (std::size_t i = 0; i < names; ++i) v.push_back("worker-" + std::to_string(i));
+    return v;
+  }();
+  return k;
+}
+
+/// The baseline: readers share a lock, writers take it exclusively.
+class locked_map {
+public:
+  bool find(const std::string& key, std::uint64_t& out) const {
+    std::shared_lock lock(mutex_);
+    auto it = map_.find(key);
+    if (it == map_.end()) return false;
+    out = it->second;
+    return true;
+  }
+  bool insert(const std::string& key, std::uint64_t value) {
+    std::unique_lock lock(mutex_);
+    return map_.emplace(key, value).second;
+  }
+  bool erase(const std::string& key) {
+    std::unique_lock lock(mutex_);
+    return map_.erase(key) > 0;
+  }
+
+private:
+  mutable std::shared_mutex mutex_;
+  std::unordered_map<std::string, std::uint64_t> map_;
+};
+
+using table = grove::detail::name_table<std::uint64_t>;
+
+/// Both hold every name, built once and shared by the benchmark threads.
+table& filled_table() {
+  static table* t = [] {
+    auto* fresh = new table;
+    for (std::size_t i = 0; i < names; ++i) fresh->insert(keys()[i], i);
+    return fresh;
+  }();
+  return *t;
+}
+
+locked_map& filled_locked_map() {
+  static locked_map* m = [] {
+    auto* fresh = new locked_map;
+    for (std::size_t i = 0; i < names; ++i) fresh->insert(keys()[i], i);
+    return fresh;
+  }();
+  return *m;
+}
+
+// -- lookups on 1 and 2 threads (each thread walks the names from its own offset)
+
+void BM_registry_lookup(benchmark::State& state) {
+  table& t = filled_table();
+  std::size_t i = static_cast<std::size_t>(state.thread_index()) * 4999;
+  std::uint64_t sum = 0;
+  for (auto _ : state) {
+    t.visit(keys()[i % names], [&](std::uint64_t v) { sum += v; });
+    ++i;
+  }
+  benchmark::DoNotOptimize(sum);
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_registry_lookup)->Threads(1)->Threads(2)->UseRealTime();
+
+void BM_shared_mutex_map_lookup(benchmark::State& state) {
+  locked_map& m = filled_locked_map();
+  std::size_t i = static_cast<std::size_t>(state.thread_index()) * 4999;
+  std::uint64_t sum = 0;
+  for (auto _ : state) {
+    std::uint64_t v = 0;
+    if (m.find(keys()[i % names], v)) sum += v;
+    ++i;
+  }
+  benchmark::DoNotOptimize(sum);
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_shared_mutex_map_lookup)->Threads(1)->Threads(2)->UseRealTime();
+
+// -- register + unregister (one writer; the registry serialises writes) ------
+
+void BM_registry_register_unregister(benchmark::State& state) {
+  table t;
+  for (std::size_t i = 0; i < names; ++i) t.insert(keys()[i], i);
+  std::size_t i = 0;
+  for (auto _ : state) {
+    const std::string& key = keys()[i % names];
+    t.erase(key);
+    t.insert(key, i);
+    ++i;
+  }
+  state.SetItemsProcessed(state.iterations() * 2);
+}
+BENCHMARK(BM_registry_register_unregister)->UseRealTime();
+
+void BM_shared_mutex_map_register_unregister(benchmark::State& state) {
+  locked_map m;
+  for (std::size_t i = 0; i < names; ++i) m.insert(keys()[i], i);
+  std::size_t i = 0;
+  for (auto _ : state) {
+    const std::string& key = keys()[i % names];
+    m.erase(key);
+    m.insert(key, i);
+    ++i;
+  }
+  state.SetItemsProcessed(state.iterations() * 2);
+}
+BENCHMARK(BM_shared_mutex_map_register_unregister)->UseRealTime();
+
+} // namespace
+
+BENCHMARK_MAIN();
