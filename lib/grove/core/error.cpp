@@ -43,6 +43,8 @@ public:
       return "the child is being restarted by its supervisor; try again";
     case errc::max_children:
       return "the dynamic supervisor already has max_children children";
+    case errc::already_registered:
+      return "the name is already registered to another live process (whereis it, or pick another name)";
     case errc::disconnected:
       return "not connected: the connection is down and reconnecting (retry, or call with wait_for_ready to wait for it)";
     }

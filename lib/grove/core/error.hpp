@@ -35,6 +35,7 @@ enum class errc {
   restarting,        ///< the child is being restarted by its supervisor
   max_children,      ///< a dynamic supervisor is at its max_children
   disconnected,      ///< a connection is not connected (a call while it was down, or one in flight when it dropped)
+  already_registered, ///< a registry name is held by another live process
 };
 
 const std::error_category& error_category() noexcept;
