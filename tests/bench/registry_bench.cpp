@@ -1,8 +1,11 @@
-// Registry benchmarks: the name table's lock-free lookups and its writes,
-// each beside a std::shared_mutex + std::unordered_map doing the same in
-// the same binary (the obvious way to write a thread-safe name table).
+// Registry benchmarks: local_registry's lock-free whereis, its name table's
+// writes, and a whole register + unregister through the registry's process,
+// each beside a std::shared_mutex + std::unordered_map doing the same in the
+// same binary (the obvious way to write a thread-safe name table).
 // Run: scripts/bench   (or build-release/tests/bench/registry_bench)
+#include <grove/core/node.hpp>
 #include <grove/registry/detail/name_table.hpp>
+#include <grove/registry/local_registry.hpp>
 
 #include <benchmark/benchmark.h>
 
@@ -71,9 +74,38 @@ locked_map& filled_locked_map() {
   return *m;
 }
 
-// -- lookups on 1 and 2 threads (each thread walks the names from its own offset)
+// -- whereis on 1 and 2 threads (each thread walks the names from its own offset)
 
-void BM_registry_lookup(benchmark::State& state) {
+/// A node, a registry with every name registered to one idle process.
+struct registry_fixture {
+  grove::node node{{.threads = 1}};
+  grove::local_registry names{node};
+  grove::pid holder;
+  registry_fixture() {
+    holder = grove::spawn(node, [](grove::process& self) -> grove::awaitable<void> { co_await self.receive(); });
+    for (std::size_t i = 0; i < ::names; ++i) node.block_on(names.register_name(keys()[i], holder));
+  }
+};
+
+registry_fixture& filled_registry() {
+  static registry_fixture* f = new registry_fixture; // lives to the end of the program
+  return *f;
+}
+
+void BM_registry_whereis(benchmark::State& state) {
+  const grove::local_registry& r = filled_registry().names;
+  std::size_t i = static_cast<std::size_t>(state.thread_index()) * 4999;
+  std::size_t found = 0;
+  for (auto _ : state) {
+    found += static_cast<bool>(r.whereis(keys()[i % names]));
+    ++i;
+  }
+  benchmark::DoNotOptimize(found);
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_registry_whereis)->Threads(1)->Threads(2)->UseRealTime();
+
+void BM_name_table_lookup(benchmark::State& state) {
   table& t = filled_table();
   std::size_t i = static_cast<std::size_t>(state.thread_index()) * 4999;
   std::uint64_t sum = 0;
@@ -84,7 +116,7 @@ void BM_registry_lookup(benchmark::State& state) {
   benchmark::DoNotOptimize(sum);
   state.SetItemsProcessed(state.iterations());
 }
-BENCHMARK(BM_registry_lookup)->Threads(1)->Threads(2)->UseRealTime();
+BENCHMARK(BM_name_table_lookup)->Threads(1)->Threads(2)->UseRealTime();
 
 void BM_shared_mutex_map_lookup(benchmark::State& state) {
   locked_map& m = filled_locked_map();
@@ -102,7 +134,7 @@ BENCHMARK(BM_shared_mutex_map_lookup)->Threads(1)->Threads(2)->UseRealTime();
 
 // -- register + unregister (one writer; the registry serialises writes) ------
 
-void BM_registry_register_unregister(benchmark::State& state) {
+void BM_name_table_insert_erase(benchmark::State& state) {
   table t;
   for (std::size_t i = 0; i < names; ++i) t.insert(keys()[i], i);
   std::size_t i = 0;
@@ -112,6 +144,28 @@ void BM_registry_register_unregister(benchmark::State& state) {
     t.insert(key, i);
     ++i;
   }
+  state.SetItemsProcessed(state.iterations() * 2);
+}
+BENCHMARK(BM_name_table_insert_erase)->UseRealTime();
+
+/// register_name + unregister_name from a process, each a call to the
+/// registry's process (which monitors and unmonitors the owner too).
+grove::awaitable<void> register_loop(grove::local_registry* r, benchmark::State* state) {
+  std::size_t i = 0;
+  for (auto _ : *state) {
+    const std::string& key = keys()[i++ % names];
+    co_await r->register_name(key);
+    co_await r->unregister_name(key);
+  }
+}
+
+void BM_registry_register_unregister(benchmark::State& state) {
+  grove::node node{{.threads = 1}};
+  grove::local_registry r(node);
+  node.block_on([&](grove::process& self) -> grove::awaitable<void> {
+    (void)self;
+    co_await register_loop(&r, &state);
+  });
   state.SetItemsProcessed(state.iterations() * 2);
 }
 BENCHMARK(BM_registry_register_unregister)->UseRealTime();

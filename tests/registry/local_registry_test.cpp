@@ -2,6 +2,8 @@
 
 #include <grove/core/node.hpp>
 
+#include "next_message.hpp"
+
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -16,13 +18,8 @@ namespace {
 /// A process that waits for any message, then ends (its body returns).
 awaitable<void> wait_then_end(grove::process& self) { co_await self.receive(); }
 
-/// The next registry_event this process receives (bounded wait).
 awaitable<grove::registry_event> next_event(grove::process& self) {
-  for (;;) {
-    auto m = co_await self.receive_for(20s);
-    if (!m) throw std::runtime_error("no registry event within 20 s");
-    if (auto* e = m->get_if<grove::registry_event>()) co_return *e;
-  }
+  return test_support::next_message<grove::registry_event>(self);
 }
 
 std::string describe(const grove::registry_event& e) {
@@ -119,6 +116,10 @@ TEST_CASE("groups_hold_many_members_with_values_and_multi_send_reaches_each") {
     co_await names.join("topic", std::any(42), members[0]); // joining again replaces the value
     CHECK(describe(co_await next_event(self)) == "joined:topic");
     CHECK(std::any_cast<int>(names.members("topic")[0].value) == 42);
+
+    int total = 0;
+    grove::dispatch(names, "topic", [&](const grove::group_member& m) { total += std::any_cast<int>(m.value); });
+    CHECK(total == 42 + 1 + 2);
 
     // multi_send: each member gets it (and ends, which leaves the group).
     CHECK(grove::multi_send(names, "topic", 7) == 3);

@@ -5,6 +5,8 @@
 #include <grove/supervisor/supervisor.hpp>
 
 #include <boost/asio/steady_timer.hpp>
+#include "next_message.hpp"
+
 #include <doctest/doctest.h>
 
 #include <atomic>
@@ -42,13 +44,8 @@ private:
 
 using built_count = std::shared_ptr<std::atomic<int>>;
 
-/// The next registry_event (bounded wait).
 awaitable<grove::registry_event> next_event(grove::process& self) {
-  for (;;) {
-    auto m = co_await self.receive_for(20s);
-    if (!m) throw std::runtime_error("no registry event within 20 s");
-    if (auto* e = m->get_if<grove::registry_event>()) co_return *e;
-  }
+  return test_support::next_message<grove::registry_event>(self);
 }
 
 /// Starts "shared" with start_link from a process pinned to `worker` and
@@ -75,13 +72,7 @@ struct sup_racer {
   }
 };
 
-awaitable<grove::pid> next_pid(grove::process& self) {
-  for (;;) {
-    auto m = co_await self.receive_for(20s);
-    if (!m) throw std::runtime_error("no pid within 20 s");
-    if (auto* p = m->get_if<grove::pid>()) co_return *p;
-  }
-}
+awaitable<grove::pid> next_pid(grove::process& self) { return test_support::next_message<grove::pid>(self); }
 
 } // namespace
 

@@ -168,8 +168,15 @@ via_ref<S> via(const registry& r, std::string name) {
 /// Sends `m` to the holder of `name`; false (and dropped) if nobody holds it.
 bool send(const registry& r, std::string_view name, message m);
 
-/// Sends a copy of `m` to every member of group `key` (Registry.dispatch's
-/// commonest use); returns how many it reached.
+/// Calls f(member) for each live member of group `key` (Elixir's
+/// Registry.dispatch): any thread, lock-free, in join order; f must not block.
+template <class F>
+void dispatch(const registry& r, std::string_view key, F&& f) {
+  r.for_each_member(key, std::forward<F>(f));
+}
+
+/// Sends a copy of `m` to every member of group `key` (dispatch's commonest
+/// use); returns how many it reached.
 template <class T>
 std::size_t multi_send(const registry& r, std::string_view key, const T& m) {
   std::size_t sent = 0;
