@@ -9,16 +9,21 @@
 
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <mutex>
 #include <shared_mutex>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
 namespace {
 
 constexpr std::size_t names = 10'000;
+
+/// Every hardware thread (at least 2, so scaling shows even on one core).
+int all_threads() { return static_cast<int>(std::max(2U, std::thread::hardware_concurrency())); }
 
 const std::vector<std::string>& keys() {
   static const std::vector<std::string> k = [] {
@@ -74,7 +79,7 @@ locked_map& filled_locked_map() {
   return *m;
 }
 
-// -- whereis on 1 and 2 threads (each thread walks the names from its own offset)
+// -- whereis on 1 thread and on all (each thread walks the names from its own offset)
 
 /// A node, a registry with every name registered to one idle process.
 struct registry_fixture {
@@ -103,7 +108,7 @@ void BM_registry_whereis(benchmark::State& state) {
   benchmark::DoNotOptimize(found);
   state.SetItemsProcessed(state.iterations());
 }
-BENCHMARK(BM_registry_whereis)->Threads(1)->Threads(2)->UseRealTime();
+BENCHMARK(BM_registry_whereis)->Threads(1)->Threads(all_threads())->UseRealTime();
 
 void BM_name_table_lookup(benchmark::State& state) {
   table& t = filled_table();
@@ -116,7 +121,7 @@ void BM_name_table_lookup(benchmark::State& state) {
   benchmark::DoNotOptimize(sum);
   state.SetItemsProcessed(state.iterations());
 }
-BENCHMARK(BM_name_table_lookup)->Threads(1)->Threads(2)->UseRealTime();
+BENCHMARK(BM_name_table_lookup)->Threads(1)->Threads(all_threads())->UseRealTime();
 
 void BM_shared_mutex_map_lookup(benchmark::State& state) {
   locked_map& m = filled_locked_map();
@@ -130,7 +135,7 @@ void BM_shared_mutex_map_lookup(benchmark::State& state) {
   benchmark::DoNotOptimize(sum);
   state.SetItemsProcessed(state.iterations());
 }
-BENCHMARK(BM_shared_mutex_map_lookup)->Threads(1)->Threads(2)->UseRealTime();
+BENCHMARK(BM_shared_mutex_map_lookup)->Threads(1)->Threads(all_threads())->UseRealTime();
 
 // -- register + unregister (one writer; the registry serialises writes) ------
 

@@ -10,6 +10,7 @@
 // goes through the registry's own process, one at a time, which also
 // monitors each owner: when a process ends, its names and memberships go
 // and the watchers are told. See registry.hpp for the whole interface.
+// Destroy a registry before its node (declare it after the node).
 #pragma once
 
 #include <grove/registry/registry.hpp>
