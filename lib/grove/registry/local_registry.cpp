@@ -75,12 +75,10 @@ public:
     if (r.name.empty()) return errc::invalid_argument;
     if (!alive(r.owner)) return errc::noproc;
     if (pending_.contains(r.name)) return errc::already_registered; // being started under a claim
-    if (auto holder = tables_->names.find(r.name); holder && *holder != r.owner && alive(*holder)) {
-      return errc::already_registered;
-    } else if (holder && *holder == r.owner) {
-      return errc{};
+    if (auto holder = tables_->names.find(r.name); holder && alive(*holder)) {
+      return *holder == r.owner ? errc{} : errc::already_registered; // the holder again: a no-op
     }
-    add_name(r.name, r.owner);
+    add_name(r.name, r.owner); // free, or held by a process whose exit is not handled yet
     return errc{};
   }
 

@@ -138,17 +138,17 @@ public:
   template <class Req>
     requires handles_call<S, Req>
   awaitable<detail::reply_of<Req>> call(Req request, duration timeout = default_call_timeout) const {
-    return server_ref<S>(registry_->whereis(name_)).call(std::move(request), timeout);
+    return resolve().call(std::move(request), timeout);
   }
   template <class Req>
     requires handles_call<S, Req>
   awaitable<detail::reply_of<Req>> call(Req request, call_options options) const {
-    return server_ref<S>(registry_->whereis(name_)).call(std::move(request), options);
+    return resolve().call(std::move(request), options);
   }
   template <class Req>
     requires handles_cast<S, Req>
   void cast(Req request) const {
-    server_ref<S>(registry_->whereis(name_)).cast(std::move(request));
+    resolve().cast(std::move(request));
   }
 
   /// The server holding the name now (null if none).
