@@ -45,8 +45,12 @@ public:
       return "the dynamic supervisor already has max_children children";
     case errc::already_registered:
       return "the name is already registered to another live process (whereis it, or pick another name)";
+    case errc::remote:
+      return "the remote side answered the call with an error";
+    case errc::protocol:
+      return "the peer broke the wire protocol";
     case errc::disconnected:
-      return "not connected: the connection is down and reconnecting (retry, or call with wait_for_ready to wait for it)";
+      return "not connected: the connection is down and reconnecting (retry, or call with call_options{.if_not_ready = when_not_ready::wait} to wait for it)";
     }
     return "unknown grove error";
   }

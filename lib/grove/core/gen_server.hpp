@@ -211,6 +211,15 @@ public:
   /// with `code` (a connection fails calls in flight with errc::disconnected
   /// when its link drops). Same first-answer-wins rule as reply().
   bool fail(errc code) const { return slot_ && slot_->fail(code); }
+  /// fail() with a text the caller's grove::error carries in what() (an
+  /// erps client fails a call the remote side refused with errc::remote
+  /// and the remote error's text).
+  bool fail(errc code, std::string detail) const {
+    return slot_ && slot_->fail(code, exit_reason::error(std::move(detail)));
+  }
+  /// Whether the call still waits for an answer (false once answered,
+  /// failed, timed out, or its caller is gone).
+  bool pending() const noexcept { return slot_ && !slot_->completed(); }
   /// The calling process (null for a caller outside any process).
   pid caller() const noexcept { return slot_ ? slot_->caller() : pid{}; }
   explicit operator bool() const noexcept { return slot_ != nullptr; }

@@ -69,6 +69,7 @@ public:
   void rethrow_error() const {
     if (error_ == errc{}) return;
     if (error_ == errc::exited || error_ == errc::start_failed) throw grove::error(error_, reason_);
+    if (!reason_.detail().empty()) throw grove::error(error_, reason_.detail());
     throw grove::error(error_);
   }
 
