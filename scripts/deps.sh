@@ -3,7 +3,8 @@
 # first, and only when something is missing.
 grove_packages=(
   meson ninja-build g++ pkg-config ccache python3
-  libboost1.81-dev libssl-dev nlohmann-json3-dev doctest-dev libbenchmark-dev
+  libboost1.81-dev libssl-dev openssl nlohmann-json3-dev doctest-dev libbenchmark-dev
+  clang libclang-rt-14-dev
 )
 
 grove_install_deps() {

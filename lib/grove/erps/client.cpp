@@ -1,0 +1,268 @@
+#include <grove/erps/client.hpp>
+
+#include <grove/erps/detail/link.hpp>
+#include <grove/erps/detail/link_messages.hpp>
+#include <grove/erps/detail/transport.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <stdexcept>
+
+namespace grove::erps {
+
+namespace {
+
+using tcp = boost::asio::ip::tcp;
+constexpr auto use_tuple = boost::asio::as_tuple(boost::asio::use_awaitable);
+
+// Why a connect failed, for the connection's event and the backoff.
+struct connect_failure {
+  std::string reason;
+};
+
+std::string text_of(const message& info) {
+  if (auto* d = info.get_if<detail::link_down>()) return d->reason;
+  if (auto* f = info.get_if<connect_failure>()) return f->reason;
+  return {};
+}
+
+} // namespace
+
+void client_options::validate() const {
+  if (host.empty()) throw std::invalid_argument("host is empty: expected an address or a name, e.g. 127.0.0.1");
+  if (port == 0) throw std::invalid_argument("port is 0: expected the daemon's port (1-65535)");
+  frame_writer{version, identifier, signing}.validate();
+  if (require_signed && verify_keys.empty()) {
+    throw std::invalid_argument("require_signed is set but verify_keys is empty: expected at least one key");
+  }
+  if (max_payload == 0) throw std::invalid_argument("max_payload is 0: expected a positive number of bytes");
+  if (keepalive_interval <= duration::zero()) throw std::invalid_argument("keepalive_interval must be positive");
+  if (keepalive_timeout <= keepalive_interval) {
+    throw std::invalid_argument("keepalive_timeout must be longer than keepalive_interval");
+  }
+  if (max_queued_bytes < std::size_t{max_payload} + header_size) {
+    throw std::invalid_argument("max_queued_bytes " + std::to_string(max_queued_bytes) +
+                                ": expected at least max_payload + 96 (one whole frame)");
+  }
+}
+
+client::client(client_options options) : connection(options.connection), options_(std::move(options)) {
+  options_.validate();
+  if (options_.codec == nullptr) options_.codec = &json_codec();
+  if (options_.tls) tls_ = detail::tls_context::client(*options_.tls);
+}
+
+client::~client() { close_link(); }
+
+awaitable<client_ref> client::start(node& n, client_options options) {
+  options.validate();
+  co_return client_ref(co_await grove::start<client>(n, std::move(options)));
+}
+
+awaitable<client_ref> client::start_link(node& n, client_options options) {
+  options.validate();
+  co_return client_ref(co_await grove::start_link<client>(n, std::move(options)));
+}
+
+action client::init() { return grove::connect(); }
+
+awaitable<action> client::connect(message) {
+  auto executor = co_await boost::asio::this_coro::executor;
+  tcp::resolver resolver(executor);
+  auto [resolve_error, endpoints] =
+      co_await resolver.async_resolve(options_.host, std::to_string(options_.port), use_tuple);
+  if (resolve_error) {
+    co_return grove::backoff(); // the event says "connect failed"; the log says why
+  }
+  tcp::socket socket(executor);
+  boost::system::error_code error = boost::asio::error::host_not_found;
+  for (const auto& entry : endpoints) {
+    boost::system::error_code ignored;
+    socket.close(ignored);
+    auto [e] = co_await socket.async_connect(entry.endpoint(), use_tuple);
+    error = e;
+    if (!error) break;
+  }
+  const std::string where = options_.host + ":" + std::to_string(options_.port);
+  if (error) {
+    if (options_.log) {
+      options_.log(log_record{log_level::debug, "connect_failed", where, "cannot connect: " + detail::describe(error)});
+    }
+    co_return grove::backoff();
+  }
+  std::unique_ptr<detail::transport> stream;
+  if (tls_) {
+    const std::string name = options_.tls->server_name.empty() ? options_.host : options_.tls->server_name;
+    stream = tls_->wrap(std::move(socket), options_.tls->verify_server ? name : std::string());
+    auto handshake = co_await stream->handshake();
+    if (handshake) {
+      std::string reason = "TLS handshake failed: " + detail::describe(handshake);
+      if (auto detail = stream->handshake_detail(); !detail.empty()) reason += " (" + detail + ")";
+      if (options_.log) options_.log(log_record{log_level::warning, "handshake_failed", where, reason});
+      co_return grove::backoff();
+    }
+  } else {
+    stream = detail::make_tcp_transport(std::move(socket));
+  }
+  detail::link_config c;
+  c.max_payload = options_.max_payload;
+  c.writer = frame_writer{options_.version, options_.identifier, options_.signing};
+  c.codec = options_.codec;
+  c.verify_keys = options_.verify_keys;
+  c.require_signed = options_.require_signed;
+  c.keepalive_interval = options_.keepalive_interval;
+  c.keepalive_timeout = options_.keepalive_timeout;
+  c.max_queued_bytes = options_.max_queued_bytes;
+  c.handshake_first = false; // done above, inside connect's timeout
+  c.log = options_.log;
+  link_ = std::make_shared<detail::link>(std::move(stream), std::move(c), self(), ++links_);
+  link_->start();
+  // Casts made while down go first, in the order they were made.
+  for (auto& payload : queued_casts_) {
+    link_->send(frame_type::cast, [&](std::string& out) { out += payload; });
+  }
+  queued_casts_.clear();
+  queued_cast_bytes_ = 0;
+  co_return action{};
+}
+
+action client::disconnect(message info) {
+  const std::string why = text_of(info);
+  close_link();
+  fail_pending(errc::disconnected, why);
+  return grove::connect(); // at once; if that fails, connect backs off
+}
+
+void client::close_link() noexcept {
+  if (!link_) return;
+  link_->abandon();
+  link_.reset();
+}
+
+void client::fail_pending(errc code, const std::string& why) {
+  for (auto& [id, waiting] : pending_) {
+    if (why.empty()) {
+      waiting.fail(code);
+    } else {
+      waiting.fail(code, "the link to the daemon dropped: " + why);
+    }
+  }
+  pending_.clear();
+  sweep_at_ = 64;
+}
+
+void client::forget_abandoned() {
+  if (pending_.size() < sweep_at_) return;
+  std::erase_if(pending_, [](const auto& entry) { return !entry.second.pending(); });
+  sweep_at_ = std::max<std::size_t>(64, pending_.size() * 2);
+}
+
+call_result<json> client::handle_call(erps::call c, from<json> reply) {
+  if (!link_ || link_->closed()) {
+    reply.fail(errc::disconnected);
+    return call_result<json>(noreply);
+  }
+  const std::uint64_t id = ++next_id_;
+  const json wire_id = id;
+  if (!link_->send(frame_type::call, [&](std::string& out) { options_.codec->write_call(out, wire_id, c.request); })) {
+    reply.fail(errc::disconnected, "the call could not be queued: the link is closing");
+    return call_result<json>(noreply);
+  }
+  forget_abandoned();
+  pending_.emplace(id, std::move(reply));
+  return call_result<json>(noreply);
+}
+
+action client::handle_cast(erps::cast c) {
+  if (link_ && !link_->closed()) {
+    link_->send(frame_type::cast, [&](std::string& out) { options_.codec->write_value(out, c.request); });
+    return {};
+  }
+  std::string payload;
+  options_.codec->write_value(payload, c.request);
+  if (queued_cast_bytes_ + payload.size() > options_.max_queued_bytes) {
+    if (options_.log) {
+      options_.log(log_record{log_level::error, "cast_dropped", {},
+                              "a cast was dropped: " + std::to_string(queued_cast_bytes_) +
+                                  " bytes of casts already wait for the link (max_queued_bytes)"});
+    }
+    return {};
+  }
+  queued_cast_bytes_ += payload.size();
+  queued_casts_.push_back(std::move(payload));
+  return {};
+}
+
+action client::handle_info(message m) {
+  if (auto* f = m.get_if<detail::link_frame>()) {
+    if (!link_ || f->link != link_->id()) return {}; // from an earlier link
+    try {
+      switch (f->type) {
+      case frame_type::reply: {
+        decoded_reply r = options_.codec->read_reply(f->payload);
+        if (r.id.is_number_unsigned() || r.id.is_number_integer()) {
+          auto it = pending_.find(r.id.get<std::uint64_t>());
+          if (it != pending_.end()) {
+            it->second.reply(std::move(r.reply)); // dropped if the caller gave up
+            pending_.erase(it);
+          }
+        }
+        break;
+      }
+      case frame_type::push: {
+        json value = options_.codec->read_value(f->payload);
+        if (options_.push_to) grove::send(options_.push_to, push_message{value});
+        if (options_.on_push) options_.on_push(value);
+        break;
+      }
+      case frame_type::error: {
+        decoded_error e = options_.codec->read_error(f->payload);
+        const std::string text = e.error.is_string() ? e.error.get<std::string>() : e.error.dump();
+        if (e.id && (e.id->is_number_unsigned() || e.id->is_number_integer())) {
+          auto it = pending_.find(e.id->get<std::uint64_t>());
+          if (it != pending_.end()) {
+            it->second.fail(errc::remote, text);
+            pending_.erase(it);
+            break;
+          }
+        }
+        link_->log(log_level::warning, "error_from_server", text);
+        break;
+      }
+      default:
+        link_->log(log_level::warning, "unexpected_frame",
+                   "the server sent a " + std::string(to_string(f->type)) + " frame (expected reply, push or error)");
+      }
+    } catch (const codec_error& e) {
+      link_->log(log_level::warning, "bad_payload", e.what());
+    }
+    return {};
+  }
+  if (auto* down = m.get_if<detail::link_down>()) {
+    if (!link_ || down->link != link_->id()) return {}; // (the link logged why it closed)
+    return grove::disconnect(std::move(m));
+  }
+  return {};
+}
+
+void client::terminate(const exit_reason&) {
+  close_link();
+  fail_pending(errc::exited, "the client stopped");
+}
+
+awaitable<json> client_ref::call(json request, duration timeout) const {
+  call_options options;
+  options.timeout = timeout;
+  return call(std::move(request), options);
+}
+
+awaitable<json> client_ref::call(json request, call_options options) const {
+  return ref_.call(erps::call(std::move(request)), options);
+}
+
+void client_ref::cast(json value) const { ref_.cast(erps::cast(std::move(value))); }
+
+} // namespace grove::erps

@@ -1,0 +1,135 @@
+// grove/erps/client.hpp — the erps client: a connection process that keeps
+// one TCP or TLS link to a daemon, multiplexes calls over it, and
+// reconnects by itself.
+//
+//   grove::erps::client_options options;
+//   options.port = daemon.port();
+//   auto c = co_await grove::erps::client::start(node, options);
+//   grove::erps::json reply = co_await c.call({{"op", "get"}, {"key", "a"}});
+//   c.cast({{"op", "put"}, {"key", "a"}, {"value", 1}});
+//
+// Calls carry ids, so many are in flight at once and replies may come in
+// any order; a reply to a call that already gave up is dropped. A call the
+// server refused (an error frame for it) throws grove::error errc::remote
+// with the server's text. While the link is down calls fail at once with
+// errc::disconnected, or wait up to their timeout
+// (options.connection.calls_while_disconnected, or per call); calls in
+// flight when it drops fail with errc::disconnected. Casts made while it is
+// down are queued (up to max_queued_bytes) and sent once it is back.
+// Keepalives go out when the link is quiet, and a server silent past
+// keepalive_timeout is treated as gone: the client reconnects by its
+// backoff policy.
+#pragma once
+
+#include <grove/connection/connection.hpp>
+#include <grove/erps/codec.hpp>
+#include <grove/erps/frame.hpp>
+#include <grove/erps/log.hpp>
+#include <grove/erps/server.hpp>
+#include <grove/erps/tls.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace grove::erps {
+
+/// What a client sends to options.push_to for each push from the server.
+struct push_message {
+  json value;
+};
+
+struct client_options {
+  std::string host = "127.0.0.1";                        ///< daemon address or name (default 127.0.0.1)
+  std::uint16_t port = 0;                                ///< daemon port (required)
+  std::optional<tls_client_options> tls{};               ///< TLS; plain TCP when empty (default)
+  std::string identifier{};                              ///< sent in every frame; must match the daemon's (default empty)
+  protocol_version version{0, 4, 0};                     ///< sent in every frame (default 0.4.0)
+  std::optional<signing_key> signing{};                  ///< sign frames with this key (default unsigned)
+  std::vector<signing_key> verify_keys{};                ///< keys the server may sign with (default none)
+  bool require_signed = false;                           ///< refuse unsigned server frames (default false)
+  std::uint32_t max_payload = default_max_payload;       ///< largest payload accepted (default 16 MiB)
+  duration keepalive_interval = std::chrono::seconds(5); ///< send a keepalive when quiet this long (default 5 s)
+  duration keepalive_timeout = std::chrono::seconds(20); ///< a server silent this long is gone (default 20 s)
+  std::size_t max_queued_bytes = 64u << 20;              ///< unsent bytes beyond this: the server is not reading (default 64 MiB)
+  const payload_codec* codec = nullptr;                  ///< payload codec (default json_codec())
+  std::function<void(const json&)> on_push{};            ///< called for each push, in the client's process (default none)
+  pid push_to{};                                         ///< also sent each push as push_message (default nobody)
+  connection_options connection{};                       ///< backoff, connect timeout, calls while disconnected, events
+  log_function log = print_log;                          ///< log records (default print_log; nullptr: silent)
+
+  /// Throws std::invalid_argument naming the option and the expected form.
+  void validate() const;
+};
+
+namespace detail {
+class link;
+class tls_context;
+} // namespace detail
+
+class client_ref;
+
+/// The client process. Start it with client::start (or grove::start<client>,
+/// or server_child<client> under a supervisor) and talk to it through a
+/// client_ref.
+class client : public connection {
+public:
+  explicit client(client_options options);
+  ~client() override;
+
+  /// Starts a client and returns once its first connect attempt finished
+  /// (connected or backing off). Throws std::invalid_argument for bad options.
+  static awaitable<client_ref> start(node& n, client_options options);
+  static awaitable<client_ref> start_link(node& n, client_options options);
+
+  action init();
+  awaitable<action> connect(message info);
+  action disconnect(message info);
+  call_result<json> handle_call(erps::call c, from<json> reply);
+  action handle_cast(erps::cast c);
+  action handle_info(message m);
+  void terminate(const exit_reason& reason);
+
+private:
+  bool send_call(const json& id, const json& request);
+  bool send_cast(const json& value);
+  void fail_pending(errc code, const std::string& why);
+  void forget_abandoned();
+  void close_link() noexcept;
+
+  client_options options_;
+  std::shared_ptr<detail::tls_context> tls_;
+  std::shared_ptr<detail::link> link_;
+  std::uint64_t links_ = 0;
+  std::uint64_t next_id_ = 0;
+  std::unordered_map<std::uint64_t, from<json>> pending_;
+  std::size_t sweep_at_ = 64;
+  std::vector<std::string> queued_casts_; // payloads, while disconnected
+  std::size_t queued_cast_bytes_ = 0;
+};
+
+/// A handle to a running client. A value: copy it freely.
+class client_ref {
+public:
+  client_ref() = default;
+  explicit client_ref(server_ref<client> ref) noexcept : ref_(ref) {}
+
+  /// A call to the daemon's server for this client; its reply.
+  awaitable<json> call(json request, duration timeout = default_call_timeout) const;
+  awaitable<json> call(json request, call_options options) const;
+  /// A cast; never waits.
+  void cast(json value) const;
+
+  const pid& id() const noexcept { return ref_.id(); }
+  const server_ref<client>& ref() const noexcept { return ref_; }
+  explicit operator bool() const noexcept { return static_cast<bool>(ref_); }
+
+private:
+  server_ref<client> ref_;
+};
+
+} // namespace grove::erps

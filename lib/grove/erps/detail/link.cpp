@@ -1,0 +1,402 @@
+#include <grove/erps/detail/link.hpp>
+
+#include <grove/erps/detail/link_messages.hpp>
+#include <grove/erps/detail/transport.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include <algorithm>
+#include <iostream>
+#include <sstream>
+
+namespace grove::erps {
+
+std::string_view to_string(log_level l) noexcept {
+  switch (l) {
+  case log_level::debug: return "debug";
+  case log_level::info: return "info";
+  case log_level::warning: return "warning";
+  case log_level::error: return "error";
+  }
+  return "unknown";
+}
+
+void print_log(const log_record& r) {
+  if (r.level < log_level::info) return;
+  std::ostringstream line;
+  line << "grove erps: " << to_string(r.level) << ' ' << r.event;
+  if (!r.peer.empty()) line << " peer=" << r.peer;
+  line << ' ' << r.text << '\n';
+  std::cerr << line.str();
+}
+
+} // namespace grove::erps
+
+namespace grove::erps::detail {
+
+namespace {
+
+using clock = std::chrono::steady_clock;
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+std::string seconds_text(duration d) {
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+  if (ms % 1000 == 0) return std::to_string(ms / 1000) + " s";
+  return std::to_string(ms) + " ms";
+}
+
+class tcp_transport final : public transport {
+public:
+  explicit tcp_transport(asio::ip::tcp::socket socket) : socket_(std::move(socket)) {
+    boost::system::error_code ignored;
+    socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
+    auto remote = socket_.remote_endpoint(ignored);
+    if (!ignored) peer_ = endpoint_text(remote);
+  }
+  asio::any_io_executor executor() override { return socket_.get_executor(); }
+  asio::awaitable<std::pair<boost::system::error_code, std::size_t>> read_some(asio::mutable_buffer into) override {
+    auto [error, n] = co_await socket_.async_read_some(into, use_tuple);
+    co_return std::pair{error, n};
+  }
+  asio::awaitable<std::pair<boost::system::error_code, std::size_t>> write(asio::const_buffer bytes) override {
+    auto [error, n] = co_await asio::async_write(socket_, bytes, use_tuple);
+    co_return std::pair{error, n};
+  }
+  void close() noexcept override {
+    boost::system::error_code ignored;
+    socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+    socket_.close(ignored);
+  }
+  std::string peer() const override { return peer_; }
+
+private:
+  asio::ip::tcp::socket socket_;
+  std::string peer_;
+};
+
+} // namespace
+
+asio::awaitable<boost::system::error_code> transport::handshake() { co_return boost::system::error_code{}; }
+
+std::string describe(const boost::system::error_code& error) {
+  std::string text = error.message();
+  // OpenSSL's codes say where they come from; the reason is what matters.
+  constexpr std::string_view origin = " (SSL routines)";
+  if (text.size() > origin.size() && text.compare(text.size() - origin.size(), origin.size(), origin) == 0) {
+    text.resize(text.size() - origin.size());
+  }
+  return text;
+}
+
+std::unique_ptr<transport> make_tcp_transport(asio::ip::tcp::socket socket) {
+  return std::make_unique<tcp_transport>(std::move(socket));
+}
+
+std::string endpoint_text(const asio::ip::tcp::endpoint& e) {
+  if (e.address().is_v6()) return "[" + e.address().to_string() + "]:" + std::to_string(e.port());
+  return e.address().to_string() + ":" + std::to_string(e.port());
+}
+
+link::link(std::unique_ptr<transport> t, link_config config, pid owner, std::uint64_t id)
+    : transport_(std::move(t)),
+      config_(std::move(config)),
+      owner_(owner),
+      id_(id),
+      peer_(transport_->peer()),
+      decoder_(config_.max_payload),
+      reader_wake_(transport_->executor()),
+      writer_wake_(transport_->executor()),
+      heartbeat_timer_(transport_->executor()) {
+  started_ = last_received_ = last_sent_ = last_activity_ = clock::now();
+  if (config_.counters) config_.counters->connections.fetch_add(1, std::memory_order_relaxed);
+}
+
+link::~link() {
+  if (config_.counters) {
+    config_.counters->connections.fetch_sub(1, std::memory_order_relaxed);
+    config_.counters->queued_bytes.fetch_sub(counted_queued_, std::memory_order_relaxed);
+  }
+}
+
+void link::start() {
+  auto self = shared_from_this();
+  asio::co_spawn(transport_->executor(), read_loop(self), asio::detached);
+  asio::co_spawn(transport_->executor(), write_loop(self), asio::detached);
+  asio::co_spawn(transport_->executor(), heartbeat(self), asio::detached);
+}
+
+void link::log(log_level level, std::string_view event, const std::string& text) const {
+  if (config_.log) config_.log(log_record{level, event, peer_, text});
+}
+
+void link::log_close(log_level level, std::string_view event, const std::string& reason) {
+  log(level, event, reason);
+  close_logged_ = true;
+}
+
+bool link::send_error(const json* call_id, const std::string& text) {
+  return send(frame_type::error, [&](std::string& out) { config_.codec->write_error(out, call_id, json(text)); });
+}
+
+bool link::enqueue(std::string frame) {
+  if (queued_bytes() + frame.size() > config_.max_queued_bytes) {
+    const std::string reason = "peer is not reading: " + std::to_string(queued_bytes()) +
+                               " bytes already queued and a frame of " + std::to_string(frame.size()) +
+                               " would pass the limit of " + std::to_string(config_.max_queued_bytes);
+    log_close(log_level::warning, "slow_peer", reason);
+    close(reason, true);
+    return false;
+  }
+  if (out_.empty() && out_.capacity() < frame.size()) {
+    out_ = std::move(frame);
+  } else {
+    out_.append(frame);
+  }
+  if (config_.counters) {
+    const auto now_queued = static_cast<std::int64_t>(queued_bytes());
+    config_.counters->queued_bytes.fetch_add(now_queued - counted_queued_, std::memory_order_relaxed);
+    counted_queued_ = now_queued;
+  }
+  wake_writer();
+  return true;
+}
+
+void link::call_done() noexcept {
+  if (calls_in_flight_ > 0) --calls_in_flight_;
+  wake_reader();
+}
+
+void link::stop_reading() noexcept {
+  reading_stopped_ = true;
+  wake_reader();
+}
+
+void link::wake_reader() noexcept { reader_wake_.cancel(); }
+void link::wake_writer() noexcept { writer_wake_.cancel(); }
+
+bool link::reading_paused() const noexcept {
+  return reading_stopped_ || (config_.max_calls_in_flight != 0 && calls_in_flight_ >= config_.max_calls_in_flight) ||
+         queued_bytes() >= config_.pause_reading_bytes;
+}
+
+void link::close_after_flush(std::string reason, bool error, duration linger) {
+  if (closed_) return;
+  stop_reading();
+  if (!closing_) {
+    closing_ = true;
+    close_reason_ = std::move(reason);
+    close_error_ = error;
+    flush_deadline_ = clock::now() + linger;
+  }
+  if (out_.empty() && writing_.empty()) {
+    close(close_reason_, close_error_);
+    return;
+  }
+  wake_writer();
+}
+
+void link::close(std::string reason, bool error) {
+  if (closed_) return;
+  closed_ = true;
+  transport_->close();
+  reader_wake_.cancel();
+  writer_wake_.cancel();
+  heartbeat_timer_.cancel();
+  if (!close_logged_) {
+    close_logged_ = true;
+    log(error ? log_level::warning : log_level::info, "connection_closed", reason);
+  }
+  if (!notified_) {
+    notified_ = true;
+    grove::send(owner_, link_down{id_, std::move(reason), error});
+  }
+}
+
+void link::abandon() noexcept {
+  notified_ = true;
+  if (!closed_) {
+    closed_ = true;
+    transport_->close();
+    reader_wake_.cancel();
+    writer_wake_.cancel();
+    heartbeat_timer_.cancel();
+  }
+}
+
+asio::awaitable<void> link::wait(asio::steady_timer& timer) {
+  timer.expires_at(clock::time_point::max());
+  co_await timer.async_wait(use_tuple);
+}
+
+std::optional<std::string> link::check(const frame_decoder::frame& f) const {
+  if (config_.server && f.header.identifier != config_.writer.identifier) {
+    std::string got(f.header.identifier);
+    return "identifier mismatch: this server is \"" + config_.writer.identifier + "\", the frame says \"" + got + "\"";
+  }
+  if (config_.server && !config_.versions.allows(f.header.version)) {
+    return "protocol version " + f.header.version.to_string() + " is not allowed: this server requires " +
+           config_.versions.text();
+  }
+  if (config_.require_signed || (f.header.signed_frame() && !config_.verify_keys.empty())) {
+    std::span<const std::uint8_t, header_size> raw(f.raw_header.data(), header_size);
+    if (auto problem = verify_signature(raw, f.payload, config_.verify_keys)) return problem;
+  }
+  return std::nullopt;
+}
+
+void link::handle(const frame_decoder::frame& f) {
+  if (config_.counters) config_.counters->frames_in.fetch_add(1, std::memory_order_relaxed);
+  if (f.keepalive()) {
+    if (config_.counters) config_.counters->keepalives_in.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  if (auto problem = check(f)) {
+    if (config_.counters) config_.counters->rejected_frames.fetch_add(1, std::memory_order_relaxed);
+    log(log_level::warning, "frame_refused", *problem);
+    // Answer a refused call with its id when its payload can be read, so
+    // the caller fails at once instead of timing out.
+    std::optional<json> id;
+    if (f.header.type == frame_type::call) {
+      try {
+        id = config_.codec->read_call(f.payload).id;
+      } catch (const codec_error&) {
+      }
+    }
+    if (f.header.type != frame_type::error) send_error(id ? &*id : nullptr, *problem);
+    return;
+  }
+  if (f.header.type == frame_type::call) {
+    ++calls_in_flight_;
+    touch();
+  } else if (f.header.type == frame_type::cast) {
+    touch();
+  }
+  grove::send(owner_, link_frame{id_, f.header.type, std::string(f.payload)});
+}
+
+asio::awaitable<void> link::read_loop(std::shared_ptr<link> self) {
+  boost::system::error_code handshake;
+  if (self->config_.handshake_first) handshake = co_await self->transport_->handshake();
+  if (self->closed_) co_return;
+  if (handshake) {
+    std::string reason = "TLS handshake failed: " + describe(handshake);
+    if (auto detail = self->transport_->handshake_detail(); !detail.empty()) reason += " (" + detail + ")";
+    self->log_close(log_level::warning, "handshake_failed", reason);
+    self->close(std::move(reason), true);
+    co_return;
+  }
+  self->handshake_done_ = true;
+  self->last_received_ = clock::now();
+  self->wake_writer();
+  for (;;) {
+    while (!self->closed_ && self->reading_paused()) co_await wait(self->reader_wake_);
+    if (self->closed_) co_return;
+    auto space = self->decoder_.prepare(std::max<std::size_t>(16 * 1024, self->decoder_.missing()));
+    auto [error, n] = co_await self->transport_->read_some(asio::buffer(space.data(), space.size()));
+    if (self->closed_) co_return;
+    if (error) {
+      const bool clean = error == asio::error::eof || error == asio::error::connection_reset;
+      std::string reason = clean ? "closed by the peer" : "read failed: " + describe(error);
+      if (self->decoder_.in_frame()) {
+        reason += " in the middle of a frame (" + std::to_string(self->decoder_.buffered()) + " bytes of it received)";
+      }
+      self->close(std::move(reason), !clean || self->decoder_.in_frame());
+      co_return;
+    }
+    self->decoder_.commit(n);
+    self->last_received_ = clock::now();
+    while (auto f = self->decoder_.next()) {
+      self->handle(f);
+      if (self->closed_) co_return;
+    }
+    if (self->decoder_.failed()) {
+      std::string reason = "bad frame: " + self->decoder_.error_text();
+      self->log_close(log_level::warning, "bad_frame", reason);
+      self->send_error(nullptr, reason);
+      self->close_after_flush(std::move(reason), true);
+      co_return;
+    }
+  }
+}
+
+asio::awaitable<void> link::write_loop(std::shared_ptr<link> self) {
+  for (;;) {
+    while (!self->closed_ && (self->out_.empty() || !self->handshake_done_)) co_await wait(self->writer_wake_);
+    if (self->closed_) co_return;
+    std::swap(self->writing_, self->out_);
+    auto [error, n] = co_await self->transport_->write(asio::buffer(self->writing_));
+    self->writing_.clear();
+    if (self->config_.counters) {
+      const auto now_queued = static_cast<std::int64_t>(self->queued_bytes());
+      self->config_.counters->queued_bytes.fetch_add(now_queued - self->counted_queued_, std::memory_order_relaxed);
+      self->counted_queued_ = now_queued;
+    }
+    if (self->closed_) co_return;
+    if (error) {
+      self->close("write failed: " + describe(error), true);
+      co_return;
+    }
+    self->last_sent_ = clock::now();
+    self->wake_reader();
+    if (self->closing_ && self->out_.empty()) {
+      self->close(self->close_reason_, self->close_error_);
+      co_return;
+    }
+  }
+}
+
+asio::awaitable<void> link::heartbeat(std::shared_ptr<link> self) {
+  const link_config& c = self->config_;
+  duration tick = std::min(c.keepalive_interval, c.keepalive_timeout / 4);
+  tick = std::min(tick, c.handshake_timeout / 4);
+  if (c.idle_timeout) tick = std::min(tick, *c.idle_timeout / 4);
+  tick = std::max<duration>(tick, std::chrono::milliseconds(5));
+  for (;;) {
+    self->heartbeat_timer_.expires_after(tick);
+    co_await self->heartbeat_timer_.async_wait(use_tuple);
+    if (self->closed_) co_return;
+    const auto now = clock::now();
+    if (self->flush_deadline_ && now >= *self->flush_deadline_) {
+      self->close(self->close_reason_ + " (the peer did not take the last frames in time)", self->close_error_);
+      co_return;
+    }
+    if (!self->handshake_done_) {
+      if (now - self->started_ >= c.handshake_timeout) {
+        std::string reason = "TLS handshake did not finish within " + seconds_text(c.handshake_timeout);
+        self->log_close(log_level::warning, "handshake_timeout", reason);
+        self->close(std::move(reason), true);
+        co_return;
+      }
+      continue;
+    }
+    if (now - self->last_received_ >= c.keepalive_timeout) {
+      std::string reason = "peer silent for " + seconds_text(c.keepalive_timeout) + " (keepalive timeout)";
+      if (self->decoder_.in_frame()) {
+        reason += " with a frame unfinished (" + std::to_string(self->decoder_.buffered()) + " bytes of it received)";
+      }
+      self->log_close(log_level::info, "peer_silent", reason);
+      self->close(std::move(reason), true);
+      co_return;
+    }
+    if (c.idle_timeout && !self->closing_ && self->calls_in_flight_ == 0 &&
+        now - self->last_activity_ >= *c.idle_timeout) {
+      std::string reason = "idle for " + seconds_text(*c.idle_timeout) + " (no call or cast)";
+      self->log_close(log_level::info, "idle_timeout", reason);
+      self->send_error(nullptr, "closing: " + reason);
+      self->close_after_flush(std::move(reason), false);
+      continue;
+    }
+    if (now - self->last_sent_ >= c.keepalive_interval && self->out_.empty() && self->writing_.empty() &&
+        !self->closing_) {
+      self->enqueue(std::string(frame_writer::keepalive()));
+      self->last_sent_ = now;
+    }
+  }
+}
+
+} // namespace grove::erps::detail

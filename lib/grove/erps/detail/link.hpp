@@ -1,0 +1,187 @@
+// Internal: one erps connection's byte stream, shared by the daemon's
+// per-client servers and the client. A link owns its transport (TCP or TLS)
+// and runs three coroutines on the owning process's worker (so, on one
+// thread with that process, it needs no lock):
+//   read_loop   handshake, then decode frames, check them, and hand calls,
+//               casts, replies, pushes and errors to the owner as messages;
+//               stops reading while the peer has too much outstanding
+//               (calls in flight, or bytes we could not send yet)
+//   write_loop  gathers every queued frame into one write
+//   heartbeat   keepalives out, a silent peer, the idle and handshake
+//               timeouts, and the bound on a close that waits for a flush
+// The owner sends frames with send(); the link tells it link_down once.
+#pragma once
+
+#include <grove/core/pid.hpp>
+#include <grove/core/process.hpp>
+#include <grove/erps/codec.hpp>
+#include <grove/erps/frame.hpp>
+#include <grove/erps/log.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/system/error_code.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace grove::erps::detail {
+
+namespace asio = boost::asio;
+
+/// A byte stream: TCP, or TLS over TCP.
+class transport {
+public:
+  virtual ~transport() = default;
+  virtual asio::any_io_executor executor() = 0;
+  /// TLS: the handshake (the error says why it failed). TCP: nothing.
+  virtual asio::awaitable<boost::system::error_code> handshake();
+  virtual asio::awaitable<std::pair<boost::system::error_code, std::size_t>> read_some(asio::mutable_buffer into) = 0;
+  virtual asio::awaitable<std::pair<boost::system::error_code, std::size_t>> write(asio::const_buffer bytes) = 0;
+  /// Cancels pending operations; they complete with an error.
+  virtual void close() noexcept = 0;
+  /// "127.0.0.1:51234" / "[::1]:51234"; empty if unknown.
+  virtual std::string peer() const = 0;
+  virtual bool secure() const noexcept { return false; }
+  /// TLS: the verified peer certificate's subject, one line; empty otherwise.
+  virtual std::string peer_subject() const { return {}; }
+  /// After a failed handshake: why the certificate was refused, if it was.
+  virtual std::string handshake_detail() const { return {}; }
+};
+
+/// What a link counts, for the daemon's stats (shared by all its links).
+struct link_counters {
+  std::atomic<std::int64_t> connections{0};
+  std::atomic<std::int64_t> queued_bytes{0};
+  std::atomic<std::uint64_t> frames_in{0};
+  std::atomic<std::uint64_t> keepalives_in{0};
+  std::atomic<std::uint64_t> rejected_frames{0};
+};
+
+struct link_config {
+  std::uint32_t max_payload = default_max_payload;
+  frame_writer writer{};
+  const payload_codec* codec = nullptr;
+  bool server = false;                              ///< the daemon's side: checks identifier and version
+  version_requirement versions{};                   ///< server: what the peer's version must satisfy
+  std::vector<signing_key> verify_keys{};           ///< keys a signed frame may use
+  bool require_signed = false;                      ///< refuse unsigned or badly signed frames
+  duration keepalive_interval = std::chrono::seconds(5);
+  duration keepalive_timeout = std::chrono::seconds(20);
+  std::optional<duration> idle_timeout{};           ///< server: close after this long without a call or cast
+  duration handshake_timeout = std::chrono::seconds(10);
+  bool handshake_first = true;                      ///< false: the transport's handshake was done already
+  std::size_t max_calls_in_flight = 0;              ///< stop reading at this many unanswered calls (0: no limit)
+  std::size_t max_queued_bytes = 64u << 20;         ///< more unsent than this: the peer is not reading, close
+  std::size_t pause_reading_bytes = 1u << 20;       ///< stop reading while this much is unsent
+  log_function log{};
+  std::shared_ptr<link_counters> counters{};
+};
+
+/// An error's message without OpenSSL's " (SSL routines)" suffix.
+std::string describe(const boost::system::error_code& error);
+
+class link : public std::enable_shared_from_this<link> {
+public:
+  link(std::unique_ptr<transport> t, link_config config, pid owner, std::uint64_t id);
+  ~link();
+  link(const link&) = delete;
+  link& operator=(const link&) = delete;
+
+  /// Starts the coroutines (on the transport's executor, after the caller
+  /// returns). TLS handshakes first.
+  void start();
+
+  std::uint64_t id() const noexcept { return id_; }
+  const std::string& peer() const noexcept { return peer_; }
+  const link_config& config() const noexcept { return config_; }
+  transport& stream() noexcept { return *transport_; }
+  bool closed() const noexcept { return closed_; }
+  bool handshake_done() const noexcept { return handshake_done_; }
+
+  /// Queues one frame: `write(payload)` appends the payload after a
+  /// reserved header. false if the link is closed, or the frame would put
+  /// more than max_queued_bytes in the queue (then the link closes: the
+  /// peer is not reading).
+  template <class WritePayload>
+  bool send(frame_type type, WritePayload&& write) {
+    if (closed_ || closing_) return false;
+    std::string frame(header_size, '\0');
+    write(frame);
+    config_.writer.seal(type, frame);
+    return enqueue(std::move(frame));
+  }
+  /// An error frame: a string, or [call_id, text] when it answers a call.
+  bool send_error(const json* call_id, const std::string& text);
+
+  /// A call handed to the owner was answered (or refused): may resume reading.
+  void call_done() noexcept;
+  std::size_t calls_in_flight() const noexcept { return calls_in_flight_; }
+  /// Counts as activity for the idle timeout.
+  void touch() noexcept { last_activity_ = std::chrono::steady_clock::now(); }
+  std::size_t queued_bytes() const noexcept { return out_.size() + writing_.size(); }
+
+  /// Stops reading; queued frames still go out.
+  void stop_reading() noexcept;
+  /// Closes once everything queued is written (at most `linger` from now).
+  void close_after_flush(std::string reason, bool error, duration linger = std::chrono::seconds(2));
+  /// Closes now; tells the owner link_down (once).
+  void close(std::string reason, bool error);
+  /// Closes without telling the owner (the owner itself is going away).
+  void abandon() noexcept;
+
+  void log(log_level level, std::string_view event, const std::string& text) const;
+
+private:
+  /// Logs why the link is about to close under its own event, so close()
+  /// does not log it again as connection_closed.
+  void log_close(log_level level, std::string_view event, const std::string& reason);
+  bool enqueue(std::string frame);
+  void wake_reader() noexcept;
+  void wake_writer() noexcept;
+  bool reading_paused() const noexcept;
+  void handle(const frame_decoder::frame& f);
+  std::optional<std::string> check(const frame_decoder::frame& f) const;
+
+  static asio::awaitable<void> read_loop(std::shared_ptr<link> self);
+  static asio::awaitable<void> write_loop(std::shared_ptr<link> self);
+  static asio::awaitable<void> heartbeat(std::shared_ptr<link> self);
+  static asio::awaitable<void> wait(asio::steady_timer& timer);
+
+  std::unique_ptr<transport> transport_;
+  link_config config_;
+  pid owner_;
+  std::uint64_t id_;
+  std::string peer_;
+  frame_decoder decoder_;
+  std::string out_;     // frames queued, not yet being written
+  std::string writing_; // the batch being written
+  asio::steady_timer reader_wake_;
+  asio::steady_timer writer_wake_;
+  asio::steady_timer heartbeat_timer_;
+  std::chrono::steady_clock::time_point started_;
+  std::chrono::steady_clock::time_point last_received_;
+  std::chrono::steady_clock::time_point last_sent_;
+  std::chrono::steady_clock::time_point last_activity_;
+  std::optional<std::chrono::steady_clock::time_point> flush_deadline_;
+  std::string close_reason_;
+  std::size_t calls_in_flight_ = 0;
+  std::int64_t counted_queued_ = 0; // what this link added to counters->queued_bytes
+  bool handshake_done_ = false;
+  bool reading_stopped_ = false;
+  bool closing_ = false; // close_after_flush: no more frames accepted
+  bool close_error_ = false;
+  bool closed_ = false;
+  bool notified_ = false;
+  bool close_logged_ = false;
+};
+
+} // namespace grove::erps::detail

@@ -1,0 +1,188 @@
+// Bad input over plain TCP: each case shows the clear log line, the error
+// frame where the protocol allows one, that only the offending connection
+// is affected, and that a client connecting afterwards is served.
+#include <grove/erps/frame.hpp>
+
+#include "erps_support.hpp"
+
+#include <doctest/doctest.h>
+
+using namespace erps_test;
+using grove::erps::frame_type;
+using erps_daemon = grove::erps::daemon;
+
+namespace {
+
+struct rig {
+  std::shared_ptr<event_log> logs = std::make_shared<event_log>();
+  grove::node node{{.threads = 2}};
+  erps_daemon server;
+  grove::erps::client_ref bystander; // connected before the bad input, must not notice it
+
+  explicit rig(grove::erps::daemon_options options = {}) {
+    options.log = capture(logs);
+    server = node.block_on(erps_daemon::start<test_server>(node, options, json(), std::shared_ptr<event_log>()));
+    bystander = connect();
+    REQUIRE(echo(bystander, "before") == "before");
+  }
+
+  grove::erps::client_ref connect() {
+    grove::erps::client_options o;
+    o.port = server.port();
+    o.log = capture(logs);
+    // Keepalives well inside the shortest keepalive_timeout a test gives the daemon.
+    o.keepalive_interval = 50ms;
+    return node.block_on(grove::erps::client::start(node, o));
+  }
+
+  json echo(const grove::erps::client_ref& c, json value) {
+    return node.block_on(c.call(json{{"op", "echo"}, {"value", std::move(value)}}, 10s));
+  }
+
+  /// The bystander still works, and so does a client that connects now.
+  void others_unaffected() {
+    CHECK(echo(bystander, "after") == "after");
+    auto fresh = connect();
+    CHECK(echo(fresh, "fresh") == "fresh");
+  }
+};
+
+/// Expects an error frame whose text starts with `prefix`.
+void expect_error_frame(raw_client& c, const std::string& prefix) {
+  auto f = c.read_non_keepalive();
+  REQUIRE(f);
+  CHECK(f->type == frame_type::error);
+  json text = json::parse(f->payload);
+  REQUIRE(text.is_string());
+  CHECK_MESSAGE(text.get<std::string>().rfind(prefix, 0) == 0, text.get<std::string>());
+}
+
+} // namespace
+
+TEST_CASE("garbage bytes: an error frame, a clean close, one log line") {
+  rig r;
+  raw_client bad(r.server.port());
+  bad.send("\x01\x02garbage that is not erps at all\r\n");
+  expect_error_frame(bad, "bad frame: bad magic \"\\x01\\x02ga\": expected \"erps\"");
+  CHECK(bad.closed_within());
+  CHECK(logged(*r.logs, "bad_frame: bad frame: bad magic"));
+  r.others_unaffected();
+}
+
+TEST_CASE("a frame with the wrong magic is refused") {
+  rig r;
+  raw_client bad(r.server.port());
+  std::string frame = call_frame(1, json{{"op", "echo"}, {"value", 1}});
+  frame[3] = 'z';
+  bad.send(frame);
+  expect_error_frame(bad, "bad frame: bad magic \"erpz\"");
+  CHECK(bad.closed_within());
+  r.others_unaffected();
+}
+
+TEST_CASE("a length above the maximum is refused from the header alone") {
+  grove::erps::daemon_options o;
+  o.max_payload = 1024;
+  o.max_queued_bytes = 1u << 20;
+  rig r(o);
+  raw_client bad(r.server.port());
+  std::string frame = call_frame(1, json{{"op", "echo"}, {"value", std::string(2000, 'x')}});
+  bad.send(frame.substr(0, grove::erps::header_size)); // the header is enough
+  expect_error_frame(bad, "bad frame: payload length ");
+  CHECK(bad.closed_within());
+  CHECK(logged(*r.logs, "bad_frame: bad frame: payload length 2028 is above the maximum of 1024 bytes"));
+  r.others_unaffected();
+}
+
+TEST_CASE("a truncated frame and then silence: closed at the keepalive timeout, saying so") {
+  grove::erps::daemon_options o;
+  o.keepalive_interval = 50ms;
+  o.keepalive_timeout = 300ms;
+  rig r(o);
+  raw_client bad(r.server.port());
+  std::string frame = call_frame(1, json{{"op", "echo"}, {"value", "never finished"}});
+  bad.send(frame.substr(0, 120));
+  CHECK(bad.closed_within());
+  CHECK(logged(*r.logs, "peer_silent: peer silent for 300 ms (keepalive timeout) with a frame unfinished (120 bytes"));
+  r.others_unaffected();
+}
+
+TEST_CASE("an unknown frame type is refused and closes that connection") {
+  rig r;
+  raw_client bad(r.server.port());
+  std::string frame = call_frame(1, json{{"op", "echo"}, {"value", 1}});
+  frame[8] = 5;
+  bad.send(frame);
+  expect_error_frame(bad, "bad frame: unknown frame type 5");
+  CHECK(bad.closed_within());
+  CHECK(logged(*r.logs, "bad_frame: bad frame: unknown frame type 5"));
+  r.others_unaffected();
+}
+
+TEST_CASE("malformed JSON in a call: an error frame, and the connection stays usable") {
+  rig r;
+  raw_client bad(r.server.port());
+  bad.send(grove::erps::frame_writer{}.frame(frame_type::call, "[1, {\"op\": "));
+  expect_error_frame(bad, "malformed JSON in call payload (11 bytes)");
+  CHECK(logged(*r.logs, "bad_payload: malformed JSON in call payload"));
+  bad.send(call_frame(2, json{{"op", "echo"}, {"value", "still here"}}));
+  auto f = bad.read_non_keepalive();
+  REQUIRE(f);
+  CHECK(f->type == frame_type::reply);
+  CHECK(f->payload == "[\"still here\",2]");
+  r.others_unaffected();
+}
+
+TEST_CASE("a call without an id: an error frame, and the connection stays usable") {
+  rig r;
+  raw_client bad(r.server.port());
+  bad.send(grove::erps::frame_writer{}.frame(frame_type::call, R"({"op":"echo","value":1})"));
+  expect_error_frame(bad, "call payload must be [call_id, request]");
+  bad.send(grove::erps::frame_writer{}.frame(frame_type::call, R"([null,{"op":"echo","value":1}])"));
+  expect_error_frame(bad, "call payload must be [call_id, request]");
+  CHECK(logged(*r.logs, "bad_payload: call payload must be [call_id, request]"));
+  bad.send(call_frame(3, json{{"op", "echo"}, {"value", "ok"}}));
+  auto f = bad.read_non_keepalive();
+  REQUIRE(f);
+  CHECK(f->payload == "[\"ok\",3]");
+  r.others_unaffected();
+}
+
+TEST_CASE("a reply or push frame from a client is refused with an error frame; the connection stays") {
+  rig r;
+  raw_client bad(r.server.port());
+  bad.send(grove::erps::frame_writer{}.frame(frame_type::push, "1"));
+  expect_error_frame(bad, "unexpected push frame from a client");
+  bad.send(call_frame(1, json{{"op", "echo"}, {"value", 1}}));
+  auto f = bad.read_non_keepalive();
+  REQUIRE(f);
+  CHECK(f->type == frame_type::reply);
+  r.others_unaffected();
+}
+
+TEST_CASE("a client that never reads its replies: the daemon stops reading from it and its memory stays bounded") {
+  grove::erps::daemon_options o;
+  o.max_calls_in_flight = 8;
+  rig r(o);
+  raw_client slow(r.server.port());
+  const std::string frame = call_frame(1, json{{"op", "echo"}, {"value", std::string(64 * 1024, 'y')}});
+  std::size_t sent = 0;
+  std::size_t offset = 0;
+  const std::size_t give_up = 256u << 20; // far more than any socket buffers hold
+  while (sent < give_up) {
+    std::size_t n = slow.send_some(std::string_view(frame).substr(offset));
+    if (n == 0) {
+      pollfd p{slow.fd(), POLLOUT, 0};
+      if (::poll(&p, 1, 500) <= 0) break; // not writable for half a second: the daemon stopped reading
+      continue;
+    }
+    sent += n;
+    offset = (offset + n) % frame.size();
+  }
+  CHECK(sent < give_up);
+  const auto queued = r.server.stats().queued_bytes;
+  MESSAGE("sent " << sent << " bytes before blocking; daemon queue " << queued << " bytes");
+  // The pause threshold (1 MiB) plus at most max_calls_in_flight replies.
+  CHECK(queued <= (1 << 20) + 9 * static_cast<std::int64_t>(frame.size()));
+  r.others_unaffected();
+}

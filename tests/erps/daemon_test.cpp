@@ -1,0 +1,447 @@
+#include <grove/erps/daemon.hpp>
+
+#include "erps_support.hpp"
+
+#include <grove/core/gen_server.hpp>
+#include <grove/erps/client.hpp>
+
+#include <doctest/doctest.h>
+
+#include <string>
+
+using namespace erps_test;
+using grove::erps::client;
+using grove::erps::client_options;
+using grove::erps::client_ref;
+// Not `using grove::erps::daemon`: <unistd.h> declares a function daemon().
+using erps_daemon = grove::erps::daemon;
+using grove::erps::daemon_options;
+
+namespace {
+
+/// A node, a daemon serving test_server on 127.0.0.1:0, and clients of it.
+struct rig {
+  std::shared_ptr<event_log> logs = std::make_shared<event_log>();
+  std::shared_ptr<event_log> events = std::make_shared<event_log>();
+  grove::node node{{.threads = 2}};
+  erps_daemon server;
+
+  explicit rig(daemon_options options = {}) {
+    options.log = capture(logs);
+    server = node.block_on(erps_daemon::start<test_server>(node, options, json{{"seed", 1}}, events));
+  }
+
+  client_options client_settings() const {
+    client_options o;
+    o.port = server.port();
+    o.log = capture(logs);
+    o.connection.backoff = grove::backoff_policy::constant(20ms);
+    return o;
+  }
+
+  client_ref connect(client_options o) { return node.block_on(client::start(node, std::move(o))); }
+  client_ref connect() { return connect(client_settings()); }
+
+  json call(const client_ref& c, json request, grove::duration timeout = 10s) {
+    return node.block_on(c.call(std::move(request), timeout));
+  }
+
+  /// The pids of the connection servers running now.
+  std::vector<grove::pid> sessions() {
+    std::vector<grove::pid> out;
+    for (auto& child : node.block_on(server.supervisor().which_children())) out.push_back(child.process);
+    return out;
+  }
+};
+
+/// A process that makes one call and logs "<label> <reply>" or
+/// "<label> error <what>".
+struct caller {
+  client_ref c;
+  json request;
+  std::string label;
+  std::shared_ptr<event_log> log;
+  grove::awaitable<void> operator()(grove::process&) {
+    std::string line;
+    try {
+      json reply = co_await c.call(request, 20s);
+      line = label + " " + reply.dump();
+    } catch (const grove::error& e) {
+      line = label + " error " + e.what();
+    }
+    log->add(line);
+  }
+};
+
+json op(const char* name) { return json{{"op", name}}; }
+json op(const char* name, json value) { return json{{"op", name}, {"value", std::move(value)}}; }
+
+} // namespace
+
+TEST_CASE("a call is answered, a cast is handled before the next call, and a push reaches the client") {
+  rig r;
+  auto pushes = std::make_shared<event_log>();
+  auto settings = r.client_settings();
+  settings.on_push = [pushes](const json& v) { pushes->add(v.dump()); };
+  auto c = r.connect(settings);
+  CHECK(r.call(c, op("echo", "hello")) == "hello");
+  c.cast(json{{"op", "put"}, {"key", "k"}, {"value", 42}});
+  CHECK(r.call(c, json{{"op", "get"}, {"key", "k"}}) == 42);
+  CHECK(r.call(c, op("push", json{{"n", 7}})) == true);
+  CHECK(pushes->wait_count("{\"n\":7}", 1));
+  c.cast(json{{"op", "push"}, {"value", "from a cast"}});
+  CHECK(pushes->wait_count("\"from a cast\"", 1));
+}
+
+TEST_CASE("each connection has its own server, seeded with the daemon's initial data") {
+  rig r;
+  auto a = r.connect();
+  auto b = r.connect();
+  CHECK(r.call(a, op("initial")) == json{{"seed", 1}});
+  CHECK(r.call(a, json{{"op", "put"}, {"key", "x"}, {"value", "a's"}}) == true);
+  CHECK(r.call(b, json{{"op", "get"}, {"key", "x"}}).is_null());
+  CHECK(r.call(a, json{{"op", "get"}, {"key", "x"}}) == "a's");
+  CHECK(r.sessions().size() == 2);
+  CHECK(r.server.stats().connections == 2);
+}
+
+TEST_CASE("replies come back out of order over one connection and each reaches its own caller") {
+  rig r;
+  auto c = r.connect();
+  auto log = std::make_shared<event_log>();
+  grove::spawn(r.node, caller{c, op("hold", "first"), "first", log});
+  REQUIRE(r.events->wait_count("held \"first\"", 1));
+  grove::spawn(r.node, caller{c, op("hold", "second"), "second", log});
+  REQUIRE(r.events->wait_count("held \"second\"", 1));
+  CHECK(r.call(c, op("release")) == 2); // answers "second" first
+  CHECK(log->wait_count("second \"second\"", 1));
+  CHECK(log->wait_count("first \"first\"", 1));
+}
+
+TEST_CASE("on the wire, a later call's reply goes out before an earlier one's, each with its call id") {
+  rig r;
+  raw_client wire(r.server.port());
+  wire.send(call_frame(1, op("hold", "first")));
+  wire.send(call_frame("two", op("hold", "second")));
+  wire.send(call_frame(3, op("release")));
+  std::vector<std::string> replies;
+  for (int i = 0; i < 3; ++i) {
+    auto f = wire.read_non_keepalive();
+    REQUIRE(f);
+    CHECK(f->type == grove::erps::frame_type::reply);
+    replies.push_back(f->payload);
+  }
+  // release's own reply is immediate; the two it answered through their
+  // from<json> follow, last held first.
+  CHECK(replies == std::vector<std::string>{"[2,3]", "[\"second\",\"two\"]", "[\"first\",1]"});
+}
+
+TEST_CASE("a reply can come later from another thread") {
+  rig r;
+  auto c = r.connect();
+  CHECK(r.call(c, op("from_thread", json{{"from", "a thread"}})) == json{{"from", "a thread"}});
+}
+
+TEST_CASE("10 KiB and 1 MiB payloads go both ways intact") {
+  rig r;
+  auto c = r.connect();
+  for (std::size_t size : {std::size_t{10 * 1024}, std::size_t{1024 * 1024}}) {
+    std::string big(size, 'x');
+    for (std::size_t i = 0; i < size; i += 97) big[i] = static_cast<char>('a' + i % 26);
+    CHECK(r.call(c, op("echo", big)) == big);
+  }
+}
+
+TEST_CASE("stop with a reply: the caller gets it, the server terminates, the client reconnects to a new one") {
+  rig r;
+  auto events = std::make_shared<event_log>();
+  auto settings = r.client_settings();
+  settings.connection.on_event = [events](const grove::connection_event& e) {
+    events->add(std::string(grove::to_string(e.state)));
+  };
+  auto c = r.connect(settings);
+  REQUIRE(r.call(c, json{{"op", "put"}, {"key", "k"}, {"value", 1}}) == true);
+  CHECK(r.call(c, op("stop")) == "bye");
+  CHECK(r.events->wait_count("terminate normal", 1));
+  REQUIRE(events->wait_count("connected", 2));
+  json request = json{{"op", "get"}, {"key", "k"}};
+  grove::call_options wait;
+  wait.timeout = 10s;
+  wait.if_not_ready = grove::when_not_ready::wait;
+  CHECK(r.node.block_on(c.call(request, wait)).is_null()); // a fresh server
+}
+
+TEST_CASE("stop without a reply: the remote caller gets an error for that call") {
+  rig r;
+  auto c = r.connect();
+  CHECK_THROWS_WITH_AS(r.call(c, op("stop_noreply")), doctest::Contains("the server stopped before it replied"),
+                       grove::error);
+  CHECK(r.events->wait_count("terminate normal", 1));
+}
+
+TEST_CASE("a handler that throws ends that connection's server only; the caller gets an error") {
+  rig r;
+  auto other = r.connect();
+  auto c = r.connect();
+  try {
+    r.call(c, op("throw"));
+    FAIL("the call should have failed");
+  } catch (const grove::error& e) {
+    CHECK(e.code() == grove::errc::remote);
+  }
+  CHECK(r.events->wait_count("terminate {error, asked to throw}", 1));
+  CHECK(r.call(other, op("echo", 1)) == 1);
+}
+
+TEST_CASE("is_remote tells the client's calls from local ones; the server is callable locally") {
+  rig r;
+  auto c = r.connect();
+  CHECK(r.call(c, op("remote")) == true);
+  auto sessions = r.sessions();
+  REQUIRE(sessions.size() == 1);
+  grove::server_ref<test_server> local(sessions[0]);
+  CHECK(r.node.block_on(local.call(grove::erps::call(op("remote")))) == false);
+  CHECK(r.node.block_on(local.call(grove::erps::call(op("echo", "local")))) == "local");
+
+  auto alone = r.node.block_on(grove::start<test_server>(r.node, json{{"seed", 2}}, std::shared_ptr<event_log>()));
+  CHECK(r.node.block_on(alone.call(grove::erps::call(op("initial")))) == json{{"seed", 2}});
+  CHECK(r.node.block_on(alone.call(grove::erps::call(op("push", 1)))) == true); // push() is false inside: no client
+}
+
+TEST_CASE("handle_continue runs after a remote call's reply") {
+  rig r;
+  auto pushes = std::make_shared<event_log>();
+  auto settings = r.client_settings();
+  settings.on_push = [pushes](const json& v) { pushes->add(v.dump()); };
+  auto c = r.connect(settings);
+  CHECK(r.call(c, op("continue", 5)) == true);
+  CHECK(pushes->wait_count("{\"continued\":5}", 1));
+}
+
+TEST_CASE("a reply to a call that gave up is dropped and the connection goes on") {
+  rig r;
+  auto c = r.connect();
+  CHECK_THROWS_AS(r.call(c, op("hold", "late"), 50ms), grove::error);
+  REQUIRE(r.events->wait_count("held \"late\"", 1));
+  CHECK(r.call(c, op("release")) == 1); // the late reply goes out and is dropped
+  CHECK(r.call(c, op("echo", "after")) == "after");
+}
+
+TEST_CASE("calls while disconnected fail at once, or wait for the daemon when asked to") {
+  auto logs = std::make_shared<event_log>();
+  grove::node node{{.threads = 2}};
+  auto events = std::make_shared<event_log>();
+  daemon_options d;
+  d.log = capture(logs);
+  auto first = node.block_on(erps_daemon::start<test_server>(node, d, json(), events));
+  const auto port = first.port();
+  node.block_on(first.shutdown(2s));
+
+  client_options o;
+  o.port = port;
+  o.log = capture(logs);
+  o.connection.backoff = grove::backoff_policy::constant(20ms);
+  auto c = node.block_on(client::start(node, o));
+  try {
+    node.block_on(c.call(op("echo", 1)));
+    FAIL("a call while disconnected should fail");
+  } catch (const grove::error& e) {
+    CHECK(e.code() == grove::errc::disconnected);
+  }
+  auto log = std::make_shared<event_log>();
+  struct waiting_caller {
+    client_ref c;
+    std::shared_ptr<event_log> log;
+    grove::awaitable<void> operator()(grove::process&) {
+      grove::call_options options;
+      options.timeout = 20s;
+      options.if_not_ready = grove::when_not_ready::wait;
+      json request = op("echo", "waited");
+      json reply = co_await c.call(request, options);
+      log->add(reply.dump());
+    }
+  };
+  grove::spawn(node, waiting_caller{c, log});
+  d.port = port;
+  auto second = node.block_on(erps_daemon::start<test_server>(node, d, json(), events));
+  CHECK(second.port() == port);
+  CHECK(log->wait_count("\"waited\"", 1));
+}
+
+TEST_CASE("killing a connection's server: the client sees the drop, reconnects, and works") {
+  rig r;
+  auto states = std::make_shared<event_log>();
+  auto settings = r.client_settings();
+  settings.connection.on_event = [states](const grove::connection_event& e) {
+    states->add(std::string(grove::to_string(e.state)));
+  };
+  auto c = r.connect(settings);
+  REQUIRE(r.call(c, op("echo", 1)) == 1);
+  auto sessions = r.sessions();
+  REQUIRE(sessions.size() == 1);
+  grove::exit(sessions[0], grove::exit_reason::kill());
+  CHECK(states->wait_count("connected", 2));
+  CHECK(states->count("disconnected") + states->count("backing_off") + states->count("connecting") >= 1);
+  grove::call_options wait;
+  wait.timeout = 10s;
+  wait.if_not_ready = grove::when_not_ready::wait;
+  CHECK(r.node.block_on(c.call(op("echo", 2), wait)) == 2);
+}
+
+TEST_CASE("the daemon killed and started again on the same port: the client reconnects by itself") {
+  rig r;
+  auto states = std::make_shared<event_log>();
+  auto settings = r.client_settings();
+  settings.connection.on_event = [states](const grove::connection_event& e) {
+    states->add(std::string(grove::to_string(e.state)));
+  };
+  auto c = r.connect(settings);
+  REQUIRE(r.call(c, op("echo", 1)) == 1);
+  const auto port = r.server.port();
+  const auto supervisor = r.server.supervisor().id();
+  grove::exit(r.server.id(), grove::exit_reason::kill());
+  REQUIRE(r.node.block_on(grove::detail::await_exit(supervisor, 5s)).has_value());
+  REQUIRE(states->wait_count("connecting", 2));
+  daemon_options again;
+  again.port = port;
+  again.log = capture(r.logs);
+  auto restarted = r.node.block_on(erps_daemon::start<test_server>(r.node, again, json(), r.events));
+  CHECK(states->wait_count("connected", 2));
+  grove::call_options wait;
+  wait.timeout = 10s;
+  wait.if_not_ready = grove::when_not_ready::wait;
+  CHECK(r.node.block_on(c.call(op("echo", "back"), wait)) == "back");
+}
+
+TEST_CASE("graceful shutdown lets a call in flight finish, then closes, and stops accepting") {
+  rig r;
+  auto c = r.connect();
+  auto log = std::make_shared<event_log>();
+  grove::spawn(r.node, caller{c, json{{"op", "slow"}, {"value", "finished"}, {"ms", 300}}, "slow", log});
+  REQUIRE(r.events->wait_count("held \"finished\"", 1));
+  const auto port = r.server.port();
+  r.node.block_on(r.server.shutdown(10s));
+  CHECK(log->events() == std::vector<std::string>{"slow \"finished\""});
+  CHECK(logged(*r.logs, "draining: shutting down: 1 connection(s)"));
+  CHECK(logged(*r.logs, "stopped: the daemon stopped"));
+  CHECK_THROWS(raw_client(port));
+}
+
+TEST_CASE("graceful shutdown returns at the deadline even when a call never finishes") {
+  rig r;
+  auto c = r.connect();
+  auto log = std::make_shared<event_log>();
+  grove::spawn(r.node, caller{c, json{{"op", "slow"}, {"value", "never"}, {"ms", 60'000}}, "slow", log});
+  REQUIRE(r.events->wait_count("held \"never\"", 1));
+  r.node.block_on(r.server.shutdown(200ms));
+  CHECK(logged(*r.logs, "shutdown_deadline: 1 connection(s) still busy"));
+  CHECK(log->wait_for([](const auto& v) { return v.size() == 1 && v[0].rfind("slow error", 0) == 0; }));
+}
+
+TEST_CASE("over max_connections a client gets an error frame and a clean close; the others go on") {
+  daemon_options o;
+  o.max_connections = 1;
+  rig r(o);
+  auto c = r.connect();
+  REQUIRE(r.call(c, op("echo", 1)) == 1);
+  raw_client extra(r.server.port());
+  auto f = extra.read_non_keepalive();
+  REQUIRE(f);
+  CHECK(f->type == grove::erps::frame_type::error);
+  CHECK(f->payload == "\"too many connections: 1 open (max_connections 1)\"");
+  CHECK(extra.closed_within());
+  CHECK(logged(*r.logs, "connection_refused: too many connections"));
+  CHECK(r.call(c, op("echo", 2)) == 2);
+  CHECK(r.server.stats().refused == 1);
+}
+
+TEST_CASE("a connection idle past idle_timeout is told and closed") {
+  daemon_options o;
+  o.idle_timeout = 200ms;
+  rig r(o);
+  raw_client idle(r.server.port());
+  auto f = idle.read_non_keepalive();
+  REQUIRE(f);
+  CHECK(f->type == grove::erps::frame_type::error);
+  CHECK(f->payload == "\"closing: idle for 200 ms (no call or cast)\"");
+  CHECK(idle.closed_within());
+  CHECK(logged(*r.logs, "idle_timeout: idle for 200 ms"));
+}
+
+TEST_CASE("the daemon sends keepalives at its interval and closes a silent client") {
+  daemon_options o;
+  o.keepalive_interval = 50ms;
+  o.keepalive_timeout = 400ms;
+  rig r(o);
+  raw_client quiet(r.server.port());
+  auto f = quiet.read_frame();
+  REQUIRE(f);
+  CHECK(f->type == grove::erps::frame_type::keepalive);
+  CHECK(quiet.closed_within());
+  CHECK(logged(*r.logs, "peer_silent: peer silent for 400 ms (keepalive timeout)"));
+}
+
+TEST_CASE("the client sends keepalives when quiet, and the daemon counts them") {
+  daemon_options o;
+  rig r(o);
+  auto settings = r.client_settings();
+  settings.keepalive_interval = 20ms;
+  settings.keepalive_timeout = 10s;
+  auto c = r.connect(settings);
+  REQUIRE(r.call(c, op("echo", 1)) == 1);
+  // A call after a few keepalive intervals: the keepalives went before it
+  // on the same stream, so the daemon counted them by the time it replies.
+  auto log = std::make_shared<event_log>();
+  grove::spawn(r.node, caller{c, json{{"op", "slow"}, {"value", "v"}, {"ms", 200}}, "slow", log});
+  REQUIRE(log->wait_count("slow \"v\"", 1));
+  CHECK(r.call(c, op("echo", 2)) == 2);
+  CHECK(r.server.stats().keepalives_in >= 2);
+}
+
+TEST_CASE("bad daemon options are refused with the option's name and the expected form") {
+  grove::node node{{.threads = 1}};
+  auto start = [&](daemon_options o) {
+    o.log = nullptr;
+    return node.block_on(erps_daemon::start<test_server>(node, o, json(), std::shared_ptr<event_log>()));
+  };
+  daemon_options bad_address;
+  bad_address.bind_address = "localhost:80";
+  CHECK_THROWS_WITH_AS(start(bad_address),
+                       "bind_address \"localhost:80\": expected an IPv4 or IPv6 address, e.g. 127.0.0.1 or ::1",
+                       std::invalid_argument);
+  daemon_options bad_requirement;
+  bad_requirement.version_requirement = ">= 1";
+  CHECK_THROWS_WITH_AS(start(bad_requirement), doctest::Contains("version requirement \">= 1\": expected"),
+                       std::invalid_argument);
+  daemon_options unsigned_keys;
+  unsigned_keys.require_signed = true;
+  CHECK_THROWS_WITH_AS(start(unsigned_keys), doctest::Contains("verify_keys is empty"), std::invalid_argument);
+  daemon_options small_queue;
+  small_queue.max_queued_bytes = 1000;
+  CHECK_THROWS_WITH_AS(start(small_queue), doctest::Contains("max_queued_bytes 1000"), std::invalid_argument);
+  daemon_options no_cert;
+  no_cert.tls = grove::erps::tls_server_options{};
+  CHECK_THROWS_WITH_AS(start(no_cert), doctest::Contains("tls.certificate_file is empty"), std::invalid_argument);
+
+  daemon_options taken;
+  auto first = start(taken);
+  taken.port = first.port();
+  try {
+    start(taken);
+    FAIL("a second daemon on a taken port should not start");
+  } catch (const grove::error& e) {
+    CHECK(e.code() == grove::errc::start_failed);
+    CHECK(std::string(e.what()).find("cannot listen on 127.0.0.1:" + std::to_string(first.port())) !=
+          std::string::npos);
+  }
+}
+
+TEST_CASE("a daemon listens on IPv6 loopback") {
+  daemon_options o;
+  o.bind_address = "::1";
+  rig r(o);
+  auto settings = r.client_settings();
+  settings.host = "::1";
+  auto c = r.connect(settings);
+  CHECK(r.call(c, op("echo", "v6")) == "v6");
+}

@@ -1,0 +1,258 @@
+// Test support for the erps layer: a test server with one operation per
+// behaviour under test, a raw POSIX client that speaks bytes (for bad
+// input), and a log capture. Every wait is bounded.
+#pragma once
+
+#include <grove/core/node.hpp>
+#include <grove/erps/client.hpp>
+#include <grove/erps/daemon.hpp>
+#include <grove/erps/frame.hpp>
+#include <grove/erps/server.hpp>
+
+#include "../event_log.hpp"
+
+#include <doctest/doctest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace erps_test {
+
+using namespace std::chrono_literals;
+using grove::erps::json;
+using test_support::event_log;
+
+/// Log records as "event: text" lines, waitable.
+inline grove::erps::log_function capture(std::shared_ptr<event_log> log) {
+  return [log](const grove::erps::log_record& r) { log->add(std::string(r.event) + ": " + std::string(r.text)); };
+}
+
+/// True once a captured line starts with `prefix` (bounded wait). When it
+/// never does, the lines that were logged are shown.
+inline bool logged(const event_log& log, const std::string& prefix, std::chrono::milliseconds limit = 10s) {
+  const bool found = log.wait_for(
+      [&](const std::vector<std::string>& lines) {
+        for (const auto& l : lines) {
+          if (l.rfind(prefix, 0) == 0) return true;
+        }
+        return false;
+      },
+      limit);
+  if (!found) {
+    for (const auto& l : log.events()) MESSAGE("logged: " << l);
+  }
+  return found;
+}
+
+/// A server with one operation per behaviour the tests need.
+class test_server : public grove::erps::server {
+public:
+  test_server(json initial, std::shared_ptr<event_log> events) : data_(std::move(initial)), events_(std::move(events)) {}
+  ~test_server() override {
+    for (auto& t : threads_) t.join();
+  }
+
+  grove::call_result<json> handle_call(grove::erps::call c, grove::from<json> from) {
+    const json& r = c.request;
+    const std::string op = r.value("op", "");
+    if (op == "echo") return r.at("value");
+    if (op == "get") return data_.value(r.at("key").get<std::string>(), json());
+    if (op == "put") {
+      data_[r.at("key").get<std::string>()] = r.at("value");
+      return json(true);
+    }
+    if (op == "initial") return data_;
+    if (op == "hold") { // answered by a later "release", last held first
+      held_.emplace_back(from, r.at("value"));
+      if (events_) events_->add("held " + r.at("value").dump());
+      return grove::noreply;
+    }
+    if (op == "slow") { // answered by a timer after "ms"
+      slow_.emplace_back(from, r.at("value"));
+      grove::send_after(self(), std::chrono::milliseconds(r.at("ms").get<int>()), slow_done{slow_.size() - 1});
+      if (events_) events_->add("held " + r.at("value").dump());
+      return grove::noreply;
+    }
+    if (op == "release") {
+      const auto n = held_.size();
+      for (auto it = held_.rbegin(); it != held_.rend(); ++it) it->first.reply(it->second);
+      held_.clear();
+      return json(n);
+    }
+    if (op == "from_thread") { // the reply comes from another thread
+      json value = r.at("value");
+      threads_.emplace_back([from, value] { from.reply(value); });
+      return grove::noreply;
+    }
+    if (op == "push") {
+      push(r.at("value"));
+      return json(true);
+    }
+    if (op == "remote") return json(is_remote(from));
+    if (op == "peer_subject") return json(peer_subject());
+    if (op == "stop") return grove::call_result<json>(json("bye"), grove::stop());
+    if (op == "stop_noreply") return grove::stop();
+    if (op == "continue") return grove::call_result<json>(json(true), grove::continue_with(r.at("value")));
+    if (op == "throw") throw std::runtime_error("asked to throw");
+    return json{{"error", "unknown op"}};
+  }
+
+  void handle_cast(grove::erps::cast c) {
+    const json& r = c.request;
+    if (r.value("op", "") == "put") data_[r.at("key").get<std::string>()] = r.at("value");
+    if (r.value("op", "") == "push") push(r.at("value"));
+    if (events_) events_->add("cast " + r.dump());
+  }
+
+  void handle_info(grove::message m) {
+    if (auto* done = m.get_if<slow_done>()) slow_[done->index].first.reply(slow_[done->index].second);
+  }
+
+  void handle_continue(grove::message m) {
+    if (auto* v = m.get_if<json>()) push(json{{"continued", *v}});
+  }
+
+  void terminate(const grove::exit_reason& reason) {
+    if (events_) events_->add("terminate " + reason.to_string());
+  }
+
+private:
+  struct slow_done {
+    std::size_t index;
+  };
+  json data_;
+  std::vector<std::pair<grove::from<json>, json>> slow_;
+  std::shared_ptr<event_log> events_;
+  std::vector<std::pair<grove::from<json>, json>> held_;
+  std::vector<std::thread> threads_;
+};
+
+/// A client that speaks raw bytes over a blocking POSIX socket, for input
+/// no well-behaved client would send. Reads are bounded by poll().
+class raw_client {
+public:
+  explicit raw_client(std::uint16_t port, const std::string& host = "127.0.0.1") {
+    const bool v6 = host.find(':') != std::string::npos;
+    fd_ = ::socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM, 0);
+    if (fd_ < 0) throw std::runtime_error("socket failed");
+    int rc = -1;
+    if (v6) {
+      sockaddr_in6 a{};
+      a.sin6_family = AF_INET6;
+      a.sin6_port = htons(port);
+      ::inet_pton(AF_INET6, host.c_str(), &a.sin6_addr);
+      rc = ::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    } else {
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_port = htons(port);
+      ::inet_pton(AF_INET, host.c_str(), &a.sin_addr);
+      rc = ::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    }
+    if (rc != 0) {
+      ::close(fd_);
+      throw std::runtime_error("connect to " + host + ":" + std::to_string(port) + " failed");
+    }
+  }
+  ~raw_client() { ::close(fd_); }
+  raw_client(const raw_client&) = delete;
+  raw_client& operator=(const raw_client&) = delete;
+
+  int fd() const noexcept { return fd_; }
+
+  void send(std::string_view bytes) {
+    while (!bytes.empty()) {
+      auto n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+      if (n <= 0) throw std::runtime_error("send failed");
+      bytes.remove_prefix(static_cast<std::size_t>(n));
+    }
+  }
+
+  /// Sends what fits without blocking; returns how much went.
+  std::size_t send_some(std::string_view bytes) {
+    auto n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    return n > 0 ? static_cast<std::size_t>(n) : 0;
+  }
+
+  struct frame {
+    grove::erps::frame_type type;
+    std::string payload;
+  };
+
+  /// The next frame (keepalives included) within `limit`; nullopt on
+  /// timeout or when the server closed.
+  std::optional<frame> read_frame(std::chrono::milliseconds limit = 10s) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    for (;;) {
+      if (auto f = decoder_.next()) return frame{f.header.type, std::string(f.payload)};
+      if (closed_ || decoder_.failed()) return std::nullopt;
+      if (!fill(deadline)) return std::nullopt;
+    }
+  }
+
+  /// The next frame that is not a keepalive.
+  std::optional<frame> read_non_keepalive(std::chrono::milliseconds limit = 10s) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    for (;;) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left <= 0ms) return std::nullopt;
+      auto f = read_frame(left);
+      if (!f || f->type != grove::erps::frame_type::keepalive) return f;
+    }
+  }
+
+  /// Whether the server closes the connection within `limit` (frames
+  /// before the close are read and dropped).
+  bool closed_within(std::chrono::milliseconds limit = 10s) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (!closed_) {
+      while (decoder_.next()) {
+      }
+      if (!fill(deadline)) return closed_;
+    }
+    return true;
+  }
+
+private:
+  // Reads once (bounded); false on timeout or close.
+  bool fill(std::chrono::steady_clock::time_point deadline) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left <= 0ms) return false;
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return false;
+    auto space = decoder_.prepare(64 * 1024);
+    auto n = ::recv(fd_, space.data(), space.size(), 0);
+    if (n <= 0) {
+      closed_ = true;
+      return false;
+    }
+    decoder_.commit(static_cast<std::size_t>(n));
+    return true;
+  }
+
+  int fd_ = -1;
+  bool closed_ = false;
+  grove::erps::frame_decoder decoder_{64u << 20};
+};
+
+/// A frame as a client would send it.
+inline std::string call_frame(const json& id, const json& request, const std::string& identifier = "",
+                              grove::erps::protocol_version version = {0, 4, 0}) {
+  grove::erps::frame_writer w{version, identifier, std::nullopt};
+  return w.frame(grove::erps::frame_type::call, json::array({id, request}).dump());
+}
+
+} // namespace erps_test

@@ -1,0 +1,247 @@
+// TLS: mutual by default, one-way as an option, refusals of bad client
+// certificates, plain TCP on the TLS port, reload without a restart, and
+// the real OpenSSL client (openssl s_client) against the daemon.
+#include <grove/erps/tls.hpp>
+
+#include "erps_support.hpp"
+
+#include <doctest/doctest.h>
+
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <spawn.h>
+#include <sys/wait.h>
+
+using namespace erps_test;
+using grove::erps::frame_type;
+using erps_daemon = grove::erps::daemon;
+
+extern char** environ;
+
+namespace {
+
+std::string cert(const std::string& name) { return std::string(GROVE_SOURCE_ROOT) + "/certs/" + name; }
+
+grove::erps::tls_server_options server_tls() {
+  return {.certificate_file = cert("server.pem"), .private_key_file = cert("server.key"), .ca_file = cert("ca.pem")};
+}
+
+grove::erps::tls_client_options client_tls(const std::string& who = "client") {
+  return {.ca_file = cert("ca.pem"), .certificate_file = cert(who + ".pem"), .private_key_file = cert(who + ".key")};
+}
+
+struct rig {
+  std::shared_ptr<event_log> logs = std::make_shared<event_log>();
+  std::shared_ptr<event_log> client_logs = std::make_shared<event_log>();
+  grove::node node{{.threads = 2}};
+  erps_daemon server;
+
+  explicit rig(grove::erps::daemon_options options = {}) {
+    if (!options.tls) options.tls = server_tls();
+    options.log = capture(logs);
+    server = node.block_on(erps_daemon::start<test_server>(node, options, json(), std::shared_ptr<event_log>()));
+  }
+
+  grove::erps::client_ref connect(std::optional<grove::erps::tls_client_options> tls,
+                                  std::function<void(grove::erps::client_options&)> adjust = {}) {
+    grove::erps::client_options o;
+    o.port = server.port();
+    o.tls = std::move(tls);
+    o.log = capture(client_logs);
+    o.connection.backoff = grove::backoff_policy::constant(50ms);
+    if (adjust) adjust(o);
+    return node.block_on(grove::erps::client::start(node, std::move(o)));
+  }
+
+  json call(const grove::erps::client_ref& c, json request) {
+    return node.block_on(c.call(std::move(request), 10s));
+  }
+};
+
+json echo(json v) { return json{{"op", "echo"}, {"value", std::move(v)}}; }
+
+/// openssl s_client with its stdin and stdout on pipes; killed when done.
+class s_client {
+public:
+  explicit s_client(std::vector<std::string> args) {
+    int in[2], out[2];
+    REQUIRE(::pipe(in) == 0);
+    REQUIRE(::pipe(out) == 0);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, in[0], 0);
+    posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+    posix_spawn_file_actions_adddup2(&actions, out[1], 2);
+    posix_spawn_file_actions_addclose(&actions, in[1]);
+    posix_spawn_file_actions_addclose(&actions, out[0]);
+    std::vector<char*> argv;
+    args.insert(args.begin(), {"openssl", "s_client"});
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    REQUIRE(::posix_spawnp(&pid_, "openssl", &actions, nullptr, argv.data(), environ) == 0);
+    posix_spawn_file_actions_destroy(&actions);
+    ::close(in[0]);
+    ::close(out[1]);
+    stdin_ = in[1];
+    stdout_ = out[0];
+  }
+  ~s_client() {
+    ::close(stdin_);
+    ::close(stdout_);
+    ::kill(pid_, SIGTERM);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+  }
+
+  void write(const std::string& bytes) { REQUIRE(::write(stdin_, bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size())); }
+
+  /// Reads its output until `done(output)` or EOF, at most `limit`.
+  std::string read_until(const std::function<bool(const std::string&)>& done, std::chrono::milliseconds limit = 15s) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (!done(output_)) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left <= 0ms) break;
+      pollfd p{stdout_, POLLIN, 0};
+      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
+      char buffer[4096];
+      auto n = ::read(stdout_, buffer, sizeof buffer);
+      if (n <= 0) break;
+      output_.append(buffer, static_cast<std::size_t>(n));
+    }
+    return output_;
+  }
+
+private:
+  pid_t pid_ = 0;
+  int stdin_ = -1;
+  int stdout_ = -1;
+  std::string output_;
+};
+
+} // namespace
+
+TEST_CASE("mutual TLS: a client with a certificate from the CA is served and seen by its subject") {
+  rig r;
+  auto c = r.connect(client_tls());
+  CHECK(r.call(c, echo("over TLS")) == "over TLS");
+  CHECK(r.call(c, json{{"op", "peer_subject"}}) == "/CN=grove test client");
+}
+
+TEST_CASE("one-way TLS: a client without a certificate is served when the daemon does not require one") {
+  grove::erps::daemon_options o;
+  o.tls = server_tls();
+  o.tls->require_client_certificate = false;
+  rig r(o);
+  grove::erps::tls_client_options anonymous{.ca_file = cert("ca.pem")};
+  auto c = r.connect(anonymous);
+  CHECK(r.call(c, echo("one way")) == "one way");
+}
+
+TEST_CASE("TLS without a client certificate is refused by a mutual-TLS daemon; others go on") {
+  rig r;
+  auto good = r.connect(client_tls());
+  REQUIRE(r.call(good, echo(1)) == 1);
+  grove::erps::tls_client_options anonymous{.ca_file = cert("ca.pem")};
+  auto refused = r.connect(anonymous);
+  CHECK(logged(*r.logs, "handshake_failed: TLS handshake failed: peer did not return a certificate"));
+  CHECK_THROWS_AS(r.call(refused, echo(2)), grove::error);
+  CHECK(r.call(good, echo(3)) == 3);
+  CHECK(r.call(r.connect(client_tls()), echo(4)) == 4);
+}
+
+TEST_CASE("a client certificate from another CA is refused, saying why") {
+  rig r;
+  auto refused = r.connect(client_tls("other-client"));
+  CHECK(logged(*r.logs, "handshake_failed: TLS handshake failed: certificate verify failed (unable to get local issuer certificate)"));
+  CHECK_THROWS_AS(r.call(refused, echo(1)), grove::error);
+  CHECK(r.call(r.connect(client_tls()), echo(2)) == 2);
+}
+
+TEST_CASE("an expired client certificate is refused, saying so") {
+  rig r;
+  auto refused = r.connect(client_tls("expired-client"));
+  CHECK(logged(*r.logs, "handshake_failed: TLS handshake failed: certificate verify failed (certificate has expired)"));
+  CHECK_THROWS_AS(r.call(refused, echo(1)), grove::error);
+  CHECK(r.call(r.connect(client_tls()), echo(2)) == 2);
+}
+
+TEST_CASE("plain TCP to the TLS port: the handshake fails, that connection closes, others go on") {
+  rig r;
+  auto good = r.connect(client_tls());
+  raw_client plain(r.server.port());
+  plain.send(call_frame(1, echo("plain")));
+  CHECK(plain.closed_within());
+  CHECK(logged(*r.logs, "handshake_failed: TLS handshake failed:"));
+  CHECK(r.call(good, echo("still")) == "still");
+}
+
+TEST_CASE("the client checks the server's name and CA") {
+  rig r;
+  auto wrong_name = r.connect(client_tls(), [](auto& o) { o.tls->server_name = "not-localhost.example"; });
+  CHECK(logged(*r.client_logs, "handshake_failed: TLS handshake failed: certificate verify failed (hostname mismatch)"));
+  CHECK_THROWS_AS(r.call(wrong_name, echo(1)), grove::error);
+  auto by_name = r.connect(client_tls(), [](auto& o) { o.host = "localhost"; });
+  CHECK(r.call(by_name, echo("localhost")) == "localhost");
+  auto wrong_ca = r.connect(client_tls(), [](auto& o) { o.tls->ca_file = cert("other-ca.pem"); });
+  CHECK_THROWS_AS(r.call(wrong_ca, echo(2)), grove::error);
+  // (The daemon sends its CA along, which the client does not trust.)
+  CHECK(logged(*r.client_logs, "handshake_failed: TLS handshake failed: certificate verify failed (self-signed certificate in certificate chain)"));
+}
+
+TEST_CASE("a TLS handshake that never starts is dropped at the handshake timeout") {
+  grove::erps::daemon_options o;
+  o.tls = server_tls();
+  o.tls->handshake_timeout = 200ms;
+  rig r(o);
+  raw_client silent(r.server.port());
+  CHECK(silent.closed_within());
+  CHECK(logged(*r.logs, "handshake_timeout: TLS handshake did not finish within 200 ms"));
+}
+
+TEST_CASE("reload_tls: new connections use the new files, open ones keep going, bad files are refused") {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("grove-tls-reload-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  fs::copy_file(cert("ca.pem"), dir / "ca.pem", fs::copy_options::overwrite_existing);
+  grove::erps::daemon_options o;
+  o.tls = server_tls();
+  o.tls->ca_file = (dir / "ca.pem").string();
+  rig r(o);
+  auto before = r.connect(client_tls());
+  REQUIRE(r.call(before, echo(1)) == 1);
+
+  { std::ofstream(dir / "ca.pem") << "not a certificate\n"; }
+  CHECK_THROWS_WITH_AS(r.node.block_on(r.server.reload_tls()), doctest::Contains("tls.ca_file"), std::invalid_argument);
+  CHECK(r.call(r.connect(client_tls()), echo("old files still in use")) == "old files still in use");
+
+  fs::copy_file(cert("other-ca.pem"), dir / "ca.pem", fs::copy_options::overwrite_existing);
+  r.node.block_on(r.server.reload_tls());
+  CHECK(r.call(r.connect(client_tls("other-client")), echo("new CA")) == "new CA");
+  CHECK(r.call(before, echo("open one")) == "open one");
+  r.logs->clear();
+  auto refused = r.connect(client_tls());
+  CHECK(logged(*r.logs, "handshake_failed:"));
+  CHECK_THROWS_AS(r.call(refused, echo("old CA")), grove::error);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("openssl s_client handshakes with a client certificate and gets a reply; without one it is refused") {
+  rig r;
+  const std::string where = "127.0.0.1:" + std::to_string(r.server.port());
+  {
+    s_client ok({"-connect", where, "-CAfile", cert("ca.pem"), "-cert", cert("client.pem"), "-key", cert("client.key"),
+                 "-verify_return_error", "-quiet"});
+    ok.write(call_frame(1, echo("from s_client")));
+    std::string out = ok.read_until([](const std::string& o) { return o.find("[\"from s_client\",1]") != std::string::npos; });
+    CHECK(out.find("[\"from s_client\",1]") != std::string::npos);
+  }
+  {
+    s_client refused({"-connect", where, "-CAfile", cert("ca.pem"), "-verify_return_error", "-quiet"});
+    refused.write(call_frame(2, echo("no certificate")));
+    std::string out = refused.read_until([](const std::string&) { return false; }, 10s); // until it exits
+    CHECK(out.find("no certificate") == std::string::npos);
+    CHECK(out.find("alert") != std::string::npos);
+    CHECK(logged(*r.logs, "handshake_failed: TLS handshake failed: peer did not return a certificate"));
+  }
+}
