@@ -24,7 +24,7 @@ struct connect_failure {
 };
 
 std::string text_of(const message& info) {
-  if (auto* d = info.get_if<detail::link_down>()) return d->reason;
+  if (auto* s = info.get_if<std::string>()) return *s;
   if (auto* f = info.get_if<connect_failure>()) return f->reason;
   return {};
 }
@@ -57,13 +57,22 @@ client::client(client_options options) : connection(options.connection), options
 
 client::~client() { close_link(); }
 
-awaitable<client_ref> client::start(node& n, client_options options) {
+namespace {
+// Bad options and unreadable TLS files are the caller's error, thrown here
+// as std::invalid_argument rather than as a failed start.
+void check_before_start(const client_options& options) {
   options.validate();
+  if (options.tls) detail::tls_context::client(*options.tls);
+}
+} // namespace
+
+awaitable<client_ref> client::start(node& n, client_options options) {
+  check_before_start(options);
   co_return client_ref(co_await grove::start<client>(n, std::move(options)));
 }
 
 awaitable<client_ref> client::start_link(node& n, client_options options) {
-  options.validate();
+  check_before_start(options);
   co_return client_ref(co_await grove::start_link<client>(n, std::move(options)));
 }
 
@@ -243,7 +252,7 @@ action client::handle_info(message m) {
   }
   if (auto* down = m.get_if<detail::link_down>()) {
     if (!link_ || down->link != link_->id()) return {}; // (the link logged why it closed)
-    return grove::disconnect(std::move(m));
+    return grove::disconnect(std::move(down->reason)); // text: the connection's event carries it
   }
   return {};
 }
