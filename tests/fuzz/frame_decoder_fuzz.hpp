@@ -1,0 +1,65 @@
+// The frame decoder fuzz body, shared by the libFuzzer target
+// (frame_decoder_fuzz.cpp) and a doctest that replays the seed corpus in
+// every ordinary build (tests/erps/fuzz_corpus_test.cpp).
+//
+// Input layout: byte 0 picks the read sizes the stream is split into, the
+// rest is the byte stream. Whatever the bytes, the decoder must not crash,
+// must not allocate for a length above its maximum, must hand out frames
+// whose payload fits the maximum, and must stay failed once failed. Each
+// call and reply payload also goes through the JSON codec.
+#pragma once
+
+#include <grove/erps/codec.hpp>
+#include <grove/erps/frame.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <string_view>
+
+namespace grove_fuzz {
+
+inline void require(bool ok) {
+  if (!ok) std::abort();
+}
+
+inline int decode_frames(const std::uint8_t* data, std::size_t size) {
+  if (size == 0) return 0;
+  constexpr std::uint32_t max_payload = 4096;
+  const std::size_t step = 1 + data[0] % 64; // read sizes 1..64, varied below
+  grove::erps::frame_decoder decoder(max_payload);
+  const auto& codec = grove::erps::json_codec();
+  std::size_t at = 1;
+  std::size_t round = 0;
+  bool failed = false;
+  while (at < size) {
+    const std::size_t n = std::min(size - at, step + (round++ * 7) % step);
+    decoder.feed(std::string_view(reinterpret_cast<const char*>(data + at), n));
+    at += n;
+    while (auto f = decoder.next()) {
+      require(!failed);
+      require(f.payload.size() <= max_payload);
+      require(f.keepalive() == (f.header.type == grove::erps::frame_type::keepalive));
+      try {
+        switch (f.header.type) {
+        case grove::erps::frame_type::call: codec.read_call(f.payload); break;
+        case grove::erps::frame_type::reply: codec.read_reply(f.payload); break;
+        case grove::erps::frame_type::error: codec.read_error(f.payload); break;
+        case grove::erps::frame_type::keepalive: break;
+        default: codec.read_value(f.payload); break;
+        }
+      } catch (const grove::erps::codec_error&) {
+      }
+    }
+    if (decoder.failed()) {
+      failed = true;
+      require(!decoder.error_text().empty());
+    }
+    // Never more than a header, the largest payload and one read buffered.
+    require(decoder.capacity() <= grove::erps::header_size + max_payload + 64 * 1024);
+  }
+  return 0;
+}
+
+} // namespace grove_fuzz
