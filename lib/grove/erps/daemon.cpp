@@ -8,6 +8,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
@@ -241,9 +242,12 @@ private:
     const std::string reason = "too many connections: " + std::to_string(open) + " open (max_connections " +
                                std::to_string(options_.max_connections) + ")";
     l->log(log_level::warning, "connection_refused", reason);
-    l->start();
-    l->send_error(nullptr, reason);
-    l->close_after_flush(reason, true);
+    // The link runs on its socket's worker, not necessarily ours.
+    asio::post(l->stream().executor(), [l, reason] {
+      l->start();
+      l->send_error(nullptr, reason);
+      l->close_after_flush(reason, true);
+    });
   }
 
   awaitable<action> finish() {
