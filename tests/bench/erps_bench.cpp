@@ -19,7 +19,6 @@
 #include <boost/asio/write.hpp>
 
 #include <cstring>
-#include <future>
 #include <string>
 #include <thread>
 #include <vector>
@@ -183,35 +182,50 @@ asio::awaitable<void> bare_calls(tcp::socket& socket, const std::string& frame, 
   }
 }
 
+// Arg 1: 1 = client and server on one thread and io_context (as grove's
+// client and session can be, when they share a worker); 2 = each on its own.
 void bare_asio_round_trip(benchmark::State& state) {
-  asio::io_context server_io(1);
-  tcp::acceptor acceptor(server_io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-  asio::co_spawn(server_io, bare_accept(acceptor), asio::detached);
-  std::thread server_thread([&] { server_io.run(); });
-
+  const bool one_thread = state.range(1) == 1;
   asio::io_context client_io(1);
+  asio::io_context server_io(1);
+  asio::io_context& serving = one_thread ? client_io : server_io;
+  tcp::acceptor acceptor(serving, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  asio::co_spawn(serving, bare_accept(acceptor), asio::detached);
+  std::thread server_thread;
+  if (!one_thread) server_thread = std::thread([&] { server_io.run(); });
+
   tcp::socket socket(client_io);
   socket.connect(acceptor.local_endpoint());
   socket.set_option(tcp::no_delay(true));
   const std::string body = json{{"op", "echo"}, {"value", payload_of(static_cast<std::size_t>(state.range(0)))}}.dump();
   const std::string frame = grove::erps::frame_writer{}.frame(frame_type::call, "[1," + body + "]");
   auto run = [&](int n) {
-    std::promise<void> done;
+    bool finished = false;
+    std::exception_ptr failure;
     asio::co_spawn(client_io, bare_calls(socket, frame, n), [&](std::exception_ptr e) {
-      if (e) done.set_exception(e); else done.set_value();
+      failure = e;
+      finished = true;
     });
-    client_io.restart();
-    client_io.run();
-    done.get_future().get();
+    client_io.restart(); // it stops whenever it runs out of work
+    while (!finished) client_io.run_one();
+    if (failure) std::rethrow_exception(failure);
   };
   run(100);
   for (auto _ : state) run(calls_per_iteration);
   state.SetItemsProcessed(state.iterations() * calls_per_iteration);
-  socket.close();
+  boost::system::error_code ignored;
+  socket.close(ignored);
+  acceptor.close(ignored);
   server_io.stop();
-  server_thread.join();
+  if (server_thread.joinable()) server_thread.join();
 }
-BENCHMARK(bare_asio_round_trip)->Arg(48)->Arg(16 * 1024)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(bare_asio_round_trip)
+    ->Args({48, 1})
+    ->Args({48, 2})
+    ->Args({16 * 1024, 1})
+    ->Args({16 * 1024, 2})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 } // namespace
 
