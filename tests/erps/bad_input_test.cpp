@@ -13,37 +13,27 @@ using erps_daemon = grove::erps::daemon;
 
 namespace {
 
-struct rig {
-  std::shared_ptr<event_log> logs = std::make_shared<event_log>();
-  grove::node node{{.threads = 2}};
-  erps_daemon server;
-  grove::erps::client_ref bystander; // connected before the bad input, must not notice it
+/// A daemon rig with a bystander: a client connected before the bad input,
+/// which must not notice it.
+struct rig : daemon_rig {
+  grove::erps::client_ref bystander;
 
-  explicit rig(grove::erps::daemon_options options = {}) {
-    options.log = capture(logs);
-    server = node.block_on(erps_daemon::start<test_server>(node, options, json(), std::shared_ptr<event_log>()));
-    bystander = connect();
+  explicit rig(grove::erps::daemon_options options = {}) : daemon_rig(std::move(options)) {
+    bystander = connect_quick();
     REQUIRE(echo(bystander, "before") == "before");
   }
 
-  grove::erps::client_ref connect() {
+  // Keepalives well inside the shortest keepalive_timeout a test gives the daemon.
+  grove::erps::client_ref connect_quick() {
     grove::erps::client_options o;
-    o.port = server.port();
-    o.log = capture(logs);
-    // Keepalives well inside the shortest keepalive_timeout a test gives the daemon.
     o.keepalive_interval = 50ms;
-    return node.block_on(grove::erps::client::start(node, o));
-  }
-
-  json echo(const grove::erps::client_ref& c, json value) {
-    return node.block_on(c.call(json{{"op", "echo"}, {"value", std::move(value)}}, 10s));
+    return connect(o);
   }
 
   /// The bystander still works, and so does a client that connects now.
   void others_unaffected() {
     CHECK(echo(bystander, "after") == "after");
-    auto fresh = connect();
-    CHECK(echo(fresh, "fresh") == "fresh");
+    CHECK(echo(connect_quick(), "fresh") == "fresh");
   }
 };
 

@@ -74,9 +74,7 @@ grove::erps::client_options options_for(std::uint16_t port, std::shared_ptr<even
   o.port = port;
   o.log = nullptr;
   o.connection.backoff = grove::backoff_policy::constant(20ms);
-  o.connection.on_event = [states](const grove::connection_event& e) {
-    states->add(std::string(grove::to_string(e.state)) + (e.reason.empty() ? "" : ": " + e.reason));
-  };
+  o.connection.on_event = record_states(states);
   return o;
 }
 
@@ -171,10 +169,7 @@ TEST_CASE("a killed server's caller gets an error for its call; casts made while
   c.cast(json{{"op", "put"}, {"key", "k"}, {"value", "kept"}});
   d.port = server.port();
   auto again = node.block_on(erps_daemon::start<test_server>(node, d, json(), events));
-  grove::call_options wait;
-  wait.timeout = 10s;
-  wait.if_not_ready = grove::when_not_ready::wait;
-  CHECK(node.block_on(c.call(json{{"op", "get"}, {"key", "k"}}, wait)) == "kept");
+  CHECK(node.block_on(c.call(json{{"op", "get"}, {"key", "k"}}, waiting())) == "kept");
 }
 
 TEST_CASE("bad client options name the option") {

@@ -7,6 +7,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <string>
 
 using namespace erps_test;
@@ -156,19 +157,14 @@ TEST_CASE("stop with a reply: the caller gets it, the server terminates, the cli
   rig r;
   auto events = std::make_shared<event_log>();
   auto settings = r.client_settings();
-  settings.connection.on_event = [events](const grove::connection_event& e) {
-    events->add(std::string(grove::to_string(e.state)));
-  };
+  settings.connection.on_event = record_states(events);
   auto c = r.connect(settings);
   REQUIRE(r.call(c, json{{"op", "put"}, {"key", "k"}, {"value", 1}}) == true);
   CHECK(r.call(c, op("stop")) == "bye");
   CHECK(r.events->wait_count("terminate normal", 1));
   REQUIRE(events->wait_count("connected", 2));
   json request = json{{"op", "get"}, {"key", "k"}};
-  grove::call_options wait;
-  wait.timeout = 10s;
-  wait.if_not_ready = grove::when_not_ready::wait;
-  CHECK(r.node.block_on(c.call(request, wait)).is_null()); // a fresh server
+  CHECK(r.node.block_on(c.call(request, waiting())).is_null()); // a fresh server
 }
 
 TEST_CASE("stop without a reply: the remote caller gets an error for that call") {
@@ -272,29 +268,24 @@ TEST_CASE("killing a connection's server: the client sees the drop, reconnects, 
   rig r;
   auto states = std::make_shared<event_log>();
   auto settings = r.client_settings();
-  settings.connection.on_event = [states](const grove::connection_event& e) {
-    states->add(std::string(grove::to_string(e.state)));
-  };
+  settings.connection.on_event = record_states(states);
   auto c = r.connect(settings);
   REQUIRE(r.call(c, op("echo", 1)) == 1);
   auto sessions = r.sessions();
   REQUIRE(sessions.size() == 1);
   grove::exit(sessions[0], grove::exit_reason::kill());
   CHECK(states->wait_count("connected", 2));
-  CHECK(states->count("disconnected") + states->count("backing_off") + states->count("connecting") >= 1);
-  grove::call_options wait;
-  wait.timeout = 10s;
-  wait.if_not_ready = grove::when_not_ready::wait;
-  CHECK(r.node.block_on(c.call(op("echo", 2), wait)) == 2);
+  CHECK(states->wait_for([](const auto& v) {
+    return std::any_of(v.begin(), v.end(), [](const std::string& s) { return s.find("closed by the peer") != std::string::npos; });
+  }));
+  CHECK(r.node.block_on(c.call(op("echo", 2), waiting())) == 2);
 }
 
 TEST_CASE("the daemon killed and started again on the same port: the client reconnects by itself") {
   rig r;
   auto states = std::make_shared<event_log>();
   auto settings = r.client_settings();
-  settings.connection.on_event = [states](const grove::connection_event& e) {
-    states->add(std::string(grove::to_string(e.state)));
-  };
+  settings.connection.on_event = record_states(states);
   auto c = r.connect(settings);
   REQUIRE(r.call(c, op("echo", 1)) == 1);
   const auto port = r.server.port();
@@ -307,10 +298,7 @@ TEST_CASE("the daemon killed and started again on the same port: the client reco
   again.log = capture(r.logs);
   auto restarted = r.node.block_on(erps_daemon::start<test_server>(r.node, again, json(), r.events));
   CHECK(states->wait_count("connected", 2));
-  grove::call_options wait;
-  wait.timeout = 10s;
-  wait.if_not_ready = grove::when_not_ready::wait;
-  CHECK(r.node.block_on(c.call(op("echo", "back"), wait)) == "back");
+  CHECK(r.node.block_on(c.call(op("echo", "back"), waiting())) == "back");
 }
 
 TEST_CASE("graceful shutdown lets a call in flight finish, then closes, and stops accepting") {

@@ -248,6 +248,45 @@ private:
   grove::erps::frame_decoder decoder_{64u << 20};
 };
 
+/// A connection_options::on_event that records each state entered
+/// ("connected", "backing_off", ...), with ": reason" when there is one.
+inline std::function<void(const grove::connection_event&)> record_states(std::shared_ptr<event_log> log) {
+  return [log](const grove::connection_event& e) {
+    log->add(std::string(grove::to_string(e.state)) + (e.reason.empty() ? "" : ": " + e.reason));
+  };
+}
+
+/// Call options that wait for a disconnected client, up to `timeout`.
+inline grove::call_options waiting(grove::duration timeout = 10s) {
+  grove::call_options o;
+  o.timeout = timeout;
+  o.if_not_ready = grove::when_not_ready::wait;
+  return o;
+}
+
+/// A node and a daemon serving test_server (initial data null) whose log
+/// records go to `logs`; clients of it log there too.
+struct daemon_rig {
+  std::shared_ptr<event_log> logs = std::make_shared<event_log>();
+  grove::node node{{.threads = 2}};
+  grove::erps::daemon server;
+
+  explicit daemon_rig(grove::erps::daemon_options options) {
+    options.log = capture(logs);
+    server = node.block_on(grove::erps::daemon::start<test_server>(node, options, json(), std::shared_ptr<event_log>()));
+  }
+
+  grove::erps::client_ref connect(grove::erps::client_options o = {}) {
+    o.port = server.port();
+    o.log = capture(logs);
+    return node.block_on(grove::erps::client::start(node, std::move(o)));
+  }
+
+  json echo(const grove::erps::client_ref& c, json value) {
+    return node.block_on(c.call(json{{"op", "echo"}, {"value", std::move(value)}}, 10s));
+  }
+};
+
 /// A frame as a client would send it.
 inline std::string call_frame(const json& id, const json& request, const std::string& identifier = "",
                               grove::erps::protocol_version version = {0, 4, 0}) {

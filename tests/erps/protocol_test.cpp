@@ -12,26 +12,7 @@ using erps_daemon = grove::erps::daemon;
 
 namespace {
 
-struct rig {
-  std::shared_ptr<event_log> logs = std::make_shared<event_log>();
-  grove::node node{{.threads = 2}};
-  erps_daemon server;
-
-  explicit rig(grove::erps::daemon_options options) {
-    options.log = capture(logs);
-    server = node.block_on(erps_daemon::start<test_server>(node, options, json(), std::shared_ptr<event_log>()));
-  }
-
-  grove::erps::client_ref connect(grove::erps::client_options o) {
-    o.port = server.port();
-    o.log = capture(logs);
-    return node.block_on(grove::erps::client::start(node, std::move(o)));
-  }
-
-  json echo(const grove::erps::client_ref& c, json value) {
-    return node.block_on(c.call(json{{"op", "echo"}, {"value", std::move(value)}}, 10s));
-  }
-};
+using rig = daemon_rig;
 
 json echo_request(json value) { return json{{"op", "echo"}, {"value", std::move(value)}}; }
 

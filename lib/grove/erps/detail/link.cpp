@@ -50,34 +50,7 @@ std::string seconds_text(duration d) {
   return std::to_string(ms) + " ms";
 }
 
-class tcp_transport final : public transport {
-public:
-  explicit tcp_transport(asio::ip::tcp::socket socket) : socket_(std::move(socket)) {
-    boost::system::error_code ignored;
-    socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
-    auto remote = socket_.remote_endpoint(ignored);
-    if (!ignored) peer_ = endpoint_text(remote);
-  }
-  asio::any_io_executor executor() override { return socket_.get_executor(); }
-  asio::awaitable<std::pair<boost::system::error_code, std::size_t>> read_some(asio::mutable_buffer into) override {
-    auto [error, n] = co_await socket_.async_read_some(into, use_tuple);
-    co_return std::pair{error, n};
-  }
-  asio::awaitable<std::pair<boost::system::error_code, std::size_t>> write(asio::const_buffer bytes) override {
-    auto [error, n] = co_await asio::async_write(socket_, bytes, use_tuple);
-    co_return std::pair{error, n};
-  }
-  void close() noexcept override {
-    boost::system::error_code ignored;
-    socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
-    socket_.close(ignored);
-  }
-  std::string peer() const override { return peer_; }
-
-private:
-  asio::ip::tcp::socket socket_;
-  std::string peer_;
-};
+using tcp_transport = stream_transport<asio::ip::tcp::socket>;
 
 } // namespace
 

@@ -63,15 +63,11 @@ std::string subject_of(SSL* ssl) {
   return line;
 }
 
-class tls_transport final : public transport {
+class tls_transport final : public stream_transport<ssl::stream<asio::ip::tcp::socket>> {
 public:
   tls_transport(asio::ip::tcp::socket socket, std::shared_ptr<ssl::context> ctx, ssl::stream_base::handshake_type role,
                 const std::string& server_name)
-      : context_(std::move(ctx)), stream_(std::move(socket), *context_), role_(role) {
-    boost::system::error_code ignored;
-    stream_.lowest_layer().set_option(asio::ip::tcp::no_delay(true), ignored);
-    auto remote = stream_.lowest_layer().remote_endpoint(ignored);
-    if (!ignored) peer_ = endpoint_text(remote);
+      : stream_transport(std::move(socket), *ctx), context_(std::move(ctx)), role_(role) {
     if (role == ssl::stream_base::client && !server_name.empty()) {
       SSL* s = stream_.native_handle();
       boost::system::error_code not_address;
@@ -85,16 +81,12 @@ public:
     }
   }
 
-  asio::any_io_executor executor() override { return stream_.get_executor(); }
-
   asio::awaitable<boost::system::error_code> handshake() override {
     auto [error] = co_await stream_.async_handshake(role_, use_tuple);
     if (error) {
       // Say why a certificate was refused, not only "certificate verify failed".
       long verify = SSL_get_verify_result(stream_.native_handle());
-      if (verify != X509_V_OK) {
-        verify_error_ = X509_verify_cert_error_string(verify);
-      }
+      if (verify != X509_V_OK) verify_error_ = X509_verify_cert_error_string(verify);
     } else {
       subject_ = subject_of(stream_.native_handle());
     }
@@ -102,33 +94,22 @@ public:
   }
 
   asio::awaitable<std::pair<boost::system::error_code, std::size_t>> read_some(asio::mutable_buffer into) override {
-    auto [error, n] = co_await stream_.async_read_some(into, use_tuple);
+    auto result = co_await stream_transport::read_some(into);
     // A peer that closes TCP without TLS's close_notify: for us, an end of stream.
-    if (error == ssl::error::stream_truncated) error = asio::error::eof;
-    co_return std::pair{error, n};
+    if (result.first == ssl::error::stream_truncated) result.first = asio::error::eof;
+    co_return result;
   }
 
-  asio::awaitable<std::pair<boost::system::error_code, std::size_t>> write(asio::const_buffer bytes) override {
-    auto [error, n] = co_await asio::async_write(stream_, bytes, use_tuple);
-    co_return std::pair{error, n};
-  }
-
-  void close() noexcept override {
-    boost::system::error_code ignored;
-    stream_.lowest_layer().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
-    stream_.lowest_layer().close(ignored);
-  }
-
-  std::string peer() const override { return peer_; }
   bool secure() const noexcept override { return true; }
   std::string peer_subject() const override { return subject_; }
   std::string handshake_detail() const override { return verify_error_; }
 
 private:
-  std::shared_ptr<ssl::context> context_; // outlives the stream, even across a reload
-  ssl::stream<asio::ip::tcp::socket> stream_;
+  // The SSL object holds its own reference to the SSL_CTX (SSL_new takes
+  // one), so the stream never outlives what it uses; this keeps the Asio
+  // context object too, for as long as the connection lives, across reloads.
+  std::shared_ptr<ssl::context> context_;
   ssl::stream_base::handshake_type role_;
-  std::string peer_;
   std::string subject_;
   std::string verify_error_;
 };

@@ -5,7 +5,10 @@
 #include <grove/erps/detail/link.hpp>
 #include <grove/erps/tls.hpp>
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 
 #include <memory>
 #include <string>
@@ -16,6 +19,44 @@ std::unique_ptr<transport> make_tcp_transport(asio::ip::tcp::socket socket);
 
 /// "127.0.0.1:51234" / "[::1]:51234".
 std::string endpoint_text(const asio::ip::tcp::endpoint& e);
+
+/// A transport over an Asio stream whose lowest layer is a TCP socket:
+/// Nagle off, the peer's address kept for logs.
+template <class Stream>
+class stream_transport : public transport {
+public:
+  template <class... A>
+  explicit stream_transport(A&&... args) : stream_(std::forward<A>(args)...) {
+    boost::system::error_code ignored;
+    stream_.lowest_layer().set_option(asio::ip::tcp::no_delay(true), ignored);
+    auto remote = stream_.lowest_layer().remote_endpoint(ignored);
+    if (!ignored) peer_ = endpoint_text(remote);
+  }
+
+  asio::any_io_executor executor() override { return stream_.get_executor(); }
+
+  asio::awaitable<std::pair<boost::system::error_code, std::size_t>> read_some(asio::mutable_buffer into) override {
+    auto [error, n] = co_await stream_.async_read_some(into, asio::as_tuple(asio::use_awaitable));
+    co_return std::pair{error, n};
+  }
+
+  asio::awaitable<std::pair<boost::system::error_code, std::size_t>> write(asio::const_buffer bytes) override {
+    auto [error, n] = co_await asio::async_write(stream_, bytes, asio::as_tuple(asio::use_awaitable));
+    co_return std::pair{error, n};
+  }
+
+  void close() noexcept override {
+    boost::system::error_code ignored;
+    stream_.lowest_layer().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+    stream_.lowest_layer().close(ignored);
+  }
+
+  std::string peer() const override { return peer_; }
+
+protected:
+  Stream stream_;
+  std::string peer_;
+};
 
 /// A loaded TLS configuration (an OpenSSL SSL_CTX). Immutable once made; a
 /// reload makes a new one, and each connection keeps the one it began with.
