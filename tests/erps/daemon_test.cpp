@@ -404,6 +404,9 @@ TEST_CASE("bad daemon options are refused with the option's name and the expecte
   daemon_options unsigned_keys;
   unsigned_keys.require_signed = true;
   CHECK_THROWS_WITH_AS(start(unsigned_keys), doctest::Contains("verify_keys is empty"), std::invalid_argument);
+  daemon_options no_backlog;
+  no_backlog.backlog = 0;
+  CHECK_THROWS_WITH_AS(start(no_backlog), "backlog 0: expected a positive number", std::invalid_argument);
   daemon_options small_queue;
   small_queue.max_queued_bytes = 1000;
   CHECK_THROWS_WITH_AS(start(small_queue), doctest::Contains("max_queued_bytes 1000"), std::invalid_argument);
@@ -422,6 +425,64 @@ TEST_CASE("bad daemon options are refused with the option's name and the expecte
     CHECK(std::string(e.what()).find("cannot listen on 127.0.0.1:" + std::to_string(first.port())) !=
           std::string::npos);
   }
+}
+
+TEST_CASE("connections run under the dynamic supervisor the user passes") {
+  grove::node node{{.threads = 2}};
+  auto mine = node.block_on(grove::dynamic_supervisor::start(node, {}));
+  daemon_options o;
+  o.supervisor = mine;
+  o.log = nullptr;
+  auto server = node.block_on(erps_daemon::start<test_server>(node, o, json(), std::shared_ptr<event_log>()));
+  CHECK(server.supervisor() == mine);
+  client_options c;
+  c.port = server.port();
+  c.log = nullptr;
+  auto client = node.block_on(client::start(node, c));
+  CHECK(node.block_on(client.call(op("echo", 1))) == 1);
+  auto children = node.block_on(mine.which_children());
+  REQUIRE(children.size() == 1);
+  CHECK(children[0].restart == grove::restart_type::temporary);
+  node.block_on(server.shutdown(2s));
+  CHECK(grove::alive(mine.id())); // the user's supervisor is the user's to stop
+}
+
+TEST_CASE("at max_calls_in_flight the daemon reads no further calls from that client until one is answered") {
+  daemon_options o;
+  o.max_calls_in_flight = 2;
+  rig r(o);
+  raw_client wire(r.server.port());
+  wire.send(call_frame(1, json{{"op", "slow"}, {"value", "one"}, {"ms", 100}}) +
+            call_frame(2, json{{"op", "slow"}, {"value", "two"}, {"ms", 100}}) + call_frame(3, op("echo", "three")));
+  auto first = wire.read_non_keepalive();
+  REQUIRE(first);
+  // Without the limit the echo would be answered at once, before the slow
+  // calls; with it, the echo is not even read until a slow call is done.
+  CHECK(first->payload.rfind("[\"one\"", 0) == 0);
+  std::vector<std::string> rest;
+  for (int i = 0; i < 2; ++i) {
+    auto f = wire.read_non_keepalive();
+    REQUIRE(f);
+    rest.push_back(f->payload);
+  }
+  std::sort(rest.begin(), rest.end());
+  CHECK(rest == std::vector<std::string>{"[\"three\",3]", "[\"two\",2]"});
+}
+
+TEST_CASE("a call longer than the keepalive timeout, at the in-flight limit, does not make the client look silent") {
+  daemon_options o;
+  o.max_calls_in_flight = 1;
+  o.keepalive_interval = 50ms;
+  o.keepalive_timeout = 300ms;
+  rig r(o);
+  auto settings = r.client_settings();
+  settings.keepalive_interval = 50ms;
+  auto c = r.connect(settings);
+  // The daemon stops reading while the call runs, so the client's
+  // keepalives sit unread for twice the timeout.
+  CHECK(r.call(c, json{{"op", "slow"}, {"value", "long"}, {"ms", 600}}) == "long");
+  CHECK(r.call(c, op("echo", "same link")) == "same link");
+  CHECK(r.server.stats().accepted == 1);
 }
 
 TEST_CASE("a daemon listens on IPv6 loopback") {

@@ -174,6 +174,7 @@ TEST_CASE("plain TCP to the TLS port: the handshake fails, that connection close
   CHECK(plain.closed_within());
   CHECK(logged(*r.logs, "handshake_failed: TLS handshake failed:"));
   CHECK(r.call(good, echo("still")) == "still");
+  CHECK(r.call(r.connect(client_tls()), echo("new")) == "new");
 }
 
 TEST_CASE("the client checks the server's name and CA") {
@@ -243,5 +244,21 @@ TEST_CASE("openssl s_client handshakes with a client certificate and gets a repl
     CHECK(out.find("no certificate") == std::string::npos);
     CHECK(out.find("alert") != std::string::npos);
     CHECK(logged(*r.logs, "handshake_failed: TLS handshake failed: peer did not return a certificate"));
+  }
+  {
+    // TLS 1.2 is the floor: s_client offering only TLS 1.1 (its own security
+    // level lowered so that it offers it at all) is refused by the daemon.
+    r.logs->clear();
+    s_client old({"-connect", where, "-CAfile", cert("ca.pem"), "-cert", cert("client.pem"), "-key", cert("client.key"),
+                  "-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0", "-quiet"});
+    old.read_until([](const std::string&) { return false; }, 10s);
+    CHECK(logged(*r.logs, "handshake_failed: TLS handshake failed: unsupported protocol"));
+  }
+  {
+    s_client tls12({"-connect", where, "-CAfile", cert("ca.pem"), "-cert", cert("client.pem"), "-key", cert("client.key"),
+                    "-tls1_2", "-verify_return_error", "-quiet"});
+    tls12.write(call_frame(3, echo("over TLS 1.2")));
+    std::string out = tls12.read_until([](const std::string& o) { return o.find("[\"over TLS 1.2\",3]") != std::string::npos; });
+    CHECK(out.find("[\"over TLS 1.2\",3]") != std::string::npos);
   }
 }

@@ -267,8 +267,26 @@ asio::awaitable<void> link::read_loop(std::shared_ptr<link> self) {
   self->last_received_ = clock::now();
   self->wake_writer();
   for (;;) {
-    while (!self->closed_ && self->reading_paused()) co_await wait(self->reader_wake_);
+    // Hand over what is buffered, a frame at a time, while not paused: a
+    // read may hold more calls than the client may have in flight, and
+    // those wait in the buffer (and the socket), not in the mailbox.
+    while (!self->closed_ && !self->reading_paused()) {
+      auto f = self->decoder_.next();
+      if (!f) break;
+      self->handle(f);
+    }
     if (self->closed_) co_return;
+    if (self->decoder_.failed()) {
+      std::string reason = "bad frame: " + self->decoder_.error_text();
+      self->log_close(log_level::warning, "bad_frame", reason);
+      self->send_error(nullptr, reason);
+      self->close_after_flush(std::move(reason), true);
+      co_return;
+    }
+    if (self->reading_paused()) {
+      co_await wait(self->reader_wake_);
+      continue;
+    }
     auto space = self->decoder_.prepare(std::max<std::size_t>(16 * 1024, self->decoder_.missing()));
     auto [error, n] = co_await self->transport_->read_some(asio::buffer(space.data(), space.size()));
     if (self->closed_) co_return;
@@ -283,17 +301,6 @@ asio::awaitable<void> link::read_loop(std::shared_ptr<link> self) {
     }
     self->decoder_.commit(n);
     self->last_received_ = clock::now();
-    while (auto f = self->decoder_.next()) {
-      self->handle(f);
-      if (self->closed_) co_return;
-    }
-    if (self->decoder_.failed()) {
-      std::string reason = "bad frame: " + self->decoder_.error_text();
-      self->log_close(log_level::warning, "bad_frame", reason);
-      self->send_error(nullptr, reason);
-      self->close_after_flush(std::move(reason), true);
-      co_return;
-    }
   }
 }
 
@@ -347,6 +354,9 @@ asio::awaitable<void> link::heartbeat(std::shared_ptr<link> self) {
       }
       continue;
     }
+    // While we do not read (calls in flight at the limit, our own queue
+    // full, draining) the peer's keepalives wait unread: its silence is ours.
+    if (self->reading_paused()) self->last_received_ = now;
     if (now - self->last_received_ >= c.keepalive_timeout) {
       std::string reason = "peer silent for " + seconds_text(c.keepalive_timeout) + " (keepalive timeout)";
       if (self->decoder_.in_frame()) {
