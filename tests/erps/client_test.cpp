@@ -135,7 +135,7 @@ TEST_CASE("a killed server's caller gets an error for its call; casts made while
   grove::node node{{.threads = 2}};
   grove::erps::daemon_options d;
   d.log = nullptr;
-  auto server = node.block_on(erps_daemon::start<test_server>(node, d, json(), events));
+  auto server = node.block_on(start_test_daemon(node, d, json(), events));
   auto states = std::make_shared<event_log>();
   auto c = node.block_on(grove::erps::client::start(node, options_for(server.port(), states)));
 
@@ -168,7 +168,7 @@ TEST_CASE("a killed server's caller gets an error for its call; casts made while
   REQUIRE(states->wait_for([](const auto& v) { return !v.empty() && v.back().rfind("backing_off", 0) == 0; }));
   c.cast(json{{"op", "put"}, {"key", "k"}, {"value", "kept"}});
   d.port = server.port();
-  auto again = node.block_on(erps_daemon::start<test_server>(node, d, json(), events));
+  auto again = node.block_on(start_test_daemon(node, d, json(), events));
   CHECK(node.block_on(c.call(json{{"op", "get"}, {"key", "k"}}, waiting())) == "kept");
 }
 

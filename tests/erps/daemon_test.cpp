@@ -29,7 +29,7 @@ struct rig {
 
   explicit rig(daemon_options options = {}) {
     options.log = capture(logs);
-    server = node.block_on(erps_daemon::start<test_server>(node, options, json{{"seed", 1}}, events));
+    server = node.block_on(start_test_daemon(node, options, json{{"seed", 1}}, events));
   }
 
   client_options client_settings() const {
@@ -229,7 +229,7 @@ TEST_CASE("calls while disconnected fail at once, or wait for the daemon when as
   auto events = std::make_shared<event_log>();
   daemon_options d;
   d.log = capture(logs);
-  auto first = node.block_on(erps_daemon::start<test_server>(node, d, json(), events));
+  auto first = node.block_on(start_test_daemon(node, d, json(), events));
   const auto port = first.port();
   node.block_on(first.shutdown(2s));
 
@@ -259,7 +259,7 @@ TEST_CASE("calls while disconnected fail at once, or wait for the daemon when as
   };
   grove::spawn(node, waiting_caller{c, log});
   d.port = port;
-  auto second = node.block_on(erps_daemon::start<test_server>(node, d, json(), events));
+  auto second = node.block_on(start_test_daemon(node, d, json(), events));
   CHECK(second.port() == port);
   CHECK(log->wait_count("\"waited\"", 1));
 }
@@ -296,7 +296,7 @@ TEST_CASE("the daemon killed and started again on the same port: the client reco
   daemon_options again;
   again.port = port;
   again.log = capture(r.logs);
-  auto restarted = r.node.block_on(erps_daemon::start<test_server>(r.node, again, json(), r.events));
+  auto restarted = r.node.block_on(start_test_daemon(r.node, again, json(), r.events));
   CHECK(states->wait_count("connected", 2));
   CHECK(r.node.block_on(c.call(op("echo", "back"), waiting())) == "back");
 }
@@ -390,7 +390,7 @@ TEST_CASE("bad daemon options are refused with the option's name and the expecte
   grove::node node{{.threads = 1}};
   auto start = [&](daemon_options o) {
     o.log = nullptr;
-    return node.block_on(erps_daemon::start<test_server>(node, o, json(), std::shared_ptr<event_log>()));
+    return node.block_on(start_test_daemon(node, o, json(), std::shared_ptr<event_log>()));
   };
   daemon_options bad_address;
   bad_address.bind_address = "localhost:80";
@@ -433,7 +433,7 @@ TEST_CASE("connections run under the dynamic supervisor the user passes") {
   daemon_options o;
   o.supervisor = mine;
   o.log = nullptr;
-  auto server = node.block_on(erps_daemon::start<test_server>(node, o, json(), std::shared_ptr<event_log>()));
+  auto server = node.block_on(start_test_daemon(node, o, json(), std::shared_ptr<event_log>()));
   CHECK(server.supervisor() == mine);
   client_options c;
   c.port = server.port();

@@ -57,88 +57,34 @@ inline bool logged(const event_log& log, const std::string& prefix, std::chrono:
   return found;
 }
 
-/// A server with one operation per behaviour the tests need.
+/// A server with one operation per behaviour the tests need (defined in
+/// erps_support.cpp, compiled once for all the erps tests).
 class test_server : public grove::erps::server {
 public:
-  test_server(json initial, std::shared_ptr<event_log> events) : data_(std::move(initial)), events_(std::move(events)) {}
-  ~test_server() override {
-    for (auto& t : threads_) t.join();
-  }
+  test_server(json initial, std::shared_ptr<event_log> events);
+  ~test_server() override;
 
-  grove::call_result<json> handle_call(grove::erps::call c, grove::from<json> from) {
-    const json& r = c.request;
-    const std::string op = r.value("op", "");
-    if (op == "echo") return r.at("value");
-    if (op == "get") return data_.value(r.at("key").get<std::string>(), json());
-    if (op == "put") {
-      data_[r.at("key").get<std::string>()] = r.at("value");
-      return json(true);
-    }
-    if (op == "initial") return data_;
-    if (op == "hold") { // answered by a later "release", last held first
-      held_.emplace_back(from, r.at("value"));
-      if (events_) events_->add("held " + r.at("value").dump());
-      return grove::noreply;
-    }
-    if (op == "slow") { // answered by a timer after "ms"
-      slow_.emplace_back(from, r.at("value"));
-      grove::send_after(self(), std::chrono::milliseconds(r.at("ms").get<int>()), slow_done{slow_.size() - 1});
-      if (events_) events_->add("held " + r.at("value").dump());
-      return grove::noreply;
-    }
-    if (op == "release") {
-      const auto n = held_.size();
-      for (auto it = held_.rbegin(); it != held_.rend(); ++it) it->first.reply(it->second);
-      held_.clear();
-      return json(n);
-    }
-    if (op == "from_thread") { // the reply comes from another thread
-      json value = r.at("value");
-      threads_.emplace_back([from, value] { from.reply(value); });
-      return grove::noreply;
-    }
-    if (op == "push") {
-      push(r.at("value"));
-      return json(true);
-    }
-    if (op == "remote") return json(is_remote(from));
-    if (op == "peer_subject") return json(peer_subject());
-    if (op == "stop") return grove::call_result<json>(json("bye"), grove::stop());
-    if (op == "stop_noreply") return grove::stop();
-    if (op == "continue") return grove::call_result<json>(json(true), grove::continue_with(r.at("value")));
-    if (op == "throw") throw std::runtime_error("asked to throw");
-    return json{{"error", "unknown op"}};
-  }
-
-  void handle_cast(grove::erps::cast c) {
-    const json& r = c.request;
-    if (r.value("op", "") == "put") data_[r.at("key").get<std::string>()] = r.at("value");
-    if (r.value("op", "") == "push") push(r.at("value"));
-    if (events_) events_->add("cast " + r.dump());
-  }
-
-  void handle_info(grove::message m) {
-    if (auto* done = m.get_if<slow_done>()) slow_[done->index].first.reply(slow_[done->index].second);
-  }
-
-  void handle_continue(grove::message m) {
-    if (auto* v = m.get_if<json>()) push(json{{"continued", *v}});
-  }
-
-  void terminate(const grove::exit_reason& reason) {
-    if (events_) events_->add("terminate " + reason.to_string());
-  }
+  grove::call_result<json> handle_call(grove::erps::call c, grove::from<json> from);
+  void handle_cast(grove::erps::cast c);
+  void handle_info(grove::message m);
+  void handle_continue(grove::message m);
+  void terminate(const grove::exit_reason& reason);
 
 private:
   struct slow_done {
     std::size_t index;
   };
   json data_;
-  std::vector<std::pair<grove::from<json>, json>> slow_;
   std::shared_ptr<event_log> events_;
   std::vector<std::pair<grove::from<json>, json>> held_;
+  std::vector<std::pair<grove::from<json>, json>> slow_;
   std::vector<std::thread> threads_;
 };
+
+/// daemon::start<test_server>(n, options, initial, events), instantiated
+/// once (in erps_support.cpp) instead of in every test file.
+grove::awaitable<grove::erps::daemon> start_test_daemon(grove::node& n, grove::erps::daemon_options options,
+                                                        json initial, std::shared_ptr<event_log> events);
 
 /// A client that speaks raw bytes over a blocking POSIX socket, for input
 /// no well-behaved client would send. Reads are bounded by poll().
@@ -273,7 +219,7 @@ struct daemon_rig {
 
   explicit daemon_rig(grove::erps::daemon_options options) {
     options.log = capture(logs);
-    server = node.block_on(grove::erps::daemon::start<test_server>(node, options, json(), std::shared_ptr<event_log>()));
+    server = node.block_on(start_test_daemon(node, options, json(), std::shared_ptr<event_log>()));
   }
 
   grove::erps::client_ref connect(grove::erps::client_options o = {}) {
