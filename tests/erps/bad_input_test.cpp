@@ -7,6 +7,8 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
+
 using namespace erps_test;
 using grove::erps::frame_type;
 using erps_daemon = grove::erps::daemon;
@@ -174,5 +176,22 @@ TEST_CASE("a client that never reads its replies: the daemon stops reading from 
   MESSAGE("sent " << sent << " bytes before blocking; daemon queue " << queued << " bytes");
   // The pause threshold (1 MiB) plus at most max_calls_in_flight replies.
   CHECK(queued <= (1 << 20) + 9 * static_cast<std::int64_t>(frame.size()));
+  r.others_unaffected();
+}
+
+TEST_CASE("a client that stops reading is closed once nothing it was sent is taken for the keepalive timeout") {
+  grove::erps::daemon_options o;
+  o.keepalive_interval = 50ms;
+  o.keepalive_timeout = 500ms;
+  rig r(o);
+  raw_client stuck(r.server.port());
+  // One small call, answered with 16 MiB of pushes it never reads: more
+  // than the socket buffers hold, less than max_queued_bytes.
+  stuck.send(call_frame(1, json{{"op", "flood"}, {"value", std::string(64 * 1024, 'z')}, {"count", 256}}));
+  CHECK(r.logs->wait_for([](const auto& v) {
+    return std::any_of(v.begin(), v.end(), [](const std::string& l) {
+      return l.rfind("slow_peer: peer is not reading: ", 0) == 0 && l.find("none taken for 500 ms") != std::string::npos;
+    });
+  }));
   r.others_unaffected();
 }

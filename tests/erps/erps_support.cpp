@@ -42,6 +42,10 @@ grove::call_result<json> test_server::handle_call(grove::erps::call c, grove::fr
     threads_.emplace_back([from, value] { from.reply(value); });
     return grove::noreply;
   }
+  if (op == "flood") { // many pushes for one small call
+    for (int i = 0; i < r.at("count").get<int>(); ++i) push(r.at("value"));
+    return json(true);
+  }
   if (op == "push") {
     push(r.at("value"));
     return json(true);

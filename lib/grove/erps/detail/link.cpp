@@ -309,7 +309,17 @@ asio::awaitable<void> link::write_loop(std::shared_ptr<link> self) {
     while (!self->closed_ && (self->out_.empty() || !self->handshake_done_)) co_await wait(self->writer_wake_);
     if (self->closed_) co_return;
     std::swap(self->writing_, self->out_);
-    auto [error, n] = co_await self->transport_->write(asio::buffer(self->writing_));
+    // In chunks, so that a peer that reads slowly but steadily is told from
+    // one that stopped reading (see the heartbeat).
+    boost::system::error_code error;
+    constexpr std::size_t chunk = 256 * 1024;
+    for (std::size_t at = 0; at < self->writing_.size() && !error && !self->closed_; at += chunk) {
+      self->write_started_ = clock::now();
+      auto [e, n] =
+          co_await self->transport_->write(asio::buffer(self->writing_.data() + at, std::min(chunk, self->writing_.size() - at)));
+      error = e;
+    }
+    self->write_started_.reset();
     self->writing_.clear();
     if (self->config_.counters) {
       const auto now_queued = static_cast<std::int64_t>(self->queued_bytes());
@@ -363,6 +373,13 @@ asio::awaitable<void> link::heartbeat(std::shared_ptr<link> self) {
         reason += " with a frame unfinished (" + std::to_string(self->decoder_.buffered()) + " bytes of it received)";
       }
       self->log_close(log_level::info, "peer_silent", reason);
+      self->close(std::move(reason), true);
+      co_return;
+    }
+    if (self->write_started_ && now - *self->write_started_ >= c.keepalive_timeout) {
+      std::string reason = "peer is not reading: " + std::to_string(self->queued_bytes()) + " bytes unsent and none taken for " +
+                           seconds_text(c.keepalive_timeout);
+      self->log_close(log_level::warning, "slow_peer", reason);
       self->close(std::move(reason), true);
       co_return;
     }

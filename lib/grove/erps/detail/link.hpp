@@ -172,6 +172,7 @@ private:
   std::chrono::steady_clock::time_point last_sent_;
   std::chrono::steady_clock::time_point last_activity_;
   std::optional<std::chrono::steady_clock::time_point> flush_deadline_;
+  std::optional<std::chrono::steady_clock::time_point> write_started_; // a write (chunk) in progress since
   std::string close_reason_;
   std::size_t calls_in_flight_ = 0;
   std::int64_t counted_queued_ = 0; // what this link added to counters->queued_bytes
