@@ -81,8 +81,11 @@ action client::init() { return grove::connect(); }
 awaitable<action> client::connect(message) {
   auto executor = co_await boost::asio::this_coro::executor;
   tcp::resolver resolver(executor);
-  auto [resolve_error, endpoints] =
-      co_await resolver.async_resolve(options_.host, std::to_string(options_.port), use_tuple);
+  // (std::get, not a structured binding of a co_await: clang 14 corrupts
+  // the coroutine frame with the latter here.)
+  auto resolved = co_await resolver.async_resolve(options_.host, std::to_string(options_.port), use_tuple);
+  const boost::system::error_code resolve_error = std::get<0>(resolved);
+  const tcp::resolver::results_type endpoints = std::get<1>(resolved);
   if (resolve_error) {
     co_return grove::backoff(); // the event says "connect failed"; the log says why
   }
@@ -91,8 +94,8 @@ awaitable<action> client::connect(message) {
   for (const auto& entry : endpoints) {
     boost::system::error_code ignored;
     socket.close(ignored);
-    auto [e] = co_await socket.async_connect(entry.endpoint(), use_tuple);
-    error = e;
+    auto connected = co_await socket.async_connect(entry.endpoint(), use_tuple);
+    error = std::get<0>(connected);
     if (!error) break;
   }
   const std::string where = options_.host + ":" + std::to_string(options_.port);
