@@ -193,15 +193,27 @@ TEST_CASE("is_remote tells the client's calls from local ones; the server is cal
   rig r;
   auto c = r.connect();
   CHECK(r.call(c, op("remote")) == true);
+  CHECK(r.call(c, op("client")) == json{{"has_client", true}, {"pending", 1}}); // this very call
   auto sessions = r.sessions();
   REQUIRE(sessions.size() == 1);
   grove::server_ref<test_server> local(sessions[0]);
   CHECK(r.node.block_on(local.call(grove::erps::call(op("remote")))) == false);
   CHECK(r.node.block_on(local.call(grove::erps::call(op("echo", "local")))) == "local");
+  CHECK(r.node.block_on(local.call(grove::erps::call(op("client")))) == json{{"has_client", true}, {"pending", 0}});
 
   auto alone = r.node.block_on(grove::start<test_server>(r.node, json{{"seed", 2}}, std::shared_ptr<event_log>()));
   CHECK(r.node.block_on(alone.call(grove::erps::call(op("initial")))) == json{{"seed", 2}});
-  CHECK(r.node.block_on(alone.call(grove::erps::call(op("push", 1)))) == true); // push() is false inside: no client
+  CHECK(r.node.block_on(alone.call(grove::erps::call(op("push", 1)))) == false); // no client to push to
+  CHECK(r.node.block_on(alone.call(grove::erps::call(op("client")))) == json{{"has_client", false}, {"pending", 0}});
+}
+
+TEST_CASE("close_connection: the reply goes out first, then the server stops and the client reconnects") {
+  rig r;
+  auto c = r.connect();
+  CHECK(r.call(c, op("close")) == true);
+  CHECK(r.events->wait_count("terminate normal", 1));
+  CHECK(logged(*r.logs, "connection_closed: asked to close"));
+  CHECK(r.node.block_on(c.call(op("echo", "again"), waiting())) == "again");
 }
 
 TEST_CASE("handle_continue runs after a remote call's reply") {

@@ -46,11 +46,13 @@ grove::call_result<json> test_server::handle_call(grove::erps::call c, grove::fr
     for (int i = 0; i < r.at("count").get<int>(); ++i) push(r.at("value"));
     return json(true);
   }
-  if (op == "push") {
-    push(r.at("value"));
+  if (op == "push") return json(push(r.at("value"))); // false without a client
+  if (op == "remote") return json(is_remote(from));
+  if (op == "client") return json{{"has_client", has_client()}, {"pending", remote_calls_pending()}};
+  if (op == "close") {
+    close_connection("asked to close");
     return json(true);
   }
-  if (op == "remote") return json(is_remote(from));
   if (op == "peer_subject") return json(peer_subject());
   if (op == "stop") return grove::call_result<json>(json("bye"), grove::stop());
   if (op == "stop_noreply") return grove::stop();

@@ -37,7 +37,6 @@ enum class errc {
   disconnected,      ///< a connection is not connected (a call while it was down, or one in flight when it dropped)
   already_registered, ///< a registry name is held by another live process
   remote,            ///< the remote side answered with an error; what() has its text
-  protocol,          ///< the peer broke the wire protocol (a bad frame); what() says how
 };
 
 const std::error_category& error_category() noexcept;

@@ -82,9 +82,18 @@ awaitable<action> session::settle_later(session* s, awaitable<action> handler, s
   co_return next;
 }
 
+void session::finish_then_close(std::string reason) {
+  if (!draining_) {
+    draining_ = true;
+    close_reason_ = std::move(reason);
+    link_->stop_reading();
+  }
+  maybe_finish_drain();
+}
+
 void session::maybe_finish_drain() {
   if (draining_ && pending_.empty() && link_->calls_in_flight() == 0) {
-    link_->close_after_flush("the daemon is shutting down", false);
+    link_->close_after_flush(close_reason_, false);
   }
 }
 
@@ -161,10 +170,8 @@ handler_outcome session::on_message(server& s, message&& m, const session_dispat
     return action{};
   }
   if (m.is<drain>()) {
-    draining_ = true;
-    link_->stop_reading();
     link_->send_error(nullptr, "the server is shutting down: calls in flight are finished, no new ones are read");
-    maybe_finish_drain();
+    finish_then_close("the daemon is shutting down");
     return action{};
   }
   if (auto* down = m.get_if<link_down>()) {
@@ -222,7 +229,7 @@ std::string server::peer_subject() const { return session_ ? session_->channel()
 std::size_t server::remote_calls_pending() const noexcept { return session_ ? session_->pending() : 0; }
 
 void server::close_connection(std::string reason) {
-  if (session_) session_->channel()->close_after_flush(std::move(reason), false);
+  if (session_) session_->finish_then_close(std::move(reason));
 }
 
 } // namespace grove::erps

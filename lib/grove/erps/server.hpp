@@ -74,7 +74,9 @@ public:
   std::string peer_subject() const;
   /// Remote calls not answered yet.
   std::size_t remote_calls_pending() const noexcept;
-  /// Closes the connection once what is queued went out; the server then stops.
+  /// Reads no more from the client, answers the calls already taken (this
+  /// handler's included), sends what is queued, then closes; the server
+  /// then stops (reason normal).
   void close_connection(std::string reason);
 
 private:

@@ -50,7 +50,6 @@ public:
   virtual void close() noexcept = 0;
   /// "127.0.0.1:51234" / "[::1]:51234"; empty if unknown.
   virtual std::string peer() const = 0;
-  virtual bool secure() const noexcept { return false; }
   /// TLS: the verified peer certificate's subject, one line; empty otherwise.
   virtual std::string peer_subject() const { return {}; }
   /// After a failed handshake: why the certificate was refused, if it was.
@@ -105,7 +104,6 @@ public:
   const link_config& config() const noexcept { return config_; }
   transport& stream() noexcept { return *transport_; }
   bool closed() const noexcept { return closed_; }
-  bool handshake_done() const noexcept { return handshake_done_; }
 
   /// Queues one frame: `write(payload)` appends the payload after a
   /// reserved header. false if the link is closed, or the frame would put

@@ -28,6 +28,9 @@ public:
 
   grove::detail::handler_outcome on_message(server& s, message&& m, const session_dispatch& d);
   const std::shared_ptr<link>& channel() const noexcept { return link_; }
+  /// Reads no more calls; closes once every remote call taken is answered
+  /// and sent (a daemon's drain, or the server's close_connection).
+  void finish_then_close(std::string reason);
   std::size_t pending() const noexcept { return pending_.size(); }
 
 private:
@@ -50,6 +53,7 @@ private:
   std::uint64_t sequence_ = 0;
   std::unordered_map<std::uint64_t, pending_call> pending_;
   bool draining_ = false;
+  std::string close_reason_;
 };
 
 } // namespace grove::erps::detail

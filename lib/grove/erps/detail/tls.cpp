@@ -100,7 +100,6 @@ public:
     co_return result;
   }
 
-  bool secure() const noexcept override { return true; }
   std::string peer_subject() const override { return subject_; }
   std::string handshake_detail() const override { return verify_error_; }
 
