@@ -1,0 +1,358 @@
+#include "config.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <charconv>
+#include <fstream>
+#include <functional>
+#include <iomanip>
+#include <ostream>
+#include <optional>
+#include <sstream>
+
+#ifndef GROVED_CERTS_DIR
+#define GROVED_CERTS_DIR "certs"
+#endif
+
+namespace groved {
+namespace {
+
+using json = nlohmann::json;
+
+enum class kind : std::uint8_t { boolean, integer, text, milliseconds, choice };
+
+struct option {
+  std::string key;
+  kind type;
+  std::string help;
+  std::function<json(const config&)> get;
+  std::function<void(config&, const json&)> set;
+};
+
+std::string shown(const json& value) {
+  std::string text = value.dump();
+  if (text.size() > 60) text = text.substr(0, 57) + "...";
+  return text;
+}
+
+[[noreturn]] void bad(const std::string& key, const std::string& expected, const json& got) {
+  throw config_error(key + ": expected " + expected + ", got " + shown(got));
+}
+
+bool to_bool(const std::string& key, const json& v) {
+  if (!v.is_boolean()) bad(key, "true or false", v);
+  return v.get<bool>();
+}
+
+std::uint64_t to_uint(const std::string& key, const json& v, std::uint64_t lo, std::uint64_t hi) {
+  const std::string expected = "an integer from " + std::to_string(lo) + " to " + std::to_string(hi);
+  if (!v.is_number_integer()) bad(key, expected, v);
+  if (v.is_number_unsigned()) {
+    const auto n = v.get<std::uint64_t>();
+    if (n < lo || n > hi) bad(key, expected, v);
+    return n;
+  }
+  const auto n = v.get<std::int64_t>();
+  if (n < 0 || static_cast<std::uint64_t>(n) < lo || static_cast<std::uint64_t>(n) > hi) bad(key, expected, v);
+  return static_cast<std::uint64_t>(n);
+}
+
+std::string to_text(const std::string& key, const json& v, bool allow_empty) {
+  if (!v.is_string() || (!allow_empty && v.get<std::string>().empty())) {
+    bad(key, allow_empty ? "a string" : "a non-empty string", v);
+  }
+  return v.get<std::string>();
+}
+
+std::chrono::milliseconds to_ms(const std::string& key, const json& v, std::uint64_t lo, std::uint64_t hi) {
+  const std::string expected =
+      "a whole number of milliseconds from " + std::to_string(lo) + " to " + std::to_string(hi);
+  if (!v.is_number_integer()) bad(key, expected, v);
+  const auto n = v.is_number_unsigned() ? static_cast<std::int64_t>(std::min<std::uint64_t>(v.get<std::uint64_t>(), hi + 1))
+                                        : v.get<std::int64_t>();
+  if (n < static_cast<std::int64_t>(lo) || n > static_cast<std::int64_t>(hi)) bad(key, expected, v);
+  return std::chrono::milliseconds(n);
+}
+
+constexpr std::uint64_t one_day_ms = 86'400'000;
+
+// The one table of options: names, help, defaults (read from a default
+// config) and validation all come from here.
+const std::vector<option>& options() {
+  static const std::vector<option> table = [] {
+    std::vector<option> t;
+    auto listener = [&t](const char* name, listener_config config::*member, const char* what) {
+      const std::string prefix = name;
+      t.push_back({prefix + ".enabled", kind::boolean,
+                   std::string("listen for ") + what,
+                   [member](const config& c) { return json((c.*member).enabled); },
+                   [member, prefix](config& c, const json& v) { (c.*member).enabled = to_bool(prefix + ".enabled", v); }});
+      t.push_back({prefix + ".address", kind::text,
+                   std::string("address to listen on for ") + what + ", IPv4 or IPv6",
+                   [member](const config& c) { return json((c.*member).address); },
+                   [member, prefix](config& c, const json& v) { (c.*member).address = to_text(prefix + ".address", v, false); }});
+      t.push_back({prefix + ".port", kind::integer,
+                   std::string("port for ") + what + "; 0 picks a free one (printed on stdout when ready)",
+                   [member](const config& c) { return json((c.*member).port); },
+                   [member, prefix](config& c, const json& v) {
+                     (c.*member).port = static_cast<std::uint16_t>(to_uint(prefix + ".port", v, 0, 65535));
+                   }});
+    };
+    listener("tcp", &config::tcp, "plain TCP clients");
+    listener("tls", &config::tls, "TLS clients");
+    t.push_back({"tls.certificate", kind::text, "PEM certificate chain the daemon presents",
+                 [](const config& c) { return json(c.tls_certificate); },
+                 [](config& c, const json& v) { c.tls_certificate = to_text("tls.certificate", v, false); }});
+    t.push_back({"tls.private_key", kind::text, "PEM private key for tls.certificate",
+                 [](const config& c) { return json(c.tls_private_key); },
+                 [](config& c, const json& v) { c.tls_private_key = to_text("tls.private_key", v, false); }});
+    t.push_back({"tls.ca", kind::text, "PEM CA bundle client certificates must chain to",
+                 [](const config& c) { return json(c.tls_ca); },
+                 [](config& c, const json& v) { c.tls_ca = to_text("tls.ca", v, true); }});
+    t.push_back({"tls.require_client_certificate", kind::boolean, "mutual TLS: refuse clients without a valid certificate",
+                 [](const config& c) { return json(c.tls_require_client_certificate); },
+                 [](config& c, const json& v) {
+                   c.tls_require_client_certificate = to_bool("tls.require_client_certificate", v);
+                 }});
+    t.push_back({"tls.handshake_timeout_ms", kind::milliseconds, "close a TLS client that has not finished its handshake",
+                 [](const config& c) { return json(c.tls_handshake_timeout.count()); },
+                 [](config& c, const json& v) {
+                   c.tls_handshake_timeout = to_ms("tls.handshake_timeout_ms", v, 1, one_day_ms);
+                 }});
+    t.push_back({"identifier", kind::text, "erps identifier every frame must carry (clients must send the same)",
+                 [](const config& c) { return json(c.identifier); },
+                 [](config& c, const json& v) {
+                   c.identifier = to_text("identifier", v, true);
+                   if (c.identifier.size() > 32) bad("identifier", "at most 32 bytes", v);
+                 }});
+    t.push_back({"workers", kind::integer, "worker threads; 0: one per core",
+                 [](const config& c) { return json(c.workers); },
+                 [](config& c, const json& v) { c.workers = to_uint("workers", v, 0, 256); }});
+    t.push_back({"shards", kind::integer, "store shards (processes), keys spread by hash; 0: one per worker",
+                 [](const config& c) { return json(c.shards); },
+                 [](config& c, const json& v) { c.shards = to_uint("shards", v, 0, 1024); }});
+    t.push_back({"max_connections", kind::integer, "clients beyond this many are refused with an error; 0: no limit",
+                 [](const config& c) { return json(c.max_connections); },
+                 [](config& c, const json& v) { c.max_connections = to_uint("max_connections", v, 0, 10'000'000); }});
+    t.push_back({"max_payload", kind::integer, "largest frame payload accepted, in bytes",
+                 [](const config& c) { return json(c.max_payload); },
+                 [](config& c, const json& v) {
+                   c.max_payload = static_cast<std::uint32_t>(to_uint("max_payload", v, 1024, 1u << 30));
+                 }});
+    t.push_back({"max_calls_in_flight", kind::integer,
+                 "per client: unanswered calls before the daemon stops reading from it; 0: no limit",
+                 [](const config& c) { return json(c.max_calls_in_flight); },
+                 [](config& c, const json& v) { c.max_calls_in_flight = to_uint("max_calls_in_flight", v, 0, 1'000'000); }});
+    t.push_back({"idle_timeout_ms", kind::milliseconds, "close a client without a call or cast for this long; 0: never",
+                 [](const config& c) { return json(c.idle_timeout.count()); },
+                 [](config& c, const json& v) { c.idle_timeout = to_ms("idle_timeout_ms", v, 0, 30 * one_day_ms); }});
+    t.push_back({"keepalive_interval_ms", kind::milliseconds, "send a keepalive to a client quiet this long",
+                 [](const config& c) { return json(c.keepalive_interval.count()); },
+                 [](config& c, const json& v) { c.keepalive_interval = to_ms("keepalive_interval_ms", v, 10, one_day_ms); }});
+    t.push_back({"keepalive_timeout_ms", kind::milliseconds, "close a client silent this long (must exceed the interval)",
+                 [](const config& c) { return json(c.keepalive_timeout.count()); },
+                 [](config& c, const json& v) { c.keepalive_timeout = to_ms("keepalive_timeout_ms", v, 20, one_day_ms); }});
+    t.push_back({"max_keys", kind::integer, "keys the store holds at most; a put of a new key beyond fails with store_full",
+                 [](const config& c) { return json(c.max_keys); },
+                 [](config& c, const json& v) { c.max_keys = to_uint("max_keys", v, 1, 1'000'000'000); }});
+    t.push_back({"max_key_bytes", kind::integer, "longest key (and topic) accepted, in bytes",
+                 [](const config& c) { return json(c.max_key_bytes); },
+                 [](config& c, const json& v) { c.max_key_bytes = to_uint("max_key_bytes", v, 1, 65536); }});
+    t.push_back({"max_subscriptions", kind::integer, "topics one client may subscribe to",
+                 [](const config& c) { return json(c.max_subscriptions); },
+                 [](config& c, const json& v) { c.max_subscriptions = to_uint("max_subscriptions", v, 1, 1'000'000); }});
+    t.push_back({"data_path", kind::text,
+                 "snapshot file: loaded on start, written on graceful stop; empty: keep nothing",
+                 [](const config& c) { return json(c.data_path); },
+                 [](config& c, const json& v) { c.data_path = to_text("data_path", v, true); }});
+    t.push_back({"shutdown_timeout_ms", kind::milliseconds,
+                 "on SIGTERM/SIGINT: how long clients get to finish calls in flight",
+                 [](const config& c) { return json(c.shutdown_timeout.count()); },
+                 [](config& c, const json& v) { c.shutdown_timeout = to_ms("shutdown_timeout_ms", v, 0, one_day_ms); }});
+    t.push_back({"log.level", kind::choice, "least severe level logged: debug, info, warning or error",
+                 [](const config& c) {
+                   static const char* names[] = {"debug", "info", "warning", "error"};
+                   return json(names[static_cast<int>(c.level)]);
+                 },
+                 [](config& c, const json& v) {
+                   const std::string s = v.is_string() ? v.get<std::string>() : "";
+                   if (s == "debug") c.level = log_level::debug;
+                   else if (s == "info") c.level = log_level::info;
+                   else if (s == "warning") c.level = log_level::warning;
+                   else if (s == "error") c.level = log_level::error;
+                   else bad("log.level", "one of \"debug\", \"info\", \"warning\", \"error\"", v);
+                 }});
+    t.push_back({"log.format", kind::choice, "log line format on stderr: logfmt or json",
+                 [](const config& c) { return json(c.format == log_format::json ? "json" : "logfmt"); },
+                 [](config& c, const json& v) {
+                   const std::string s = v.is_string() ? v.get<std::string>() : "";
+                   if (s == "logfmt") c.format = log_format::logfmt;
+                   else if (s == "json") c.format = log_format::json;
+                   else bad("log.format", "\"logfmt\" or \"json\"", v);
+                 }});
+    return t;
+  }();
+  return table;
+}
+
+const option* find_option(std::string_view key) {
+  for (const auto& o : options()) {
+    if (key == o.key) return &o;
+  }
+  return nullptr;
+}
+
+// Walks a config file's nested objects down to dotted keys.
+void apply_object(config& c, const json& object, const std::string& prefix, const std::string& file) {
+  for (auto it = object.begin(); it != object.end(); ++it) {
+    const std::string key = prefix.empty() ? it.key() : prefix + "." + it.key();
+    if (const option* o = find_option(key)) {
+      o->set(c, it.value());
+    } else if (it.value().is_object()) {
+      apply_object(c, it.value(), key, file);
+    } else {
+      throw config_error(file + ": unknown key '" + key + "' (groved --help lists every key)");
+    }
+  }
+}
+
+void apply_file(config& c, const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw config_error("--config: cannot read '" + path + "'");
+  json document = json::parse(in, nullptr, false);
+  if (document.is_discarded()) throw config_error("--config: '" + path + "' is not valid JSON");
+  if (!document.is_object()) throw config_error("--config: '" + path + "' must hold a JSON object");
+  apply_object(c, document, "", path);
+}
+
+// A flag's text as the JSON value its option expects; a text that does not
+// parse stays a string, so the option's own check names the expected form.
+json flag_value(const option& o, const std::string& text) {
+  if (o.type == kind::text || o.type == kind::choice) return json(text);
+  if (o.type == kind::boolean) {
+    if (text == "true" || text == "yes" || text == "on" || text == "1") return json(true);
+    if (text == "false" || text == "no" || text == "off" || text == "0") return json(false);
+    return json(text);
+  }
+  std::int64_t n = 0;
+  const char* end = text.data() + text.size();
+  auto [p, ec] = std::from_chars(text.data(), end, n);
+  if (ec == std::errc{} && p == end && !text.empty()) return json(n);
+  return json(text);
+}
+
+void check(const config& c) {
+  if (!c.tcp.enabled && !c.tls.enabled) {
+    throw config_error("tcp.enabled, tls.enabled: at least one listener must be enabled");
+  }
+  if (c.keepalive_timeout <= c.keepalive_interval) {
+    throw config_error("keepalive_timeout_ms: expected more than keepalive_interval_ms (" +
+                       std::to_string(c.keepalive_interval.count()) + "), got " +
+                       std::to_string(c.keepalive_timeout.count()));
+  }
+  if (c.tcp.enabled && c.tls.enabled && c.tcp.port != 0 && c.tcp.port == c.tls.port && c.tcp.address == c.tls.address) {
+    throw config_error("tls.port: expected a port other than tcp.port on the same address, got " +
+                       std::to_string(c.tls.port));
+  }
+}
+
+} // namespace
+
+config default_config() {
+  config c;
+  const std::string dir = GROVED_CERTS_DIR;
+  c.tls_certificate = dir + "/server.pem";
+  c.tls_private_key = dir + "/server.key";
+  c.tls_ca = dir + "/ca.pem";
+  return c;
+}
+
+command_line parse_command_line(int argc, char** argv) {
+  command_line result;
+  result.settings = default_config();
+  std::vector<std::pair<std::string, std::string>> flags; // applied after the file
+  std::string config_file;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "-h" || arg == "--help") {
+      result.help = true;
+      continue;
+    }
+    if (arg == "--version") {
+      result.version = true;
+      continue;
+    }
+    if (arg == "--print-config") {
+      result.print_config = true;
+      continue;
+    }
+    if (arg.rfind("--", 0) != 0) {
+      throw config_error("unexpected argument '" + arg + "' (options look like --key=value; see groved --help)");
+    }
+    std::string key = arg.substr(2);
+    std::optional<std::string> value;
+    if (auto eq = key.find('='); eq != std::string::npos) {
+      value = key.substr(eq + 1);
+      key.resize(eq);
+    }
+    if (key == "config") {
+      if (!value) {
+        if (i + 1 >= argc) throw config_error("--config: expected a file name");
+        value = argv[++i];
+      }
+      config_file = *value;
+      continue;
+    }
+    const option* o = find_option(key);
+    if (!o) throw config_error("--" + key + ": unknown option (groved --help lists every option)");
+    if (!value) {
+      if (o->type == kind::boolean && (i + 1 >= argc || std::string_view(argv[i + 1]).rfind("--", 0) == 0)) {
+        value = "true";
+      } else if (i + 1 < argc) {
+        value = argv[++i];
+      } else {
+        throw config_error("--" + key + ": expected a value");
+      }
+    }
+    flags.emplace_back(key, *value);
+  }
+  if (result.help || result.version) return result;
+  if (!config_file.empty()) apply_file(result.settings, config_file);
+  for (const auto& [key, text] : flags) {
+    const option* o = find_option(key);
+    o->set(result.settings, flag_value(*o, text));
+  }
+  check(result.settings);
+  return result;
+}
+
+void print_help(std::ostream& out) {
+  out << "groved: grove's sample daemon, a key-value store with counters and topics over erps.\n\n"
+         "usage: groved [--config FILE] [--KEY=VALUE ...]\n"
+         "       groved --help | --version | --print-config\n\n"
+         "Settings come from the embedded defaults, then the JSON file given with --config\n"
+         "(nested objects: {\"tcp\": {\"port\": 7400}}), then flags; a later one wins.\n"
+         "Signals: SIGTERM/SIGINT drain clients and stop (a snapshot is written when\n"
+         "data_path is set); SIGHUP reloads the TLS certificate, key and CA.\n\n"
+         "KEY (default): meaning\n";
+  const config defaults = default_config();
+  for (const auto& o : options()) {
+    out << "  --" << o.key << " (" << o.get(defaults).dump() << ")\n      " << o.help << '\n';
+  }
+}
+
+std::string to_json_text(const config& c) {
+  json out = json::object();
+  for (const auto& o : options()) {
+    json* at = &out;
+    std::string_view key = o.key;
+    for (std::size_t dot; (dot = key.find('.')) != std::string_view::npos; key.remove_prefix(dot + 1)) {
+      at = &(*at)[std::string(key.substr(0, dot))];
+    }
+    (*at)[std::string(key)] = o.get(c);
+  }
+  return out.dump(2);
+}
+
+} // namespace groved

@@ -1,0 +1,80 @@
+// groved's configuration: embedded defaults, then a JSON file (--config),
+// then command-line flags (--tcp.port=0), each overriding the one before.
+// Every key has one dotted name used in the file (as nested objects), on
+// the command line and in error messages.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <iosfwd>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace groved {
+
+enum class log_format : std::uint8_t { logfmt, json };
+enum class log_level : std::uint8_t { debug, info, warning, error };
+
+struct listener_config {
+  bool enabled = true;
+  std::string address = "127.0.0.1";
+  std::uint16_t port = 0;
+};
+
+struct config {
+  listener_config tcp{true, "127.0.0.1", 7400};
+  listener_config tls{true, "127.0.0.1", 7401};
+  std::string tls_certificate;
+  std::string tls_private_key;
+  std::string tls_ca;
+  bool tls_require_client_certificate = true;
+  std::chrono::milliseconds tls_handshake_timeout{10'000};
+
+  std::string identifier;
+  std::size_t workers = 0; // 0: one per core
+  std::size_t shards = 0;  // 0: one per worker
+  std::size_t max_connections = 10'000;
+  std::uint32_t max_payload = 16u << 20;
+  std::size_t max_calls_in_flight = 256;
+  std::chrono::milliseconds idle_timeout{0}; // 0: never
+  std::chrono::milliseconds keepalive_interval{5'000};
+  std::chrono::milliseconds keepalive_timeout{20'000};
+  std::size_t max_keys = 1'000'000;
+  std::size_t max_key_bytes = 1024;
+  std::size_t max_subscriptions = 1024;
+  std::string data_path; // empty: nothing is persisted
+  std::chrono::milliseconds shutdown_timeout{5'000};
+  log_level level = log_level::info;
+  log_format format = log_format::logfmt;
+};
+
+/// A bad configuration value or flag; what() names the key and the
+/// expected form.
+class config_error : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
+
+/// What the command line asked for.
+struct command_line {
+  config settings;
+  bool help = false;
+  bool version = false;
+  bool print_config = false;
+};
+
+/// The embedded defaults (TLS files point at the repository's test certs).
+config default_config();
+
+/// Defaults, then --config FILE, then every --key=value / --key value flag.
+/// Throws config_error.
+command_line parse_command_line(int argc, char** argv);
+
+/// Every option, its default and what it means (for --help).
+void print_help(std::ostream& out);
+
+/// The effective configuration as JSON (for --print-config).
+std::string to_json_text(const config& c);
+
+} // namespace groved

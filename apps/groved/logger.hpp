@@ -1,0 +1,36 @@
+// groved's log: one structured line per event on stderr, logfmt or JSON.
+//   ts=2026-11-21T12:00:00.123Z level=info event=listening transport=tcp address=127.0.0.1:7400
+//   {"ts":"2026-11-21T12:00:00.123Z","level":"info","event":"listening","transport":"tcp",...}
+#pragma once
+
+#include "config.hpp"
+
+#include <grove/erps/log.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <initializer_list>
+#include <string_view>
+#include <utility>
+
+namespace groved {
+
+class logger {
+public:
+  using field = std::pair<std::string_view, nlohmann::json>;
+
+  logger(log_level least, log_format format) noexcept : least_(least), format_(format) {}
+
+  bool enabled(log_level level) const noexcept { return level >= least_; }
+  /// Thread-safe; one write(2) per line.
+  void log(log_level level, std::string_view event, std::initializer_list<field> fields = {}) const;
+
+  /// An erps log function writing through this logger (event, peer, msg).
+  grove::erps::log_function erps_log() const;
+
+private:
+  log_level least_;
+  log_format format_;
+};
+
+} // namespace groved

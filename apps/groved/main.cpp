@@ -1,0 +1,353 @@
+// groved: grove's sample daemon. A key-value store with counters and topics,
+// served over erps (plain TCP and mutual TLS), built only from grove's
+// public API. groved --help lists the options; service.hpp the requests.
+//
+// The supervision tree (rest_for_one: if the store fails, the listeners
+// restart after it):
+//   groved
+//   ├── store            supervisor, one_for_one
+//   │   └── shard-0..N   one process per shard, registered as groved.shard.I
+//   ├── tcp              erps daemon: listener + a dynamic supervisor with one
+//   └── tls              session process per client
+#include "config.hpp"
+#include "logger.hpp"
+#include "service.hpp"
+#include "snapshot.hpp"
+
+#include <grove/core/node.hpp>
+#include <grove/core/process.hpp>
+#include <grove/erps/daemon.hpp>
+#include <grove/registry/local_registry.hpp>
+#include <grove/supervisor/supervisor.hpp>
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+
+namespace groved {
+namespace {
+
+constexpr std::size_t tcp_slot = 0;
+constexpr std::size_t tls_slot = 1;
+
+struct signal_received {
+  int number;
+};
+
+const char* signal_name(int n) {
+  switch (n) {
+    case SIGINT: return "SIGINT";
+    case SIGTERM: return "SIGTERM";
+    case SIGHUP: return "SIGHUP";
+  }
+  return "signal";
+}
+
+// Forwards each signal to the main process as a message.
+struct signal_watcher {
+  std::shared_ptr<boost::asio::signal_set> signals;
+  grove::pid main;
+
+  grove::awaitable<void> operator()(grove::process&) {
+    for (;;) {
+      boost::system::error_code ec;
+      int number = co_await signals->async_wait(
+          boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+      if (ec) co_return; // cancelled: groved is stopping
+      grove::send(main, signal_received{number});
+    }
+  }
+};
+
+grove::erps::daemon_options daemon_options_for(const config& c, bool tls, const logger& log) {
+  grove::erps::daemon_options o;
+  const listener_config& l = tls ? c.tls : c.tcp;
+  o.bind_address = l.address;
+  o.port = l.port;
+  o.identifier = c.identifier;
+  o.max_payload = c.max_payload;
+  o.max_connections = c.max_connections;
+  o.max_calls_in_flight = c.max_calls_in_flight;
+  if (c.idle_timeout.count() > 0) o.idle_timeout = c.idle_timeout;
+  o.keepalive_interval = c.keepalive_interval;
+  o.keepalive_timeout = c.keepalive_timeout;
+  o.log = log.erps_log();
+  if (tls) {
+    grove::erps::tls_server_options t;
+    t.certificate_file = c.tls_certificate;
+    t.private_key_file = c.tls_private_key;
+    t.ca_file = c.tls_ca;
+    t.require_client_certificate = c.tls_require_client_certificate;
+    t.handshake_timeout = c.tls_handshake_timeout;
+    o.tls = t;
+  }
+  return o;
+}
+
+grove::awaitable<grove::pid> start_listener(grove::node& n, grove::erps::daemon_options options,
+                                            std::shared_ptr<service_state> state, std::size_t slot) {
+  grove::erps::daemon d = co_await grove::erps::daemon::start_link<session>(n, std::move(options), state);
+  state->set_daemon(slot, d);
+  co_return d.id();
+}
+
+std::vector<grove::child_spec> tree(const config& c, grove::registry& names, const std::shared_ptr<service_state>& state,
+                                    std::size_t workers, const logger& log) {
+  auto report = [log](const grove::supervisor_report& r) {
+    log.log(log_level::error, "supervisor_report",
+            {{"context", r.context}, {"child", r.child_id}, {"reason", r.reason.to_string()}});
+  };
+  std::vector<grove::child_spec> shards;
+  for (std::size_t i = 0; i < state->shards; ++i) {
+    grove::start_options placement;
+    placement.worker = i % workers;
+    placement.trap_exit = true;
+    grove::child_spec spec;
+    spec.id = "shard-" + std::to_string(i);
+    spec.start = grove::child_start::server<shard>(placement, state, i);
+    shards.push_back(grove::registered(names, service_state::shard_name(i), std::move(spec)));
+  }
+  grove::supervisor_options store_options;
+  store_options.strategy = grove::restart_strategy::one_for_one;
+  store_options.max_restarts = 5;
+  store_options.report = report;
+
+  std::vector<grove::child_spec> children;
+  children.push_back(grove::supervisor_child("store", std::move(shards), store_options));
+  const auto drain = grove::shutdown_policy::timeout(c.shutdown_timeout + std::chrono::seconds(5));
+  for (bool tls : {false, true}) {
+    if (!(tls ? c.tls.enabled : c.tcp.enabled)) continue;
+    grove::child_spec spec;
+    spec.id = tls ? "tls" : "tcp";
+    spec.start = [options = daemon_options_for(c, tls, log), state, slot = tls ? tls_slot : tcp_slot](grove::node& n) {
+      return start_listener(n, options, state, slot);
+    };
+    spec.restart = grove::restart_type::transient; // a drained listener stays down
+    spec.shutdown = drain;
+    spec.type = grove::child_type::supervisor;
+    children.push_back(std::move(spec));
+  }
+  return children;
+}
+
+// Waits until every monitored process in `refs` has ended, at most `limit`;
+// true if they all did.
+grove::awaitable<bool> await_down(grove::process& self, std::vector<grove::monitor_ref> refs, grove::duration limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!refs.empty()) {
+    const auto left = deadline - std::chrono::steady_clock::now();
+    if (left <= grove::duration::zero()) co_return false;
+    std::optional<grove::message> m = co_await self.receive_for(std::chrono::duration_cast<grove::duration>(left));
+    if (!m) co_return false;
+    if (auto* d = m->get_if<grove::down_message>()) std::erase(refs, d->ref);
+  }
+  co_return true;
+}
+
+struct drain_one {
+  grove::erps::daemon daemon;
+  grove::duration deadline;
+  grove::awaitable<void> operator()(grove::process&) const { co_await daemon.shutdown(deadline); }
+};
+
+// Drains both listeners at once: each gets the whole deadline.
+grove::awaitable<void> drain_listeners(grove::process& self, const std::vector<grove::erps::daemon>& daemons,
+                                       grove::duration deadline) {
+  std::vector<grove::monitor_ref> drains;
+  for (const auto& d : daemons) {
+    if (!d) continue;
+    grove::pid helper = grove::spawn(self.node(), drain_one{d, deadline});
+    drains.push_back(self.monitor(helper));
+  }
+  co_await await_down(self, std::move(drains), deadline + std::chrono::seconds(30));
+}
+
+struct groved_main {
+  const config* settings;
+  const logger* log;
+  std::shared_ptr<boost::asio::signal_set> signals;
+
+  grove::awaitable<int> operator()(grove::process& self) {
+    const config& c = *settings;
+    grove::node& n = self.node();
+    grove::pid watcher = grove::spawn(n, signal_watcher{signals, self.self()}, grove::spawn_options{.worker = 0});
+    const int status = co_await run(self);
+    boost::asio::post(n.context(0), [s = signals] { s->cancel(); });
+    (void)watcher;
+    (void)c;
+    co_return status;
+  }
+
+  grove::awaitable<int> run(grove::process& self) {
+    const config& c = *settings;
+    grove::node& n = self.node();
+    const std::size_t shards = c.shards == 0 ? n.size() : c.shards;
+    grove::local_registry names(n);
+    auto state = std::make_shared<service_state>(names, c, *log, shards);
+
+    if (!c.data_path.empty()) {
+      std::optional<json> data;
+      try {
+        data = load_snapshot(c.data_path);
+      } catch (const snapshot_error& e) {
+        log->log(log_level::error, "snapshot_unreadable",
+                 {{"path", c.data_path}, {"msg", std::string(e.what()) + "; not starting, so it is not overwritten"}});
+        co_return 1;
+      }
+      if (data) {
+        state->keys = static_cast<std::int64_t>(data->size());
+        log->log(log_level::info, "snapshot_loaded", {{"path", c.data_path}, {"keys", data->size()}});
+        state->set_initial(std::move(*data));
+      } else {
+        state->set_initial(json::object());
+        log->log(log_level::info, "snapshot_absent", {{"path", c.data_path}, {"msg", "starting empty"}});
+      }
+    } else {
+      state->set_initial(json::object());
+    }
+
+    grove::supervisor_options top_options;
+    top_options.strategy = grove::restart_strategy::rest_for_one;
+    top_options.max_restarts = 3;
+    top_options.report = [l = *log](const grove::supervisor_report& r) {
+      l.log(log_level::error, "supervisor_report",
+            {{"context", r.context}, {"child", r.child_id}, {"reason", r.reason.to_string()}});
+    };
+    grove::supervisor top;
+    try {
+      top = co_await grove::supervisor::start(n, tree(c, names, state, n.size(), *log), top_options);
+    } catch (const std::exception& e) {
+      log->log(log_level::error, "start_failed", {{"msg", e.what()}});
+      co_return 1;
+    }
+    grove::monitor_ref top_down = self.monitor(top.id());
+
+    json ready = json::object();
+    ready["event"] = "ready";
+    ready["pid"] = static_cast<std::int64_t>(::getpid());
+    const auto daemons = state->daemons();
+    for (std::size_t slot : {tcp_slot, tls_slot}) {
+      const auto& d = daemons[slot];
+      if (!d) continue;
+      ready[slot == tls_slot ? "tls" : "tcp"] = {{"address", d.address()}, {"port", d.port()}};
+    }
+    log->log(log_level::info, "ready", {{"workers", n.size()}, {"shards", shards}, {"pid", ::getpid()}});
+    // stdout carries exactly this one line, for scripts and tests.
+    std::cout << ready.dump() << std::endl;
+
+    int status = 0;
+    for (;;) {
+      grove::message m = co_await self.receive();
+      if (auto* d = m.get_if<grove::down_message>(); d && d->ref == top_down) {
+        log->log(log_level::error, "tree_failed",
+                 {{"reason", d->reason.to_string()}, {"msg", "the supervision tree gave up; stopping"}});
+        co_return 1;
+      }
+      auto* s = m.get_if<signal_received>();
+      if (!s) continue;
+      if (s->number == SIGHUP) {
+        const auto tls = state->daemons()[tls_slot];
+        if (!tls) {
+          log->log(log_level::info, "sighup_ignored", {{"msg", "no TLS listener to reload"}});
+          continue;
+        }
+        try {
+          co_await tls.reload_tls();
+        } catch (const std::exception&) {
+          // The daemon logged tls_reload_failed with the reason; it keeps the old files.
+        }
+        continue;
+      }
+      log->log(log_level::info, "stopping",
+               {{"signal", signal_name(s->number)}, {"deadline_ms", c.shutdown_timeout.count()}});
+      break;
+    }
+
+    // 1. Stop accepting; let clients' calls in flight finish (or be cut at the deadline).
+    co_await drain_listeners(self, state->daemons(), c.shutdown_timeout);
+    // 2. Everything acknowledged is in the shards now: snapshot it.
+    if (!c.data_path.empty()) {
+      try {
+        json data = json::object();
+        for (std::size_t i = 0; i < shards; ++i) {
+          grove::pid p = names.whereis(service_state::shard_name(i));
+          if (!p) throw snapshot_error("shard " + std::to_string(i) + " is not running");
+          json part = co_await grove::server_ref<shard>(p).call(dump_request{}, std::chrono::seconds(30));
+          for (auto it = part.begin(); it != part.end(); ++it) data[it.key()] = std::move(it.value());
+        }
+        write_snapshot(c.data_path, data);
+        log->log(log_level::info, "snapshot_written", {{"path", c.data_path}, {"keys", data.size()}});
+      } catch (const std::exception& e) {
+        log->log(log_level::error, "snapshot_failed", {{"path", c.data_path}, {"msg", e.what()}});
+        status = 1;
+      }
+    }
+    // 3. Stop the tree, last started first.
+    self.demonitor(top_down);
+    grove::monitor_ref down = self.monitor(top.id());
+    grove::exit(top.id(), grove::exit_reason::shutdown());
+    std::vector<grove::monitor_ref> tree_down{down};
+    co_await await_down(self, std::move(tree_down), c.shutdown_timeout + std::chrono::seconds(30));
+    log->log(log_level::info, "exit", {{"status", status}});
+    co_return status;
+  }
+};
+
+} // namespace
+} // namespace groved
+
+int main(int argc, char** argv) {
+  using namespace groved;
+  command_line cl;
+  try {
+    cl = parse_command_line(argc, argv);
+  } catch (const config_error& e) {
+    std::cerr << "groved: " << e.what() << '\n';
+    return 2;
+  }
+  if (cl.help) {
+    print_help(std::cout);
+    return 0;
+  }
+  if (cl.version) {
+    std::cout << "groved " << GROVE_VERSION << '\n';
+    return 0;
+  }
+  if (cl.print_config) {
+    std::cout << to_json_text(cl.settings) << '\n';
+    return 0;
+  }
+  const config& c = cl.settings;
+  if (c.tls.enabled) {
+    for (auto [key, file] : {std::pair{"tls.certificate", &c.tls_certificate}, std::pair{"tls.private_key", &c.tls_private_key},
+                             std::pair{"tls.ca", &c.tls_ca}}) {
+      if (!file->empty() && ::access(file->c_str(), R_OK) != 0) {
+        std::cerr << "groved: " << key << ": cannot read '" << *file << "' (a PEM file; or --tls.enabled=false)\n";
+        return 2;
+      }
+    }
+  }
+  const logger log(c.level, c.format);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  grove::node_options node_options;
+  node_options.threads = c.workers;
+  node_options.shutdown_grace = std::chrono::duration_cast<std::chrono::milliseconds>(c.shutdown_timeout) +
+                                std::chrono::seconds(5);
+  node_options.crash_report = [log](const grove::pid& p, const grove::exit_reason& reason) {
+    log.log(log_level::error, "crash", {{"process", p.to_string()}, {"reason", reason.to_string()}});
+  };
+  grove::node n(node_options);
+  // Installed before anything listens, so a signal during start-up is
+  // handled like any other (it stops groved once it is up).
+  auto signals = std::make_shared<boost::asio::signal_set>(n.context(0), SIGINT, SIGTERM, SIGHUP);
+  return n.block_on(groved_main{&c, &log, signals});
+}

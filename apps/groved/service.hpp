@@ -1,0 +1,154 @@
+// groved's service: the store (sharded key-value processes) and the erps
+// session process that serves one client.
+//
+// Requests are JSON objects with an "op"; every reply is an object with
+// "ok": true and the result, or "ok": false and "error": {"code", "message"}.
+//   {"op":"ping"[,"data":any]}            -> {"ok":true,"pong":true[,"data":any]}
+//   {"op":"get","key":K}                  -> {"ok":true,"value":V} | not_found
+//   {"op":"put","key":K,"value":V}        -> {"ok":true,"created":bool}
+//   {"op":"delete","key":K}               -> {"ok":true,"deleted":bool}
+//   {"op":"incr","key":K[,"by":N]}        -> {"ok":true,"value":N'}   (a missing key counts from 0)
+//   {"op":"keys"[,"prefix":P][,"limit":L]}-> {"ok":true,"keys":[...sorted],"truncated":bool}
+//   {"op":"subscribe","topic":T}          -> {"ok":true,"topic":T}
+//   {"op":"unsubscribe","topic":T}        -> {"ok":true,"topic":T,"was_subscribed":bool}
+//   {"op":"stats"}                        -> {"ok":true,"keys":N,"connections":N,...}
+// A subscriber to topic T gets a push for every put, delete or incr of key
+// T or of a key under it ("T/..."):
+//   {"topic":T,"event":"put"|"delete"|"incr","key":K[,"value":V]}
+#pragma once
+
+#include "logger.hpp"
+
+#include <grove/erps/daemon.hpp>
+#include <grove/erps/server.hpp>
+#include <grove/registry/registry.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+namespace groved {
+
+using json = nlohmann::json;
+
+/// What every shard and session of one daemon share. Counters are atomic;
+/// the daemon handles are written by the tree's start functions.
+struct service_state {
+  service_state(grove::registry& r, const config& c, logger l, std::size_t shard_count);
+
+  grove::registry* registry;
+  std::size_t shards;
+  std::size_t max_keys;
+  std::size_t max_key_bytes;
+  std::size_t max_subscriptions;
+  logger log;
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+
+  std::atomic<std::int64_t> keys{0};
+  std::atomic<std::uint64_t> calls{0};
+  std::atomic<std::uint64_t> casts{0};
+  std::atomic<std::uint64_t> errors{0};
+  std::atomic<std::uint64_t> pushes{0};
+
+  std::size_t shard_of(std::string_view key) const noexcept;
+  static std::string shard_name(std::size_t index);
+  static std::string topic_group(std::string_view topic);
+
+  /// Loaded from the snapshot: each shard takes its part once, at its first
+  /// start (a shard restarted after a crash starts empty and says so).
+  void set_initial(json data);
+  std::optional<json> take_initial(std::size_t shard);
+
+  void set_daemon(std::size_t slot, grove::erps::daemon d);
+  std::vector<grove::erps::daemon> daemons() const;
+
+private:
+  mutable std::mutex mutex_;
+  std::vector<std::optional<json>> initial_;
+  std::vector<grove::erps::daemon> daemons_{2};
+};
+
+/// An operation on one key, sent to the key's shard; the shard answers
+/// through `reply` (empty for a cast).
+struct store_op {
+  enum class kind : std::uint8_t { get, put, erase, incr };
+  store_op(kind w, std::string k, json v, std::int64_t b, grove::from<json> r)
+      : what(w), key(std::move(k)), value(std::move(v)), by(b), reply(std::move(r)) {}
+  kind what;
+  std::string key;
+  json value;
+  std::int64_t by;
+  grove::from<json> reply;
+};
+
+/// The keys of one shard under a prefix, sorted, at most `limit`.
+struct keys_request {
+  using reply_type = std::vector<std::string>;
+  keys_request(std::string p, std::size_t l) : prefix(std::move(p)), limit(l) {}
+  std::string prefix;
+  std::size_t limit;
+};
+
+/// Everything one shard holds, as a JSON object (for the snapshot).
+struct dump_request {
+  using reply_type = json;
+};
+
+/// A push for a topic's subscribers, built once and shared.
+struct topic_event {
+  std::shared_ptr<const json> value;
+};
+
+/// One shard of the store: a process owning its keys, so every operation on
+/// a key (incr included) is atomic without a lock.
+class shard : public grove::gen_server {
+public:
+  shard(std::shared_ptr<service_state> state, std::size_t index);
+
+  void init();
+  void handle_cast(store_op op);
+  std::vector<std::string> handle_call(keys_request r);
+  json handle_call(dump_request);
+  void terminate(const grove::exit_reason& reason);
+
+private:
+  json apply(store_op& op);
+  void publish(const std::string& key, const char* event, const json* value);
+
+  std::shared_ptr<service_state> state_;
+  std::size_t index_;
+  std::unordered_map<std::string, json> data_;
+};
+
+/// One client's session: checks each request, forwards key operations to
+/// their shard (which replies straight to the client's call), answers the
+/// rest itself, and pushes topic events to its client.
+class session : public grove::erps::server {
+public:
+  explicit session(std::shared_ptr<service_state> state);
+
+  grove::awaitable<grove::call_result<json>> handle_call(grove::erps::call c, grove::from<json> reply);
+  grove::awaitable<void> handle_cast(grove::erps::cast c);
+  void handle_info(grove::message m);
+  void terminate(const grove::exit_reason& reason);
+
+private:
+  grove::awaitable<json> serve(json& request, const grove::from<json>& reply, bool& forwarded);
+  grove::awaitable<json> keys(const json& request);
+  grove::awaitable<json> subscribe(const json& request, bool on);
+  json stats() const;
+
+  std::shared_ptr<service_state> state_;
+  std::unordered_set<std::string> topics_;
+};
+
+/// {"ok":false,"error":{"code":code,"message":message}}
+json error_reply(std::string_view code, std::string message);
+
+} // namespace groved

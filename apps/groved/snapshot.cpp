@@ -1,0 +1,96 @@
+#include "snapshot.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+
+namespace groved {
+namespace {
+
+[[noreturn]] void fail(const std::string& what, const std::string& path) {
+  throw snapshot_error(what + " '" + path + "': " + std::strerror(errno));
+}
+
+std::string utc_now() {
+  const std::time_t t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buffer[32];
+  std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buffer;
+}
+
+} // namespace
+
+std::optional<nlohmann::json> load_snapshot(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    if (errno == ENOENT) return std::nullopt;
+    fail("cannot open snapshot", path);
+  }
+  nlohmann::json document = nlohmann::json::parse(in, nullptr, false);
+  if (document.is_discarded()) throw snapshot_error("snapshot '" + path + "' is not valid JSON (truncated or edited?)");
+  if (!document.is_object() || document.value("format", "") != "groved-snapshot" || !document.contains("data") ||
+      !document["data"].is_object()) {
+    throw snapshot_error("'" + path + "' is not a groved snapshot (expected {\"format\":\"groved-snapshot\",\"data\":{...}})");
+  }
+  if (document.value("version", 0) != 1) {
+    throw snapshot_error("snapshot '" + path + "' has version " + document["version"].dump() + "; this groved reads version 1");
+  }
+  return std::move(document["data"]);
+}
+
+void write_snapshot(const std::string& path, const nlohmann::json& data) {
+  nlohmann::json document = nlohmann::json::object();
+  document["format"] = "groved-snapshot";
+  document["version"] = 1;
+  document["written_at"] = utc_now();
+  document["keys"] = data.size();
+  document["data"] = data;
+  const std::string text = document.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+
+  const std::string temporary = path + ".tmp";
+  const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) fail("cannot create", temporary);
+  const char* at = text.data();
+  std::size_t left = text.size();
+  while (left > 0) {
+    const ssize_t n = ::write(fd, at, left);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int saved = errno;
+      ::close(fd);
+      ::unlink(temporary.c_str());
+      errno = saved;
+      fail("cannot write", temporary);
+    }
+    at += n;
+    left -= static_cast<std::size_t>(n);
+  }
+  if (::fsync(fd) != 0) {
+    const int saved = errno;
+    ::close(fd);
+    ::unlink(temporary.c_str());
+    errno = saved;
+    fail("cannot fsync", temporary);
+  }
+  if (::close(fd) != 0) fail("cannot close", temporary);
+  if (::rename(temporary.c_str(), path.c_str()) != 0) fail("cannot rename the snapshot into", path);
+  // The rename itself is durable once the directory is synced.
+  std::filesystem::path dir = std::filesystem::path(path).parent_path();
+  if (dir.empty()) dir = ".";
+  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) fail("cannot open directory", dir.string());
+  const int rc = ::fsync(dfd);
+  ::close(dfd);
+  if (rc != 0) fail("cannot fsync directory", dir.string());
+}
+
+} // namespace groved

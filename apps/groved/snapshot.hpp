@@ -1,0 +1,27 @@
+// The store's snapshot file: one JSON document,
+//   {"format":"groved-snapshot","version":1,"written_at":"...","keys":N,"data":{key: value, ...}}
+// written to PATH.tmp, fsynced, renamed over PATH, and the directory fsynced,
+// so a crash mid-write leaves the previous snapshot whole.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <optional>
+#include <stdexcept>
+#include <string>
+
+namespace groved {
+
+class snapshot_error : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
+
+/// The data object, or nullopt when there is no file yet. Throws
+/// snapshot_error for a file that cannot be read or is not a snapshot.
+std::optional<nlohmann::json> load_snapshot(const std::string& path);
+
+/// Throws snapshot_error naming the step that failed (the old file stays).
+void write_snapshot(const std::string& path, const nlohmann::json& data);
+
+} // namespace groved
