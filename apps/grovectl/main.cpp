@@ -1,0 +1,261 @@
+// grovectl: a client to script erps connections from the shell and from
+// tests. grovectl --help says how; exit codes are in apps/common/cli.hpp.
+#include "../common/cli.hpp"
+
+#include <grove/core/node.hpp>
+
+#include <pthread.h>
+#include <signal.h>
+
+#include <atomic>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+namespace {
+
+using grove::erps::json;
+using namespace grove::cli;
+
+const char* usage =
+    "usage: grovectl [FLAGS] call JSON         send one call, print the reply\n"
+    "       grovectl [FLAGS] cast JSON         send one cast (returns once the daemon has it)\n"
+    "       grovectl [FLAGS] subscribe TOPIC [--count N]\n"
+    "                                          print the topic's pushes as JSON lines until\n"
+    "                                          Ctrl-C / SIGTERM (or N pushes)\n"
+    "       grovectl [FLAGS] script [FILE]     run a session from JSON lines (stdin by default)\n"
+    "\n"
+    "FLAGS\n";
+
+const char* script_help =
+    "\nscript steps, one JSON object per line (blank lines and lines starting with # are skipped):\n"
+    "  {\"call\": REQ [, \"expect\": PART] [, \"timeout_ms\": N]}   prints {\"line\":L,\"reply\":R}\n"
+    "  {\"cast\": REQ}\n"
+    "  {\"expect_push\": PART [, \"timeout_ms\": N]}   waits for the next push; prints {\"line\":L,\"push\":P}\n"
+    "  {\"sleep_ms\": N}\n"
+    "PART matches when every member it names is equal in the reply (objects recursively).\n"
+    "A reply with \"ok\": false fails the script unless its step has an \"expect\".\n"
+    "\n"
+    "Output is JSON on stdout. Exit codes: 0 success, 1 remote error, 2 bad input,\n"
+    "3 cannot connect (or connection lost), 4 TLS failure, 5 timeout, 6 an expectation\n"
+    "not met; on failure one line on stderr says why.\n";
+
+// True if every member `expected` names is in `actual` with a matching value.
+bool matches(const json& expected, const json& actual) {
+  if (expected.is_object()) {
+    if (!actual.is_object()) return false;
+    for (auto it = expected.begin(); it != expected.end(); ++it) {
+      auto found = actual.find(it.key());
+      if (found == actual.end() || !matches(it.value(), *found)) return false;
+    }
+    return true;
+  }
+  if (expected.is_array()) {
+    if (!actual.is_array() || actual.size() != expected.size()) return false;
+    for (std::size_t i = 0; i < expected.size(); ++i) {
+      if (!matches(expected[i], actual[i])) return false;
+    }
+    return true;
+  }
+  return expected == actual;
+}
+
+bool is_error_reply(const json& reply) {
+  return reply.is_object() && reply.contains("ok") && reply["ok"] == false;
+}
+
+std::string error_text(const json& reply) {
+  const json& e = reply.contains("error") ? reply["error"] : json();
+  if (e.is_object() && e.contains("code")) {
+    return e.value("code", std::string("error")) + ": " + e.value("message", std::string());
+  }
+  return reply.dump();
+}
+
+void print(const json& value) {
+  std::cout << value.dump(-1, ' ', false, json::error_handler_t::replace) << '\n' << std::flush;
+}
+
+json call(grove::node& n, connected_client& c, json request, std::chrono::milliseconds timeout) {
+  try {
+    return n.block_on(c.ref().call(std::move(request), std::chrono::duration_cast<grove::duration>(timeout)));
+  } catch (const failure&) {
+    throw;
+  } catch (const std::exception& e) {
+    c.rethrow(e);
+  }
+}
+
+// A cast has no answer; a call after it on the same connection returns only
+// once the daemon has taken the cast (its answer, even an error, says so).
+void confirm_casts(grove::node& n, connected_client& c, std::chrono::milliseconds timeout) {
+  try {
+    n.block_on(c.ref().call(json{{"op", "ping"}}, std::chrono::duration_cast<grove::duration>(timeout)));
+  } catch (const std::exception& e) {
+    auto* g = dynamic_cast<const grove::error*>(&e);
+    if (g && g->code() == grove::errc::remote) return; // answered: the casts before it were read
+    c.rethrow(e);
+  }
+}
+
+int run_script(grove::node& n, const endpoint& e, std::istream& in) {
+  auto c = connected_client::open(n, e, true);
+  std::string text;
+  int line = 0;
+  bool casts_pending = false;
+  while (std::getline(in, text)) {
+    ++line;
+    const auto first = text.find_first_not_of(" \t\r");
+    if (first == std::string::npos || text[first] == '#') continue;
+    const std::string where = "script line " + std::to_string(line);
+    json step = json::parse(text, nullptr, false);
+    if (step.is_discarded() || !step.is_object()) throw failure(bad_input, where + ": not a JSON object: " + text);
+    std::chrono::milliseconds timeout = e.timeout;
+    if (auto t = step.find("timeout_ms"); t != step.end()) {
+      if (!t->is_number_unsigned() || t->get<std::uint64_t>() < 1 || t->get<std::uint64_t>() > 86'400'000) {
+        throw failure(bad_input, where + ": timeout_ms: expected an integer from 1 to 86400000");
+      }
+      timeout = std::chrono::milliseconds(t->get<std::int64_t>());
+    }
+    if (auto r = step.find("call"); r != step.end()) {
+      json reply = call(n, *c, std::move(*r), timeout);
+      casts_pending = false;
+      print(json{{"line", line}, {"reply", reply}});
+      if (auto x = step.find("expect"); x != step.end()) {
+        if (!matches(*x, reply)) throw failure(expectation, where + ": expected " + x->dump() + ", got " + reply.dump());
+      } else if (is_error_reply(reply)) {
+        throw failure(remote_error, where + ": " + error_text(reply));
+      }
+    } else if (auto k = step.find("cast"); k != step.end()) {
+      c->ref().cast(std::move(*k));
+      casts_pending = true;
+    } else if (auto p = step.find("expect_push"); p != step.end()) {
+      std::optional<json> push = c->take_push(timeout);
+      if (!push) throw failure(timed_out, where + ": no push within " + std::to_string(timeout.count()) + " ms");
+      print(json{{"line", line}, {"push", *push}});
+      if (!matches(*p, *push)) throw failure(expectation, where + ": expected a push " + p->dump() + ", got " + push->dump());
+    } else if (auto s = step.find("sleep_ms"); s != step.end()) {
+      if (!s->is_number_unsigned() || s->get<std::uint64_t>() > 3'600'000) {
+        throw failure(bad_input, where + ": sleep_ms: expected an integer from 0 to 3600000");
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(s->get<std::int64_t>()));
+    } else {
+      throw failure(bad_input, where + ": expected a step with \"call\", \"cast\", \"expect_push\" or \"sleep_ms\": " + text);
+    }
+  }
+  if (casts_pending) confirm_casts(n, *c, e.timeout);
+  return ok;
+}
+
+// SIGINT/SIGTERM end `subscribe`: a thread waits for them (they are blocked
+// everywhere else) and wakes the main thread.
+std::atomic<bool> stop_requested{false};
+
+int run_subscribe(grove::node& n, const endpoint& e, const std::string& topic, std::uint64_t count) {
+  auto c = connected_client::open(n, e, true);
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  std::thread([set, c]() mutable {
+    int number = 0;
+    sigwait(&set, &number);
+    stop_requested = true;
+    c->notify();
+  }).detach();
+  json reply = call(n, *c, json{{"op", "subscribe"}, {"topic", topic}}, e.timeout);
+  if (is_error_reply(reply)) throw failure(remote_error, error_text(reply));
+  std::uint64_t seen = 0;
+  while (count == 0 || seen < count) {
+    std::optional<json> push = c->take_push_until([] { return stop_requested.load(); });
+    if (!push) break;
+    print(*push);
+    ++seen;
+  }
+  return ok;
+}
+
+int run(int argc, char** argv) {
+  endpoint e;
+  std::vector<std::string> words;
+  std::uint64_t count = 0;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "-h" || arg == "--help") {
+      std::cout << usage << endpoint_help() << script_help;
+      return ok;
+    }
+    if (parse_endpoint_flag(argc, argv, i, e)) continue;
+    if (arg == "--count" || arg.rfind("--count=", 0) == 0) {
+      const std::string v = arg == "--count" ? (i + 1 < argc ? argv[++i] : "") : arg.substr(8);
+      char* end = nullptr;
+      count = std::strtoull(v.c_str(), &end, 10);
+      if (v.empty() || *end != '\0' || count == 0) throw failure(bad_input, "--count: expected a positive integer, got \"" + v + "\"");
+      continue;
+    }
+    if (arg.size() > 1 && arg[0] == '-') throw failure(bad_input, "unknown flag " + arg + " (grovectl --help)");
+    words.push_back(arg);
+  }
+  if (words.empty()) throw failure(bad_input, "expected a command: call, cast, subscribe or script (grovectl --help)");
+  const std::string command = words[0];
+
+  // Blocked in every thread the node starts; only subscribe's waiter takes them.
+  if (command == "subscribe") {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  }
+  signal(SIGPIPE, SIG_IGN);
+
+  auto arguments = [&](std::size_t n, const char* what) {
+    if (words.size() != n + 1) throw failure(bad_input, command + ": expected " + what);
+  };
+  if (command == "call" || command == "cast") {
+    arguments(1, "one JSON argument");
+    json request = parse_json_argument(words[1], command);
+    grove::node n({.threads = 1});
+    auto c = connected_client::open(n, e, false);
+    if (command == "cast") {
+      c->ref().cast(std::move(request));
+      confirm_casts(n, *c, e.timeout);
+      return ok;
+    }
+    json reply = call(n, *c, std::move(request), e.timeout);
+    print(reply);
+    if (is_error_reply(reply)) throw failure(remote_error, error_text(reply));
+    return ok;
+  }
+  if (command == "subscribe") {
+    arguments(1, "a topic");
+    grove::node n({.threads = 1});
+    return run_subscribe(n, e, words[1], count);
+  }
+  if (command == "script") {
+    if (words.size() > 2) throw failure(bad_input, "script: expected at most one file");
+    grove::node n({.threads = 1});
+    if (words.size() == 2 && words[1] != "-") {
+      std::ifstream in(words[1]);
+      if (!in) throw failure(bad_input, "script: cannot read '" + words[1] + "'");
+      return run_script(n, e, in);
+    }
+    return run_script(n, e, std::cin);
+  }
+  throw failure(bad_input, "unknown command '" + command + "' (expected call, cast, subscribe or script)");
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const failure& f) {
+    std::cout << std::flush;
+    std::cerr << "grovectl: " << f.what() << '\n';
+    return f.code;
+  } catch (const std::exception& ex) {
+    std::cerr << "grovectl: " << ex.what() << '\n';
+    return cannot_connect;
+  }
+}
