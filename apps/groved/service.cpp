@@ -271,6 +271,7 @@ void session::handle_info(grove::message m) {
 
 void session::terminate(const grove::exit_reason&) {
   // The registry drops this process's group memberships when it ends.
+  state_->subscriptions.fetch_sub(static_cast<std::int64_t>(topics_.size()), std::memory_order_relaxed);
   topics_.clear();
 }
 
@@ -374,10 +375,14 @@ grove::awaitable<json> session::subscribe(const json& request, bool on) {
       }
       co_await state_->registry->join(service_state::topic_group(topic));
       topics_.insert(topic);
+      state_->subscriptions.fetch_add(1, std::memory_order_relaxed);
     }
   } else {
     const bool was = topics_.erase(topic) > 0;
-    if (was) co_await state_->registry->leave(service_state::topic_group(topic));
+    if (was) {
+      state_->subscriptions.fetch_sub(1, std::memory_order_relaxed);
+      co_await state_->registry->leave(service_state::topic_group(topic));
+    }
     r["was_subscribed"] = was;
   }
   co_return r;
@@ -406,7 +411,7 @@ json session::stats() const {
   r["connections"] = connections;
   r["accepted"] = accepted;
   r["refused"] = refused;
-  r["subscriptions"] = topics_.size();
+  r["subscriptions"] = state_->subscriptions.load(std::memory_order_relaxed);
   return r;
 }
 

@@ -55,6 +55,7 @@ struct service_state {
   std::atomic<std::uint64_t> casts{0};
   std::atomic<std::uint64_t> errors{0};
   std::atomic<std::uint64_t> pushes{0};
+  std::atomic<std::int64_t> subscriptions{0}; // over all clients
 
   std::size_t shard_of(std::string_view key) const noexcept;
   static std::string shard_name(std::size_t index);

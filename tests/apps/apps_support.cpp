@@ -1,0 +1,244 @@
+#include "apps_support.hpp"
+
+#include <doctest/doctest.h>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <sstream>
+#include <stdexcept>
+
+extern char** environ;
+
+namespace apps_test {
+namespace {
+
+std::string from_env(const char* name) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) throw std::runtime_error(std::string(name) + " is not set (meson test sets it)");
+  return v;
+}
+
+} // namespace
+
+std::string groved_path() { return from_env("GROVED"); }
+std::string grovectl_path() { return from_env("GROVECTL"); }
+std::string grove_bench_path() { return from_env("GROVE_BENCH"); }
+std::string certs_dir() { return std::string(GROVE_SOURCE_ROOT) + "/certs"; }
+
+temp_dir::temp_dir() {
+  std::string pattern = (std::filesystem::temp_directory_path() / "grove-apps-XXXXXX").string();
+  if (!::mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed");
+  path_ = pattern;
+}
+
+temp_dir::~temp_dir() {
+  std::error_code ignored;
+  std::filesystem::remove_all(path_, ignored);
+}
+
+struct child::state {
+  std::mutex mutex;
+  std::condition_variable changed;
+  std::string out;
+  std::string err;
+  std::optional<int> status;
+};
+
+child::child(std::vector<std::string> argv, bool keep_stdin) : state_(std::make_shared<state>()) {
+  int in[2], out[2], err[2];
+  if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) {
+    throw std::runtime_error("pipe2 failed");
+  }
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, in[0], 0);
+  posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+  posix_spawn_file_actions_adddup2(&actions, err[1], 2);
+  std::vector<char*> args;
+  for (auto& a : argv) args.push_back(a.data());
+  args.push_back(nullptr);
+  const int rc = ::posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(in[0]);
+  ::close(out[1]);
+  ::close(err[1]);
+  if (rc != 0) {
+    ::close(in[1]);
+    ::close(out[0]);
+    ::close(err[0]);
+    throw std::runtime_error("cannot start " + argv[0] + ": " + std::strerror(rc));
+  }
+  stdin_fd_ = in[1];
+  if (!keep_stdin) close_stdin();
+  auto reader = [s = state_](int fd, bool is_err) {
+    char buffer[4096];
+    for (;;) {
+      const ssize_t n = ::read(fd, buffer, sizeof buffer);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      std::lock_guard lock(s->mutex);
+      (is_err ? s->err : s->out).append(buffer, static_cast<std::size_t>(n));
+      s->changed.notify_all();
+    }
+    ::close(fd);
+  };
+  threads_.emplace_back(reader, out[0], false);
+  threads_.emplace_back(reader, err[0], true);
+  threads_.emplace_back([s = state_, p = pid_] {
+    int status = 0;
+    while (::waitpid(p, &status, 0) < 0 && errno == EINTR) {
+    }
+    std::lock_guard lock(s->mutex);
+    s->status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    s->changed.notify_all();
+  });
+}
+
+child::~child() {
+  close_stdin();
+  {
+    std::lock_guard lock(state_->mutex);
+    if (!state_->status) ::kill(pid_, SIGKILL);
+  }
+  for (auto& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+}
+
+void child::finish_output() {
+  // The readers end at EOF, once the child (and so its end of each pipe) is gone.
+  for (auto& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+}
+
+void child::write_stdin(const std::string& text) {
+  const char* at = text.data();
+  std::size_t left = text.size();
+  while (left > 0 && stdin_fd_ >= 0) {
+    const ssize_t n = ::write(stdin_fd_, at, left);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    at += n;
+    left -= static_cast<std::size_t>(n);
+  }
+}
+
+void child::close_stdin() {
+  if (stdin_fd_ >= 0) ::close(stdin_fd_);
+  stdin_fd_ = -1;
+}
+
+void child::signal(int number) { ::kill(pid_, number); }
+
+bool child::wait_stdout(const std::string& needle, std::chrono::milliseconds timeout) {
+  std::unique_lock lock(state_->mutex);
+  return state_->changed.wait_for(lock, timeout, [&] {
+    return state_->out.find(needle) != std::string::npos || state_->status.has_value();
+  }) && state_->out.find(needle) != std::string::npos;
+}
+
+bool child::wait_stderr(const std::string& needle, std::chrono::milliseconds timeout) {
+  std::unique_lock lock(state_->mutex);
+  return state_->changed.wait_for(lock, timeout, [&] {
+    return state_->err.find(needle) != std::string::npos || state_->status.has_value();
+  }) && state_->err.find(needle) != std::string::npos;
+}
+
+std::optional<int> child::wait(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(state_->mutex);
+  state_->changed.wait_for(lock, timeout, [&] { return state_->status.has_value(); });
+  return state_->status;
+}
+
+std::string child::out() const {
+  std::lock_guard lock(state_->mutex);
+  return state_->out;
+}
+
+std::string child::err() const {
+  std::lock_guard lock(state_->mutex);
+  return state_->err;
+}
+
+result run(const std::vector<std::string>& argv, const std::string& input, std::chrono::milliseconds timeout) {
+  result r;
+  {
+    child c(argv, true);
+    c.write_stdin(input);
+    c.close_stdin();
+    std::optional<int> status = c.wait(timeout);
+    if (!status) {
+      c.signal(SIGKILL);
+      c.wait(10s);
+    }
+    r.status = status.value_or(-1);
+    c.finish_output();
+    r.out = c.out();
+    r.err = c.err();
+  }
+  return r;
+}
+
+groved::groved(std::vector<std::string> extra) {
+  std::vector<std::string> argv{groved_path(), "--tcp.port=0", "--tls.port=0", "--log.format=json", "--workers=2"};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  process_ = std::make_unique<child>(argv);
+  if (!process_->wait_stdout("\n", 60s)) {
+    FAIL("groved did not get ready; stderr:\n" << process_->err());
+  }
+  json ready = json::parse(process_->out().substr(0, process_->out().find('\n')));
+  if (ready.contains("tcp")) tcp_ = ready["tcp"]["port"].get<std::uint16_t>();
+  if (ready.contains("tls")) tls_ = ready["tls"]["port"].get<std::uint16_t>();
+}
+
+int groved::stop(int signal_number) {
+  process_->signal(signal_number);
+  std::optional<int> status = process_->wait(60s);
+  if (!status) FAIL("groved did not stop within 60 s; stderr:\n" << process_->err());
+  return *status;
+}
+
+std::vector<std::string> groved::tcp() const { return {"--port", std::to_string(tcp_)}; }
+
+std::vector<std::string> groved::tls() const {
+  return {"--port", std::to_string(tls_), "--ca", certs_dir() + "/ca.pem", "--cert", certs_dir() + "/client.pem",
+          "--key", certs_dir() + "/client.key"};
+}
+
+result script(const std::vector<std::string>& flags, const std::vector<json>& lines, std::chrono::milliseconds timeout) {
+  std::vector<std::string> argv{grovectl_path()};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  argv.push_back("script");
+  std::string input;
+  for (const auto& l : lines) input += l.dump() + "\n";
+  return run(argv, input, timeout);
+}
+
+result grovectl(const std::vector<std::string>& flags, const std::vector<std::string>& args) {
+  std::vector<std::string> argv{grovectl_path()};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run(argv);
+}
+
+std::vector<json> json_lines(const std::string& text) {
+  std::vector<json> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty()) continue;
+    json v = json::parse(line, nullptr, false);
+    if (!v.is_discarded()) out.push_back(std::move(v));
+  }
+  return out;
+}
+
+} // namespace apps_test

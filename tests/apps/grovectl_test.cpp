@@ -1,0 +1,138 @@
+// grovectl's commands, output and exit codes.
+#include "apps_support.hpp"
+
+#include <doctest/doctest.h>
+
+#include <csignal>
+
+using namespace apps_test;
+
+TEST_CASE("call prints the reply; cast returns once the daemon has it") {
+  groved d;
+  result put = grovectl(d.tcp(), {"cast", R"({"op":"put","key":"k","value":[1,2]})"});
+  CHECK(put.status == 0);
+  CHECK(put.out.empty());
+  result got = grovectl(d.tcp(), {"call", R"({"op":"get","key":"k"})"});
+  CHECK(got.status == 0);
+  CHECK(json::parse(got.out) == json{{"ok", true}, {"value", {1, 2}}});
+  CHECK(got.err.empty());
+  CHECK(d.stop() == 0);
+}
+
+TEST_CASE("exit codes: remote error, bad input, expectation, timeout") {
+  groved d;
+  result r = grovectl(d.tcp(), {"call", R"({"op":"get","key":"missing"})"});
+  CHECK(r.status == 1);
+  CHECK(json::parse(r.out)["error"]["code"] == "not_found");
+  CHECK(r.err == "grovectl: not_found: no key 'missing'\n");
+
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"call", "{not json"}, {"call"}, {"call", "{}", "{}"}, {"launch", "{}"}, {"--port", "x", "call", "{}"},
+           {"--timeout", "0", "call", "{}"}, {"--bogus", "call", "{}"}, {}}) {
+    std::vector<std::string> flags = d.tcp();
+    r = grovectl(args.size() > 1 && args[0] == "--port" ? std::vector<std::string>{} : flags, args);
+    const std::string first = args.empty() ? "(none)" : args[0];
+    INFO(first, " ", r.err);
+    CHECK(r.status == 2);
+    CHECK(r.err.rfind("grovectl: ", 0) == 0);
+  }
+
+  r = script(d.tcp(), {json{{"call", {{"op", "ping"}}}}, json("not an object")});
+  CHECK(r.status == 2);
+  CHECK(r.err.find("script line 2") != std::string::npos);
+  CHECK(json_lines(r.out).size() == 1); // the first step ran
+
+  r = script(d.tcp(), {json{{"jump", 1}}});
+  CHECK(r.status == 2);
+
+  r = script(d.tcp(), {json{{"call", {{"op", "get"}, {"key", "missing"}}}}});
+  CHECK(r.status == 1); // an error reply with no "expect"
+
+  r = script(d.tcp(), {json{{"call", {{"op", "ping"}}}, {"expect", {{"pong", false}}}}});
+  CHECK(r.status == 6);
+  CHECK(r.err.find("expected {\"pong\":false}") != std::string::npos);
+
+  r = script(d.tcp(), {json{{"expect_push", json::object()}, {"timeout_ms", 200}}});
+  CHECK(r.status == 5);
+  CHECK(r.err.find("no push within 200 ms") != std::string::npos);
+  CHECK(d.stop() == 0);
+}
+
+TEST_CASE("cannot connect: exit code 3 with the reason") {
+  std::uint16_t port = 0;
+  {
+    groved d({"--tls.enabled=false"});
+    port = d.tcp_port();
+    CHECK(d.stop() == 0);
+  }
+  result r = grovectl({"--port", std::to_string(port)}, {"call", R"({"op":"ping"})"});
+  INFO(r.err);
+  CHECK(r.status == 3);
+  CHECK(r.err.find("Connection refused") != std::string::npos);
+
+  // Plain TCP to the TLS listener: the daemon drops it.
+  groved d;
+  r = grovectl({"--port", std::to_string(d.tls_port())}, {"call", R"({"op":"ping"})"});
+  INFO(r.err);
+  CHECK(r.status == 3);
+  CHECK(d.stop() == 0);
+}
+
+namespace {
+
+// Waits (bounded) until the daemon counts `n` subscriptions over all clients.
+bool wait_subscriptions(groved& d, int n) {
+  for (int attempt = 0; attempt < 300; ++attempt) {
+    result s = grovectl(d.tcp(), {"call", R"({"op":"stats"})"});
+    if (s.status == 0 && json::parse(s.out)["subscriptions"] == n) return true;
+  }
+  return false;
+}
+
+} // namespace
+
+TEST_CASE("subscribe prints each push as a JSON line until stopped") {
+  groved d;
+  std::vector<std::string> argv{grovectl_path(), "--port", std::to_string(d.tcp_port()), "subscribe", "news"};
+  child sub(argv);
+  REQUIRE(wait_subscriptions(d, 1));
+  result w = script(d.tcp(), {json{{"call", {{"op", "put"}, {"key", "news/1"}, {"value", "a"}}}},
+                              json{{"call", {{"op", "put"}, {"key", "other"}, {"value", "x"}}}},
+                              json{{"call", {{"op", "put"}, {"key", "news/2"}, {"value", "b"}}}}});
+  CHECK(w.status == 0);
+  REQUIRE(sub.wait_stdout("news/2", 30s));
+  sub.signal(SIGTERM);
+  CHECK(sub.wait() == std::optional<int>(0));
+  std::vector<json> lines = json_lines(sub.out());
+  REQUIRE(lines.size() == 2);
+  CHECK(lines[0] == json{{"topic", "news"}, {"event", "put"}, {"key", "news/1"}, {"value", "a"}});
+  CHECK(lines[1] == json{{"topic", "news"}, {"event", "put"}, {"key", "news/2"}, {"value", "b"}});
+  CHECK(wait_subscriptions(d, 0)); // its session ended and took its subscription along
+  CHECK(d.stop() == 0);
+}
+
+TEST_CASE("subscribe --count N exits after N pushes; a lost daemon is exit code 3") {
+  groved d;
+  std::vector<std::string> argv{grovectl_path(), "--port", std::to_string(d.tcp_port()), "subscribe", "t", "--count", "1"};
+  child one(argv);
+  std::vector<std::string> argv2{grovectl_path(), "--port", std::to_string(d.tcp_port()), "subscribe", "t"};
+  child forever(argv2);
+  REQUIRE(wait_subscriptions(d, 2));
+  CHECK(grovectl(d.tcp(), {"call", R"({"op":"incr","key":"t"})"}).status == 0);
+  CHECK(one.wait(30s) == std::optional<int>(0));
+  CHECK(json_lines(one.out()) == std::vector<json>{json{{"topic", "t"}, {"event", "incr"}, {"key", "t"}, {"value", 1}}});
+  REQUIRE(forever.wait_stdout("incr", 30s));
+  CHECK(d.stop() == 0);
+  CHECK(forever.wait(30s) == std::optional<int>(3));
+  CHECK(forever.err().find("connection lost") != std::string::npos);
+}
+
+TEST_CASE("--help documents commands, flags, steps and exit codes") {
+  result r = run({grovectl_path(), "--help"});
+  CHECK(r.status == 0);
+  for (const char* text : {"call JSON", "cast JSON", "subscribe TOPIC", "script [FILE]", "--tls", "--ca FILE",
+                           "--cert FILE", "--key FILE", "--identifier ID", "--timeout MS", "expect_push", "sleep_ms",
+                           "3 cannot connect", "4 TLS failure", "5 timeout"}) {
+    CHECK_MESSAGE(r.out.find(text) != std::string::npos, text);
+  }
+}

@@ -1,0 +1,378 @@
+// groved, driven by grovectl script: every operation, pushes, bad requests,
+// configuration, TLS, snapshots, signals.
+#include "apps_support.hpp"
+
+#include <doctest/doctest.h>
+
+#include <csignal>
+#include <fstream>
+
+using namespace apps_test;
+
+namespace {
+
+json call(json request, json expect) { return json{{"call", std::move(request)}, {"expect", std::move(expect)}}; }
+
+// The replies of a script run, in order (pushes left out).
+std::vector<json> replies(const result& r) {
+  std::vector<json> out;
+  for (auto& line : json_lines(r.out)) {
+    if (line.contains("reply")) out.push_back(line["reply"]);
+  }
+  return out;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+void write_file(const std::string& path, const std::string& text) {
+  std::ofstream out(path);
+  out << text;
+}
+
+} // namespace
+
+TEST_CASE("every operation answers as documented") {
+  groved d;
+  result r = script(d.tcp(), {
+      call({{"op", "ping"}}, {{"ok", true}, {"pong", true}}),
+      call({{"op", "ping"}, {"data", {1, "two"}}}, {{"ok", true}, {"data", {1, "two"}}}),
+      call({{"op", "put"}, {"key", "user/1"}, {"value", {{"name", "ada"}}}}, {{"ok", true}, {"created", true}}),
+      call({{"op", "put"}, {"key", "user/1"}, {"value", {{"name", "ada l"}}}}, {{"ok", true}, {"created", false}}),
+      call({{"op", "get"}, {"key", "user/1"}}, {{"ok", true}, {"value", {{"name", "ada l"}}}}),
+      call({{"op", "put"}, {"key", "user/2"}, {"value", nullptr}}, {{"ok", true}}),
+      call({{"op", "get"}, {"key", "user/2"}}, {{"ok", true}, {"value", nullptr}}),
+      call({{"op", "get"}, {"key", "nobody"}}, {{"ok", false}, {"error", {{"code", "not_found"}}}}),
+      call({{"op", "incr"}, {"key", "hits"}}, {{"ok", true}, {"value", 1}}),
+      call({{"op", "incr"}, {"key", "hits"}, {"by", 41}}, {{"ok", true}, {"value", 42}}),
+      call({{"op", "incr"}, {"key", "hits"}, {"by", -2}}, {{"ok", true}, {"value", 40}}),
+      call({{"op", "incr"}, {"key", "user/1"}}, {{"ok", false}, {"error", {{"code", "wrong_type"}}}}),
+      call({{"op", "put"}, {"key", "big"}, {"value", 9223372036854775807LL}}, {{"ok", true}}),
+      call({{"op", "incr"}, {"key", "big"}}, {{"ok", false}, {"error", {{"code", "overflow"}}}}),
+      call({{"op", "get"}, {"key", "big"}}, {{"ok", true}, {"value", 9223372036854775807LL}}),
+      call({{"op", "keys"}, {"prefix", "user/"}}, {{"ok", true}, {"keys", {"user/1", "user/2"}}, {"truncated", false}}),
+      call({{"op", "keys"}}, {{"ok", true}, {"keys", {"big", "hits", "user/1", "user/2"}}}),
+      call({{"op", "keys"}, {"limit", 3}}, {{"ok", true}, {"keys", {"big", "hits", "user/1"}}, {"truncated", true}}),
+      call({{"op", "delete"}, {"key", "user/2"}}, {{"ok", true}, {"deleted", true}}),
+      call({{"op", "delete"}, {"key", "user/2"}}, {{"ok", true}, {"deleted", false}}),
+      call({{"op", "get"}, {"key", "user/2"}}, {{"ok", false}, {"error", {{"code", "not_found"}}}}),
+      json{{"cast", {{"op", "incr"}, {"key", "hits"}, {"by", 10}}}},
+      call({{"op", "get"}, {"key", "hits"}}, {{"ok", true}, {"value", 50}}),
+      call({{"op", "stats"}}, {{"ok", true}, {"keys", 3}, {"connections", 1}, {"casts", 1}}),
+  });
+  INFO(r.out, r.err);
+  CHECK(r.status == 0);
+  auto all = replies(r);
+  REQUIRE(all.size() == 23);
+  CHECK(all.back()["calls"].get<int>() == 23);
+  CHECK(all.back()["uptime_ms"].is_number());
+  CHECK(d.stop() == 0);
+}
+
+TEST_CASE("incr is atomic across concurrent clients") {
+  groved d;
+  std::vector<std::unique_ptr<child>> clients;
+  std::string input;
+  for (int i = 0; i < 200; ++i) input += json{{"call", {{"op", "incr"}, {"key", "shared"}}}}.dump() + "\n";
+  for (int c = 0; c < 4; ++c) {
+    std::vector<std::string> argv{grovectl_path(), "--port", std::to_string(d.tcp_port()), "script"};
+    clients.push_back(std::make_unique<child>(argv, true));
+    clients.back()->write_stdin(input);
+    clients.back()->close_stdin();
+  }
+  for (auto& c : clients) CHECK(c->wait() == std::optional<int>(0));
+  result r = script(d.tcp(), {call({{"op", "get"}, {"key", "shared"}}, {{"value", 800}})});
+  INFO(r.out, r.err);
+  CHECK(r.status == 0);
+}
+
+TEST_CASE("subscribers get pushes for their topic and the keys under it") {
+  groved d;
+  // The subscriber prints its subscribe reply once it is subscribed; only then does the writer start.
+  std::vector<std::string> argv{grovectl_path(), "--port", std::to_string(d.tcp_port()), "--timeout", "20000", "script"};
+  child subscriber(argv, true);
+  subscriber.write_stdin(json{{"call", {{"op", "subscribe"}, {"topic", "room"}}}}.dump() + "\n" +
+                         json{{"expect_push", {{"topic", "room"}, {"event", "put"}, {"key", "room/a"}, {"value", 1}}}}.dump() + "\n" +
+                         json{{"expect_push", {{"event", "incr"}, {"key", "room/b/c"}, {"value", 5}}}}.dump() + "\n" +
+                         json{{"expect_push", {{"event", "delete"}, {"key", "room/a"}}}}.dump() + "\n" +
+                         json{{"expect_push", {{"event", "put"}, {"key", "room"}}}}.dump() + "\n");
+  subscriber.close_stdin();
+  REQUIRE(subscriber.wait_stdout("\"topic\":\"room\"", 30s));
+
+  result w = script(d.tcp(), {
+      call({{"op", "put"}, {"key", "roomy"}, {"value", 0}}, {{"ok", true}}), // not under "room"
+      call({{"op", "put"}, {"key", "room/a"}, {"value", 1}}, {{"ok", true}}),
+      call({{"op", "incr"}, {"key", "room/b/c"}, {"by", 5}}, {{"ok", true}}),
+      call({{"op", "delete"}, {"key", "room/a"}}, {{"ok", true}}),
+      call({{"op", "put"}, {"key", "room"}, {"value", "itself"}}, {{"ok", true}}),
+  });
+  INFO(w.out, w.err);
+  CHECK(w.status == 0);
+  CHECK(subscriber.wait(30s) == std::optional<int>(0));
+  INFO(subscriber.out(), subscriber.err());
+  CHECK(subscriber.out().find("roomy") == std::string::npos);
+  CHECK(d.stop() == 0);
+}
+
+TEST_CASE("unsubscribe stops the pushes; a client's own writes are pushed before their reply") {
+  groved d;
+  result r = script(d.tcp(), {
+      call({{"op", "subscribe"}, {"topic", "a"}}, {{"ok", true}}),
+      call({{"op", "subscribe"}, {"topic", "b"}}, {{"ok", true}}),
+      call({{"op", "put"}, {"key", "a/1"}, {"value", 1}}, {{"ok", true}}),
+      json{{"expect_push", {{"topic", "a"}, {"key", "a/1"}}}},
+      call({{"op", "unsubscribe"}, {"topic", "a"}}, {{"ok", true}, {"was_subscribed", true}}),
+      call({{"op", "unsubscribe"}, {"topic", "a"}}, {{"ok", true}, {"was_subscribed", false}}),
+      call({{"op", "put"}, {"key", "a/2"}, {"value", 2}}, {{"ok", true}}),
+      call({{"op", "put"}, {"key", "b/1"}, {"value", 3}}, {{"ok", true}}),
+      // Had a/2 been pushed, it would be the next push: it was sent before a/2's reply.
+      json{{"expect_push", {{"topic", "b"}, {"key", "b/1"}, {"value", 3}}}},
+  });
+  INFO(r.out, r.err);
+  CHECK(r.status == 0);
+  CHECK(d.stop() == 0);
+}
+
+TEST_CASE("bad requests get JSON errors and the connection stays usable") {
+  groved d({"--max_key_bytes=8", "--max_subscriptions=1", "--max_keys=2"});
+  auto bad = [](json request, const char* code) {
+    return call(std::move(request), {{"ok", false}, {"error", {{"code", code}}}});
+  };
+  result r = script(d.tcp(), {
+      bad({{"op", "fly"}}, "unknown_op"),
+      bad({{"nop", "get"}}, "bad_request"),
+      bad(json::array({"get", "k"}), "bad_request"),
+      bad("get", "bad_request"),
+      bad({{"op", 7}}, "bad_request"),
+      bad({{"op", "get"}}, "bad_request"),
+      bad({{"op", "get"}, {"key", 12}}, "bad_request"),
+      bad({{"op", "get"}, {"key", ""}}, "bad_request"),
+      bad({{"op", "get"}, {"key", "longer-than-8"}}, "bad_request"),
+      bad({{"op", "put"}, {"key", "k"}}, "bad_request"),
+      bad({{"op", "incr"}, {"key", "k"}, {"by", "1"}}, "bad_request"),
+      bad({{"op", "incr"}, {"key", "k"}, {"by", 1.5}}, "bad_request"),
+      bad({{"op", "keys"}, {"limit", 0}}, "bad_request"),
+      bad({{"op", "keys"}, {"prefix", 3}}, "bad_request"),
+      bad({{"op", "subscribe"}}, "bad_request"),
+      call({{"op", "subscribe"}, {"topic", "t1"}}, {{"ok", true}}),
+      bad({{"op", "subscribe"}, {"topic", "t2"}}, "too_many_subscriptions"),
+      call({{"op", "put"}, {"key", "k1"}, {"value", 1}}, {{"ok", true}}),
+      call({{"op", "put"}, {"key", "k2"}, {"value", 2}}, {{"ok", true}}),
+      bad({{"op", "put"}, {"key", "k3"}, {"value", 3}}, "store_full"),
+      call({{"op", "put"}, {"key", "k2"}, {"value", 4}}, {{"ok", true}, {"created", false}}),
+      call({{"op", "ping"}}, {{"ok", true}}),
+  });
+  INFO(r.out, r.err);
+  CHECK(r.status == 0);
+  for (const auto& reply : replies(r)) {
+    if (reply["ok"] == false) CHECK(reply["error"]["message"].get<std::string>().size() > 5);
+  }
+  CHECK(d.stop() == 0);
+}
+
+TEST_CASE("bad configuration values name the key and the expected form") {
+  temp_dir dir;
+  struct bad_case {
+    std::vector<std::string> args;
+    std::string says;
+  };
+  write_file(dir.file("typo.json"), R"({"tcp": {"prot": 1}})");
+  write_file(dir.file("type.json"), R"({"tcp": {"port": "7400"}})");
+  write_file(dir.file("broken.json"), R"({"tcp": )");
+  const std::vector<bad_case> cases{
+      {{"--tcp.port=abc"}, "tcp.port: expected an integer from 0 to 65535, got \"abc\""},
+      {{"--tcp.port=70000"}, "tcp.port: expected an integer from 0 to 65535, got 70000"},
+      {{"--log.level=loud"}, "log.level: expected one of"},
+      {{"--log.format=xml"}, "log.format: expected \"logfmt\" or \"json\""},
+      {{"--tls.enabled=maybe"}, "tls.enabled: expected true or false"},
+      {{"--workers=-1"}, "workers: expected an integer from 0 to 256"},
+      {{"--keepalive_interval_ms=5000", "--keepalive_timeout_ms=4000"}, "keepalive_timeout_ms: expected more than"},
+      {{"--tcp.enabled=false", "--tls.enabled=false"}, "at least one listener"},
+      {{"--no-such-option=1"}, "--no-such-option: unknown option"},
+      {{"--tcp.port"}, "--tcp.port: expected a value"},
+      {{"--config", dir.file("typo.json")}, "unknown key 'tcp.prot'"},
+      {{"--config", dir.file("type.json")}, "tcp.port: expected an integer from 0 to 65535, got \"7400\""},
+      {{"--config", dir.file("broken.json")}, "is not valid JSON"},
+      {{"--config", dir.file("missing.json")}, "cannot read"},
+      {{"--tls.certificate", dir.file("nope.pem")}, "tls.certificate: cannot read"},
+  };
+  for (const auto& c : cases) {
+    std::vector<std::string> argv{groved_path()};
+    argv.insert(argv.end(), c.args.begin(), c.args.end());
+    result r = run(argv);
+    INFO(c.args[0], " -> ", r.err);
+    CHECK(r.status == 2);
+    CHECK(r.err.find(c.says) != std::string::npos);
+    CHECK(r.err.find('\n') == r.err.size() - 1); // one line
+  }
+}
+
+TEST_CASE("--help lists every option with its default; a file and flags combine, flags win") {
+  result help = run({groved_path(), "--help"});
+  CHECK(help.status == 0);
+  for (const char* key : {"--tcp.port (7400)", "--tls.port (7401)", "--tls.certificate", "--identifier (\"\")",
+                          "--workers (0)", "--max_connections (10000)", "--log.level (\"info\")",
+                          "--log.format (\"logfmt\")", "--data_path (\"\")", "--shutdown_timeout_ms (5000)"}) {
+    CHECK_MESSAGE(help.out.find(key) != std::string::npos, key);
+  }
+
+  temp_dir dir;
+  write_file(dir.file("groved.json"), R"({"identifier": "from-file", "tls": {"enabled": false}, "log": {"level": "warning"}})");
+  result printed = run({groved_path(), "--config", dir.file("groved.json"), "--identifier=from-flag", "--print-config"});
+  REQUIRE(printed.status == 0);
+  json effective = json::parse(printed.out);
+  CHECK(effective["identifier"] == "from-flag");
+  CHECK(effective["tls"]["enabled"] == false);
+  CHECK(effective["log"]["level"] == "warning");
+
+  groved d({"--config", dir.file("groved.json"), "--identifier=from-flag"});
+  CHECK(d.tls_port() == 0); // TLS off, from the file
+  std::vector<std::string> with_flag = d.tcp();
+  with_flag.insert(with_flag.end(), {"--identifier", "from-flag"});
+  CHECK(grovectl(with_flag, {"call", R"({"op":"ping"})"}).status == 0);
+  std::vector<std::string> with_file = d.tcp();
+  with_file.insert(with_file.end(), {"--identifier", "from-file"});
+  result refused = grovectl(with_file, {"call", R"({"op":"ping"})"});
+  INFO(refused.err);
+  CHECK(refused.status == 1); // the daemon answers frames with the wrong identifier with an error
+  CHECK(refused.err.find("identifier") != std::string::npos);
+  CHECK(d.stop() == 0);
+  // Warning level from the file: the refused frame is logged, the info events are not.
+  CHECK(d.process().err().find("\"level\":\"warning\"") != std::string::npos);
+  CHECK(d.process().err().find("\"level\":\"info\"") == std::string::npos);
+}
+
+TEST_CASE("logs are one JSON object per line with ts, level and event") {
+  groved d;
+  CHECK(grovectl(d.tcp(), {"call", R"({"op":"ping"})"}).status == 0);
+  CHECK(d.stop() == 0);
+  int lines = 0;
+  for (const auto& line : json_lines(d.process().err())) {
+    CHECK(line.contains("ts"));
+    CHECK(line.contains("level"));
+    CHECK(line.contains("event"));
+    ++lines;
+  }
+  CHECK(lines >= 4);
+  const std::string err = d.process().err();
+  for (const char* event : {"\"event\":\"ready\"", "\"event\":\"listening\"", "\"event\":\"stopping\"",
+                            "\"event\":\"exit\""}) {
+    CHECK_MESSAGE(err.find(event) != std::string::npos, event);
+  }
+
+  // logfmt, the default.
+  std::vector<std::string> argv{groved_path(), "--tcp.port=0", "--tls.enabled=false"};
+  child plain(argv);
+  REQUIRE(plain.wait_stdout("\n"));
+  plain.signal(SIGINT);
+  CHECK(plain.wait() == std::optional<int>(0));
+  CHECK(plain.err().find("level=info event=ready") != std::string::npos);
+  CHECK(plain.err().find("event=stopping signal=SIGINT") != std::string::npos);
+}
+
+TEST_CASE("the snapshot survives a restart; a damaged one stops the start") {
+  temp_dir dir;
+  const std::string data = "--data_path=" + dir.file("store.json");
+  {
+    groved d({data});
+    result r = script(d.tcp(), {
+        call({{"op", "put"}, {"key", "config/mode"}, {"value", {{"fast", true}}}}, {{"ok", true}}),
+        call({{"op", "incr"}, {"key", "visits"}, {"by", 7}}, {{"ok", true}}),
+        call({{"op", "put"}, {"key", "gone"}, {"value", 1}}, {{"ok", true}}),
+        call({{"op", "delete"}, {"key", "gone"}}, {{"ok", true}}),
+        json{{"cast", {{"op", "put"}, {"key", "cast"}, {"value", "kept"}}}},
+    });
+    INFO(r.out, r.err);
+    REQUIRE(r.status == 0);
+    CHECK(d.stop() == 0);
+    CHECK(d.process().err().find("snapshot_written") != std::string::npos);
+  }
+  CHECK_FALSE(std::filesystem::exists(dir.file("store.json.tmp")));
+  {
+    groved d({data, "--workers=1", "--shards=3"}); // a different shard count reads the same file
+    result r = script(d.tcp(), {
+        call({{"op", "get"}, {"key", "config/mode"}}, {{"value", {{"fast", true}}}}),
+        call({{"op", "get"}, {"key", "visits"}}, {{"value", 7}}),
+        call({{"op", "get"}, {"key", "gone"}}, {{"ok", false}}),
+        call({{"op", "get"}, {"key", "cast"}}, {{"value", "kept"}}),
+        call({{"op", "stats"}}, {{"keys", 3}}),
+    });
+    INFO(r.out, r.err);
+    CHECK(r.status == 0);
+    CHECK(d.stop() == 0);
+  }
+  write_file(dir.file("store.json"), read_file(dir.file("store.json")).substr(0, 20));
+  result damaged = run({groved_path(), "--tcp.port=0", "--tls.enabled=false", data});
+  CHECK(damaged.status == 1);
+  CHECK(damaged.err.find("snapshot_unreadable") != std::string::npos);
+  CHECK(damaged.err.find("store.json") != std::string::npos);
+  CHECK(read_file(dir.file("store.json")).size() == 20); // left as it was
+}
+
+TEST_CASE("mutual TLS: served with a client certificate, refused without or from another CA") {
+  groved d;
+  CHECK(grovectl(d.tls(), {"call", R"({"op":"ping"})"}).status == 0);
+
+  std::vector<std::string> no_cert{"--port", std::to_string(d.tls_port()), "--ca", certs_dir() + "/ca.pem", "--no-cert"};
+  result r = grovectl(no_cert, {"call", R"({"op":"ping"})"});
+  INFO(r.err);
+  CHECK(r.status == 4);
+  CHECK(r.err.rfind("grovectl: ", 0) == 0);
+
+  std::vector<std::string> other{"--port", std::to_string(d.tls_port()), "--ca", certs_dir() + "/ca.pem", "--cert",
+                                 certs_dir() + "/other-client.pem", "--key", certs_dir() + "/other-client.key"};
+  r = grovectl(other, {"call", R"({"op":"ping"})"});
+  INFO(r.err);
+  CHECK(r.status == 4);
+
+  std::vector<std::string> wrong_ca = d.tls();
+  wrong_ca[3] = certs_dir() + "/other-ca.pem";
+  r = grovectl(wrong_ca, {"call", R"({"op":"ping"})"});
+  INFO(r.err);
+  CHECK(r.status == 4);
+  CHECK(r.err.find("certificate verify failed") != std::string::npos);
+
+  // The daemon logged each refusal and still serves.
+  CHECK(d.process().err().find("handshake_failed") != std::string::npos);
+  CHECK(grovectl(d.tls(), {"call", R"({"op":"ping"})"}).status == 0);
+  CHECK(d.stop() == 0);
+}
+
+TEST_CASE("one-way TLS when client certificates are not required") {
+  groved d({"--tls.require_client_certificate=false"});
+  std::vector<std::string> no_cert{"--port", std::to_string(d.tls_port()), "--ca", certs_dir() + "/ca.pem", "--no-cert"};
+  result r = grovectl(no_cert, {"call", R"({"op":"ping"})"});
+  INFO(r.err);
+  CHECK(r.status == 0);
+  CHECK(d.stop() == 0);
+}
+
+TEST_CASE("SIGHUP reloads the TLS files; a bad file is refused and the old one kept") {
+  temp_dir dir;
+  std::filesystem::copy_file(certs_dir() + "/server.pem", dir.file("server.pem"));
+  std::filesystem::copy_file(certs_dir() + "/server.key", dir.file("server.key"));
+  std::filesystem::copy_file(certs_dir() + "/ca.pem", dir.file("ca.pem"));
+  groved d({"--tls.certificate=" + dir.file("server.pem"), "--tls.private_key=" + dir.file("server.key"),
+            "--tls.ca=" + dir.file("ca.pem")});
+  CHECK(grovectl(d.tls(), {"call", R"({"op":"ping"})"}).status == 0);
+
+  write_file(dir.file("server.pem"), "not a certificate\n");
+  d.process().signal(SIGHUP);
+  REQUIRE(d.process().wait_stderr("tls_reload_failed"));
+  CHECK(grovectl(d.tls(), {"call", R"({"op":"ping"})"}).status == 0);
+
+  // Trust the other CA instead: its clients get in, ours no longer do.
+  std::filesystem::copy_file(certs_dir() + "/server.pem", dir.file("server.pem"),
+                             std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::copy_file(certs_dir() + "/other-ca.pem", dir.file("ca.pem"),
+                             std::filesystem::copy_options::overwrite_existing);
+  d.process().signal(SIGHUP);
+  REQUIRE(d.process().wait_stderr("tls_reloaded"));
+  std::vector<std::string> other{"--port", std::to_string(d.tls_port()), "--ca", certs_dir() + "/ca.pem", "--cert",
+                                 certs_dir() + "/other-client.pem", "--key", certs_dir() + "/other-client.key"};
+  CHECK(grovectl(other, {"call", R"({"op":"ping"})"}).status == 0);
+  CHECK(grovectl(d.tls(), {"call", R"({"op":"ping"})"}).status == 4);
+  CHECK(d.stop() == 0);
+}
