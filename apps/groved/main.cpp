@@ -25,6 +25,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -337,6 +338,12 @@ int main(int argc, char** argv) {
   }
   const logger log(c.level, c.format);
   std::signal(SIGPIPE, SIG_IGN);
+  // One descriptor per client: take the hard limit (often 1024 soft by default).
+  rlimit files{};
+  if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &files);
+  }
 
   grove::node_options node_options;
   node_options.threads = c.workers;
