@@ -326,6 +326,9 @@ grove::awaitable<json> session::serve(json& request, const grove::from<json>& re
     throw bad_request{"unknown_op", "unknown op '" + op + "'; expected one of " + std::string(known_ops)};
   } catch (const bad_request& e) {
     co_return error_reply(e.code, e.message);
+  } catch (const grove::error& e) {
+    // A shard or the registry did not answer (restarting, or the node is stopping).
+    co_return error_reply("unavailable", std::string("the store did not answer: ") + e.what());
   }
 }
 
