@@ -177,13 +177,10 @@ struct groved_main {
   std::shared_ptr<boost::asio::signal_set> signals;
 
   grove::awaitable<int> operator()(grove::process& self) {
-    const config& c = *settings;
     grove::node& n = self.node();
-    grove::pid watcher = grove::spawn(n, signal_watcher{signals, self.self()}, grove::spawn_options{.worker = 0});
+    grove::spawn(n, signal_watcher{signals, self.self()}, grove::spawn_options{.worker = 0});
     const int status = co_await run(self);
     boost::asio::post(n.context(0), [s = signals] { s->cancel(); });
-    (void)watcher;
-    (void)c;
     co_return status;
   }
 
@@ -296,7 +293,11 @@ struct groved_main {
     grove::monitor_ref down = self.monitor(top.id());
     grove::exit(top.id(), grove::exit_reason::shutdown());
     std::vector<grove::monitor_ref> tree_down{down};
-    co_await await_down(self, std::move(tree_down), c.shutdown_timeout + std::chrono::seconds(30));
+    const bool stopped = co_await await_down(self, std::move(tree_down), c.shutdown_timeout + std::chrono::seconds(30));
+    if (!stopped) {
+      log->log(log_level::error, "tree_stop_timeout", {{"msg", "the supervision tree did not stop in time"}});
+      status = 1;
+    }
     log->log(log_level::info, "exit", {{"status", status}});
     co_return status;
   }
