@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <string>
 #include <vector>
 
 TEST_CASE("every seed of the frame decoder's fuzz corpus decodes without a failed check") {
@@ -21,4 +22,43 @@ TEST_CASE("every seed of the frame decoder's fuzz corpus decodes without a faile
     ++seeds;
   }
   CHECK(seeds >= 10);
+}
+
+// The codec reads with simdjson and writes common values itself; both must
+// agree with nlohmann alone on what is accepted, the value, and the text.
+TEST_CASE("the JSON codec accepts, reads and writes exactly what nlohmann does") {
+  using grove::erps::json;
+  const auto& codec = grove::erps::json_codec();
+  const std::vector<std::string> texts{
+      R"({"op":"put","key":"k","value":[1,-2,3.5,true,false,null,"x"]})",
+      "5", "-5", "0", "-0", "1.0", "1e2", "-1.5e-300", "1e400", "18446744073709551615", "18446744073709551616",
+      "-9223372036854775808", "-9223372036854775809", "9223372036854775807", "9223372036854775808",
+      R"("tab\tquote\"slash\\ nul\u0000 é 😀")", "\"\xc3\xa9\"", "\"\xff\"", "\"\xed\xa0\x80\"", R"("\ud800")",
+      R"({"b":1,"a":2,"b":3})", R"({"":{"":[]}})", "[[[[[[]]]]]]", " [1 , 2] ", "[1,]", "{\"a\"}", "", " ", "nul",
+      "[1] 2", "\"unterminated", "{\"a\":1}\x00", "01", "+1", ".5", "NaN", "[\"\x7f\"]", "\"\x1f\""};
+  for (const auto& text : texts) {
+    CAPTURE(text);
+    const json reference = json::parse(text.begin(), text.end(), nullptr, false);
+    bool accepted = true;
+    json fast;
+    try {
+      fast = codec.read_value(text);
+    } catch (const grove::erps::codec_error&) {
+      accepted = false;
+    }
+    REQUIRE(accepted == !reference.is_discarded());
+    if (!accepted) continue;
+    CHECK(fast == reference);
+    CHECK(grove_fuzz::same_kinds(fast, reference));
+    const std::string expected = reference.dump(-1, ' ', false, json::error_handler_t::replace);
+    CHECK(fast.dump(-1, ' ', false, json::error_handler_t::replace) == expected);
+    std::string written;
+    codec.write_value(written, fast);
+    CHECK(written == expected);
+  }
+  // Values built in code (not parsed) take the writer's fast paths too.
+  const json built{{"s", std::string(20000, 'x')}, {"n", -7}, {"u", 7u}, {"bad", std::string("\xff\xfe")}, {"f", 0.1}};
+  std::string written;
+  codec.write_value(written, built);
+  CHECK(written == built.dump(-1, ' ', false, json::error_handler_t::replace));
 }

@@ -6,7 +6,10 @@
 // rest is the byte stream. Whatever the bytes, the decoder must not crash,
 // must not allocate for a length above its maximum, must hand out frames
 // whose payload fits the maximum, and must stay failed once failed. Each
-// call and reply payload also goes through the JSON codec.
+// call and reply payload also goes through the JSON codec, and so do the
+// raw bytes: the codec's fast paths (simdjson to read, a bulk writer) must
+// accept exactly what nlohmann accepts, read the same value, and write the
+// same text.
 #pragma once
 
 #include <grove/erps/codec.hpp>
@@ -16,6 +19,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <string_view>
 
 namespace grove_fuzz {
@@ -24,8 +28,48 @@ inline void require(bool ok) {
   if (!ok) std::abort();
 }
 
+// Same value kinds everywhere (nlohmann reads 5 as unsigned, -5 as signed).
+inline bool same_kinds(const grove::erps::json& a, const grove::erps::json& b) {
+  if (a.type() != b.type() || a.size() != b.size()) return false;
+  if (a.is_array()) {
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      if (!same_kinds(a[i], b[i])) return false;
+    }
+  } else if (a.is_object()) {
+    for (auto it = a.begin(); it != a.end(); ++it) {
+      auto other = b.find(it.key());
+      if (other == b.end() || !same_kinds(it.value(), *other)) return false;
+    }
+  }
+  return true;
+}
+
+// The codec against nlohmann alone, on any bytes.
+inline void codec_agrees(std::string_view text) {
+  using grove::erps::json;
+  const auto& codec = grove::erps::json_codec();
+  const json reference = json::parse(text.begin(), text.end(), nullptr, false);
+  json fast;
+  bool accepted = true;
+  try {
+    fast = codec.read_value(text);
+  } catch (const grove::erps::codec_error&) {
+    accepted = false;
+  }
+  require(accepted == !reference.is_discarded());
+  if (!accepted) return;
+  require(fast == reference);
+  require(same_kinds(fast, reference));
+  const std::string expected = reference.dump(-1, ' ', false, json::error_handler_t::replace);
+  require(fast.dump(-1, ' ', false, json::error_handler_t::replace) == expected); // same number kinds too
+  std::string written;
+  codec.write_value(written, fast);
+  require(written == expected);
+}
+
 inline int decode_frames(const std::uint8_t* data, std::size_t size) {
   if (size == 0) return 0;
+  codec_agrees(std::string_view(reinterpret_cast<const char*>(data + 1), size - 1));
   constexpr std::uint32_t max_payload = 4096;
   const std::size_t step = 1 + data[0] % 64; // read sizes 1..64, varied below
   grove::erps::frame_decoder decoder(max_payload);
@@ -41,6 +85,7 @@ inline int decode_frames(const std::uint8_t* data, std::size_t size) {
       require(!failed);
       require(f.payload.size() <= max_payload);
       require(f.keepalive() == (f.header.type == grove::erps::frame_type::keepalive));
+      codec_agrees(f.payload);
       try {
         switch (f.header.type) {
         case grove::erps::frame_type::call: codec.read_call(f.payload); break;
