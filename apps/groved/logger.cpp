@@ -103,15 +103,22 @@ void logger::log(log_level level, std::string_view event, std::initializer_list<
   }
 }
 
-grove::erps::log_function logger::erps_log() const {
+grove::erps::log_function logger::erps_log(std::string listener) const {
   logger copy = *this;
-  return [copy](const grove::erps::log_record& r) {
+  return [copy, listener = std::move(listener)](const grove::erps::log_record& r) {
     const log_level level = from_erps(r.level);
     if (!copy.enabled(level)) return;
-    if (r.peer.empty()) {
-      copy.log(level, r.event, {{"msg", std::string(r.text)}});
+    const std::string text(r.text);
+    if (listener.empty()) {
+      if (r.peer.empty()) {
+        copy.log(level, r.event, {{"msg", text}});
+      } else {
+        copy.log(level, r.event, {{"peer", std::string(r.peer)}, {"msg", text}});
+      }
+    } else if (r.peer.empty()) {
+      copy.log(level, r.event, {{"listener", listener}, {"msg", text}});
     } else {
-      copy.log(level, r.event, {{"peer", std::string(r.peer)}, {"msg", std::string(r.text)}});
+      copy.log(level, r.event, {{"listener", listener}, {"peer", std::string(r.peer)}, {"msg", text}});
     }
   };
 }

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include <initializer_list>
+#include <string>
 #include <string_view>
 #include <utility>
 
@@ -25,8 +26,9 @@ public:
   /// Thread-safe; one write(2) per line.
   void log(log_level level, std::string_view event, std::initializer_list<field> fields = {}) const;
 
-  /// An erps log function writing through this logger (event, peer, msg).
-  grove::erps::log_function erps_log() const;
+  /// An erps log function writing through this logger (event, peer, msg),
+  /// with listener=NAME on every line when a name is given.
+  grove::erps::log_function erps_log(std::string listener = {}) const;
 
 private:
   log_level least_;

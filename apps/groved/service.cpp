@@ -50,7 +50,7 @@ constexpr const char* known_ops = "ping, get, put, delete, incr, keys, subscribe
 
 service_state::service_state(grove::registry& r, const config& c, logger l, std::size_t shard_count)
     : registry(&r), shards(shard_count), max_keys(c.max_keys), max_key_bytes(c.max_key_bytes),
-      max_subscriptions(c.max_subscriptions), log(l), initial_(shard_count) {}
+      max_subscriptions(c.max_subscriptions), max_reply_bytes(c.max_payload / 2), log(l), initial_(shard_count) {}
 
 std::size_t service_state::shard_of(std::string_view key) const noexcept {
   return std::hash<std::string_view>{}(key) % shards;
@@ -358,8 +358,19 @@ grove::awaitable<json> session::keys(const json& request) {
     all.insert(all.end(), std::make_move_iterator(part.begin()), std::make_move_iterator(part.end()));
   }
   std::sort(all.begin(), all.end());
-  const bool truncated = all.size() > limit;
+  bool truncated = all.size() > limit;
   if (truncated) all.resize(limit);
+  // The reply must fit in a frame the client accepts (max_payload): cut it
+  // short by bytes as well as by count.
+  std::size_t bytes = 64;
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    bytes += all[i].size() + 8; // quotes, comma, and room for escapes
+    if (bytes > state_->max_reply_bytes) {
+      all.resize(i);
+      truncated = true;
+      break;
+    }
+  }
   json r = ok();
   r["keys"] = std::move(all);
   r["truncated"] = truncated;

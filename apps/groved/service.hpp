@@ -9,6 +9,7 @@
 //   {"op":"delete","key":K}               -> {"ok":true,"deleted":bool}
 //   {"op":"incr","key":K[,"by":N]}        -> {"ok":true,"value":N'}   (a missing key counts from 0)
 //   {"op":"keys"[,"prefix":P][,"limit":L]}-> {"ok":true,"keys":[...sorted],"truncated":bool}
+//                                            (cut at `limit` keys, and to fit half of max_payload)
 //   {"op":"subscribe","topic":T}          -> {"ok":true,"topic":T}
 //   {"op":"unsubscribe","topic":T}        -> {"ok":true,"topic":T,"was_subscribed":bool}
 //   {"op":"stats"}                        -> {"ok":true,"keys":N,"connections":N,...}
@@ -47,6 +48,7 @@ struct service_state {
   std::size_t max_keys;
   std::size_t max_key_bytes;
   std::size_t max_subscriptions;
+  std::size_t max_reply_bytes; // a keys reply stops (truncated) before this
   logger log;
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
 

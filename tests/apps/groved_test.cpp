@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <csignal>
+#include <cstdio>
 #include <fstream>
 
 using namespace apps_test;
@@ -172,6 +173,28 @@ TEST_CASE("bad requests get JSON errors and the connection stays usable") {
   CHECK(d.stop() == 0);
 }
 
+TEST_CASE("a keys reply is cut short to fit the frame size clients accept") {
+  groved d({"--max_payload=1024"});
+  std::vector<json> steps;
+  for (int i = 0; i < 40; ++i) {
+    char key[32];
+    std::snprintf(key, sizeof key, "key-number-%04d-padding", i);
+    steps.push_back(call({{"op", "put"}, {"key", key}, {"value", i}}, {{"ok", true}}));
+  }
+  steps.push_back(call({{"op", "keys"}}, {{"ok", true}, {"truncated", true}}));
+  steps.push_back(call({{"op", "keys"}, {"prefix", "key-number-000"}}, {{"ok", true}, {"truncated", false}}));
+  result r = script(d.tcp(), steps);
+  INFO(r.out, r.err);
+  REQUIRE(r.status == 0);
+  auto all = replies(r);
+  const auto& cut = all.at(40)["keys"];
+  CHECK(cut.size() > 5);
+  CHECK(cut.size() < 40);
+  CHECK(cut[0] == "key-number-0000-padding"); // sorted, cut at the end
+  CHECK(all.at(41)["keys"].size() == 10);
+  CHECK(d.stop() == 0);
+}
+
 TEST_CASE("bad configuration values name the key and the expected form") {
   temp_dir dir;
   struct bad_case {
@@ -258,7 +281,7 @@ TEST_CASE("logs are one JSON object per line with ts, level and event") {
   CHECK(lines >= 4);
   const std::string err = d.process().err();
   for (const char* event : {"\"event\":\"ready\"", "\"event\":\"listening\"", "\"event\":\"stopping\"",
-                            "\"event\":\"exit\""}) {
+                            "\"event\":\"exit\"", "\"listener\":\"tcp\"", "\"listener\":\"tls\""}) {
     CHECK_MESSAGE(err.find(event) != std::string::npos, event);
   }
 
