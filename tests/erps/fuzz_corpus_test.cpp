@@ -38,23 +38,7 @@ TEST_CASE("the JSON codec accepts, reads and writes exactly what nlohmann does")
       "[1] 2", "\"unterminated", "{\"a\":1}\x00", "01", "+1", ".5", "NaN", "[\"\x7f\"]", "\"\x1f\""};
   for (const auto& text : texts) {
     CAPTURE(text);
-    const json reference = json::parse(text.begin(), text.end(), nullptr, false);
-    bool accepted = true;
-    json fast;
-    try {
-      fast = codec.read_value(text);
-    } catch (const grove::erps::codec_error&) {
-      accepted = false;
-    }
-    REQUIRE(accepted == !reference.is_discarded());
-    if (!accepted) continue;
-    CHECK(fast == reference);
-    CHECK(grove_fuzz::same_kinds(fast, reference));
-    const std::string expected = reference.dump(-1, ' ', false, json::error_handler_t::replace);
-    CHECK(fast.dump(-1, ' ', false, json::error_handler_t::replace) == expected);
-    std::string written;
-    codec.write_value(written, fast);
-    CHECK(written == expected);
+    CHECK(grove_fuzz::codec_disagreement(text) == "");
   }
   // Values built in code (not parsed) take the writer's fast paths too.
   const json built{{"s", std::string(20000, 'x')}, {"n", -7}, {"u", 7u}, {"bad", std::string("\xff\xfe")}, {"f", 0.1}};

@@ -44,8 +44,9 @@ inline bool same_kinds(const grove::erps::json& a, const grove::erps::json& b) {
   return true;
 }
 
-// The codec against nlohmann alone, on any bytes.
-inline void codec_agrees(std::string_view text) {
+// The codec against nlohmann alone, on any bytes: empty if they agree,
+// otherwise what differs.
+inline std::string codec_disagreement(std::string_view text) {
   using grove::erps::json;
   const auto& codec = grove::erps::json_codec();
   const json reference = json::parse(text.begin(), text.end(), nullptr, false);
@@ -56,16 +57,18 @@ inline void codec_agrees(std::string_view text) {
   } catch (const grove::erps::codec_error&) {
     accepted = false;
   }
-  require(accepted == !reference.is_discarded());
-  if (!accepted) return;
-  require(fast == reference);
-  require(same_kinds(fast, reference));
+  if (accepted != !reference.is_discarded()) return accepted ? "the codec accepted it" : "the codec refused it";
+  if (!accepted) return {};
+  if (fast != reference) return "a different value";
+  if (!same_kinds(fast, reference)) return "different number kinds";
   const std::string expected = reference.dump(-1, ' ', false, json::error_handler_t::replace);
-  require(fast.dump(-1, ' ', false, json::error_handler_t::replace) == expected); // same number kinds too
   std::string written;
   codec.write_value(written, fast);
-  require(written == expected);
+  if (written != expected) return "written as " + written + " instead of " + expected;
+  return {};
 }
+
+inline void codec_agrees(std::string_view text) { require(codec_disagreement(text).empty()); }
 
 inline int decode_frames(const std::uint8_t* data, std::size_t size) {
   if (size == 0) return 0;
