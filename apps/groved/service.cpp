@@ -50,7 +50,9 @@ constexpr const char* known_ops = "ping, get, put, delete, incr, keys, subscribe
 
 service_state::service_state(grove::registry& r, const config& c, logger l, std::size_t shard_count)
     : registry(&r), shards(shard_count), max_keys(c.max_keys), max_key_bytes(c.max_key_bytes),
-      max_subscriptions(c.max_subscriptions), max_reply_bytes(c.max_payload / 2), log(l), initial_(shard_count) {}
+      max_subscriptions(c.max_subscriptions), max_reply_bytes(c.max_payload / 2), log(l), initial_(shard_count) {
+  for (std::size_t i = 0; i < shard_count; ++i) shard_names_.push_back(shard_name(i));
+}
 
 std::size_t service_state::shard_of(std::string_view key) const noexcept {
   return std::hash<std::string_view>{}(key) % shards;
@@ -199,25 +201,24 @@ json shard::apply(store_op& op) {
 
 // Key "a/b/c" is under topics "a", "a/b" and "a/b/c".
 void shard::publish(const std::string& key, const char* event, const json* value) {
-  std::shared_ptr<const json> built;
   std::string group;
   for (std::size_t end = 0;; ++end) {
     end = key.find('/', end);
     const std::string_view topic = std::string_view(key).substr(0, end == std::string::npos ? key.size() : end);
     if (!topic.empty()) {
       group = service_state::topic_group(topic);
+      // Built once per topic, on its first subscriber, and shared by all of them.
+      std::shared_ptr<const json> built;
       state_->registry->for_each_member(group, [&](const grove::group_member& member) {
         if (!built) {
           json e = json::object();
+          e["topic"] = std::string(topic);
           e["event"] = event;
           e["key"] = key;
           if (value) e["value"] = *value;
           built = std::make_shared<const json>(std::move(e));
         }
-        // Each subscriber's event names the topic it subscribed to.
-        auto copy = std::make_shared<json>(*built);
-        (*copy)["topic"] = std::string(topic);
-        grove::send(member.process, topic_event{std::move(copy)});
+        grove::send(member.process, topic_event{built});
         state_->pushes.fetch_add(1, std::memory_order_relaxed);
       });
     }
@@ -307,7 +308,7 @@ grove::awaitable<json> session::serve(json& request, const grove::from<json>& re
         }
       }
       const std::size_t index = state_->shard_of(key);
-      grove::pid target = state_->registry->whereis(service_state::shard_name(index));
+      grove::pid target = state_->registry->whereis(state_->name_of_shard(index));
       if (!target) throw bad_request{"unavailable", "the store shard for this key is restarting; try again"};
       grove::server_ref<shard>(target).cast(store_op(*kind, std::move(key), std::move(value), by, reply));
       forwarded = true;
@@ -350,7 +351,7 @@ grove::awaitable<json> session::keys(const json& request) {
   }
   std::vector<std::string> all;
   for (std::size_t i = 0; i < state_->shards; ++i) {
-    grove::pid target = state_->registry->whereis(service_state::shard_name(i));
+    grove::pid target = state_->registry->whereis(state_->name_of_shard(i));
     if (!target) throw bad_request{"unavailable", "a store shard is restarting; try again"};
     // One more than asked, to tell whether the answer is cut short.
     keys_request r(prefix, limit + 1);

@@ -61,6 +61,8 @@ struct service_state {
 
   std::size_t shard_of(std::string_view key) const noexcept;
   static std::string shard_name(std::size_t index);
+  /// The shard's registered name, built once (looked up on every key operation).
+  const std::string& name_of_shard(std::size_t index) const noexcept { return shard_names_[index]; }
   static std::string topic_group(std::string_view topic);
 
   /// Loaded from the snapshot: each shard takes its part once, at its first
@@ -72,6 +74,7 @@ struct service_state {
   std::vector<grove::erps::daemon> daemons() const;
 
 private:
+  std::vector<std::string> shard_names_;
   mutable std::mutex mutex_;
   std::vector<std::optional<json>> initial_;
   std::vector<grove::erps::daemon> daemons_{2};
