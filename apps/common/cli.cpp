@@ -198,20 +198,28 @@ std::shared_ptr<connected_client> connected_client::open(node& n, const endpoint
   throw failure(cannot_connect, "cannot connect to " + where + ": " + why);
 }
 
+namespace {
+
+// With the lock held, once the wait is over: the next push, nothing, or the
+// lost link as a failure.
+std::optional<erps::json> pop_push(connected_client::shared& s, bool stopped) {
+  if (!s.pushes.empty()) {
+    erps::json v = std::move(s.pushes.front());
+    s.pushes.pop_front();
+    return v;
+  }
+  if (stopped || s.now == connected_client::shared::state::connected) return std::nullopt;
+  const bool tls = s.tls && looks_like_tls(s.reason);
+  throw failure(tls ? tls_failure : cannot_connect, std::string(tls ? "TLS failure, " : "") + "connection lost: " + s.reason);
+}
+
+} // namespace
+
 std::optional<erps::json> connected_client::take_push(std::chrono::milliseconds timeout) {
   std::unique_lock lock(shared_->mutex);
   shared_->changed.wait_for(lock, timeout,
                             [&] { return !shared_->pushes.empty() || shared_->now != shared::state::connected; });
-  if (!shared_->pushes.empty()) {
-    erps::json v = std::move(shared_->pushes.front());
-    shared_->pushes.pop_front();
-    return v;
-  }
-  if (shared_->now != shared::state::connected) {
-    const bool tls = shared_->tls && looks_like_tls(shared_->reason);
-    throw failure(tls ? tls_failure : cannot_connect, std::string(tls ? "TLS failure, " : "") + "connection lost: " + shared_->reason);
-  }
-  return std::nullopt;
+  return pop_push(*shared_, false);
 }
 
 std::optional<erps::json> connected_client::take_push_until(const std::function<bool()>& stop) {
@@ -219,14 +227,7 @@ std::optional<erps::json> connected_client::take_push_until(const std::function<
   shared_->changed.wait(lock, [&] {
     return !shared_->pushes.empty() || shared_->now != shared::state::connected || stop();
   });
-  if (!shared_->pushes.empty()) {
-    erps::json v = std::move(shared_->pushes.front());
-    shared_->pushes.pop_front();
-    return v;
-  }
-  if (stop()) return std::nullopt;
-  const bool tls = shared_->tls && looks_like_tls(shared_->reason);
-  throw failure(tls ? tls_failure : cannot_connect, std::string(tls ? "TLS failure, " : "") + "connection lost: " + shared_->reason);
+  return pop_push(*shared_, stop());
 }
 
 void connected_client::notify() {
