@@ -239,6 +239,11 @@ void connected_client::rethrow(const std::exception& e) const {
   if (auto* g = dynamic_cast<const grove::error*>(&e)) {
     if (g->code() == errc::timeout) throw failure(timed_out, "no reply within the timeout");
     if (g->code() == errc::remote) throw failure(remote_error, std::string("the daemon refused the request: ") + e.what());
+    if (g->code() == errc::bad_payload) {
+      // Ours (a request nested too deep to send), or the daemon's (a reply we refuse to read).
+      const bool ours = std::string_view(e.what()).find("the request could not be written") != std::string_view::npos;
+      throw failure(ours ? bad_input : remote_error, e.what());
+    }
     if (g->code() == errc::disconnected) {
       std::string reason;
       {

@@ -1,5 +1,7 @@
 #include "config.hpp"
 
+#include <grove/erps/codec.hpp>
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -7,6 +9,7 @@
 #include <fstream>
 #include <functional>
 #include <iomanip>
+#include <iterator>
 #include <ostream>
 #include <optional>
 #include <sstream>
@@ -140,6 +143,12 @@ const std::vector<option>& options() {
                  [](config& c, const json& v) {
                    c.max_payload = static_cast<std::uint32_t>(to_uint("max_payload", v, 1024, 1u << 30));
                  }});
+    t.push_back({"max_depth", kind::integer,
+                 "deepest nesting of arrays and objects a call may carry (the [id, request] envelope counts); deeper is refused",
+                 [](const config& c) { return json(c.max_depth); },
+                 [](config& c, const json& v) {
+                   c.max_depth = static_cast<std::uint32_t>(to_uint("max_depth", v, 3, grove::erps::max_depth_limit));
+                 }});
     t.push_back({"max_calls_in_flight", kind::integer,
                  "per client: unanswered calls before the daemon stops reading from it; 0: no limit",
                  [](const config& c) { return json(c.max_calls_in_flight); },
@@ -220,8 +229,13 @@ void apply_object(config& c, const json& object, const std::string& prefix, cons
 void apply_file(config& c, const std::string& path) {
   std::ifstream in(path);
   if (!in) throw config_error("--config: cannot read '" + path + "'");
-  json document = json::parse(in, nullptr, false);
-  if (document.is_discarded()) throw config_error("--config: '" + path + "' is not valid JSON");
+  const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  json document;
+  try {
+    document = grove::erps::read_json(text, grove::erps::decode_limits{16}, "--config file");
+  } catch (const grove::erps::codec_error& e) {
+    throw config_error("--config: '" + path + "' is not valid JSON: " + e.what());
+  }
   if (!document.is_object()) throw config_error("--config: '" + path + "' must hold a JSON object");
   apply_object(c, document, "", path);
 }

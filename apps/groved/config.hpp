@@ -36,6 +36,7 @@ struct config {
   std::size_t shards = 0;  // 0: one per worker
   std::size_t max_connections = 10'000;
   std::uint32_t max_payload = 16u << 20;
+  std::uint32_t max_depth = 128;
   std::size_t max_calls_in_flight = 256;
   std::chrono::milliseconds idle_timeout{0}; // 0: never
   std::chrono::milliseconds keepalive_interval{5'000};

@@ -75,6 +75,7 @@ grove::erps::daemon_options daemon_options_for(const config& c, bool tls, const 
   o.port = l.port;
   o.identifier = c.identifier;
   o.max_payload = c.max_payload;
+  o.max_depth = c.max_depth;
   o.max_connections = c.max_connections;
   o.max_calls_in_flight = c.max_calls_in_flight;
   if (c.idle_timeout.count() > 0) o.idle_timeout = c.idle_timeout;
@@ -194,7 +195,7 @@ struct groved_main {
     if (!c.data_path.empty()) {
       std::optional<json> data;
       try {
-        data = load_snapshot(c.data_path);
+        data = load_snapshot(c.data_path, c.max_depth);
       } catch (const snapshot_error& e) {
         log->log(log_level::error, "snapshot_unreadable",
                  {{"path", c.data_path}, {"msg", std::string(e.what()) + "; not starting, so it is not overwritten"}});

@@ -1,5 +1,7 @@
 #include "snapshot.hpp"
 
+#include <grove/erps/codec.hpp>
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -10,6 +12,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 
 namespace groved {
 namespace {
@@ -29,14 +32,22 @@ std::string utc_now() {
 
 } // namespace
 
-std::optional<nlohmann::json> load_snapshot(const std::string& path) {
+std::optional<nlohmann::json> load_snapshot(const std::string& path, std::uint32_t max_depth) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     if (errno == ENOENT) return std::nullopt;
     fail("cannot open snapshot", path);
   }
-  nlohmann::json document = nlohmann::json::parse(in, nullptr, false);
-  if (document.is_discarded()) throw snapshot_error("snapshot '" + path + "' is not valid JSON (truncated or edited?)");
+  const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  if (in.bad()) fail("cannot read snapshot", path);
+  nlohmann::json document;
+  try {
+    // The same reader and bound as a client's payload: a value deeper than
+    // a put could have stored was not written by groved.
+    document = grove::erps::read_json(text, grove::erps::decode_limits{max_depth}, "snapshot");
+  } catch (const grove::erps::codec_error& e) {
+    throw snapshot_error("snapshot '" + path + "' is not a snapshot groved wrote (truncated or edited?): " + e.what());
+  }
   if (!document.is_object() || document.value("format", "") != "groved-snapshot" || !document.contains("data") ||
       !document["data"].is_object()) {
     throw snapshot_error("'" + path + "' is not a groved snapshot (expected {\"format\":\"groved-snapshot\",\"data\":{...}})");

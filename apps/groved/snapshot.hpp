@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstdint>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -18,8 +19,10 @@ public:
 };
 
 /// The data object, or nullopt when there is no file yet. Throws
-/// snapshot_error for a file that cannot be read or is not a snapshot.
-std::optional<nlohmann::json> load_snapshot(const std::string& path);
+/// snapshot_error for a file that cannot be read, is not a snapshot, or
+/// nests deeper than `max_depth` (the document counts: a value stored by a
+/// put within groved's max_depth always fits).
+std::optional<nlohmann::json> load_snapshot(const std::string& path, std::uint32_t max_depth);
 
 /// Throws snapshot_error naming the step that failed (the old file stays).
 void write_snapshot(const std::string& path, const nlohmann::json& data);

@@ -2,7 +2,11 @@
 
 #include <doctest/doctest.h>
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -239,6 +243,85 @@ std::vector<json> json_lines(const std::string& text) {
     if (!v.is_discarded()) out.push_back(std::move(v));
   }
   return out;
+}
+
+std::string erps_frame(std::uint8_t type, const std::string& payload) {
+  std::string frame(96, '\0');
+  frame.replace(0, 4, "erps");
+  const auto n = static_cast<std::uint32_t>(payload.size());
+  for (int i = 0; i < 4; ++i) frame[4 + i] = static_cast<char>((n >> (24 - 8 * i)) & 0xff);
+  frame[8] = static_cast<char>(type);
+  frame[10] = 4; // version 0.4.0
+  return frame + payload;
+}
+
+raw_connection::raw_connection(std::uint16_t port) {
+  fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd_ < 0) throw std::runtime_error("socket failed");
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  ::inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+  if (::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd_);
+    throw std::runtime_error("connect to 127.0.0.1:" + std::to_string(port) + " failed");
+  }
+}
+
+raw_connection::~raw_connection() { ::close(fd_); }
+
+bool raw_connection::send(const std::string& bytes) {
+  std::size_t at = 0;
+  while (at < bytes.size()) {
+    const auto n = ::send(fd_, bytes.data() + at, bytes.size() - at, MSG_NOSIGNAL);
+    if (n <= 0) return false;
+    at += static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
+bool raw_connection::fill(std::chrono::steady_clock::time_point deadline) {
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+  if (left <= 0ms || closed_) return false;
+  pollfd p{fd_, POLLIN, 0};
+  if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return false;
+  char chunk[65536];
+  const auto n = ::recv(fd_, chunk, sizeof chunk, 0);
+  if (n <= 0) {
+    closed_ = true;
+    return false;
+  }
+  buffer_.append(chunk, static_cast<std::size_t>(n));
+  return true;
+}
+
+std::optional<raw_connection::frame> raw_connection::next_frame(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (buffer_.size() >= 9 && buffer_[8] == 0) { // a keepalive
+      buffer_.erase(0, 9);
+      continue;
+    }
+    if (buffer_.size() >= 96) {
+      std::uint32_t n = 0;
+      for (int i = 0; i < 4; ++i) n = (n << 8) | static_cast<unsigned char>(buffer_[4 + i]);
+      if (buffer_.size() >= 96 + std::size_t{n}) {
+        frame f{static_cast<std::uint8_t>(buffer_[8]), buffer_.substr(96, n)};
+        buffer_.erase(0, 96 + std::size_t{n});
+        return f;
+      }
+    }
+    if (!fill(deadline)) return std::nullopt;
+  }
+}
+
+bool raw_connection::closed_within(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!closed_) {
+    buffer_.clear();
+    if (!fill(deadline)) break;
+  }
+  return closed_;
 }
 
 } // namespace apps_test

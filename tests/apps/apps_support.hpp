@@ -113,4 +113,36 @@ result grovectl(const std::vector<std::string>& flags, const std::vector<std::st
 /// stdout's JSON lines.
 std::vector<json> json_lines(const std::string& text);
 
+/// An erps frame as a hostile client writes it by hand: type 4 call, 8
+/// cast; version 0.4.0, no identifier, unsigned.
+std::string erps_frame(std::uint8_t type, const std::string& payload);
+
+/// A plain TCP connection to 127.0.0.1:port speaking raw bytes (for input
+/// grovectl would never send). Reads are bounded.
+class raw_connection {
+public:
+  explicit raw_connection(std::uint16_t port);
+  ~raw_connection();
+  raw_connection(const raw_connection&) = delete;
+  raw_connection& operator=(const raw_connection&) = delete;
+
+  /// false once the peer has closed (or reset) the connection.
+  bool send(const std::string& bytes);
+  struct frame {
+    std::uint8_t type = 0;
+    std::string payload;
+  };
+  /// The next frame that is not a keepalive; nullopt on timeout or close.
+  std::optional<frame> next_frame(std::chrono::milliseconds timeout = 10s);
+  /// Whether the peer closes the connection within `timeout` (what it sends
+  /// first is read and dropped).
+  bool closed_within(std::chrono::milliseconds timeout);
+
+private:
+  bool fill(std::chrono::steady_clock::time_point deadline);
+  int fd_ = -1;
+  bool closed_ = false;
+  std::string buffer_;
+};
+
 } // namespace apps_test

@@ -433,3 +433,66 @@ TEST_CASE("SIGTERM with calls in flight: every acknowledged write is in the snap
   CHECK(stored <= acknowledged + 64); // and at most the calls in flight were applied unanswered
   CHECK(d.stop() == 0);
 }
+
+namespace {
+
+std::string deep_arrays(std::size_t depth) { return std::string(depth, '[') + "1" + std::string(depth, ']'); }
+
+} // namespace
+
+TEST_CASE("a value 100,000 levels deep is refused at the edge as a put, a call or a cast; the daemon and its data are unharmed") {
+  temp_dir dir;
+  groved d({"--data_path=" + dir.file("store.json")});
+  REQUIRE(script(d.tcp(), {call({{"op", "put"}, {"key", "keep"}, {"value", "safe"}}, {{"ok", true}})}).status == 0);
+
+  raw_connection hostile(d.tcp_port());
+  const std::string deep = deep_arrays(100'000);
+  REQUIRE(hostile.send(erps_frame(4, R"([1,{"op":"put","key":"deep","value":)" + deep + "}]")));
+  auto refused = hostile.next_frame();
+  REQUIRE(refused);
+  CHECK(refused->type == 1);
+  CHECK(refused->payload == R"x([1,"call payload nests deeper than 128 levels (max_depth)"])x");
+  REQUIRE(hostile.send(erps_frame(4, "[2," + deep + "]")));
+  refused = hostile.next_frame();
+  REQUIRE(refused);
+  CHECK(refused->payload == R"x([2,"call payload nests deeper than 128 levels (max_depth)"])x");
+  REQUIRE(hostile.send(erps_frame(8, R"({"op":"put","key":"deep","value":)" + deep + "}")));
+  refused = hostile.next_frame();
+  REQUIRE(refused);
+  CHECK(refused->payload == R"x("value payload nests deeper than 128 levels (max_depth)")x");
+  // The same connection is still served.
+  REQUIRE(hostile.send(erps_frame(4, R"([3,{"op":"get","key":"keep"}])")));
+  auto answered = hostile.next_frame();
+  REQUIRE(answered);
+  CHECK(answered->type == 2);
+  CHECK(json::parse(answered->payload) == json::array({{{"ok", true}, {"value", "safe"}}, 3}));
+
+  // Through grovectl: within what it writes (1024), past what groved reads.
+  const result too_deep = grovectl(d.tcp(), {"call", R"({"op":"put","key":"deep","value":)" + deep_arrays(200) + "}"});
+  CHECK(too_deep.status == 1);
+  CHECK(too_deep.err.find("call payload nests deeper than 128 levels (max_depth)") != std::string::npos);
+  const result unwritable = grovectl(d.tcp(), {"call", R"({"op":"put","key":"deep","value":)" + deep_arrays(5000) + "}"});
+  CHECK(unwritable.status == 2);
+  CHECK(unwritable.err.find("nests deeper than 1024 levels") != std::string::npos);
+
+  result r = script(d.tcp(), {call({{"op", "get"}, {"key", "deep"}}, {{"ok", false}, {"error", {{"code", "not_found"}}}}),
+                              call({{"op", "get"}, {"key", "keep"}}, {{"value", "safe"}}),
+                              call({{"op", "stats"}}, {{"keys", 1}})});
+  INFO(r.out, r.err);
+  CHECK(r.status == 0);
+  CHECK(d.stop() == 0);
+  CHECK(d.process().err().find("bad_payload") != std::string::npos);
+  CHECK(read_file(dir.file("store.json")).find("\"keep\":\"safe\"") != std::string::npos);
+}
+
+TEST_CASE("a snapshot edited by hand to nest 100,000 levels deep is refused at start and left as it was") {
+  temp_dir dir;
+  const std::string text =
+      R"({"format":"groved-snapshot","version":1,"keys":2,"data":{"ok":1,"deep":)" + deep_arrays(100'000) + "}}\n";
+  write_file(dir.file("store.json"), text);
+  result refused = run({groved_path(), "--tcp.port=0", "--tls.enabled=false", "--data_path=" + dir.file("store.json")});
+  CHECK(refused.status == 1);
+  CHECK(refused.err.find("snapshot_unreadable") != std::string::npos);
+  CHECK(refused.err.find("snapshot nests deeper than 128 levels (max_depth)") != std::string::npos);
+  CHECK(read_file(dir.file("store.json")) == text);
+}

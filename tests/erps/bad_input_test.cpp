@@ -111,11 +111,16 @@ TEST_CASE("an unknown frame type is refused and closes that connection") {
   r.others_unaffected();
 }
 
-TEST_CASE("malformed JSON in a call: an error frame, and the connection stays usable") {
+TEST_CASE("malformed JSON in a call: an error frame answering its id, and the connection stays usable") {
   rig r;
   raw_client bad(r.server.port());
   bad.send(grove::erps::frame_writer{}.frame(frame_type::call, "[1, {\"op\": "));
-  expect_error_frame(bad, "malformed JSON in call payload (11 bytes)");
+  auto refused = bad.read_non_keepalive();
+  REQUIRE(refused);
+  CHECK(refused->type == frame_type::error);
+  CHECK(refused->payload == R"x([1,"malformed JSON in call payload (11 bytes)"])x");
+  bad.send(grove::erps::frame_writer{}.frame(frame_type::call, "{\"op\": "));
+  expect_error_frame(bad, "malformed JSON in call payload (7 bytes)"); // no id to answer
   CHECK(logged(*r.logs, "bad_payload: malformed JSON in call payload"));
   bad.send(call_frame(2, json{{"op", "echo"}, {"value", "still here"}}));
   auto f = bad.read_non_keepalive();
@@ -194,4 +199,96 @@ TEST_CASE("a client that stops reading is closed once nothing it was sent is tak
     });
   }));
   r.others_unaffected();
+}
+
+namespace {
+
+std::string deep_arrays(std::size_t depth) { return std::string(depth, '[') + "1" + std::string(depth, ']'); }
+
+std::string deep_objects(std::size_t depth) {
+  std::string text;
+  for (std::size_t i = 0; i < depth; ++i) text += "{\"k\":";
+  return text + "1" + std::string(depth, '}');
+}
+
+// Built without a parse, and without nlohmann's recursive dump.
+json nested(std::size_t depth) {
+  json v = "core";
+  for (std::size_t i = 0; i < depth; ++i) v = json::array({std::move(v)});
+  return v;
+}
+
+// What a grove call throws (grove::error's what(): the detail, then the code's message).
+std::string call_failure(daemon_rig& r, const grove::erps::client_ref& c, json request) {
+  try {
+    r.node.block_on(c.call(std::move(request), 10s));
+  } catch (const grove::error& e) {
+    return e.what();
+  }
+  return "no failure";
+}
+
+} // namespace
+
+TEST_CASE("a call 100,000 levels deep is refused by its id, naming the limit; that connection and everyone else go on") {
+  rig r;
+  raw_client bad(r.server.port());
+  for (const std::string& body : {deep_arrays(100'000), deep_objects(100'000)}) {
+    bad.send(grove::erps::frame_writer{}.frame(frame_type::call, "[7,{\"op\":\"echo\",\"value\":" + body + "}]"));
+    auto f = bad.read_non_keepalive();
+    REQUIRE(f);
+    CHECK(f->type == frame_type::error);
+    CHECK(f->payload == R"x([7,"call payload nests deeper than 128 levels (max_depth)"])x");
+  }
+  CHECK(logged(*r.logs, "bad_payload: call payload nests deeper than 128 levels (max_depth)"));
+  bad.send(call_frame(8, json{{"op", "echo"}, {"value", "still here"}}));
+  auto f = bad.read_non_keepalive();
+  REQUIRE(f);
+  CHECK(f->payload == R"(["still here",8])");
+  r.others_unaffected();
+}
+
+TEST_CASE("a cast 100,000 levels deep is refused with an error frame and never reaches the server") {
+  rig r;
+  raw_client bad(r.server.port());
+  bad.send(grove::erps::frame_writer{}.frame(frame_type::cast, deep_arrays(100'000)));
+  expect_error_frame(bad, "value payload nests deeper than 128 levels (max_depth)");
+  bad.send(call_frame(1, json{{"op", "echo"}, {"value", 1}}));
+  auto f = bad.read_non_keepalive();
+  REQUIRE(f);
+  CHECK(f->payload == "[1,1]");
+  r.others_unaffected();
+}
+
+TEST_CASE("max_depth is exact: a request at the limit is served, one level more fails the call at once") {
+  grove::erps::daemon_options o;
+  o.max_depth = 10; // [id, {"op", "value": 8 levels}]
+  rig r(o);
+  CHECK(r.echo(r.bystander, nested(8)) == nested(8));
+  CHECK(call_failure(r, r.bystander, json{{"op", "echo"}, {"value", nested(9)}}) ==
+        "call payload nests deeper than 10 levels (max_depth): the remote side answered the call with an error");
+  r.others_unaffected();
+}
+
+TEST_CASE("a reply deeper than the client's max_depth fails that call at once with bad_payload") {
+  rig r;
+  grove::erps::client_options o;
+  o.max_depth = 4; // [reply, id] leaves the echoed value 3 levels
+  auto strict = r.connect(o);
+  CHECK(r.echo(strict, nested(3)) == nested(3));
+  CHECK(call_failure(r, strict, json{{"op", "echo"}, {"value", nested(50)}}) ==
+        "the reply could not be read: reply payload nests deeper than 4 levels (max_depth): the payload could not be "
+        "decoded");
+  CHECK(r.echo(strict, "next") == "next");
+  r.others_unaffected();
+}
+
+TEST_CASE("max_depth out of range is refused by validate, naming the option") {
+  grove::erps::daemon_options d;
+  d.max_depth = 0;
+  CHECK_THROWS_WITH_AS(d.validate(), "max_depth 0: expected a nesting depth from 1 to 1024", std::invalid_argument);
+  grove::erps::client_options c;
+  c.port = 1;
+  c.max_depth = 5000;
+  CHECK_THROWS_WITH_AS(c.validate(), "max_depth 5000: expected a nesting depth from 1 to 1024", std::invalid_argument);
 }

@@ -136,20 +136,20 @@ TEST_CASE("the json codec maps calls, replies, values and errors as DESIGN.md sa
   json id = 3;
   codec.write_error(out, &id, json("refused"));
   CHECK(out == R"([3,"refused"])");
-  auto call = codec.read_call(R"(["a",{"x":1}])");
+  auto call = codec.read_call(R"(["a",{"x":1}])", {});
   CHECK(call.id == "a");
   CHECK(call.request == json{{"x", 1}});
-  auto reply = codec.read_reply(R"([true,9])");
+  auto reply = codec.read_reply(R"([true,9])", {});
   CHECK(reply.id == 9);
   CHECK(reply.reply == true);
-  auto error = codec.read_error(R"([9,"why"])");
+  auto error = codec.read_error(R"([9,"why"])", {});
   REQUIRE(error.id);
   CHECK(*error.id == 9);
-  CHECK(codec.read_error(R"("plain")").error == "plain");
-  CHECK_THROWS_AS(codec.read_call("[1]"), grove::erps::codec_error);
-  CHECK_THROWS_AS(codec.read_call("[1.5,2]"), grove::erps::codec_error);
-  CHECK_THROWS_AS(codec.read_reply("{}"), grove::erps::codec_error);
-  CHECK_THROWS_WITH_AS(codec.read_value("{"), "malformed JSON in value payload (1 bytes)", grove::erps::codec_error);
+  CHECK(codec.read_error(R"("plain")", {}).error == "plain");
+  CHECK_THROWS_AS(codec.read_call("[1]", {}), grove::erps::codec_error);
+  CHECK_THROWS_AS(codec.read_call("[1.5,2]", {}), grove::erps::codec_error);
+  CHECK_THROWS_AS(codec.read_reply("{}", {}), grove::erps::codec_error);
+  CHECK_THROWS_WITH_AS(codec.read_value("{", {}), "malformed JSON in value payload (1 bytes)", grove::erps::codec_error);
   // Invalid UTF-8 in a value does not fail the reply on its way out.
   out.clear();
   codec.write_value(out, json(std::string("a\xff")));

@@ -15,9 +15,12 @@
 #include <grove/erps/codec.hpp>
 #include <grove/erps/frame.hpp>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <utility>
+#include <vector>
 #include <cstring>
 #include <string>
 #include <string_view>
@@ -44,20 +47,37 @@ inline bool same_kinds(const grove::erps::json& a, const grove::erps::json& b) {
   return true;
 }
 
+// Containers nested in `value`, the outermost counted; without recursion,
+// since the reference may be as deep as the input is long.
+inline std::size_t nesting_depth(const grove::erps::json& value) {
+  std::size_t deepest = 0;
+  std::vector<std::pair<const grove::erps::json*, std::size_t>> todo{{&value, 0}};
+  while (!todo.empty()) {
+    auto [v, depth] = todo.back();
+    todo.pop_back();
+    if (!v->is_structured()) continue;
+    deepest = std::max(deepest, depth + 1);
+    for (const auto& child : *v) todo.emplace_back(&child, depth + 1);
+  }
+  return deepest;
+}
+
 // The codec against nlohmann alone, on any bytes: empty if they agree,
-// otherwise what differs.
-inline std::string codec_disagreement(std::string_view text) {
+// otherwise what differs. nlohmann has no depth limit, so what it accepts
+// must be accepted exactly when it nests no deeper than the limit.
+inline std::string codec_disagreement(std::string_view text, std::uint32_t max_depth = grove::erps::max_depth_limit) {
   using grove::erps::json;
   const auto& codec = grove::erps::json_codec();
   const json reference = json::parse(text.begin(), text.end(), nullptr, false);
   json fast;
   bool accepted = true;
   try {
-    fast = codec.read_value(text);
+    fast = codec.read_value(text, grove::erps::decode_limits{max_depth});
   } catch (const grove::erps::codec_error&) {
     accepted = false;
   }
-  if (accepted != !reference.is_discarded()) return accepted ? "the codec accepted it" : "the codec refused it";
+  const bool acceptable = !reference.is_discarded() && nesting_depth(reference) <= max_depth;
+  if (accepted != acceptable) return accepted ? "the codec accepted it" : "the codec refused it";
   if (!accepted) return {};
   if (fast != reference) return "a different value";
   if (!same_kinds(fast, reference)) return "different number kinds";
@@ -68,7 +88,10 @@ inline std::string codec_disagreement(std::string_view text) {
   return {};
 }
 
-inline void codec_agrees(std::string_view text) { require(codec_disagreement(text).empty()); }
+inline void codec_agrees(std::string_view text) {
+  require(codec_disagreement(text).empty());
+  require(codec_disagreement(text, 4).empty()); // the limit is exact on both read paths
+}
 
 inline int decode_frames(const std::uint8_t* data, std::size_t size) {
   if (size == 0) return 0;
@@ -91,11 +114,21 @@ inline int decode_frames(const std::uint8_t* data, std::size_t size) {
       codec_agrees(f.payload);
       try {
         switch (f.header.type) {
-        case grove::erps::frame_type::call: codec.read_call(f.payload); break;
-        case grove::erps::frame_type::reply: codec.read_reply(f.payload); break;
-        case grove::erps::frame_type::error: codec.read_error(f.payload); break;
+        case grove::erps::frame_type::call: {
+          const auto id = codec.read_call_id(f.payload); // the id scan agrees with the parse, when it finds one
+          const auto call = codec.read_call(f.payload, {});
+          require(!id || *id == call.id);
+          break;
+        }
+        case grove::erps::frame_type::reply: {
+          const auto id = codec.read_reply_id(f.payload);
+          const auto reply = codec.read_reply(f.payload, {});
+          require(!id || *id == reply.id);
+          break;
+        }
+        case grove::erps::frame_type::error: codec.read_error(f.payload, {}); break;
         case grove::erps::frame_type::keepalive: break;
-        default: codec.read_value(f.payload); break;
+        default: codec.read_value(f.payload, {}); break;
         }
       } catch (const grove::erps::codec_error&) {
       }

@@ -47,6 +47,8 @@ public:
       return "the name is already registered to another live process (whereis it, or pick another name)";
     case errc::remote:
       return "the remote side answered the call with an error";
+    case errc::bad_payload:
+      return "the payload could not be decoded";
     case errc::disconnected:
       return "not connected: the connection is down and reconnecting (retry, or call with call_options{.if_not_ready = when_not_ready::wait} to wait for it)";
     }

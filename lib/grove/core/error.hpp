@@ -37,6 +37,7 @@ enum class errc {
   disconnected,      ///< a connection is not connected (a call while it was down, or one in flight when it dropped)
   already_registered, ///< a registry name is held by another live process
   remote,            ///< the remote side answered with an error; what() has its text
+  bad_payload,       ///< a payload could not be decoded (malformed, or nested deeper than max_depth); what() says why
 };
 
 const std::error_category& error_category() noexcept;

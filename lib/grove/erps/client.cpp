@@ -39,6 +39,10 @@ void client_options::validate() const {
     throw std::invalid_argument("require_signed is set but verify_keys is empty: expected at least one key");
   }
   if (max_payload == 0) throw std::invalid_argument("max_payload is 0: expected a positive number of bytes");
+  if (max_depth == 0 || max_depth > max_depth_limit) {
+    throw std::invalid_argument("max_depth " + std::to_string(max_depth) + ": expected a nesting depth from 1 to " +
+                                std::to_string(max_depth_limit));
+  }
   if (keepalive_interval <= duration::zero()) throw std::invalid_argument("keepalive_interval must be positive");
   if (keepalive_timeout <= keepalive_interval) {
     throw std::invalid_argument("keepalive_timeout must be longer than keepalive_interval");
@@ -123,6 +127,7 @@ awaitable<action> client::connect(message) {
   c.max_payload = options_.max_payload;
   c.writer = frame_writer{options_.version, options_.identifier, options_.signing};
   c.codec = options_.codec;
+  c.limits.max_depth = options_.max_depth;
   c.verify_keys = options_.verify_keys;
   c.require_signed = options_.require_signed;
   c.keepalive_interval = options_.keepalive_interval;
@@ -166,6 +171,15 @@ void client::fail_pending(errc code, const std::string& why) {
   sweep_at_ = 64;
 }
 
+void client::fail_unreadable_reply(std::string_view payload, const std::string& why) {
+  const std::optional<json> id = options_.codec->read_reply_id(payload);
+  if (!id || !(id->is_number_unsigned() || id->is_number_integer())) return;
+  auto it = pending_.find(id->get<std::uint64_t>());
+  if (it == pending_.end()) return;
+  it->second.fail(errc::bad_payload, "the reply could not be read: " + why);
+  pending_.erase(it);
+}
+
 void client::forget_abandoned() {
   if (pending_.size() < sweep_at_) return;
   std::erase_if(pending_, [](const auto& entry) { return !entry.second.pending(); });
@@ -179,7 +193,14 @@ call_result<json> client::handle_call(erps::call c, from<json> reply) {
   }
   const std::uint64_t id = ++next_id_;
   const json wire_id = id;
-  if (!link_->send(frame_type::call, [&](std::string& out) { options_.codec->write_call(out, wire_id, c.request); })) {
+  bool queued = false;
+  try {
+    queued = link_->send(frame_type::call, [&](std::string& out) { options_.codec->write_call(out, wire_id, c.request); });
+  } catch (const codec_error& e) {
+    reply.fail(errc::bad_payload, std::string("the request could not be written: ") + e.what());
+    return call_result<json>(noreply);
+  }
+  if (!queued) {
     reply.fail(errc::disconnected, "the call could not be queued: the link is closing");
     return call_result<json>(noreply);
   }
@@ -189,12 +210,19 @@ call_result<json> client::handle_call(erps::call c, from<json> reply) {
 }
 
 action client::handle_cast(erps::cast c) {
-  if (link_ && !link_->closed()) {
-    link_->send(frame_type::cast, [&](std::string& out) { options_.codec->write_value(out, c.request); });
+  std::string payload;
+  try {
+    if (link_ && !link_->closed()) {
+      link_->send(frame_type::cast, [&](std::string& out) { options_.codec->write_value(out, c.request); });
+      return {};
+    }
+    options_.codec->write_value(payload, c.request);
+  } catch (const codec_error& e) {
+    if (options_.log) {
+      options_.log(log_record{log_level::error, "cast_dropped", {}, std::string("a cast was dropped: ") + e.what()});
+    }
     return {};
   }
-  std::string payload;
-  options_.codec->write_value(payload, c.request);
   if (queued_cast_bytes_ + payload.size() > options_.max_queued_bytes) {
     if (options_.log) {
       options_.log(log_record{log_level::error, "cast_dropped", {},
@@ -214,7 +242,7 @@ action client::handle_info(message m) {
     try {
       switch (f->type) {
       case frame_type::reply: {
-        decoded_reply r = options_.codec->read_reply(f->payload);
+        decoded_reply r = options_.codec->read_reply(f->payload, link_->config().limits);
         if (r.id.is_number_unsigned() || r.id.is_number_integer()) {
           auto it = pending_.find(r.id.get<std::uint64_t>());
           if (it != pending_.end()) {
@@ -225,13 +253,13 @@ action client::handle_info(message m) {
         break;
       }
       case frame_type::push: {
-        json value = options_.codec->read_value(f->payload);
+        json value = options_.codec->read_value(f->payload, link_->config().limits);
         if (options_.push_to) grove::send(options_.push_to, push_message{value});
         if (options_.on_push) options_.on_push(value);
         break;
       }
       case frame_type::error: {
-        decoded_error e = options_.codec->read_error(f->payload);
+        decoded_error e = options_.codec->read_error(f->payload, link_->config().limits);
         const std::string text = e.error.is_string() ? e.error.get<std::string>() : e.error.dump();
         if (e.id && (e.id->is_number_unsigned() || e.id->is_number_integer())) {
           auto it = pending_.find(e.id->get<std::uint64_t>());
@@ -250,6 +278,8 @@ action client::handle_info(message m) {
       }
     } catch (const codec_error& e) {
       link_->log(log_level::warning, "bad_payload", e.what());
+      // A reply we cannot read fails its call now rather than at its timeout.
+      if (f->type == frame_type::reply) fail_unreadable_reply(f->payload, e.what());
     }
     return {};
   }

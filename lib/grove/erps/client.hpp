@@ -15,7 +15,10 @@
 // errc::disconnected, or wait up to their timeout
 // (options.connection.calls_while_disconnected, or per call); calls in
 // flight when it drops fail with errc::disconnected. Casts made while it is
-// down are queued (up to max_queued_bytes) and sent once it is back.
+// down are queued (up to max_queued_bytes) and sent once it is back. A
+// request the codec cannot write (nested deeper than max_depth_limit), or
+// a reply nested deeper than options.max_depth, fails that one call with
+// errc::bad_payload; the connection goes on.
 // Keepalives go out when the link is quiet, and a server silent past
 // keepalive_timeout is treated as gone: the client reconnects by its
 // backoff policy.
@@ -33,6 +36,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -53,6 +57,7 @@ struct client_options {
   std::vector<signing_key> verify_keys{};                ///< keys the server may sign with (default none)
   bool require_signed = false;                           ///< refuse unsigned server frames (default false)
   std::uint32_t max_payload = default_max_payload;       ///< largest payload accepted (default 16 MiB)
+  std::uint32_t max_depth = default_max_depth;           ///< deepest nesting a payload read may have; deeper is refused (default 128, at most 1024)
   duration keepalive_interval = std::chrono::seconds(5); ///< send a keepalive when quiet this long (default 5 s)
   duration keepalive_timeout = std::chrono::seconds(20); ///< a server silent this long is gone (default 20 s)
   std::size_t max_queued_bytes = 64u << 20;              ///< unsent bytes beyond this: the server is not reading (default 64 MiB)
@@ -99,6 +104,7 @@ private:
   bool send_cast(const json& value);
   void fail_pending(errc code, const std::string& why);
   void forget_abandoned();
+  void fail_unreadable_reply(std::string_view payload, const std::string& why);
   void close_link() noexcept;
 
   client_options options_;

@@ -28,7 +28,14 @@ bool plain_ascii(const std::string& s) noexcept {
   return bad == 0;
 }
 
-void append_json(std::string& out, const json& value) {
+[[noreturn]] void too_deep_to_write() {
+  throw codec_error("value nests deeper than " + std::to_string(max_depth_limit) +
+                    " levels (max_depth_limit): erps does not write it");
+}
+
+// `depth`: containers around `value`. Bounded by max_depth_limit, so the
+// recursion is too.
+void append_json(std::string& out, const json& value, std::uint32_t depth = 0) {
   switch (value.type()) {
     case json::value_t::null: out += "null"; return;
     case json::value_t::boolean: out += value.get<bool>() ? "true" : "false"; return;
@@ -52,17 +59,19 @@ void append_json(std::string& out, const json& value) {
       return;
     }
     case json::value_t::array: {
+      if (depth >= max_depth_limit) too_deep_to_write();
       out += '[';
       bool first = true;
       for (const auto& element : value) {
         if (!first) out += ',';
         first = false;
-        append_json(out, element);
+        append_json(out, element, depth + 1);
       }
       out += ']';
       return;
     }
     case json::value_t::object: {
+      if (depth >= max_depth_limit) too_deep_to_write();
       out += '{';
       bool first = true;
       for (auto it = value.begin(); it != value.end(); ++it) {
@@ -76,7 +85,7 @@ void append_json(std::string& out, const json& value) {
           append_with_nlohmann(out, json(it.key()));
         }
         out += ':';
-        append_json(out, it.value());
+        append_json(out, it.value(), depth + 1);
       }
       out += '}';
       return;
@@ -88,54 +97,97 @@ void append_json(std::string& out, const json& value) {
 // --- reading ------------------------------------------------------------------
 // simdjson parses (validating UTF-8, as nlohmann does) and the result is
 // built as a json value; whatever simdjson refuses (integers beyond 64 bits,
-// which nlohmann reads as doubles; malformed input) is parsed again by
-// nlohmann, whose verdict and value stand. So the fast path changes speed,
-// never what is accepted.
+// which nlohmann reads as doubles; malformed input; nesting past its own
+// bound) is parsed again by nlohmann, whose verdict and value stand. So the
+// fast path changes speed, never what is accepted. Both paths enforce the
+// depth limit while they build, neither recurses deeper than it: simdjson's
+// tape is walked by simdjson_reader (depth-checked), and nlohmann's parser is
+// iterative and told the depth of every container through its callback.
 
-json from_simdjson(simdjson::dom::element e) {
-  switch (e.type()) {
-    case simdjson::dom::element_type::ARRAY: {
-      json a = json::array();
-      for (simdjson::dom::element child : simdjson::dom::array(e)) a.push_back(from_simdjson(child));
-      return a;
-    }
-    case simdjson::dom::element_type::OBJECT: {
-      json o = json::object();
-      for (simdjson::dom::key_value_pair field : simdjson::dom::object(e)) {
-        o[std::string(field.key)] = from_simdjson(field.value);
-      }
-      return o;
-    }
-    case simdjson::dom::element_type::INT64: {
-      // nlohmann reads a non-negative integer as unsigned; so do we.
-      const std::int64_t v = std::int64_t(e);
-      return v >= 0 ? json(static_cast<std::uint64_t>(v)) : json(v);
-    }
-    case simdjson::dom::element_type::UINT64: return json(std::uint64_t(e));
-    case simdjson::dom::element_type::DOUBLE: return json(double(e));
-    case simdjson::dom::element_type::STRING: return json(std::string(std::string_view(e)));
-    case simdjson::dom::element_type::BOOL: return json(bool(e));
-    case simdjson::dom::element_type::NULL_VALUE: return json(nullptr);
-  }
-  return json(nullptr);
+[[noreturn]] void too_deep(std::string_view what, const decode_limits& limits) {
+  throw codec_error(std::string(what) + " nests deeper than " + std::to_string(limits.max_depth) +
+                    " levels (max_depth)");
 }
 
-json parse(std::string_view payload, const char* what) {
-  // One parser per thread: it keeps its buffers between frames.
-  thread_local simdjson::dom::parser parser;
-  simdjson::dom::element root;
-  // "-0" is the one text whose kind simdjson cannot tell apart (nlohmann reads
-  // it as signed, "0" as unsigned): such payloads take the slow path.
-  if (!payload.empty() && payload.size() <= (std::size_t(1) << 26) && payload.find("-0") == std::string_view::npos &&
-      !parser.parse(payload.data(), payload.size(), true).get(root)) {
-    return from_simdjson(root);
+struct simdjson_reader {
+  std::string_view what;
+  const decode_limits& limits;
+
+  // `depth`: containers around `e`.
+  json build(simdjson::dom::element e, std::uint32_t depth) const {
+    switch (e.type()) {
+      case simdjson::dom::element_type::ARRAY: {
+        if (depth >= limits.max_depth) too_deep(what, limits);
+        json a = json::array();
+        for (simdjson::dom::element child : simdjson::dom::array(e)) a.push_back(build(child, depth + 1));
+        return a;
+      }
+      case simdjson::dom::element_type::OBJECT: {
+        if (depth >= limits.max_depth) too_deep(what, limits);
+        json o = json::object();
+        for (simdjson::dom::key_value_pair field : simdjson::dom::object(e)) {
+          o[std::string(field.key)] = build(field.value, depth + 1);
+        }
+        return o;
+      }
+      case simdjson::dom::element_type::INT64: {
+        // nlohmann reads a non-negative integer as unsigned; so do we.
+        const std::int64_t v = std::int64_t(e);
+        return v >= 0 ? json(static_cast<std::uint64_t>(v)) : json(v);
+      }
+      case simdjson::dom::element_type::UINT64: return json(std::uint64_t(e));
+      case simdjson::dom::element_type::DOUBLE: return json(double(e));
+      case simdjson::dom::element_type::STRING: return json(std::string(std::string_view(e)));
+      case simdjson::dom::element_type::BOOL: return json(bool(e));
+      case simdjson::dom::element_type::NULL_VALUE: return json(nullptr);
+    }
+    return json(nullptr);
   }
-  json value = json::parse(payload.begin(), payload.end(), nullptr, false);
+};
+
+// Which payloads simdjson can read exactly as nlohmann would.
+//  - "-0": the one number text whose kind simdjson cannot tell apart
+//    (nlohmann reads it as signed, "0" as unsigned). The search is over the
+//    whole payload, strings included: a false positive costs only speed.
+//  - size: simdjson needs its whole input, padded, in one buffer it owns
+//    per thread; past 64 MiB (four times the default max_payload) that
+//    buffer is not worth keeping for every worker thread.
+constexpr std::size_t simdjson_max_bytes = std::size_t(64) << 20;
+bool simdjson_reads_exactly(std::string_view payload) noexcept {
+  return !payload.empty() && payload.size() <= simdjson_max_bytes && payload.find("-0") == std::string_view::npos;
+}
+
+json parse_with_nlohmann(std::string_view payload, std::string_view what, const decode_limits& limits) {
+  const std::uint32_t max_depth = limits.max_depth;
+  auto bound = [&](int depth, json::parse_event_t event, json&) {
+    // `depth` is the containers around this one.
+    if ((event == json::parse_event_t::object_start || event == json::parse_event_t::array_start) &&
+        static_cast<std::uint32_t>(depth) >= max_depth) {
+      too_deep(what, limits);
+    }
+    return true;
+  };
+  json value = json::parse(payload.begin(), payload.end(), bound, false);
   if (value.is_discarded()) {
-    throw codec_error(std::string("malformed JSON in ") + what + " payload (" + std::to_string(payload.size()) +
+    throw codec_error("malformed JSON in " + std::string(what) + " (" + std::to_string(payload.size()) +
                       " bytes)");
   }
   return value;
+}
+
+json parse(std::string_view payload, std::string_view what, const decode_limits& limits) {
+  if (limits.max_depth > max_depth_limit) {
+    throw codec_error("decode_limits.max_depth " + std::to_string(limits.max_depth) + ": expected at most " +
+                      std::to_string(max_depth_limit));
+  }
+  if (simdjson_reads_exactly(payload)) {
+    // One parser per thread: it keeps its buffers between frames. Its own
+    // depth bound (1024) is max_depth_limit's: past it, nlohmann judges.
+    thread_local simdjson::dom::parser parser;
+    simdjson::dom::element root;
+    if (!parser.parse(payload.data(), payload.size(), true).get(root)) return simdjson_reader{what, limits}.build(root, 0);
+  }
+  return parse_with_nlohmann(payload, what, limits);
 }
 
 bool valid_id(const json& id) { return id.is_number_integer() || id.is_number_unsigned() || id.is_string(); }
@@ -174,30 +226,93 @@ public:
     out += ']';
   }
 
-  decoded_call read_call(std::string_view payload) const override {
-    json value = parse(payload, "call");
+  decoded_call read_call(std::string_view payload, const decode_limits& limits) const override {
+    json value = parse(payload, "call payload", limits);
     if (!value.is_array() || value.size() != 2 || !valid_id(value[0])) {
       throw codec_error("call payload must be [call_id, request] with a number or string id");
     }
     return {std::move(value[0]), std::move(value[1])};
   }
 
-  decoded_reply read_reply(std::string_view payload) const override {
-    json value = parse(payload, "reply");
+  decoded_reply read_reply(std::string_view payload, const decode_limits& limits) const override {
+    json value = parse(payload, "reply payload", limits);
     if (!value.is_array() || value.size() != 2 || !valid_id(value[1])) {
       throw codec_error("reply payload must be [reply, call_id] with a number or string id");
     }
     return {std::move(value[1]), std::move(value[0])};
   }
 
-  json read_value(std::string_view payload) const override { return parse(payload, "value"); }
+  json read_value(std::string_view payload, const decode_limits& limits) const override {
+    return parse(payload, "value payload", limits);
+  }
 
-  decoded_error read_error(std::string_view payload) const override {
-    json value = parse(payload, "error");
+  decoded_error read_error(std::string_view payload, const decode_limits& limits) const override {
+    json value = parse(payload, "error payload", limits);
     if (value.is_array() && value.size() == 2 && valid_id(value[0])) {
       return {std::move(value[0]), std::move(value[1])};
     }
     return {std::nullopt, std::move(value)};
+  }
+
+  // The id of [id, ...] or [..., id], found by scanning from that end (a
+  // call's or error's id first, a reply's last) without reading the rest.
+  std::optional<json> read_call_id(std::string_view payload) const override {
+    std::size_t at = skip_space_forward(payload, 0);
+    if (at >= payload.size() || payload[at] != '[') return std::nullopt;
+    const std::size_t begin = skip_space_forward(payload, at + 1);
+    std::size_t end = begin;
+    if (end < payload.size() && payload[end] == '"') {
+      end = payload.find('"', end + 1);
+      if (end == std::string_view::npos) return std::nullopt;
+      ++end;
+    } else {
+      while (end < payload.size() && (payload[end] == '-' || (payload[end] >= '0' && payload[end] <= '9'))) ++end;
+    }
+    at = skip_space_forward(payload, end);
+    if (at >= payload.size() || payload[at] != ',') return std::nullopt;
+    return plain_id(payload.substr(begin, end - begin));
+  }
+
+  std::optional<json> read_reply_id(std::string_view payload) const override {
+    std::size_t at = skip_space_backward(payload, payload.size());
+    if (at == 0 || payload[at - 1] != ']') return std::nullopt;
+    const std::size_t end = skip_space_backward(payload, at - 1);
+    std::size_t begin = end;
+    if (begin > 0 && payload[begin - 1] == '"') {
+      const std::size_t open = begin >= 2 ? payload.rfind('"', begin - 2) : std::string_view::npos;
+      if (open == std::string_view::npos) return std::nullopt;
+      begin = open;
+    } else {
+      while (begin > 0 && (payload[begin - 1] == '-' || (payload[begin - 1] >= '0' && payload[begin - 1] <= '9'))) --begin;
+    }
+    at = skip_space_backward(payload, begin);
+    if (at == 0 || payload[at - 1] != ',') return std::nullopt;
+    return plain_id(payload.substr(begin, end - begin));
+  }
+
+private:
+  static bool json_space(char c) noexcept { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+  static std::size_t skip_space_forward(std::string_view text, std::size_t at) noexcept {
+    while (at < text.size() && json_space(text[at])) ++at;
+    return at;
+  }
+  static std::size_t skip_space_backward(std::string_view text, std::size_t at) noexcept {
+    while (at > 0 && json_space(text[at - 1])) --at;
+    return at;
+  }
+  // An integer, or a string without escapes or control characters (ids
+  // that need those are not looked for), of a sane length.
+  static std::optional<json> plain_id(std::string_view token) {
+    constexpr std::size_t longest_id = 256;
+    if (token.empty() || token.size() > longest_id) return std::nullopt;
+    if (token.front() == '"') {
+      for (unsigned char c : token.substr(1, token.size() - 2)) {
+        if (c == '\\' || c == '"' || c < 0x20) return std::nullopt;
+      }
+    }
+    json id = json::parse(token, nullptr, false);
+    if (id.is_discarded() || !valid_id(id)) return std::nullopt;
+    return id;
   }
 };
 
@@ -206,6 +321,10 @@ public:
 const payload_codec& json_codec() noexcept {
   static const json_payload_codec codec;
   return codec;
+}
+
+json read_json(std::string_view text, const decode_limits& limits, std::string_view what) {
+  return parse(text, what, limits);
 }
 
 } // namespace grove::erps

@@ -79,6 +79,7 @@ link_config make_link_config(const daemon_options& o, const std::shared_ptr<link
   c.writer.identifier = o.identifier;
   c.writer.signing = o.signing;
   c.codec = o.codec != nullptr ? o.codec : &json_codec();
+  c.limits.max_depth = o.max_depth;
   c.server = true;
   c.versions = version_requirement::parse(o.version_requirement);
   c.verify_keys = o.verify_keys;
@@ -330,6 +331,10 @@ void daemon_options::validate() const {
     }
   }
   if (max_payload == 0) throw std::invalid_argument("max_payload is 0: expected a positive number of bytes");
+  if (max_depth == 0 || max_depth > max_depth_limit) {
+    throw std::invalid_argument("max_depth " + std::to_string(max_depth) + ": expected a nesting depth from 1 to " +
+                                std::to_string(max_depth_limit));
+  }
   if (keepalive_interval <= duration::zero()) throw std::invalid_argument("keepalive_interval must be positive");
   if (keepalive_timeout <= keepalive_interval) {
     throw std::invalid_argument("keepalive_timeout must be longer than keepalive_interval");

@@ -14,7 +14,9 @@
 // copy it freely. Frames a client sends are checked here (identifier,
 // version requirement, HMAC) before its server sees them; a bad frame gets
 // an error frame and, when the stream cannot be trusted any more, a clean
-// close of that one connection. Each refusal is one log record.
+// close of that one connection. A payload nested deeper than max_depth is
+// refused while it is decoded (a call by its id), so no server ever gets a
+// value deeper than that. Each refusal is one log record.
 #pragma once
 
 #include <grove/erps/codec.hpp>
@@ -47,6 +49,7 @@ struct daemon_options {
   bool require_signed = false;                        ///< refuse unsigned or badly signed frames (default false)
   std::optional<signing_key> signing{};               ///< sign our frames with this key (default unsigned)
   std::uint32_t max_payload = default_max_payload;    ///< largest payload accepted, in bytes (default 16 MiB)
+  std::uint32_t max_depth = default_max_depth;        ///< deepest nesting a payload may have; a deeper call is refused with an error frame naming the limit, and never reaches a server (default 128, at most 1024)
   std::size_t max_connections = 10'000;               ///< more are refused with an error frame (default 10 000; 0: no limit)
   std::optional<duration> idle_timeout{};             ///< close a connection without a call or cast for this long (default never)
   std::size_t max_calls_in_flight = 256;              ///< per connection; at this many unanswered calls the daemon stops reading from that client (default 256; 0: no limit)

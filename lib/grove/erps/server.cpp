@@ -58,7 +58,15 @@ void session::reply(std::uint64_t sequence) {
   pending_.erase(it);
   if (call.slot->error() == errc{}) {
     json value = call.slot->take();
-    link_->send(frame_type::reply, [&](std::string& out) { link_->config().codec->write_reply(out, call.id, value); });
+    try {
+      link_->send(frame_type::reply, [&](std::string& out) { link_->config().codec->write_reply(out, call.id, value); });
+    } catch (const codec_error& e) {
+      // The handler's value, not the client, is at fault: the caller is
+      // told, the connection goes on.
+      const std::string why = std::string("the reply could not be written: ") + e.what();
+      link_->log(log_level::error, "reply_unwritable", why);
+      link_->send_error(&call.id, why);
+    }
   } else {
     link_->send_error(&call.id, "the call failed: " + std::string(grove::error(call.slot->error()).what()));
   }
@@ -100,10 +108,12 @@ void session::maybe_finish_drain() {
 handler_outcome session::on_call(server& s, std::string_view payload, const session_dispatch& d) {
   decoded_call c;
   try {
-    c = link_->config().codec->read_call(payload);
+    c = link_->config().codec->read_call(payload, link_->config().limits);
   } catch (const codec_error& e) {
     link_->log(log_level::warning, "bad_payload", e.what());
-    link_->send_error(nullptr, e.what());
+    // Answer by id when the id can be read, so the caller fails at once.
+    const std::optional<json> id = link_->config().codec->read_call_id(payload);
+    link_->send_error(id ? &*id : nullptr, e.what());
     link_->call_done();
     return action{};
   }
@@ -132,7 +142,7 @@ handler_outcome session::on_call(server& s, std::string_view payload, const sess
 handler_outcome session::on_cast(server& s, std::string_view payload, const session_dispatch& d) {
   json value;
   try {
-    value = link_->config().codec->read_value(payload);
+    value = link_->config().codec->read_value(payload, link_->config().limits);
   } catch (const codec_error& e) {
     link_->log(log_level::warning, "bad_payload", e.what());
     link_->send_error(nullptr, e.what());
@@ -215,7 +225,12 @@ server::~server() = default;
 bool server::push(const json& value) {
   if (!session_) return false;
   auto& l = *session_->channel();
-  return l.send(frame_type::push, [&](std::string& out) { l.config().codec->write_value(out, value); });
+  try {
+    return l.send(frame_type::push, [&](std::string& out) { l.config().codec->write_value(out, value); });
+  } catch (const codec_error& e) {
+    l.log(log_level::error, "push_unwritable", std::string("a push could not be written: ") + e.what());
+    return false;
+  }
 }
 
 bool server::is_remote(const from<json>& f) const noexcept { return session_ && f.caller() == self(); }

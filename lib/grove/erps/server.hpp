@@ -62,7 +62,8 @@ public:
   /// Sends a push frame to this server's client. false when there is no
   /// client (a locally started server) or its connection is closing, or the
   /// client is not reading (its queue passed the daemon's max_queued_bytes:
-  /// the connection is closed).
+  /// the connection is closed), or the codec cannot write the value (e.g.
+  /// nested deeper than max_depth_limit: logged as push_unwritable).
   bool push(const json& value);
   /// Whether the call behind `f` came from the remote client.
   bool is_remote(const from<json>& f) const noexcept;

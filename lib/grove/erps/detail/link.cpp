@@ -234,12 +234,7 @@ void link::handle(const frame_decoder::frame& f) {
     // Answer a refused call with its id when its payload can be read, so
     // the caller fails at once instead of timing out.
     std::optional<json> id;
-    if (f.header.type == frame_type::call) {
-      try {
-        id = config_.codec->read_call(f.payload).id;
-      } catch (const codec_error&) {
-      }
-    }
+    if (f.header.type == frame_type::call) id = config_.codec->read_call_id(f.payload);
     if (f.header.type != frame_type::error) send_error(id ? &*id : nullptr, *problem);
     return;
   }

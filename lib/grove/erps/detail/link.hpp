@@ -69,6 +69,7 @@ struct link_config {
   std::uint32_t max_payload = default_max_payload;
   frame_writer writer{};
   const payload_codec* codec = nullptr;
+  decode_limits limits{};                           ///< what the codec enforces on every payload read
   bool server = false;                              ///< the daemon's side: checks identifier and version
   version_requirement versions{};                   ///< server: what the peer's version must satisfy
   std::vector<signing_key> verify_keys{};           ///< keys a signed frame may use
