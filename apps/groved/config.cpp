@@ -162,6 +162,14 @@ const std::vector<option>& options() {
     t.push_back({"keepalive_timeout_ms", kind::milliseconds, "close a client silent this long (must exceed the interval)",
                  [](const config& c) { return json(c.keepalive_timeout.count()); },
                  [](config& c, const json& v) { c.keepalive_timeout = to_ms("keepalive_timeout_ms", v, 20, one_day_ms); }});
+    t.push_back({"frame_timeout_ms", kind::milliseconds,
+                 "close a client whose frame, once begun, is not whole within this (plus its size at min_frame_rate)",
+                 [](const config& c) { return json(c.frame_timeout.count()); },
+                 [](config& c, const json& v) { c.frame_timeout = to_ms("frame_timeout_ms", v, 10, one_day_ms); }});
+    t.push_back({"min_frame_rate", kind::integer,
+                 "bytes per second a large frame may take on top of frame_timeout_ms; 0: frame_timeout_ms alone",
+                 [](const config& c) { return json(c.min_frame_rate); },
+                 [](config& c, const json& v) { c.min_frame_rate = to_uint("min_frame_rate", v, 0, 1ull << 32); }});
     t.push_back({"max_keys", kind::integer, "keys the store holds at most; a put of a new key beyond fails with store_full",
                  [](const config& c) { return json(c.max_keys); },
                  [](config& c, const json& v) { c.max_keys = to_uint("max_keys", v, 1, 1'000'000'000); }});

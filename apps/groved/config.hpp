@@ -41,6 +41,8 @@ struct config {
   std::chrono::milliseconds idle_timeout{0}; // 0: never
   std::chrono::milliseconds keepalive_interval{5'000};
   std::chrono::milliseconds keepalive_timeout{20'000};
+  std::chrono::milliseconds frame_timeout{30'000};
+  std::size_t min_frame_rate = 64 * 1024;
   std::size_t max_keys = 1'000'000;
   std::size_t max_key_bytes = 1024;
   std::size_t max_subscriptions = 1024;

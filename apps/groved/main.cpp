@@ -81,6 +81,8 @@ grove::erps::daemon_options daemon_options_for(const config& c, bool tls, const 
   if (c.idle_timeout.count() > 0) o.idle_timeout = c.idle_timeout;
   o.keepalive_interval = c.keepalive_interval;
   o.keepalive_timeout = c.keepalive_timeout;
+  o.frame_timeout = c.frame_timeout;
+  o.min_frame_rate = c.min_frame_rate;
   o.log = log.erps_log(tls ? "tls" : "tcp");
   if (tls) {
     grove::erps::tls_server_options t;

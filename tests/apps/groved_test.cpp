@@ -496,3 +496,19 @@ TEST_CASE("a snapshot edited by hand to nest 100,000 levels deep is refused at s
   CHECK(refused.err.find("snapshot nests deeper than 128 levels (max_depth)") != std::string::npos);
   CHECK(read_file(dir.file("store.json")) == text);
 }
+
+TEST_CASE("a client trickling one byte a second is closed at frame_timeout_ms with a log line; others are served") {
+  groved d({"--frame_timeout_ms=2000", "--keepalive_timeout_ms=10000"});
+  raw_connection slow(d.tcp_port());
+  const std::string frame = erps_frame(4, R"([1,{"op":"ping"}])");
+  std::size_t sent = 0;
+  while (sent < frame.size() && !slow.closed_within(1000ms)) { // the wait for the close is the pacing
+    REQUIRE(slow.send(frame.substr(sent, 1)));
+    ++sent;
+  }
+  CHECK(sent < frame.size());
+  CHECK(d.process().wait_stderr("\"event\":\"frame_timeout\""));
+  CHECK(d.process().err().find("frame not complete within 2 s") != std::string::npos);
+  CHECK(grovectl(d.tcp(), {"call", R"({"op":"ping"})"}).status == 0);
+  CHECK(d.stop() == 0);
+}

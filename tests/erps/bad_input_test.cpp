@@ -292,3 +292,55 @@ TEST_CASE("max_depth out of range is refused by validate, naming the option") {
   c.max_depth = 5000;
   CHECK_THROWS_WITH_AS(c.validate(), "max_depth 5000: expected a nesting depth from 1 to 1024", std::invalid_argument);
 }
+
+namespace {
+
+// Sends `bytes` one at a time, one a second, until the daemon closes the
+// connection: the wait for the close is the pacing. The bytes sent.
+std::size_t trickle_until_closed(raw_client& c, std::string_view bytes) {
+  for (std::size_t sent = 0; sent < bytes.size(); ++sent) {
+    if (c.closed_within(1000ms)) return sent;
+    c.send(bytes.substr(sent, 1));
+  }
+  return bytes.size();
+}
+
+} // namespace
+
+TEST_CASE("a client that trickles a frame at one byte a second is closed at the frame deadline, saying so") {
+  grove::erps::daemon_options o;
+  o.keepalive_interval = 1s;
+  o.keepalive_timeout = 5s; // never silent for that long: only the frame deadline can close it
+  o.frame_timeout = 3s;
+  rig r(o);
+  raw_client slow(r.server.port());
+  const std::string frame = call_frame(1, json{{"op", "echo"}, {"value", "slowly"}});
+  const std::size_t sent = trickle_until_closed(slow, frame);
+  CHECK(sent < frame.size());
+  CHECK(logged(*r.logs, "frame_timeout: frame not complete within 3 s ("));
+  const std::string tail = " bytes of its header received): the peer sends too slowly (frame_timeout, min_frame_rate)";
+  CHECK(r.logs->wait_for([&](const std::vector<std::string>& lines) {
+    return std::any_of(lines.begin(), lines.end(), [&](const std::string& l) { return l.find(tail) != std::string::npos; });
+  }));
+  r.others_unaffected();
+}
+
+TEST_CASE("a large frame sent steadily within min_frame_rate is served though it takes longer than frame_timeout") {
+  grove::erps::daemon_options o;
+  o.frame_timeout = 300ms;
+  o.min_frame_rate = 256 * 1024; // 512 KiB: 300 ms + 2 s
+  rig r(o);
+  raw_client steady(r.server.port());
+  const std::string frame = call_frame(9, json{{"op", "echo"}, {"value", std::string(512 * 1024, 's')}});
+  constexpr std::size_t chunks = 16;
+  const std::size_t chunk = frame.size() / chunks + 1;
+  for (std::size_t at = 0; at < frame.size(); at += chunk) {
+    if (at != 0) CHECK_FALSE(steady.read_frame(60ms)); // the pacing: nothing comes back, the frame is not whole
+    steady.send(std::string_view(frame).substr(at, chunk));
+  }
+  auto reply = steady.read_non_keepalive();
+  REQUIRE(reply);
+  CHECK(reply->type == frame_type::reply);
+  CHECK(reply->payload.size() == 512 * 1024 + 6);
+  r.others_unaffected();
+}

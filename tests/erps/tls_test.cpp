@@ -264,3 +264,21 @@ TEST_CASE("openssl s_client handshakes with a client certificate and gets a repl
     CHECK(out.find("[\"over TLS 1.2\",3]") != std::string::npos);
   }
 }
+
+TEST_CASE("a TLS handshake that trickles is dropped at the handshake timeout, however steadily it trickles") {
+  grove::erps::daemon_options o;
+  o.tls = server_tls();
+  o.tls->handshake_timeout = 1s;
+  rig r(o);
+  raw_client slow(r.server.port());
+  // A TLS record header announcing a 512-byte ClientHello, then a byte every 200 ms.
+  slow.send(std::string("\x16\x03\x01\x02\x00", 5));
+  bool closed = false;
+  for (int i = 0; i < 50 && !closed; ++i) {
+    closed = slow.closed_within(200ms); // the wait for the close is the pacing
+    if (!closed) slow.send(std::string(1, '\x01'));
+  }
+  CHECK(closed);
+  CHECK(logged(*r.logs, "handshake_timeout: TLS handshake did not finish within 1 s"));
+  CHECK(r.call(r.connect(client_tls()), echo("others served")) == "others served");
+}

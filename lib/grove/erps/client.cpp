@@ -47,6 +47,7 @@ void client_options::validate() const {
   if (keepalive_timeout <= keepalive_interval) {
     throw std::invalid_argument("keepalive_timeout must be longer than keepalive_interval");
   }
+  if (frame_timeout <= duration::zero()) throw std::invalid_argument("frame_timeout must be positive");
   if (max_queued_bytes < std::size_t{max_payload} + header_size) {
     throw std::invalid_argument("max_queued_bytes " + std::to_string(max_queued_bytes) +
                                 ": expected at least max_payload + 96 (one whole frame)");
@@ -132,6 +133,8 @@ awaitable<action> client::connect(message) {
   c.require_signed = options_.require_signed;
   c.keepalive_interval = options_.keepalive_interval;
   c.keepalive_timeout = options_.keepalive_timeout;
+  c.frame_timeout = options_.frame_timeout;
+  c.min_frame_rate = options_.min_frame_rate;
   c.max_queued_bytes = options_.max_queued_bytes;
   c.handshake_first = false; // done above, inside connect's timeout
   c.log = options_.log;

@@ -60,6 +60,8 @@ struct client_options {
   std::uint32_t max_depth = default_max_depth;           ///< deepest nesting a payload read may have; deeper is refused (default 128, at most 1024)
   duration keepalive_interval = std::chrono::seconds(5); ///< send a keepalive when quiet this long (default 5 s)
   duration keepalive_timeout = std::chrono::seconds(20); ///< a server silent this long is gone (default 20 s)
+  duration frame_timeout = std::chrono::seconds(30);     ///< a frame begun must be whole within this, plus its size at min_frame_rate, or the link is dropped (default 30 s)
+  std::size_t min_frame_rate = 64 * 1024;                ///< bytes per second a large frame may take on top of frame_timeout (default 64 KiB/s; 0: frame_timeout alone)
   std::size_t max_queued_bytes = 64u << 20;              ///< unsent bytes beyond this: the server is not reading (default 64 MiB)
   const payload_codec* codec = nullptr;                  ///< payload codec (default json_codec())
   std::function<void(const json&)> on_push{};            ///< called for each push, in the client's process (default none)

@@ -86,6 +86,8 @@ link_config make_link_config(const daemon_options& o, const std::shared_ptr<link
   c.require_signed = o.require_signed;
   c.keepalive_interval = o.keepalive_interval;
   c.keepalive_timeout = o.keepalive_timeout;
+  c.frame_timeout = o.frame_timeout;
+  c.min_frame_rate = o.min_frame_rate;
   c.idle_timeout = o.idle_timeout;
   if (o.tls) c.handshake_timeout = o.tls->handshake_timeout;
   c.max_calls_in_flight = o.max_calls_in_flight;
@@ -339,6 +341,7 @@ void daemon_options::validate() const {
   if (keepalive_timeout <= keepalive_interval) {
     throw std::invalid_argument("keepalive_timeout must be longer than keepalive_interval");
   }
+  if (frame_timeout <= duration::zero()) throw std::invalid_argument("frame_timeout must be positive");
   if (idle_timeout && *idle_timeout <= duration::zero()) throw std::invalid_argument("idle_timeout must be positive");
   if (max_queued_bytes < std::size_t{max_payload} + header_size) {
     throw std::invalid_argument("max_queued_bytes " + std::to_string(max_queued_bytes) +

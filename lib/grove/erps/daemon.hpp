@@ -55,6 +55,8 @@ struct daemon_options {
   std::size_t max_calls_in_flight = 256;              ///< per connection; at this many unanswered calls the daemon stops reading from that client (default 256; 0: no limit)
   duration keepalive_interval = std::chrono::seconds(5); ///< send a keepalive when nothing else went out for this long (default 5 s)
   duration keepalive_timeout = std::chrono::seconds(20); ///< close a connection silent for this long (default 20 s)
+  duration frame_timeout = std::chrono::seconds(30);  ///< a frame begun must be whole within this, plus its size at min_frame_rate; a client that trickles is closed, logged as frame_timeout (default 30 s)
+  std::size_t min_frame_rate = 64 * 1024;             ///< bytes per second a large frame may take on top of frame_timeout (default 64 KiB/s: 16 MiB in 30 s + 256 s; 0: frame_timeout alone)
   std::size_t max_queued_bytes = 64u << 20;           ///< per connection: unsent bytes beyond this mean the client is not reading; it is closed (default 64 MiB)
   const payload_codec* codec = nullptr;               ///< payload codec (default json_codec())
   std::optional<dynamic_supervisor> supervisor{};     ///< supervise connections here (default: the daemon starts its own, linked to it)

@@ -247,6 +247,22 @@ void link::handle(const frame_decoder::frame& f) {
   grove::send(owner_, link_frame{id_, f.header.type, std::string(f.payload)});
 }
 
+std::optional<std::string> link::frame_overdue(clock::time_point now) const {
+  if (!frame_started_ || closing_) return std::nullopt;
+  const std::size_t received = decoder_.buffered();
+  const std::size_t whole = received + decoder_.missing(); // the header's length, once it is in
+  duration allowed = config_.frame_timeout;
+  if (config_.min_frame_rate != 0) {
+    allowed += std::chrono::duration_cast<duration>(std::chrono::duration<double>(double(whole) / double(config_.min_frame_rate)));
+  }
+  if (now - *frame_started_ < allowed) return std::nullopt;
+  const std::string progress = received >= keepalive_size
+                                   ? std::to_string(received) + " of " + std::to_string(whole) + " bytes received"
+                                   : std::to_string(received) + " bytes of its header received";
+  return "frame not complete within " + seconds_text(allowed) + " (" + progress +
+         "): the peer sends too slowly (frame_timeout, min_frame_rate)";
+}
+
 asio::awaitable<void> link::read_loop(std::shared_ptr<link> self) {
   boost::system::error_code handshake;
   if (self->config_.handshake_first) handshake = co_await self->transport_->handshake();
@@ -265,10 +281,19 @@ asio::awaitable<void> link::read_loop(std::shared_ptr<link> self) {
     // Hand over what is buffered, a frame at a time, while not paused: a
     // read may hold more calls than the client may have in flight, and
     // those wait in the buffer (and the socket), not in the mailbox.
+    bool whole_frames = false;
     while (!self->closed_ && !self->reading_paused()) {
       auto f = self->decoder_.next();
       if (!f) break;
+      whole_frames = true;
       self->handle(f);
+    }
+    // The frame deadline runs from the read that brought a frame's first
+    // bytes (the one that finished the frame before it, when they share it).
+    if (!self->decoder_.in_frame()) {
+      self->frame_started_.reset();
+    } else if (whole_frames || !self->frame_started_) {
+      self->frame_started_ = self->last_received_;
     }
     if (self->closed_) co_return;
     if (self->decoder_.failed()) {
@@ -340,6 +365,7 @@ asio::awaitable<void> link::heartbeat(std::shared_ptr<link> self) {
   duration tick = std::min(c.keepalive_interval, c.keepalive_timeout / 4);
   tick = std::min(tick, c.handshake_timeout / 4);
   if (c.idle_timeout) tick = std::min(tick, *c.idle_timeout / 4);
+  tick = std::min(tick, c.frame_timeout / 4);
   tick = std::max<duration>(tick, std::chrono::milliseconds(5));
   for (;;) {
     self->heartbeat_timer_.expires_after(tick);
@@ -360,8 +386,18 @@ asio::awaitable<void> link::heartbeat(std::shared_ptr<link> self) {
       continue;
     }
     // While we do not read (calls in flight at the limit, our own queue
-    // full, draining) the peer's keepalives wait unread: its silence is ours.
-    if (self->reading_paused()) self->last_received_ = now;
+    // full, draining) the peer's keepalives wait unread: its silence is
+    // ours, and so is the time the rest of its frame waits.
+    if (self->reading_paused()) {
+      self->last_received_ = now;
+      if (self->frame_started_) self->frame_started_ = now;
+    }
+    if (auto overdue = self->frame_overdue(now)) {
+      self->log_close(log_level::warning, "frame_timeout", *overdue);
+      self->send_error(nullptr, *overdue);
+      self->close_after_flush(std::move(*overdue), true);
+      continue;
+    }
     if (now - self->last_received_ >= c.keepalive_timeout) {
       std::string reason = "peer silent for " + seconds_text(c.keepalive_timeout) + " (keepalive timeout)";
       if (self->decoder_.in_frame()) {

@@ -7,8 +7,9 @@
 //               stops reading while the peer has too much outstanding
 //               (calls in flight, or bytes we could not send yet)
 //   write_loop  gathers every queued frame into one write
-//   heartbeat   keepalives out, a silent peer, the idle and handshake
-//               timeouts, and the bound on a close that waits for a flush
+//   heartbeat   keepalives out, a silent peer, the idle, handshake and
+//               frame timeouts, and the bound on a close that waits for a
+//               flush
 // The owner sends frames with send(); the link tells it link_down once.
 #pragma once
 
@@ -77,6 +78,8 @@ struct link_config {
   duration keepalive_interval = std::chrono::seconds(5);
   duration keepalive_timeout = std::chrono::seconds(20);
   std::optional<duration> idle_timeout{};           ///< server: close after this long without a call or cast
+  duration frame_timeout = std::chrono::seconds(30); ///< a frame begun must be whole within this ...
+  std::size_t min_frame_rate = 64 * 1024;           ///< ... plus its size at this many bytes per second
   duration handshake_timeout = std::chrono::seconds(10);
   bool handshake_first = true;                      ///< false: the transport's handshake was done already
   std::size_t max_calls_in_flight = 0;              ///< stop reading at this many unanswered calls (0: no limit)
@@ -147,6 +150,7 @@ private:
   void wake_reader() noexcept;
   void wake_writer() noexcept;
   bool reading_paused() const noexcept;
+  std::optional<std::string> frame_overdue(std::chrono::steady_clock::time_point now) const;
   void handle(const frame_decoder::frame& f);
   std::optional<std::string> check(const frame_decoder::frame& f) const;
 
@@ -172,6 +176,7 @@ private:
   std::chrono::steady_clock::time_point last_activity_;
   std::optional<std::chrono::steady_clock::time_point> flush_deadline_;
   std::optional<std::chrono::steady_clock::time_point> write_started_; // a write (chunk) in progress since
+  std::optional<std::chrono::steady_clock::time_point> frame_started_; // the frame begun, not yet whole, since
   std::string close_reason_;
   std::size_t calls_in_flight_ = 0;
   std::int64_t counted_queued_ = 0; // what this link added to counters->queued_bytes
