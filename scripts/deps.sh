@@ -5,6 +5,7 @@ grove_packages=(
   meson ninja-build g++ pkg-config ccache python3
   libboost1.81-dev libssl-dev openssl nlohmann-json3-dev libsimdjson-dev doctest-dev libbenchmark-dev
   clang libclang-rt-14-dev
+  testssl.sh bsdextrautils
 )
 
 grove_install_deps() {

@@ -123,6 +123,17 @@ const std::vector<option>& options() {
                  [](config& c, const json& v) {
                    c.tls_handshake_timeout = to_ms("tls.handshake_timeout_ms", v, 1, one_day_ms);
                  }});
+    t.push_back({"tls.min_version", kind::choice, "lowest TLS version accepted: \"1.2\" or \"1.3\"",
+                 [](const config& c) { return json(c.tls_min_version_1_3 ? "1.3" : "1.2"); },
+                 [](config& c, const json& v) {
+                   const std::string s = v.is_string() ? v.get<std::string>() : "";
+                   if (s == "1.2") c.tls_min_version_1_3 = false;
+                   else if (s == "1.3") c.tls_min_version_1_3 = true;
+                   else bad("tls.min_version", "\"1.2\" or \"1.3\"", v);
+                 }});
+    t.push_back({"tls.session_tickets", kind::boolean, "let TLS clients resume sessions by ticket (keys rotate every 12 h)",
+                 [](const config& c) { return json(c.tls_session_tickets); },
+                 [](config& c, const json& v) { c.tls_session_tickets = to_bool("tls.session_tickets", v); }});
     t.push_back({"identifier", kind::text, "erps identifier every frame must carry (clients must send the same)",
                  [](const config& c) { return json(c.identifier); },
                  [](config& c, const json& v) {

@@ -30,6 +30,8 @@ struct config {
   std::string tls_ca;
   bool tls_require_client_certificate = true;
   std::chrono::milliseconds tls_handshake_timeout{10'000};
+  bool tls_min_version_1_3 = false;
+  bool tls_session_tickets = true;
 
   std::string identifier;
   std::size_t workers = 0; // 0: one per core

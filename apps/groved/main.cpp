@@ -91,6 +91,8 @@ grove::erps::daemon_options daemon_options_for(const config& c, bool tls, const 
     t.ca_file = c.tls_ca;
     t.require_client_certificate = c.tls_require_client_certificate;
     t.handshake_timeout = c.tls_handshake_timeout;
+    t.min_version = c.tls_min_version_1_3 ? grove::erps::tls_version::tls1_3 : grove::erps::tls_version::tls1_2;
+    t.session_tickets = c.tls_session_tickets;
     o.tls = t;
   }
   return o;

@@ -7,6 +7,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -281,4 +282,129 @@ TEST_CASE("a TLS handshake that trickles is dropped at the handshake timeout, ho
   CHECK(closed);
   CHECK(logged(*r.logs, "handshake_timeout: TLS handshake did not finish within 1 s"));
   CHECK(r.call(r.connect(client_tls()), echo("others served")) == "others served");
+}
+
+namespace {
+
+// s_client's verdict line: "New, TLSv1.2, Cipher is X" / "Reused, ...".
+std::vector<std::string> session_lines(const std::string& output) {
+  std::vector<std::string> lines;
+  std::size_t at = 0;
+  while ((at = output.find('\n', at)) != std::string::npos) {
+    ++at;
+    if (output.compare(at, 5, "New, ") == 0 || output.compare(at, 8, "Reused, ") == 0) {
+      lines.push_back(output.substr(at, output.find('\n', at) - at));
+    }
+  }
+  return lines;
+}
+
+std::vector<std::string> with_client_certificate(std::vector<std::string> args) {
+  for (const std::string& a : {std::string("-CAfile"), cert("ca.pem"), std::string("-cert"), cert("client.pem"),
+                               std::string("-key"), cert("client.key")}) {
+    args.push_back(a);
+  }
+  return args;
+}
+
+} // namespace
+
+TEST_CASE("TLS 1.2 offers only ECDHE with AEAD ciphers, in the server's order") {
+  rig r;
+  const std::string where = "127.0.0.1:" + std::to_string(r.server.port());
+  {
+    s_client cbc(with_client_certificate({"-connect", where, "-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-SHA"}));
+    const std::string out = cbc.read_until([](const std::string&) { return false; }, 10s); // until it exits
+    CHECK(out.find("alert handshake failure") != std::string::npos);
+    CHECK(logged(*r.logs, "handshake_failed: TLS handshake failed: no shared cipher"));
+  }
+  {
+    // The client prefers ChaCha20; the server's order puts AES-GCM first.
+    s_client ordered(with_client_certificate(
+        {"-connect", where, "-tls1_2", "-cipher", "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256"}));
+    ordered.write(call_frame(1, echo("ordered")));
+    const std::string out = ordered.read_until([](const std::string& o) { return o.find("[\"ordered\",1]") != std::string::npos; });
+    CHECK(out.find("Cipher is ECDHE-ECDSA-AES128-GCM-SHA256") != std::string::npos);
+  }
+}
+
+TEST_CASE("openssl s_client -reconnect resumes its TLS 1.2 session; a TLS 1.3 ticket resumes too") {
+  rig r;
+  const std::string where = "127.0.0.1:" + std::to_string(r.server.port());
+  {
+    s_client again(with_client_certificate({"-connect", where, "-tls1_2", "-reconnect"}));
+    const std::string out = again.read_until([](const std::string& o) { return session_lines(o).size() >= 6; });
+    const auto lines = session_lines(out);
+    REQUIRE(lines.size() >= 6);
+    CHECK(lines[0].rfind("New, TLSv1.2", 0) == 0);
+    for (std::size_t i = 1; i < lines.size(); ++i) CHECK(lines[i].rfind("Reused, TLSv1.2", 0) == 0);
+  }
+  const std::string session = (std::filesystem::temp_directory_path() / ("grove-tls13-" + std::to_string(::getpid()) + ".pem")).string();
+  {
+    s_client first(with_client_certificate({"-connect", where, "-tls1_3", "-sess_out", session, "-quiet"}));
+    first.write(call_frame(1, echo("first"))); // its reply comes after the tickets
+    first.read_until([](const std::string& o) { return o.find("[\"first\",1]") != std::string::npos; });
+  }
+  {
+    s_client second(with_client_certificate({"-connect", where, "-tls1_3", "-sess_in", session}));
+    const std::string out = second.read_until([](const std::string& o) { return !session_lines(o).empty(); });
+    CHECK(out.find("Reused, TLSv1.3") != std::string::npos);
+  }
+  std::filesystem::remove(session);
+  CHECK(r.server.stats().tls_resumed >= 6);
+  CHECK(r.server.stats().tls_handshakes >= 8);
+}
+
+TEST_CASE("a grove client that reconnects resumes its session instead of a full handshake") {
+  grove::erps::daemon_options o;
+  o.tls = server_tls();
+  o.idle_timeout = 300ms; // the daemon drops the idle link; the client comes back by itself
+  rig r(o);
+  auto states = std::make_shared<event_log>();
+  auto c = r.connect(client_tls(), [&](grove::erps::client_options& co) {
+    co.connection.on_event = record_states(states);
+    co.connection.backoff = grove::backoff_policy::constant(10ms);
+  });
+  REQUIRE(r.call(c, echo(1)) == 1);
+  REQUIRE(states->wait_for([](const auto& v) { return std::count(v.begin(), v.end(), "connected") >= 2; }));
+  CHECK(r.call(c, echo(2)) == 2);
+  const auto stats = r.server.stats();
+  CHECK(stats.tls_handshakes >= 2);
+  CHECK(stats.tls_resumed >= 1);
+  CHECK(stats.tls_resumed == stats.tls_handshakes - 1);
+}
+
+TEST_CASE("TLS options can only tighten the policy; what would loosen it is refused, naming the option") {
+  auto refused = [](grove::erps::tls_server_options t) -> std::string {
+    grove::erps::daemon_options o;
+    o.tls = std::move(t);
+    try {
+      rig r(o);
+    } catch (const std::invalid_argument& e) {
+      return e.what();
+    }
+    return "accepted";
+  };
+  auto t = server_tls();
+  t.tls12_ciphers = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES128-SHA";
+  CHECK(refused(t) == "tls.tls12_ciphers names ECDHE-ECDSA-AES128-SHA: expected only ECDHE suites with AES-GCM or "
+                      "ChaCha20-Poly1305");
+  t = server_tls();
+  t.tls12_ciphers = "no-such-cipher";
+  CHECK(refused(t).rfind("tls.tls12_ciphers \"no-such-cipher\": no cipher OpenSSL knows", 0) == 0);
+  t = server_tls();
+  t.tls13_ciphersuites = "TLS_NO_SUCH";
+  CHECK(refused(t).rfind("tls.tls13_ciphersuites \"TLS_NO_SUCH\"", 0) == 0);
+
+  t = server_tls();
+  t.min_version = grove::erps::tls_version::tls1_3;
+  t.tls12_ciphers = "ECDHE-ECDSA-AES256-GCM-SHA384";
+  grove::erps::daemon_options o;
+  o.tls = t;
+  rig r(o);
+  const std::string where = "127.0.0.1:" + std::to_string(r.server.port());
+  s_client old(with_client_certificate({"-connect", where, "-tls1_2", "-quiet"}));
+  old.read_until([](const std::string&) { return false; }, 10s);
+  CHECK(logged(*r.logs, "handshake_failed: TLS handshake failed: unsupported protocol"));
+  CHECK(r.call(r.connect(client_tls()), echo("1.3 only")) == "1.3 only");
 }

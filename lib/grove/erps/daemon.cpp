@@ -378,6 +378,8 @@ daemon_stats daemon::stats() const noexcept {
   s.frames_in = c.frames_in.load(std::memory_order_relaxed);
   s.keepalives_in = c.keepalives_in.load(std::memory_order_relaxed);
   s.rejected_frames = c.rejected_frames.load(std::memory_order_relaxed);
+  s.tls_handshakes = c.tls_handshakes.load(std::memory_order_relaxed);
+  s.tls_resumed = c.tls_resumed.load(std::memory_order_relaxed);
   return s;
 }
 

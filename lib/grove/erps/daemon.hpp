@@ -76,6 +76,8 @@ struct daemon_stats {
   std::uint64_t frames_in = 0;       ///< frames received (keepalives included)
   std::uint64_t keepalives_in = 0;   ///< keepalives received
   std::uint64_t rejected_frames = 0; ///< frames refused (identifier, version, signature)
+  std::uint64_t tls_handshakes = 0;  ///< TLS handshakes completed
+  std::uint64_t tls_resumed = 0;     ///< of those, sessions resumed (by ticket) rather than negotiated in full
 };
 
 namespace detail {

@@ -275,6 +275,10 @@ asio::awaitable<void> link::read_loop(std::shared_ptr<link> self) {
     co_return;
   }
   self->handshake_done_ = true;
+  if (self->config_.counters && self->transport_->encrypted()) {
+    self->config_.counters->tls_handshakes.fetch_add(1, std::memory_order_relaxed);
+    if (self->transport_->resumed()) self->config_.counters->tls_resumed.fetch_add(1, std::memory_order_relaxed);
+  }
   self->last_received_ = clock::now();
   self->wake_writer();
   for (;;) {

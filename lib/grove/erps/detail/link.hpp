@@ -53,6 +53,10 @@ public:
   virtual std::string peer() const = 0;
   /// TLS: the verified peer certificate's subject, one line; empty otherwise.
   virtual std::string peer_subject() const { return {}; }
+  /// Whether this is TLS.
+  virtual bool encrypted() const noexcept { return false; }
+  /// TLS, after the handshake: whether it resumed an earlier session.
+  virtual bool resumed() const { return false; }
   /// After a failed handshake: why the certificate was refused, if it was.
   virtual std::string handshake_detail() const { return {}; }
 };
@@ -64,6 +68,8 @@ struct link_counters {
   std::atomic<std::uint64_t> frames_in{0};
   std::atomic<std::uint64_t> keepalives_in{0};
   std::atomic<std::uint64_t> rejected_frames{0};
+  std::atomic<std::uint64_t> tls_handshakes{0}; ///< completed
+  std::atomic<std::uint64_t> tls_resumed{0};    ///< of those, resumed sessions
 };
 
 struct link_config {
