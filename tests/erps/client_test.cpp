@@ -188,3 +188,26 @@ TEST_CASE("bad client options name the option") {
   CHECK_THROWS_WITH_AS(node.block_on(grove::erps::client::start(node, bad_tls)),
                        doctest::Contains("tls.ca_file \"/nonexistent/ca.pem\": cannot read the file"), std::invalid_argument);
 }
+
+TEST_CASE("setup calls go first on every link, so per-connection state comes back after a reconnect") {
+  daemon_rig r({});
+  auto answers = std::make_shared<event_log>();
+  grove::erps::client_options o;
+  o.setup_calls = [] {
+    return std::vector<json>{json{{"op", "put"}, {"key", "session"}, {"value", "restored"}}, json{{"op", "nonsense"}}};
+  };
+  o.on_setup_reply = [answers](const grove::erps::setup_reply& a) {
+    answers->add("link " + std::to_string(a.link) + " " + a.request.value("op", "") + ": " +
+                 (a.reply ? a.reply->dump() : "refused: " + a.error));
+  };
+  o.connection.backoff = grove::backoff_policy::constant(10ms);
+  auto c = r.connect(o);
+  // Each connection has its own server; the setup put reached this one before this call.
+  CHECK(r.node.block_on(c.call(json{{"op", "get"}, {"key", "session"}}, waiting())) == "restored");
+  CHECK(r.node.block_on(c.call(json{{"op", "close"}}, waiting())) == true);
+  REQUIRE(answers->wait_count("link 2 put: true", 1));
+  CHECK(r.node.block_on(c.call(json{{"op", "get"}, {"key", "session"}}, waiting())) == "restored");
+  REQUIRE(answers->wait_count(R"(link 2 nonsense: {"error":"unknown op"})", 1));
+  CHECK(answers->events() == std::vector<std::string>{"link 1 put: true", R"(link 1 nonsense: {"error":"unknown op"})",
+                                                      "link 2 put: true", R"(link 2 nonsense: {"error":"unknown op"})"});
+}

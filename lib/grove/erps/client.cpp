@@ -140,7 +140,8 @@ awaitable<action> client::connect(message) {
   c.log = options_.log;
   link_ = std::make_shared<detail::link>(std::move(stream), std::move(c), self(), ++links_);
   link_->start();
-  // Casts made while down go first, in the order they were made.
+  send_setup_calls();
+  // Casts made while down go next, in the order they were made.
   for (auto& payload : queued_casts_) {
     link_->send(frame_type::cast, [&](std::string& out) { out += payload; });
   }
@@ -149,8 +150,36 @@ awaitable<action> client::connect(message) {
   co_return action{};
 }
 
+void client::send_setup_calls() {
+  if (!options_.setup_calls) return;
+  for (json& request : options_.setup_calls()) {
+    const std::uint64_t id = ++next_id_;
+    const json wire_id = id;
+    try {
+      if (!link_->send(frame_type::call, [&](std::string& out) { options_.codec->write_call(out, wire_id, request); })) return;
+    } catch (const codec_error& e) {
+      if (options_.on_setup_reply) {
+        options_.on_setup_reply(setup_reply{links_, std::move(request), std::nullopt,
+                                            std::string("the request could not be written: ") + e.what()});
+      }
+      continue;
+    }
+    setup_pending_.emplace(id, std::move(request));
+  }
+}
+
+bool client::answer_setup(std::uint64_t id, std::optional<json> reply, const std::string& error) {
+  auto it = setup_pending_.find(id);
+  if (it == setup_pending_.end()) return false;
+  setup_reply answer{links_, std::move(it->second), std::move(reply), error};
+  setup_pending_.erase(it);
+  if (options_.on_setup_reply) options_.on_setup_reply(answer);
+  return true;
+}
+
 action client::disconnect(message info) {
   const std::string why = text_of(info);
+  setup_pending_.clear(); // made again on the next link
   close_link();
   fail_pending(errc::disconnected, why);
   return grove::connect(); // at once; if that fails, connect backs off
@@ -177,6 +206,7 @@ void client::fail_pending(errc code, const std::string& why) {
 void client::fail_unreadable_reply(std::string_view payload, const std::string& why) {
   const std::optional<json> id = options_.codec->read_reply_id(payload);
   if (!id || !(id->is_number_unsigned() || id->is_number_integer())) return;
+  if (answer_setup(id->get<std::uint64_t>(), std::nullopt, "the reply could not be read: " + why)) return;
   auto it = pending_.find(id->get<std::uint64_t>());
   if (it == pending_.end()) return;
   it->second.fail(errc::bad_payload, "the reply could not be read: " + why);
@@ -247,6 +277,10 @@ action client::handle_info(message m) {
       case frame_type::reply: {
         decoded_reply r = options_.codec->read_reply(f->payload, link_->config().limits);
         if (r.id.is_number_unsigned() || r.id.is_number_integer()) {
+          if (setup_pending_.contains(r.id.get<std::uint64_t>())) {
+            answer_setup(r.id.get<std::uint64_t>(), std::move(r.reply), {});
+            break;
+          }
           auto it = pending_.find(r.id.get<std::uint64_t>());
           if (it != pending_.end()) {
             it->second.reply(std::move(r.reply)); // dropped if the caller gave up
@@ -265,6 +299,7 @@ action client::handle_info(message m) {
         decoded_error e = options_.codec->read_error(f->payload, link_->config().limits);
         const std::string text = e.error.is_string() ? e.error.get<std::string>() : e.error.dump();
         if (e.id && (e.id->is_number_unsigned() || e.id->is_number_integer())) {
+          if (answer_setup(e.id->get<std::uint64_t>(), std::nullopt, text)) break;
           auto it = pending_.find(e.id->get<std::uint64_t>());
           if (it != pending_.end()) {
             it->second.fail(errc::remote, text);

@@ -21,7 +21,8 @@
 // errc::bad_payload; the connection goes on.
 // Keepalives go out when the link is quiet, and a server silent past
 // keepalive_timeout is treated as gone: the client reconnects by its
-// backoff policy.
+// backoff policy, and makes its setup_calls again first, so state a server
+// keeps per connection (subscriptions) comes back with the link.
 #pragma once
 
 #include <grove/connection/connection.hpp>
@@ -47,6 +48,14 @@ struct push_message {
   json value;
 };
 
+/// The answer to one of client_options::setup_calls, for on_setup_reply.
+struct setup_reply {
+  std::uint64_t link = 0;       ///< which link it was made on: 1 the first, 2 after the first reconnect, ...
+  json request;                 ///< the setup call
+  std::optional<json> reply{};  ///< its reply, or empty when the server refused it with an error frame
+  std::string error{};          ///< the refusal's text, when it was refused
+};
+
 struct client_options {
   std::string host = "127.0.0.1";                        ///< daemon address or name (default 127.0.0.1)
   std::uint16_t port = 0;                                ///< daemon port (required)
@@ -65,6 +74,14 @@ struct client_options {
   std::size_t max_queued_bytes = 64u << 20;              ///< unsent bytes beyond this: the server is not reading (default 64 MiB)
   const payload_codec* codec = nullptr;                  ///< payload codec (default json_codec())
   std::function<void(const json&)> on_push{};            ///< called for each push, in the client's process (default none)
+  /// Requests made as calls first on every link, the first and each after
+  /// a reconnect, ahead of queued casts and of any other call: what a server
+  /// keeps per connection (subscriptions, a login) is set up again by itself.
+  /// Called in the client's process when a link comes up (default none).
+  std::function<std::vector<json>()> setup_calls{};
+  /// Told each setup call's answer, in the client's process (default none).
+  /// One that is lost with its link is made again on the next.
+  std::function<void(const setup_reply&)> on_setup_reply{};
   pid push_to{};                                         ///< also sent each push as push_message (default nobody)
   connection_options connection{};                       ///< backoff, connect timeout, calls while disconnected, events
   log_function log = print_log;                          ///< log records (default print_log; nullptr: silent)
@@ -107,6 +124,8 @@ private:
   void fail_pending(errc code, const std::string& why);
   void forget_abandoned();
   void fail_unreadable_reply(std::string_view payload, const std::string& why);
+  void send_setup_calls();
+  bool answer_setup(std::uint64_t id, std::optional<json> reply, const std::string& error);
   void close_link() noexcept;
 
   client_options options_;
@@ -115,6 +134,7 @@ private:
   std::uint64_t links_ = 0;
   std::uint64_t next_id_ = 0;
   std::unordered_map<std::uint64_t, from<json>> pending_;
+  std::unordered_map<std::uint64_t, json> setup_pending_; // setup calls on this link, by id
   std::size_t sweep_at_ = 64;
   std::vector<std::string> queued_casts_; // payloads, while disconnected
   std::size_t queued_cast_bytes_ = 0;
