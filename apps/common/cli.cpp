@@ -13,7 +13,7 @@
 namespace grove::cli {
 
 struct connected_client::shared {
-  enum class state : std::uint8_t { connecting, connected, failed, lost };
+  enum class state : std::uint8_t { connecting, connected, failed, lost, reconnecting };
 
   std::mutex mutex;
   std::condition_variable changed;
@@ -22,7 +22,13 @@ struct connected_client::shared {
   std::string tls_problem; // a handshake failure the client logged
   std::string connect_problem; // why the last TCP connect failed, as the client logged it
   bool keep_pushes = false;
-  std::deque<erps::json> pushes;
+  bool ride_out = false;
+  std::chrono::milliseconds retry_for{0};
+  std::deque<erps::json> pushes; // and, when riding out drops, the link lines
+  std::chrono::steady_clock::time_point down_since{};
+  std::uint32_t attempts = 0;   // failed connects since the drop
+  std::uint64_t reconnects = 0;
+  std::string setup_failure;    // a setup call answered with an error
   bool tls = false;
   bool verbose = false;
 };
@@ -112,10 +118,52 @@ const char* endpoint_help() {
          "  -v, --verbose        log the client's events on stderr\n";
 }
 
-std::shared_ptr<connected_client> connected_client::open(node& n, const endpoint& e, bool keep_pushes) {
+namespace {
+
+// The connection's state changes, as connected_client's states (and, when
+// riding out drops, the link lines queued with the pushes).
+void on_state_change(connected_client::shared& s, const connection_event& ev) {
+  using state = connected_client::shared::state;
+  const bool down = ev.state == connection_state::backing_off || ev.state == connection_state::disconnected;
+  if (ev.state == connection_state::connected) {
+    if (s.now == state::connecting) s.now = state::connected;
+    if (s.now == state::reconnecting) {
+      s.now = state::connected;
+      ++s.reconnects;
+      const auto gap = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - s.down_since);
+      s.pushes.push_back(erps::json{{"link", "up"}, {"gap_ms", gap.count()}, {"attempts", s.attempts + 1}});
+    }
+  } else if (down) {
+    if (s.now == state::connecting) {
+      s.now = state::failed;
+      s.reason = ev.reason;
+    } else if (s.now == state::connected && s.ride_out) {
+      s.now = state::reconnecting;
+      s.down_since = std::chrono::steady_clock::now();
+      s.attempts = 0;
+      s.pushes.push_back(erps::json{{"link", "down"}, {"reason", ev.reason}});
+    } else if (s.now == state::connected) {
+      s.now = state::lost;
+      s.reason = ev.reason;
+    } else if (s.now == state::reconnecting && ev.previous == connection_state::connecting) {
+      ++s.attempts;
+    }
+  }
+  s.changed.notify_all();
+}
+
+bool is_error_answer(const erps::setup_reply& a) {
+  return !a.reply || (a.reply->is_object() && a.reply->contains("ok") && (*a.reply)["ok"] == false);
+}
+
+} // namespace
+
+std::shared_ptr<connected_client> connected_client::open(node& n, const endpoint& e, const open_options& how) {
   auto self = std::make_shared<connected_client>();
   auto s = std::make_shared<shared>();
-  s->keep_pushes = keep_pushes;
+  s->keep_pushes = how.keep_pushes;
+  s->ride_out = how.ride_out_drops;
+  s->retry_for = how.retry_for;
   s->tls = e.tls;
   s->verbose = e.verbose;
   self->shared_ = s;
@@ -137,22 +185,26 @@ std::shared_ptr<connected_client> connected_client::open(node& n, const endpoint
     o.tls = t;
   }
   o.connection.connect_timeout = e.timeout;
-  o.connection.calls_while_disconnected = when_not_ready::fail;
+  o.connection.calls_while_disconnected = how.ride_out_drops ? when_not_ready::wait : when_not_ready::fail;
+  if (how.ride_out_drops) {
+    o.connection.backoff = backoff_policy::exponential(
+        {.initial = std::chrono::milliseconds(100), .multiplier = 2.0, .jitter = 0.1, .max = std::chrono::seconds(2)});
+  }
   o.connection.on_event = [s](const connection_event& ev) {
     std::lock_guard lock(s->mutex);
-    if (ev.state == connection_state::connected) {
-      if (s->now == shared::state::connecting) s->now = shared::state::connected;
-    } else if (ev.state == connection_state::backing_off || ev.state == connection_state::disconnected) {
-      if (s->now == shared::state::connecting) {
-        s->now = shared::state::failed;
-        s->reason = ev.reason;
-      } else if (s->now == shared::state::connected) {
-        s->now = shared::state::lost;
-        s->reason = ev.reason;
-      }
-    }
-    s->changed.notify_all();
+    on_state_change(*s, ev);
   };
+  if (!how.setup_calls.empty()) {
+    o.setup_calls = [calls = how.setup_calls] { return calls; };
+    o.on_setup_reply = [s](const erps::setup_reply& a) {
+      if (!is_error_answer(a)) return;
+      std::lock_guard lock(s->mutex);
+      if (s->setup_failure.empty()) {
+        s->setup_failure = a.reply ? a.reply->dump() : a.error;
+        s->changed.notify_all();
+      }
+    };
+  }
   o.on_push = [s](const erps::json& value) {
     if (!s->keep_pushes) return;
     std::lock_guard lock(s->mutex);
@@ -203,12 +255,16 @@ namespace {
 // With the lock held, once the wait is over: the next push, nothing, or the
 // lost link as a failure.
 std::optional<erps::json> pop_push(connected_client::shared& s, bool stopped) {
+  if (!s.setup_failure.empty()) throw failure(remote_error, "the daemon refused the setup call: " + s.setup_failure);
   if (!s.pushes.empty()) {
     erps::json v = std::move(s.pushes.front());
     s.pushes.pop_front();
     return v;
   }
-  if (stopped || s.now == connected_client::shared::state::connected) return std::nullopt;
+  if (stopped || s.now == connected_client::shared::state::connected ||
+      s.now == connected_client::shared::state::reconnecting) {
+    return std::nullopt;
+  }
   const bool tls = s.tls && looks_like_tls(s.reason);
   throw failure(tls ? tls_failure : cannot_connect, std::string(tls ? "TLS failure, " : "") + "connection lost: " + s.reason);
 }
@@ -224,10 +280,28 @@ std::optional<erps::json> connected_client::take_push(std::chrono::milliseconds 
 
 std::optional<erps::json> connected_client::take_push_until(const std::function<bool()>& stop) {
   std::unique_lock lock(shared_->mutex);
-  shared_->changed.wait(lock, [&] {
-    return !shared_->pushes.empty() || shared_->now != shared::state::connected || stop();
-  });
-  return pop_push(*shared_, stop());
+  shared& s = *shared_;
+  auto ready = [&] {
+    return !s.pushes.empty() || !s.setup_failure.empty() || stop() ||
+           (s.now != shared::state::connected && s.now != shared::state::reconnecting);
+  };
+  while (!ready()) {
+    if (s.now != shared::state::reconnecting || s.retry_for.count() == 0) {
+      s.changed.wait(lock);
+      continue;
+    }
+    // Down: wait no longer than what is left of retry_for.
+    if (!s.changed.wait_until(lock, s.down_since + s.retry_for, ready) && s.now == shared::state::reconnecting) {
+      throw failure(cannot_connect, "connection lost and not made again within " + std::to_string(s.retry_for.count()) +
+                                        " ms (--retry-for)");
+    }
+  }
+  return pop_push(s, stop());
+}
+
+std::uint64_t connected_client::reconnects() const {
+  std::lock_guard lock(shared_->mutex);
+  return shared_->reconnects;
 }
 
 void connected_client::notify() {

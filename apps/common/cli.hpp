@@ -14,6 +14,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace grove::cli {
 
@@ -53,12 +54,29 @@ bool parse_endpoint_flag(int argc, char** argv, int& i, endpoint& e);
 /// The endpoint flags, for --help.
 const char* endpoint_help();
 
+/// How a connected_client behaves past its first connect.
+struct open_options {
+  bool keep_pushes = false; ///< queue pushes for take_push()
+  /// Ride out a dropped link: reconnect by backoff (100 ms doubling to 2 s)
+  /// instead of failing, and queue a line for each drop and return among
+  /// the pushes: {"link":"down","reason":R} and
+  /// {"link":"up","gap_ms":N,"attempts":K}. Calls made while it is down
+  /// wait for it (up to their timeout).
+  bool ride_out_drops = false;
+  /// With ride_out_drops: a link down longer than this fails take_push with
+  /// cannot_connect (0: try until stopped).
+  std::chrono::milliseconds retry_for{0};
+  /// Made first on every link (client_options::setup_calls); an answer that
+  /// is an error ({"ok":false} or a refusal) fails take_push with remote_error.
+  std::vector<erps::json> setup_calls{};
+};
+
 /// One connected erps client on `n`. Pushes are queued for take_push().
 class connected_client {
 public:
   /// Connects and waits for the link (or its failure), at most e.timeout.
   /// Throws failure(cannot_connect | tls_failure | timed_out).
-  static std::shared_ptr<connected_client> open(node& n, const endpoint& e, bool keep_pushes);
+  static std::shared_ptr<connected_client> open(node& n, const endpoint& e, const open_options& how);
 
   erps::client_ref ref() const { return ref_; }
 
@@ -68,6 +86,8 @@ public:
   /// Waits for a push or for `stop` to turn true (checked when notify() is called).
   std::optional<erps::json> take_push_until(const std::function<bool()>& stop);
   void notify();
+  /// Links made again after a drop (ride_out_drops).
+  std::uint64_t reconnects() const;
 
   /// Turns an error from a call into the failure the program exits with.
   [[noreturn]] void rethrow(const std::exception& e) const;

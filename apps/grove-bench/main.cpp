@@ -37,6 +37,11 @@ const char* usage =
     "  --threads N          client worker threads (default 2)\n"
     "  --idle N             open N connections, make one call on each, and hold them idle\n"
     "  --hold S             with --idle: seconds to hold them (default 30, at most 3600)\n"
+    "  --keep-going         ride out failures: a failed call is counted by kind (disconnected,\n"
+    "                       timeout, remote, error_reply, other) and the slot goes on; dropped\n"
+    "                       connections are made again and calls wait for them. The report adds\n"
+    "                       the longest gap without a reply and the reconnects; the exit code is\n"
+    "                       0 unless no call succeeded at all\n"
     "\n"
     "FLAGS (the daemon)\n";
 
@@ -94,7 +99,21 @@ struct load {
   std::uint64_t threads = 2;
   std::uint64_t idle = 0;
   std::uint64_t hold_s = 30;
+  bool keep_going = false;
 };
+
+// Why calls failed, counted by kind.
+enum class failure_kind : std::uint8_t { disconnected, timeout, remote, error_reply, other };
+constexpr std::array<const char*, 5> failure_kind_names{"disconnected", "timeout", "remote", "error_reply", "other"};
+
+failure_kind kind_of(const std::exception& e) {
+  if (auto* g = dynamic_cast<const grove::error*>(&e)) {
+    if (g->code() == grove::errc::disconnected) return failure_kind::disconnected;
+    if (g->code() == grove::errc::timeout) return failure_kind::timeout;
+    if (g->code() == grove::errc::remote) return failure_kind::remote;
+  }
+  return failure_kind::other;
+}
 
 // What every call slot shares.
 struct run_state {
@@ -103,7 +122,25 @@ struct run_state {
   std::atomic<std::int64_t> budget{0}; // calls left when --requests is set
   bool limited = false;
   std::atomic<std::uint64_t> errors{0};
+  std::array<std::atomic<std::uint64_t>, failure_kind_names.size()> errors_by_kind{};
   std::atomic<std::uint64_t> ok{0};
+  bool keep_going = false;
+  // The longest time without a reply, over all slots (ns since the start).
+  clock_type::time_point start;
+  std::atomic<std::int64_t> last_reply_ns{0};
+  std::atomic<std::int64_t> longest_gap_ns{0};
+
+  void failed(failure_kind kind) {
+    errors.fetch_add(1, std::memory_order_relaxed);
+    errors_by_kind[static_cast<std::size_t>(kind)].fetch_add(1, std::memory_order_relaxed);
+  }
+  void replied(clock_type::time_point at) {
+    const std::int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(at - start).count();
+    const std::int64_t gap = now - last_reply_ns.exchange(now, std::memory_order_relaxed);
+    std::int64_t longest = longest_gap_ns.load(std::memory_order_relaxed);
+    while (gap > longest && !longest_gap_ns.compare_exchange_weak(longest, gap, std::memory_order_relaxed)) {
+    }
+  }
   std::mutex mutex;
   std::condition_variable done;
   std::size_t running = 0;
@@ -127,8 +164,9 @@ struct slot_body {
       try {
         json reply = co_await client.call(request, std::chrono::seconds(30));
         const auto finished = clock_type::now();
+        state->replied(finished);
         if (reply.is_object() && reply.contains("ok") && reply["ok"] == false) {
-          state->errors.fetch_add(1, std::memory_order_relaxed);
+          state->failed(failure_kind::error_reply);
           if (error.empty()) error = "error reply: " + reply.dump();
           continue;
         }
@@ -137,9 +175,9 @@ struct slot_body {
           mine.record(static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(finished - started).count()));
         }
       } catch (const std::exception& e) {
-        state->errors.fetch_add(1, std::memory_order_relaxed);
+        state->failed(kind_of(e));
         if (error.empty()) error = e.what();
-        break; // the connection is gone or stuck: this slot stops
+        if (!state->keep_going) break; // the connection is gone or stuck: this slot stops
       }
     }
     state->ok.fetch_add(ok, std::memory_order_relaxed);
@@ -183,7 +221,7 @@ int idle_mode(grove::node& n, const endpoint& e, const load& l) {
   std::vector<std::shared_ptr<connected_client>> open;
   open.reserve(l.idle);
   for (std::uint64_t i = 0; i < l.idle; ++i) {
-    open.push_back(connected_client::open(n, e, false));
+    open.push_back(connected_client::open(n, e, {}));
     // One round trip each, so every connection is served (and its server process started).
     try {
       n.block_on(open.back()->ref().call(json{{"op", "ping"}}, std::chrono::seconds(30)));
@@ -207,7 +245,9 @@ int load_mode(grove::node& n, const endpoint& e, const load& l) {
     throw failure(bad_input, "--op: expected ping, put, get or incr, got \"" + l.op + "\"");
   }
   std::vector<std::shared_ptr<connected_client>> clients;
-  for (std::uint64_t i = 0; i < l.connections; ++i) clients.push_back(connected_client::open(n, e, false));
+  for (std::uint64_t i = 0; i < l.connections; ++i) {
+    clients.push_back(connected_client::open(n, e, {.ride_out_drops = l.keep_going}));
+  }
   if (l.op == "get") { // every key read must exist
     for (std::size_t c = 0; c < clients.size(); ++c) {
       for (std::size_t s = 0; s < l.in_flight; ++s) {
@@ -223,6 +263,8 @@ int load_mode(grove::node& n, const endpoint& e, const load& l) {
   }
   auto state = std::make_shared<run_state>();
   const auto start = clock_type::now();
+  state->start = start;
+  state->keep_going = l.keep_going;
   state->measure_from = start + std::chrono::seconds(l.warmup_s);
   state->measure_until = state->measure_from + std::chrono::seconds(l.duration_s);
   state->limited = l.requests > 0;
@@ -267,7 +309,26 @@ int load_mode(grove::node& n, const endpoint& e, const load& l) {
                {"p99_us", us(0.99)},
                {"p999_us", us(0.999)}};
   if (!state->first_error.empty()) summary["first_error"] = state->first_error;
+  if (l.keep_going) {
+    json kinds = json::object();
+    for (std::size_t k = 0; k < failure_kind_names.size(); ++k) kinds[failure_kind_names[k]] = state->errors_by_kind[k].load();
+    std::uint64_t reconnects = 0;
+    for (const auto& c : clients) reconnects += c->reconnects();
+    const double gap_ms = static_cast<double>(state->longest_gap_ns.load()) / 1e6;
+    summary["errors_by_kind"] = kinds;
+    summary["longest_gap_ms"] = gap_ms;
+    summary["reconnects"] = reconnects;
+    std::printf("longest gap without a reply: %.1f ms; reconnects: %llu; errors by kind: %s\n", gap_ms,
+                static_cast<unsigned long long>(reconnects), kinds.dump().c_str());
+  }
   std::cout << summary.dump() << std::endl;
+  if (l.keep_going) {
+    if (state->ok.load() == 0) {
+      std::cerr << "grove-bench: no call succeeded; the first failure: " << state->first_error << '\n';
+      return remote_error;
+    }
+    return ok;
+  }
   if (state->errors.load() > 0) {
     std::cerr << "grove-bench: " << state->errors.load() << " call(s) failed; the first: " << state->first_error << '\n';
     return remote_error;
@@ -300,6 +361,7 @@ int run(int argc, char** argv) {
     else if (arg == "--threads") l.threads = number(arg, value("--threads"), 1, 256);
     else if (arg == "--idle") l.idle = number(arg, value("--idle"), 1, 1'000'000);
     else if (arg == "--hold") l.hold_s = number(arg, value("--hold"), 0, 3600);
+    else if (arg == "--keep-going") l.keep_going = true;
     else throw failure(bad_input, "unknown argument " + arg + " (grove-bench --help)");
   }
   if (l.connections * l.in_flight > 1'000'000) throw failure(bad_input, "--connections x --in-flight: at most 1000000");

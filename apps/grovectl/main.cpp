@@ -20,9 +20,14 @@ using namespace grove::cli;
 const char* usage =
     "usage: grovectl [FLAGS] call JSON         send one call, print the reply\n"
     "       grovectl [FLAGS] cast JSON         send one cast (returns once the daemon has it)\n"
-    "       grovectl [FLAGS] subscribe TOPIC [--count N]\n"
+    "       grovectl [FLAGS] subscribe TOPIC [--count N] [--retry-for MS]\n"
     "                                          print the topic's pushes as JSON lines until\n"
-    "                                          Ctrl-C / SIGTERM (or N pushes)\n"
+    "                                          Ctrl-C / SIGTERM (or N pushes); a dropped\n"
+    "                                          connection is made again (and the subscription\n"
+    "                                          with it), printing {\"link\":\"down\",\"reason\":R}\n"
+    "                                          and then {\"link\":\"up\",\"gap_ms\":N,\"attempts\":K};\n"
+    "                                          with --retry-for, a connection down longer than\n"
+    "                                          MS milliseconds ends it with exit code 3\n"
     "       grovectl [FLAGS] script [FILE]     run a session from JSON lines (stdin by default)\n"
     "\n"
     "FLAGS\n";
@@ -99,7 +104,7 @@ void confirm_casts(grove::node& n, connected_client& c, std::chrono::millisecond
 }
 
 int run_script(grove::node& n, const endpoint& e, std::istream& in) {
-  auto c = connected_client::open(n, e, true);
+  auto c = connected_client::open(n, e, {.keep_pushes = true});
   std::string text;
   int line = 0;
   bool casts_pending = false;
@@ -151,8 +156,15 @@ int run_script(grove::node& n, const endpoint& e, std::istream& in) {
 // everywhere else) and wakes the main thread.
 std::atomic<bool> stop_requested{false};
 
-int run_subscribe(grove::node& n, const endpoint& e, const std::string& topic, std::uint64_t count) {
-  auto c = connected_client::open(n, e, true);
+// The subscription is a setup call, so it is made again on every link; the
+// drops in between print as {"link":"down",...} / {"link":"up","gap_ms":N}.
+int run_subscribe(grove::node& n, const endpoint& e, const std::string& topic, std::uint64_t count,
+                  std::chrono::milliseconds retry_for) {
+  auto c = connected_client::open(n, e,
+                                  {.keep_pushes = true,
+                                   .ride_out_drops = true,
+                                   .retry_for = retry_for,
+                                   .setup_calls = {json{{"op", "subscribe"}, {"topic", topic}}}});
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
@@ -163,14 +175,15 @@ int run_subscribe(grove::node& n, const endpoint& e, const std::string& topic, s
     stop_requested = true;
     c->notify();
   }).detach();
-  json reply = call(n, *c, json{{"op", "subscribe"}, {"topic", topic}}, e.timeout);
-  if (is_error_reply(reply)) throw failure(remote_error, error_text(reply));
+  // A call after the setup call on the same link answers once the
+  // subscription is in place (or has been refused).
+  call(n, *c, json{{"op", "ping"}}, e.timeout);
   std::uint64_t seen = 0;
   while (count == 0 || seen < count) {
     std::optional<json> push = c->take_push_until([] { return stop_requested.load(); });
     if (!push) break;
     print(*push);
-    ++seen;
+    if (!push->contains("link")) ++seen; // the link lines are not pushes
   }
   return ok;
 }
@@ -179,6 +192,7 @@ int run(int argc, char** argv) {
   endpoint e;
   std::vector<std::string> words;
   std::uint64_t count = 0;
+  std::chrono::milliseconds retry_for{0};
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "-h" || arg == "--help") {
@@ -191,6 +205,16 @@ int run(int argc, char** argv) {
       char* end = nullptr;
       count = std::strtoull(v.c_str(), &end, 10);
       if (v.empty() || *end != '\0' || count == 0) throw failure(bad_input, "--count: expected a positive integer, got \"" + v + "\"");
+      continue;
+    }
+    if (arg == "--retry-for" || arg.rfind("--retry-for=", 0) == 0) {
+      const std::string v = arg == "--retry-for" ? (i + 1 < argc ? argv[++i] : "") : arg.substr(12);
+      char* end = nullptr;
+      const unsigned long long ms = std::strtoull(v.c_str(), &end, 10);
+      if (v.empty() || *end != '\0' || v[0] == '-' || ms == 0 || ms > 86'400'000) {
+        throw failure(bad_input, "--retry-for: expected milliseconds from 1 to 86400000, got \"" + v + "\"");
+      }
+      retry_for = std::chrono::milliseconds(ms);
       continue;
     }
     if (arg.size() > 1 && arg[0] == '-') throw failure(bad_input, "unknown flag " + arg + " (grovectl --help)");
@@ -216,7 +240,7 @@ int run(int argc, char** argv) {
     arguments(1, "one JSON argument");
     json request = parse_json_argument(words[1], command);
     grove::node n({.threads = 1});
-    auto c = connected_client::open(n, e, false);
+    auto c = connected_client::open(n, e, {});
     if (command == "cast") {
       c->ref().cast(std::move(request));
       confirm_casts(n, *c, e.timeout);
@@ -230,7 +254,7 @@ int run(int argc, char** argv) {
   if (command == "subscribe") {
     arguments(1, "a topic");
     grove::node n({.threads = 1});
-    return run_subscribe(n, e, words[1], count);
+    return run_subscribe(n, e, words[1], count, retry_for);
   }
   if (command == "script") {
     if (words.size() > 2) throw failure(bad_input, "script: expected at most one file");

@@ -111,11 +111,12 @@ TEST_CASE("subscribe prints each push as a JSON line until stopped") {
   CHECK(d.stop() == 0);
 }
 
-TEST_CASE("subscribe --count N exits after N pushes; a lost daemon is exit code 3") {
+TEST_CASE("subscribe --count N exits after N pushes; a daemon gone past --retry-for is exit code 3") {
   groved d;
   std::vector<std::string> argv{grovectl_path(), "--port", std::to_string(d.tcp_port()), "subscribe", "t", "--count", "1"};
   child one(argv);
-  std::vector<std::string> argv2{grovectl_path(), "--port", std::to_string(d.tcp_port()), "subscribe", "t"};
+  std::vector<std::string> argv2{grovectl_path(), "--port", std::to_string(d.tcp_port()), "subscribe", "t",
+                                 "--retry-for", "300"};
   child forever(argv2);
   REQUIRE(wait_subscriptions(d, 2));
   CHECK(grovectl(d.tcp(), {"call", R"({"op":"incr","key":"t"})"}).status == 0);
@@ -124,7 +125,38 @@ TEST_CASE("subscribe --count N exits after N pushes; a lost daemon is exit code 
   REQUIRE(forever.wait_stdout("incr", 30s));
   CHECK(d.stop() == 0);
   CHECK(forever.wait(30s) == std::optional<int>(3));
-  CHECK(forever.err().find("connection lost") != std::string::npos);
+  CHECK(forever.err().find("connection lost and not made again within 300 ms (--retry-for)") != std::string::npos);
+  CHECK(forever.out().find(R"("link":"down")") != std::string::npos);
+}
+
+TEST_CASE("subscribe rides out a SIGKILL and restart of the daemon: it subscribes again and prints the gap") {
+  std::optional<groved> d;
+  d.emplace(std::vector<std::string>{"--tls.enabled=false"});
+  const std::uint16_t port = d->tcp_port();
+  child sub({grovectl_path(), "--port", std::to_string(port), "subscribe", "room"});
+  REQUIRE(wait_subscriptions(*d, 1));
+  REQUIRE(grovectl(d->tcp(), {"call", R"({"op":"put","key":"room/1","value":"before"})"}).status == 0);
+  REQUIRE(sub.wait_stdout("before"));
+  d->process().signal(SIGKILL);
+  REQUIRE(d->process().wait() == std::optional<int>(128 + SIGKILL));
+  REQUIRE(sub.wait_stdout(R"("link":"down")"));
+  d.emplace(std::vector<std::string>{"--tls.enabled=false", "--tcp.port=" + std::to_string(port)});
+  REQUIRE(sub.wait_stdout(R"("link":"up")"));
+  REQUIRE(wait_subscriptions(*d, 1)); // subscribed again, by itself
+  REQUIRE(grovectl(d->tcp(), {"call", R"({"op":"put","key":"room/2","value":"after"})"}).status == 0);
+  REQUIRE(sub.wait_stdout("after"));
+  sub.signal(SIGTERM);
+  CHECK(sub.wait() == std::optional<int>(0));
+  const std::vector<json> lines = json_lines(sub.out());
+  REQUIRE(lines.size() == 4);
+  CHECK(lines[0]["value"] == "before");
+  CHECK(lines[1]["link"] == "down");
+  CHECK(lines[1]["reason"].is_string());
+  CHECK(lines[2]["link"] == "up");
+  CHECK(lines[2]["gap_ms"].get<std::int64_t>() >= 0);
+  CHECK(lines[2]["attempts"].get<std::int64_t>() >= 1);
+  CHECK(lines[3]["value"] == "after");
+  CHECK(d->stop() == 0);
 }
 
 TEST_CASE("--help documents commands, flags, steps and exit codes") {

@@ -434,6 +434,39 @@ TEST_CASE("SIGTERM with calls in flight: every acknowledged write is in the snap
   CHECK(d.stop() == 0);
 }
 
+TEST_CASE("grove-bench --keep-going rides out a SIGKILL and restart of groved, counting failures by kind") {
+  std::optional<groved> d;
+  d.emplace(std::vector<std::string>{"--tls.enabled=false"});
+  const std::string port = std::to_string(d->tcp_port());
+  child bench({grove_bench_path(), "--port", port, "-c", "4", "-p", "4", "--op", "incr", "-d", "4", "-w", "1",
+               "--keep-going"});
+  REQUIRE(bench.wait_stderr("measuring", 60s));
+  d->process().signal(SIGKILL);
+  REQUIRE(d->process().wait() == std::optional<int>(128 + SIGKILL));
+  d.emplace(std::vector<std::string>{"--tls.enabled=false", "--tcp.port=" + port});
+  REQUIRE(bench.wait(90s) == std::optional<int>(0));
+  bench.finish_output();
+  INFO(bench.out(), bench.err());
+  const std::vector<json> lines = json_lines(bench.out());
+  REQUIRE_FALSE(lines.empty());
+  const json& summary = lines.back();
+  CHECK(summary["ok"].get<std::int64_t>() > 0);
+  CHECK(summary["reconnects"].get<std::int64_t>() >= 4); // every connection came back
+  CHECK(summary["longest_gap_ms"].get<double>() > 0);
+  std::int64_t by_kind = 0;
+  for (const char* kind : {"disconnected", "timeout", "remote", "error_reply", "other"}) {
+    REQUIRE(summary["errors_by_kind"].contains(kind));
+    by_kind += summary["errors_by_kind"][kind].get<std::int64_t>();
+  }
+  CHECK(by_kind == summary["errors"].get<std::int64_t>());
+  CHECK(bench.out().find("longest gap without a reply: ") != std::string::npos);
+  // The restarted daemon served the run's second half.
+  result stats = grovectl(d->tcp(), {"call", R"({"op":"stats"})"});
+  REQUIRE(stats.status == 0);
+  CHECK(json::parse(stats.out)["calls"].get<std::int64_t>() > 1);
+  CHECK(d->stop() == 0);
+}
+
 namespace {
 
 std::string deep_arrays(std::size_t depth) { return std::string(depth, '[') + "1" + std::string(depth, ']'); }
