@@ -303,6 +303,7 @@ std::span<char> frame_decoder::prepare(std::size_t at_least) {
 void frame_decoder::commit(std::size_t n) noexcept { end_ += std::min(n, buffer_.size() - end_); }
 
 void frame_decoder::feed(std::string_view bytes) {
+  if (bytes.empty()) return; // (memcpy from an empty view's null data is undefined, even for 0 bytes)
   auto space = prepare(bytes.size());
   std::memcpy(space.data(), bytes.data(), bytes.size());
   commit(bytes.size());
