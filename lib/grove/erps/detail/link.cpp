@@ -371,11 +371,22 @@ asio::awaitable<void> link::heartbeat(std::shared_ptr<link> self) {
   if (c.idle_timeout) tick = std::min(tick, *c.idle_timeout / 4);
   tick = std::min(tick, c.frame_timeout / 4);
   tick = std::max<duration>(tick, std::chrono::milliseconds(5));
+  auto last_tick = clock::now();
   for (;;) {
     self->heartbeat_timer_.expires_after(tick);
     co_await self->heartbeat_timer_.async_wait(use_tuple);
     if (self->closed_) co_return;
     const auto now = clock::now();
+    // A tick this late means this process did not run (SIGSTOP, a stalled
+    // VM, a long handler on this worker): what the peer sent meanwhile is
+    // waiting unread, so that time is not the peer's silence or slowness.
+    if (now - last_tick > 4 * tick + std::chrono::milliseconds(100)) {
+      const auto stalled = now - last_tick - tick;
+      self->last_received_ += stalled;
+      if (self->frame_started_) *self->frame_started_ += stalled;
+      if (self->write_started_) *self->write_started_ += stalled;
+    }
+    last_tick = now;
     if (self->flush_deadline_ && now >= *self->flush_deadline_) {
       self->close(self->close_reason_ + " (the peer did not take the last frames in time)", self->close_error_);
       co_return;
