@@ -52,6 +52,13 @@ struct accepted_connection {
   std::size_t worker;
 };
 
+// A connection made by the caller (detail::adopt_connection), served as if
+// it had been accepted.
+struct adopted_connection {
+  std::unique_ptr<transport> stream;
+  std::size_t worker;
+};
+
 struct reload_request {
   using reply_type = std::string; // empty: done; else why not
 };
@@ -140,7 +147,18 @@ public:
 
   awaitable<action> handle_info(message m) {
     if (auto* a = m.get_if<accepted_connection>()) {
-      co_await start_session(std::move(a->socket), a->worker);
+      state_->accepted.fetch_add(1, std::memory_order_relaxed);
+      if (shutting_down_) co_return action{};
+      const auto open = state_->counters->connections.load(std::memory_order_relaxed);
+      if (options_.max_connections != 0 && open >= static_cast<std::int64_t>(options_.max_connections)) {
+        refuse(std::move(a->socket), open);
+        co_return action{};
+      }
+      co_await start_session(wrap(std::move(a->socket)), a->worker);
+      co_return action{};
+    }
+    if (auto* a = m.get_if<adopted_connection>()) {
+      if (!shutting_down_) co_await start_session(std::move(a->stream), a->worker);
     } else if (auto* down = m.get_if<down_message>()) {
       sessions_.erase(down->process);
       if (shutting_down_ && sessions_.empty()) co_return co_await finish();
@@ -205,16 +223,9 @@ private:
     return make_tcp_transport(std::move(socket));
   }
 
-  awaitable<void> start_session(tcp::socket socket, std::size_t worker) {
-    state_->accepted.fetch_add(1, std::memory_order_relaxed);
-    if (shutting_down_) co_return;
-    const auto open = state_->counters->connections.load(std::memory_order_relaxed);
-    if (options_.max_connections != 0 && open >= static_cast<std::int64_t>(options_.max_connections)) {
-      refuse(std::move(socket), open);
-      co_return;
-    }
+  awaitable<void> start_session(std::unique_ptr<transport> stream, std::size_t worker) {
     auto pending = std::make_shared<pending_session>();
-    pending->stream = wrap(std::move(socket));
+    pending->stream = std::move(stream);
     pending->config = config_;
     pending->link_id = ++links_;
     const std::string peer = pending->stream->peer();
@@ -299,6 +310,10 @@ private:
 };
 
 } // namespace daemon_impl
+
+void adopt_connection(const daemon& d, std::unique_ptr<transport> stream, std::size_t worker) {
+  grove::send(d.id(), adopted_connection{std::move(stream), worker});
+}
 
 awaitable<pid> start_daemon(node& n, daemon_options options, session_factory factory,
                             std::shared_ptr<daemon_state> state, bool link) {

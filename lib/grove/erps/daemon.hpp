@@ -80,9 +80,18 @@ struct daemon_stats {
   std::uint64_t tls_resumed = 0;     ///< of those, sessions resumed (by ticket) rather than negotiated in full
 };
 
+class daemon;
+
 namespace detail {
 class daemon_state;
+class transport;
 struct pending_session;
+
+/// Serves `stream` (whose executor is worker `worker`'s) as a connection the
+/// daemon accepted, with the daemon's options and server type: for driving
+/// the request path without sockets (detail/memory_transport.hpp). It does
+/// not count against max_connections.
+void adopt_connection(const daemon& d, std::unique_ptr<transport> stream, std::size_t worker);
 
 /// Makes the start of one session: (connection, worker) -> a child start.
 using session_factory = std::function<child_start(std::shared_ptr<pending_session>, std::size_t worker)>;

@@ -1,0 +1,86 @@
+#include "tree.hpp"
+
+#include <grove/supervisor/supervisor.hpp>
+
+namespace groved {
+namespace {
+
+grove::awaitable<grove::pid> start_listener(grove::node& n, grove::erps::daemon_options options,
+                                            std::shared_ptr<service_state> state, std::size_t slot) {
+  grove::erps::daemon d = co_await grove::erps::daemon::start_link<session>(n, std::move(options), state);
+  state->set_daemon(slot, d);
+  co_return d.id();
+}
+
+} // namespace
+
+grove::erps::daemon_options daemon_options_for(const config& c, bool tls, const logger& log) {
+  grove::erps::daemon_options o;
+  const listener_config& l = tls ? c.tls : c.tcp;
+  o.bind_address = l.address;
+  o.port = l.port;
+  o.identifier = c.identifier;
+  o.max_payload = c.max_payload;
+  o.max_depth = c.max_depth;
+  o.max_connections = c.max_connections;
+  o.max_calls_in_flight = c.max_calls_in_flight;
+  if (c.idle_timeout.count() > 0) o.idle_timeout = c.idle_timeout;
+  o.keepalive_interval = c.keepalive_interval;
+  o.keepalive_timeout = c.keepalive_timeout;
+  o.frame_timeout = c.frame_timeout;
+  o.min_frame_rate = c.min_frame_rate;
+  o.log = log.erps_log(tls ? "tls" : "tcp");
+  if (tls) {
+    grove::erps::tls_server_options t;
+    t.certificate_file = c.tls_certificate;
+    t.private_key_file = c.tls_private_key;
+    t.ca_file = c.tls_ca;
+    t.require_client_certificate = c.tls_require_client_certificate;
+    t.handshake_timeout = c.tls_handshake_timeout;
+    t.min_version = c.tls_min_version_1_3 ? grove::erps::tls_version::tls1_3 : grove::erps::tls_version::tls1_2;
+    t.session_tickets = c.tls_session_tickets;
+    o.tls = t;
+  }
+  return o;
+}
+
+std::vector<grove::child_spec> tree(const config& c, grove::registry& names, const std::shared_ptr<service_state>& state,
+                                    std::size_t workers, const logger& log) {
+  auto report = [log](const grove::supervisor_report& r) {
+    log.log(log_level::error, "supervisor_report",
+            {{"context", r.context}, {"child", r.child_id}, {"reason", r.reason.to_string()}});
+  };
+  std::vector<grove::child_spec> shards;
+  for (std::size_t i = 0; i < state->shards; ++i) {
+    grove::start_options placement;
+    placement.worker = i % workers;
+    placement.trap_exit = true;
+    grove::child_spec spec;
+    spec.id = "shard-" + std::to_string(i);
+    spec.start = grove::child_start::server<shard>(placement, state, i);
+    shards.push_back(grove::registered(names, service_state::shard_name(i), std::move(spec)));
+  }
+  grove::supervisor_options store_options;
+  store_options.strategy = grove::restart_strategy::one_for_one;
+  store_options.max_restarts = 5;
+  store_options.report = report;
+
+  std::vector<grove::child_spec> children;
+  children.push_back(grove::supervisor_child("store", std::move(shards), store_options));
+  const auto drain = grove::shutdown_policy::timeout(c.shutdown_timeout + std::chrono::seconds(5));
+  for (bool tls : {false, true}) {
+    if (!(tls ? c.tls.enabled : c.tcp.enabled)) continue;
+    grove::child_spec spec;
+    spec.id = tls ? "tls" : "tcp";
+    spec.start = [options = daemon_options_for(c, tls, log), state, slot = tls ? tls_slot : tcp_slot](grove::node& n) {
+      return start_listener(n, options, state, slot);
+    };
+    spec.restart = grove::restart_type::transient; // a drained listener stays down
+    spec.shutdown = drain;
+    spec.type = grove::child_type::supervisor;
+    children.push_back(std::move(spec));
+  }
+  return children;
+}
+
+} // namespace groved
