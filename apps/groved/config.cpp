@@ -211,6 +211,10 @@ const std::vector<option>& options() {
                    else if (s == "error") c.level = log_level::error;
                    else bad("log.level", "one of \"debug\", \"info\", \"warning\", \"error\"", v);
                  }});
+    t.push_back({"debug.chaos_ops", kind::boolean,
+                 "serve {\"op\":\"debug.kill_sessions\",\"count\":N}, which kills N random other client sessions (for chaos tests only)",
+                 [](const config& c) { return json(c.debug_chaos_ops); },
+                 [](config& c, const json& v) { c.debug_chaos_ops = to_bool("debug.chaos_ops", v); }});
     t.push_back({"log.format", kind::choice, "log line format on stderr: logfmt or json",
                  [](const config& c) { return json(c.format == log_format::json ? "json" : "logfmt"); },
                  [](config& c, const json& v) {

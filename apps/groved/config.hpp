@@ -52,6 +52,7 @@ struct config {
   std::chrono::milliseconds shutdown_timeout{5'000};
   log_level level = log_level::info;
   log_format format = log_format::logfmt;
+  bool debug_chaos_ops = false; // serve debug.kill_sessions (tests only)
 };
 
 /// A bad configuration value or flag; what() names the key and the

@@ -1,5 +1,7 @@
 #include "service.hpp"
 
+#include <random>
+
 #include <grove/core/process.hpp>
 
 #include <algorithm>
@@ -50,7 +52,8 @@ constexpr const char* known_ops = "ping, get, put, delete, incr, keys, subscribe
 
 service_state::service_state(grove::registry& r, const config& c, logger l, std::size_t shard_count)
     : registry(&r), shards(shard_count), max_keys(c.max_keys), max_key_bytes(c.max_key_bytes),
-      max_subscriptions(c.max_subscriptions), max_reply_bytes(c.max_payload / 2), log(l), initial_(shard_count) {
+      max_subscriptions(c.max_subscriptions), max_reply_bytes(c.max_payload / 2), chaos_ops(c.debug_chaos_ops), log(l),
+      initial_(shard_count) {
   for (std::size_t i = 0; i < shard_count; ++i) shard_names_.push_back(shard_name(i));
 }
 
@@ -324,6 +327,7 @@ grove::awaitable<json> session::serve(json& request, const grove::from<json>& re
     if (op == "subscribe") co_return co_await subscribe(request, true);
     if (op == "unsubscribe") co_return co_await subscribe(request, false);
     if (op == "stats") co_return stats();
+    if (op == "debug.kill_sessions") co_return co_await kill_sessions(request);
     throw bad_request{"unknown_op", "unknown op '" + op + "'; expected one of " + std::string(known_ops)};
   } catch (const bad_request& e) {
     co_return error_reply(e.code, e.message);
@@ -331,6 +335,36 @@ grove::awaitable<json> session::serve(json& request, const grove::from<json>& re
     // A shard or the registry did not answer (restarting, or the node is stopping).
     co_return error_reply("unavailable", std::string("the store did not answer: ") + e.what());
   }
+}
+
+// For chaos tests: kills `count` other sessions picked at random among
+// every listener's, as a crash would. Off unless
+// debug.chaos_ops is set.
+grove::awaitable<json> session::kill_sessions(const json& request) {
+  if (!state_->chaos_ops) {
+    throw bad_request{"unknown_op", "debug.kill_sessions is off; start groved with --debug.chaos_ops=true (tests only)"};
+  }
+  std::size_t count = 1;
+  if (auto c = request.find("count"); c != request.end()) {
+    if (!c->is_number_unsigned() || c->get<std::uint64_t>() > 100'000) {
+      throw bad_request{"bad_request", "count: expected an integer from 0 to 100000"};
+    }
+    count = c->get<std::size_t>();
+  }
+  std::vector<grove::pid> sessions;
+  for (const auto& d : state_->daemons()) {
+    if (!d) continue;
+    for (const auto& child : co_await d.supervisor().which_children(std::chrono::seconds(5))) {
+      if (child.process && child.process != self()) sessions.push_back(child.process);
+    }
+  }
+  std::shuffle(sessions.begin(), sessions.end(), std::mt19937_64(std::random_device{}()));
+  sessions.resize(std::min(count, sessions.size()));
+  for (const auto& p : sessions) grove::exit(p, grove::exit_reason::kill());
+  state_->log.log(log_level::warning, "sessions_killed", {{"count", sessions.size()}, {"msg", "debug.kill_sessions"}});
+  json r = ok();
+  r["killed"] = sessions.size();
+  co_return r;
 }
 
 grove::awaitable<json> session::keys(const json& request) {

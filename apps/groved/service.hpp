@@ -13,6 +13,8 @@
 //   {"op":"subscribe","topic":T}          -> {"ok":true,"topic":T}
 //   {"op":"unsubscribe","topic":T}        -> {"ok":true,"topic":T,"was_subscribed":bool}
 //   {"op":"stats"}                        -> {"ok":true,"keys":N,"connections":N,...}
+//   {"op":"debug.kill_sessions"[,"count":N]} -> {"ok":true,"killed":N}  (only with debug.chaos_ops: kills
+//                                            N random other client sessions, as a crash would)
 // A subscriber to topic T gets a push for every put, delete or incr of key
 // T or of a key under it ("T/..."):
 //   {"topic":T,"event":"put"|"delete"|"incr","key":K[,"value":V]}
@@ -49,6 +51,7 @@ struct service_state {
   std::size_t max_key_bytes;
   std::size_t max_subscriptions;
   std::size_t max_reply_bytes; // a keys reply stops (truncated) before this
+  bool chaos_ops;              // debug.kill_sessions is served (tests only)
   logger log;
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
 
@@ -147,6 +150,7 @@ public:
 private:
   grove::awaitable<json> serve(json& request, const grove::from<json>& reply, bool& forwarded);
   grove::awaitable<json> keys(const json& request);
+  grove::awaitable<json> kill_sessions(const json& request);
   grove::awaitable<json> subscribe(const json& request, bool on);
   json stats() const;
 

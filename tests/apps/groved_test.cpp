@@ -6,6 +6,7 @@
 
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 
 using namespace apps_test;
@@ -543,5 +544,93 @@ TEST_CASE("a client trickling one byte a second is closed at frame_timeout_ms wi
   CHECK(d.process().wait_stderr("\"event\":\"frame_timeout\""));
   CHECK(d.process().err().find("frame not complete within 2 s") != std::string::npos);
   CHECK(grovectl(d.tcp(), {"call", R"({"op":"ping"})"}).status == 0);
+  CHECK(d.stop() == 0);
+}
+
+namespace {
+
+std::size_t open_fds(pid_t p) {
+  std::size_t n = 0;
+  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/proc/" + std::to_string(p) + "/fd")) ++n;
+  return n;
+}
+
+std::size_t rss_kib(pid_t p) {
+  std::ifstream status("/proc/" + std::to_string(p) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoul(line.substr(6));
+  }
+  return 0;
+}
+
+// With one raw connection of ours open: waits (by round trips on it) until
+// it is the only client, then counts the daemon's file descriptors.
+std::size_t fds_with_one_client(groved& d, raw_connection& mine) {
+  for (int attempt = 0; attempt < 1000; ++attempt) {
+    REQUIRE(mine.send(erps_frame(4, R"([1,{"op":"stats"}])")));
+    auto f = mine.next_frame();
+    REQUIRE(f);
+    if (json::parse(f->payload)[0]["connections"] == 1) return open_fds(d.process().pid());
+  }
+  FAIL("other clients never went away");
+  return 0;
+}
+
+} // namespace
+
+TEST_CASE("chaos under load: sessions killed, SIGHUP, SIGSTOP past the keepalive timeout; calls succeed or fail by name") {
+  groved d({"--tls.enabled=false", "--debug.chaos_ops=true", "--keepalive_interval_ms=250", "--keepalive_timeout_ms=1000"});
+  const std::string port = std::to_string(d.tcp_port());
+  const pid_t daemon = d.process().pid();
+  // The same load once first, so the allocator has grown to it before the baseline.
+  result warm = run({grove_bench_path(), "--port", port, "-c", "16", "-p", "16", "-d", "2", "-w", "0"});
+  REQUIRE(warm.status == 0);
+  std::size_t baseline_fds = 0;
+  std::size_t baseline_rss = 0;
+  {
+    raw_connection mine(d.tcp_port());
+    baseline_fds = fds_with_one_client(d, mine);
+    baseline_rss = rss_kib(daemon);
+  }
+
+  child bench({grove_bench_path(), "--port", port, "-c", "16", "-p", "16", "-d", "8", "-w", "1", "--keep-going"});
+  REQUIRE(bench.wait_stderr("measuring", 60s));
+  auto kill_some = [&] {
+    result killed = grovectl(d.tcp(), {"call", R"({"op":"debug.kill_sessions","count":4})"});
+    REQUIRE(killed.status == 0);
+    CHECK(json::parse(killed.out)["killed"] == 4);
+  };
+  // The pauses between the blows are waits for the bench's exit: it must not end yet.
+  kill_some();
+  CHECK_FALSE(bench.wait(500ms));
+  d.process().signal(SIGHUP);
+  CHECK_FALSE(bench.wait(500ms));
+  d.process().signal(SIGSTOP);
+  CHECK_FALSE(bench.wait(1500ms)); // longer than the daemon's keepalive timeout (and the clients keep sending)
+  d.process().signal(SIGCONT);
+  CHECK_FALSE(bench.wait(500ms));
+  kill_some();
+  // Every call ends by its timeout (30 s) at the latest: the run ends in time.
+  REQUIRE(bench.wait(60s) == std::optional<int>(0));
+  bench.finish_output();
+  INFO(bench.out(), bench.err());
+  const json summary = json_lines(bench.out()).back();
+  CHECK(summary["ok"].get<std::int64_t>() > 0);
+  const json& kinds = summary["errors_by_kind"];
+  CHECK(kinds["other"] == 0);   // every failure has a name
+  CHECK(kinds["timeout"] == 0); // and none waited out its timeout
+  CHECK(kinds["disconnected"].get<std::int64_t>() >= 1); // the killed sessions' calls in flight
+  CHECK(summary["reconnects"].get<std::int64_t>() >= 8);
+
+  const std::string err = d.process().err();
+  CHECK(err.find("\"event\":\"sessions_killed\"") != std::string::npos);
+  CHECK(err.find("\"event\":\"tls_reload_failed\"") == std::string::npos); // (no TLS listener: SIGHUP has nothing to reload)
+  CHECK(err.find("peer_silent") == std::string::npos); // the stop was ours, not the clients' silence
+  raw_connection mine(d.tcp_port());
+  CHECK(fds_with_one_client(d, mine) == baseline_fds);
+  const std::size_t rss = rss_kib(daemon);
+  MESSAGE("RSS " << baseline_rss << " KiB before the chaos run, " << rss << " KiB after; fds " << baseline_fds);
+  CHECK(rss <= baseline_rss + 16 * 1024);
   CHECK(d.stop() == 0);
 }
