@@ -9,6 +9,7 @@
 #include <doctest/doctest.h>
 
 #include <chrono>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -448,7 +449,10 @@ TEST_CASE("a_chain_of_a_million_processes_each_spawning_its_successor_does_not_r
     };
     grove::pid me = self.self();
     grove::spawn(self.node(), [me](grove::process& first) { return chain::link(first, me, 1000000); });
-    CHECK((co_await self.receive_for(60s))->get<std::string>() == "end of chain");
+    // (A bound, not a timing check: under a sanitizer, beside the other suites, it can take over a minute.)
+    std::optional<grove::message> end = co_await self.receive_for(300s);
+    CHECK(end.has_value());
+    if (end) CHECK(end->get<std::string>() == "end of chain");
   });
 }
 

@@ -351,8 +351,12 @@ TEST_CASE("openssl s_client -reconnect resumes its TLS 1.2 session; a TLS 1.3 ti
     CHECK(out.find("Reused, TLSv1.3") != std::string::npos);
   }
   std::filesystem::remove(session);
+  // The daemon counts a handshake when its own side is done, which may be
+  // after s_client has printed its verdict: round trips until it has.
+  auto c = r.connect(client_tls());
+  for (int i = 0; i < 1000 && r.server.stats().tls_handshakes < 9; ++i) r.call(c, echo(i));
+  CHECK(r.server.stats().tls_handshakes >= 9); // s_client's 8, and this client's
   CHECK(r.server.stats().tls_resumed >= 6);
-  CHECK(r.server.stats().tls_handshakes >= 8);
 }
 
 TEST_CASE("a grove client that reconnects resumes its session instead of a full handshake") {

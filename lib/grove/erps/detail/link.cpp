@@ -382,9 +382,10 @@ asio::awaitable<void> link::heartbeat(std::shared_ptr<link> self) {
     // waiting unread, so that time is not the peer's silence or slowness.
     if (now - last_tick > 4 * tick + std::chrono::milliseconds(100)) {
       const auto stalled = now - last_tick - tick;
-      self->last_received_ += stalled;
-      if (self->frame_started_) *self->frame_started_ += stalled;
-      if (self->write_started_) *self->write_started_ += stalled;
+      auto forgive = [&](clock::time_point& t) { t = std::min(now, t + stalled); }; // (a read since may have set it to now)
+      forgive(self->last_received_);
+      if (self->frame_started_) forgive(*self->frame_started_);
+      if (self->write_started_) forgive(*self->write_started_);
     }
     last_tick = now;
     if (self->flush_deadline_ && now >= *self->flush_deadline_) {
