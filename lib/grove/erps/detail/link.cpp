@@ -259,7 +259,11 @@ std::optional<std::string> link::frame_overdue(clock::time_point now) const {
   const std::string progress = received >= keepalive_size
                                    ? std::to_string(received) + " of " + std::to_string(whole) + " bytes received"
                                    : std::to_string(received) + " bytes of its header received";
-  return "frame not complete within " + seconds_text(allowed) + " (" + progress +
+  // Past 10 s the allowance for the size is shown to the second.
+  const std::string within = allowed >= std::chrono::seconds(10)
+                                 ? std::to_string(std::chrono::round<std::chrono::seconds>(allowed).count()) + " s"
+                                 : seconds_text(allowed);
+  return "frame not complete within " + within + " (" + progress +
          "): the peer sends too slowly (frame_timeout, min_frame_rate)";
 }
 
