@@ -50,6 +50,7 @@ start_groved mutual
 start_groved oneway --tls.require_client_certificate=false
 
 scan() { # NAME PORT
+  rm -f "$work/$1.json" "$work/$1.txt"
   timeout 600 testssl --quiet --color 0 --warnings off --nodns none --add-ca "$certs/ca.pem" \
     --jsonfile "$work/$1.json" "127.0.0.1:$2" >"$work/$1.txt" 2>&1
 }
@@ -61,8 +62,8 @@ status=0
 wait "$mutual_scan" || true # testssl's exit code counts findings; the JSON is judged below
 wait "$oneway_scan" || true
 
-judge() { # NAME REQUIRE_RESUMPTION
-  python3 - "$work/$1.json" "$1" "$2" <<'PY'
+judge() { # NAME REQUIRE_RESUMPTION [last]
+  python3 - "$work/$1.json" "$1" "$2" ${3:+"$3"} <<'PY'
 import json, sys
 path, name, full = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
 try:
@@ -94,11 +95,26 @@ for key in ("cipher_order", "sessionresumption_ticket", "sessionresumption_ID", 
         print(f"  {key}: {by_id[key]}")
 for p in problems:
     print(f"  FINDING {p}")
+# testssl could not run a check (its own connection failed, as on a loaded
+# machine): inconclusive, not a finding; the caller scans once more.
+if problems and all("connect problem" in p for p in problems) and len(sys.argv) < 5:
+    print(f"testssl {name}: inconclusive (connect problem); scanning again")
+    sys.exit(3)
 print(f"case {'failed' if problems else 'passed'}: testssl {name}")
 sys.exit(1 if problems else 0)
 PY
 }
-judge mutual 0 || status=1
-judge oneway 1 || status=1
+judge_or_rescan() { # NAME REQUIRE_RESUMPTION PORT
+  local rc=0
+  judge "$1" "$2" || rc=$?
+  if [ "$rc" -eq 3 ]; then
+    scan "$1" "$3" || true
+    rc=0
+    judge "$1" "$2" last || rc=$?
+  fi
+  return "$rc"
+}
+judge_or_rescan mutual 0 "$PORT_mutual" || status=1
+judge_or_rescan oneway 1 "$PORT_oneway" || status=1
 [ "$status" -eq 0 ] || { echo "reports: $work (removed on exit)"; cat "$work/mutual.txt" "$work/oneway.txt" | tail -80; }
 exit "$status"
