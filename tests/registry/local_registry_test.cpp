@@ -7,6 +7,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -178,4 +179,16 @@ TEST_CASE("names_count_and_metadata") {
   CHECK_FALSE(names.meta("owner"));
   node.block_on(names.put_meta("owner", "billing"));
   CHECK(names.meta("owner") == "billing");
+}
+
+TEST_CASE("a_registry_may_outlive_its_node") {
+  auto n = std::make_unique<grove::node>(grove::node_options{.threads = 1});
+  auto names = std::make_unique<grove::local_registry>(*n);
+  const grove::pid holder = grove::spawn(*n, wait_then_end);
+  n->block_on([&]() -> awaitable<void> { co_await names->register_name("echo", holder); }());
+  CHECK(names->whereis("echo") == holder);
+  n.reset();
+  CHECK(names->whereis("echo") == grove::pid{});
+  CHECK(names->names().empty());
+  names.reset(); // stops a process of a node that is gone: a no-op
 }

@@ -6,12 +6,20 @@
 #include <boost/asio/detached.hpp>
 
 #include <cstdio>
+#include <random>
 #include <exception>
 
 namespace grove::detail {
 
 namespace {
-std::atomic<std::uint32_t> node_counter{0};
+/// A creation number for a node started without one: random, so a node
+/// restarted under the same id is told apart from its earlier life.
+std::uint32_t draw_creation() {
+  std::random_device rd;
+  std::uint32_t c = 0;
+  while (c == 0) c = rd() ^ static_cast<std::uint32_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+  return c;
+}
 
 std::size_t worker_count(const node_options& options) {
   if (options.threads > 0) return options.threads;
@@ -127,13 +135,22 @@ void deadline_list::on_timer(boost::system::error_code ec) {
   if (head_ && head_->deadline != clock::time_point::max()) arm(head_->deadline);
 }
 
-node_state::node_state(node_options opts) : id(++node_counter), options(opts) {
+node_state::node_state(node_options opts)
+    : options(std::move(opts)), id(options.id != 0 ? options.id : node_directory::next_free_id()),
+      creation(options.creation != 0 ? options.creation : draw_creation()) {
   const std::size_t n = worker_count(options);
   workers_.reserve(n);
   for (std::size_t i = 0; i < n; ++i) {
     workers_.push_back(std::make_unique<worker>(*this, static_cast<std::uint32_t>(i)));
   }
-  for (auto& w : workers_) w->start();
+  node_directory::add(*this); // throws if the identity is taken; nothing started yet
+  try {
+    for (auto& w : workers_) w->start();
+  } catch (...) {
+    node_directory::remove(*this);
+    for (auto& w : workers_) w->join();
+    throw;
+  }
 }
 
 node_state::~node_state() { shutdown(); }
@@ -243,6 +260,9 @@ void node_state::shutdown() {
                  id, running.load());
   }
   for (auto& w : workers_) w->join();
+  // From here no pid resolves to this node: a send is a no-op, a call fails
+  // with noproc. Returns once no other thread is still posting to a worker.
+  node_directory::remove(*this);
   for (auto& w : workers_) w->teardown_release();
   for (auto& w : workers_) w->teardown_processes();
   for (auto& w : workers_) w->teardown_io();
@@ -271,6 +291,7 @@ node::~node() {
 
 std::size_t node::size() const noexcept { return state_->size(); }
 std::uint32_t node::id() const noexcept { return state_->id; }
+std::uint32_t node::creation() const noexcept { return state_->creation; }
 std::size_t node::process_count() const noexcept { return state_->live.load(std::memory_order_relaxed); }
 bool node::stopping() const noexcept { return state_->stopping(); }
 void node::shutdown() { state_->shutdown(); }

@@ -6,8 +6,8 @@
 //   // ~node(): shuts down (supervision trees top-down), then threads join.
 //
 // A node owns its workers (default: one per core); every process lives on
-// exactly one of them. Several nodes can live in one program; nothing in
-// grove is global.
+// exactly one of them. Several nodes can live in one program, each with its
+// own identity (id and creation, as its pids carry).
 #pragma once
 
 #include <grove/core/process.hpp>
@@ -83,6 +83,12 @@ struct node_options {
   /// (an exception escaped its body or a gen_server handler), not when an
   /// exit signal ended it. Default: print_crash_report; nullptr: silent.
   std::function<void(const pid&, const exit_reason&)> crash_report = print_crash_report;
+  /// The node's id, carried by its pids: unique among the nodes of a
+  /// cluster. 0 = the next free number in this program (default: 1, 2, ...).
+  std::uint32_t id = 0;
+  /// Tells two lives of one node id apart, so a pid from before a restart
+  /// names no process after it. 0 = drawn at random (default).
+  std::uint32_t creation = 0;
 };
 
 class node {
@@ -95,8 +101,11 @@ public:
 
   /// Number of workers.
   std::size_t size() const noexcept;
-  /// This node's number in the program (1, 2, ...), as printed in pids.
+  /// This node's id (node_options::id, or 1, 2, ... in start order), as
+  /// printed in pids.
   std::uint32_t id() const noexcept;
+  /// This node's creation number (node_options::creation, or random).
+  std::uint32_t creation() const noexcept;
   /// Processes alive now.
   std::size_t process_count() const noexcept;
 

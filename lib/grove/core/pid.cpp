@@ -1,4 +1,3 @@
-#include <grove/core/detail/runtime.hpp>
 #include <grove/core/pid.hpp>
 
 #include <cinttypes>
@@ -7,14 +6,12 @@
 
 namespace grove {
 
-std::uint32_t pid::node_id() const noexcept { return node_ ? node_->id : 0; }
-
 std::string pid::to_string() const {
   if (!*this) return "<null>";
   // Formatted into a buffer: g++ 12 at -O3 warns falsely about the
   // std::string concatenation this used to be.
   char text[64];
-  const int n = std::snprintf(text, sizeof text, "<%" PRIu32 ".%" PRIu32 ".%" PRIu64 ">", node_id(),
+  const int n = std::snprintf(text, sizeof text, "<%" PRIu32 ".%" PRIu32 ".%" PRIu64 ">", node_,
                               static_cast<std::uint32_t>(worker_), static_cast<std::uint64_t>(serial_));
   return std::string(text, static_cast<std::size_t>(n));
 }

@@ -29,11 +29,8 @@ std::uint64_t new_ref_id() noexcept { return next_ref_id.fetch_add(1, std::memor
 /// target, whose own exit signals end the next, and so on; posting unrolls a
 /// cascade down a long chain of links through the queue, not the stack.
 void send_exit_signal(const pid& target, const pid& from, const exit_reason& reason, bool from_link) {
-  node_state* n = target.node_state();
-  if (!n || target.worker() >= n->size()) return;
-  worker& w = n->worker_at(target.worker());
-  asio::post(*w.io, [&w, target, from, reason, from_link] {
-    if (process_state* t = w.table.find(target)) t->on_exit_signal(from, reason, from_link);
+  on_owner<true>(target, [from, reason, from_link](process_state* t) {
+    if (t) t->on_exit_signal(from, reason, from_link);
   });
 }
 
@@ -233,7 +230,7 @@ void process_state::on_down(const monitor_ref& ref, const exit_reason& reason) {
 }
 
 bool process_state::stopped_by_parent() const noexcept {
-  if (!parent || parent.node_state() != self.node_state() || !relations_ || !relations_->links.contains(parent)) {
+  if (!parent || !same_node(parent, self) || !relations_ || !relations_->links.contains(parent)) {
     return false;
   }
   return owner.owner.worker_at(parent.worker()).table.alive(parent);
@@ -417,7 +414,7 @@ pid spawn(node& n, std::unique_ptr<body_base> body, const spawn_options& options
   }
   worker& w = ns.pick_worker(options.worker);
   auto [index, slot] = w.table.acquire();
-  pid p(&ns, w.index, index, ns.next_serial());
+  pid p(ns.id, ns.creation, w.index, index, ns.next_serial());
   std::unique_ptr<process_state> state;
   try {
     state = std::make_unique<process_state>(w, p, options);
@@ -513,17 +510,19 @@ void exit(const pid& target, exit_reason reason) {
 }
 
 bool alive(const pid& p) noexcept {
-  auto* n = p.node_state();
-  return n && p.worker() < n->size() && n->worker_at(p.worker()).table.alive(p);
+  return detail::with_node(p, [&p](detail::node_state* n) {
+    return n && p.worker() < n->size() && n->worker_at(p.worker()).table.alive(p);
+  });
 }
 
 std::size_t mailbox_size(const pid& p) noexcept {
-  auto* n = p.node_state();
-  if (!n || p.worker() >= n->size()) return 0;
-  auto* s = n->worker_at(p.worker()).table.at(p.slot());
-  if (!s || s->serial.load(std::memory_order_acquire) != p.serial()) return 0;
-  std::size_t length = s->queue_length.load(std::memory_order_relaxed);
-  return s->serial.load(std::memory_order_acquire) == p.serial() ? length : 0;
+  return detail::with_node(p, [&p](detail::node_state* n) -> std::size_t {
+    if (!n || p.worker() >= n->size()) return 0;
+    auto* s = n->worker_at(p.worker()).table.at(p.slot());
+    if (!s || s->serial.load(std::memory_order_acquire) != p.serial()) return 0;
+    std::size_t length = s->queue_length.load(std::memory_order_relaxed);
+    return s->serial.load(std::memory_order_acquire) == p.serial() ? length : 0;
+  });
 }
 
 pid self() noexcept {
@@ -535,13 +534,12 @@ timer_ref send_after(const pid& to, duration delay, message m) {
   auto state = std::make_shared<detail::timer_state>();
   state->target = to;
   state->body = std::move(m);
-  auto* n = to.node_state();
-  if (!n || to.worker() >= n->size()) {
-    state->state.store(detail::timer_state::fired); // nobody to fire at
-    return timer_ref(std::move(state));
-  }
-  detail::worker& w = n->worker_at(to.worker());
-  auto arm = [&w, state, delay] {
+  // Armed on the target's worker, where its handler delivers. A target
+  // gone by then is nobody to fire at: no io timer, and cancel_timer still
+  // says (truly) that the message will never be handled.
+  on_owner(to, [state, delay](process_state* t) {
+    if (!t) return;
+    detail::worker& w = *detail::this_worker;
     auto timer = std::make_shared<boost::asio::steady_timer>(*w.io, delay);
     state->timer = timer;
     timer->async_wait([&w, state, timer](boost::system::error_code) {
@@ -551,12 +549,7 @@ timer_ref send_after(const pid& to, duration delay, message m) {
         t->deliver(detail::envelope{.body = std::move(state->body), .timer_id = state->id});
       }
     });
-  };
-  if (detail::this_worker == &w) {
-    arm();
-  } else {
-    boost::asio::post(*w.io, std::move(arm));
-  }
+  });
   return timer_ref(std::move(state));
 }
 
@@ -574,9 +567,9 @@ bool cancel_timer(const timer_ref& timer) {
   }
   if (expected != detail::timer_state::fired) return false;
   // Fired: from the target's own worker the message can still be taken back.
-  auto* n = state->target.node_state();
-  if (!n || detail::this_worker != &n->worker_at(state->target.worker())) return false;
-  process_state* t = detail::this_worker->table.find(state->target);
+  detail::worker* here = detail::this_worker;
+  if (!here || !here->owner.holds(state->target) || here->index != state->target.worker()) return false;
+  process_state* t = here->table.find(state->target);
   return t && t->remove_queued([id = state->id](const detail::envelope& env) { return env.timer_id == id; });
 }
 

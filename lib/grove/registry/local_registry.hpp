@@ -10,7 +10,8 @@
 // goes through the registry's own process, one at a time, which also
 // monitors each owner: when a process ends, its names and memberships go
 // and the watchers are told. See registry.hpp for the whole interface.
-// Destroy a registry before its node (declare it after the node).
+// A registry may outlive its node: once the node is gone its lookups find
+// nothing and its changes fail with noproc.
 #pragma once
 
 #include <grove/registry/registry.hpp>

@@ -4,6 +4,8 @@
 #pragma once
 
 #include <grove/core/detail/envelope.hpp>
+#include <grove/core/detail/epoch.hpp>
+#include <grove/core/detail/node_directory.hpp>
 #include <grove/core/exit_reason.hpp>
 #include <grove/core/node.hpp>
 #include <grove/core/pid.hpp>
@@ -207,8 +209,11 @@ public:
   bool stopping() const noexcept { return stopping_.load(std::memory_order_acquire); }
   void shutdown();
 
-  const std::uint32_t id;
   const node_options options;
+  const std::uint32_t id;       // options.id, or the next free one
+  const std::uint32_t creation; // options.creation, or drawn at random
+  /// Whether `p` names a process of this node (or did).
+  bool holds(const pid& p) const noexcept { return p.node_id() == id && p.creation() == creation; }
   grove::node* public_node = nullptr;
   std::atomic<std::size_t> live{0};    // processes not yet dead
   std::atomic<std::size_t> running{0}; // process coroutines not yet finished
@@ -226,22 +231,36 @@ private:
   bool shut_down_ = false;
 };
 
+/// Calls `fn(node_state*)` with the node `p` names, or nullptr when that
+/// node is gone (or never was). From the node's own workers this is a
+/// comparison; elsewhere a lock-free lookup under an epoch pin, held while
+/// `fn` runs, so `fn` must not block.
+template <class F>
+decltype(auto) with_node(const pid& p, F&& fn) {
+  if (worker* here = this_worker; here && here->owner.holds(p)) return fn(&here->owner);
+  epoch_guard pin;
+  return fn(node_directory::find(p.node_id(), p.creation()));
+}
+
 /// Runs `fn(process_state*)` on the thread that owns `target`, with nullptr
 /// when the target is gone. Inline when already there (a same-thread send
-/// takes no lock), posted otherwise.
-template <class F>
+/// takes no lock) unless `always_post`; posted otherwise.
+template <bool always_post = false, class F>
 void on_owner(const pid& target, F&& fn) {
-  node_state* n = target.node_state();
-  if (!n || target.worker() >= n->size()) {
+  worker* owner = with_node(target, [&](node_state* n) -> worker* {
+    if (!n || target.worker() >= n->size()) return nullptr;
+    worker& w = n->worker_at(target.worker());
+    if (always_post || this_worker != &w) {
+      // Posted under the pin: the node cannot be torn down meanwhile.
+      asio::post(*w.io, [&w, target, f = std::forward<F>(fn)]() mutable { f(w.table.find(target)); });
+    }
+    return &w;
+  });
+  if (!owner) {
     fn(static_cast<process_state*>(nullptr));
-    return;
+  } else if (!always_post && this_worker == owner) {
+    fn(owner->table.find(target));
   }
-  worker& w = n->worker_at(target.worker());
-  if (this_worker == &w) {
-    fn(w.table.find(target));
-    return;
-  }
-  asio::post(*w.io, [&w, target, f = std::forward<F>(fn)]() mutable { f(w.table.find(target)); });
 }
 
 class process_state {

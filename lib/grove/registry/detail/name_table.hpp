@@ -9,7 +9,7 @@
 // serialised by a mutex (the registry has one writer anyway).
 #pragma once
 
-#include <grove/registry/detail/epoch.hpp>
+#include <grove/core/detail/epoch.hpp>
 
 #include <algorithm>
 #include <atomic>

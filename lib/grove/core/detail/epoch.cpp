@@ -1,4 +1,4 @@
-#include <grove/registry/detail/epoch.hpp>
+#include <grove/core/detail/epoch.hpp>
 
 #include <limits>
 
