@@ -171,7 +171,7 @@ std::shared_ptr<connected_client> connected_client::open(node& n, const endpoint
   erps::client_options o;
   o.host = e.host;
   o.port = e.port != 0 ? e.port : (e.tls ? 7401 : 7400);
-  o.identifier = e.identifier;
+  o.link.identifier = e.identifier;
   if (e.tls) {
     const std::string dir = GROVE_CERTS_DIR;
     erps::tls_client_options t;
@@ -211,7 +211,7 @@ std::shared_ptr<connected_client> connected_client::open(node& n, const endpoint
     s->pushes.push_back(value);
     s->changed.notify_all();
   };
-  o.log = [s](const erps::log_record& r) {
+  o.link.log = [s](const erps::log_record& r) {
     if (r.event == "handshake_failed") {
       std::lock_guard lock(s->mutex);
       s->tls_problem = std::string(r.text);
@@ -226,7 +226,8 @@ std::shared_ptr<connected_client> connected_client::open(node& n, const endpoint
   };
   try {
     self->ref_ = n.block_on(erps::client::start(n, std::move(o)));
-  } catch (const std::invalid_argument& ex) {
+  } catch (const grove::error& ex) {
+    if (ex.code() != grove::errc::invalid_argument) throw;
     throw failure(bad_input, ex.what());
   }
 
@@ -312,13 +313,13 @@ void connected_client::notify() {
 void connected_client::rethrow(const std::exception& e) const {
   if (auto* g = dynamic_cast<const grove::error*>(&e)) {
     if (g->code() == errc::timeout) throw failure(timed_out, "no reply within the timeout");
-    if (g->code() == errc::remote) throw failure(remote_error, std::string("the daemon refused the request: ") + e.what());
-    if (g->code() == errc::bad_payload) {
+    if (g->code() == erps_errc::remote) throw failure(remote_error, std::string("the daemon refused the request: ") + e.what());
+    if (g->code() == erps_errc::bad_payload) {
       // Ours (a request nested too deep to send), or the daemon's (a reply we refuse to read).
       const bool ours = std::string_view(e.what()).find("the request could not be written") != std::string_view::npos;
       throw failure(ours ? bad_input : remote_error, e.what());
     }
-    if (g->code() == errc::disconnected) {
+    if (g->code() == connection_errc::disconnected) {
       std::string reason;
       {
         std::lock_guard lock(shared_->mutex);

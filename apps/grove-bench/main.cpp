@@ -108,9 +108,9 @@ constexpr std::array<const char*, 5> failure_kind_names{"disconnected", "timeout
 
 failure_kind kind_of(const std::exception& e) {
   if (auto* g = dynamic_cast<const grove::error*>(&e)) {
-    if (g->code() == grove::errc::disconnected) return failure_kind::disconnected;
+    if (g->code() == grove::connection_errc::disconnected) return failure_kind::disconnected;
     if (g->code() == grove::errc::timeout) return failure_kind::timeout;
-    if (g->code() == grove::errc::remote) return failure_kind::remote;
+    if (g->code() == grove::erps_errc::remote) return failure_kind::remote;
   }
   return failure_kind::other;
 }

@@ -98,7 +98,7 @@ void confirm_casts(grove::node& n, connected_client& c, std::chrono::millisecond
     n.block_on(c.ref().call(json{{"op", "ping"}}, std::chrono::duration_cast<grove::duration>(timeout)));
   } catch (const std::exception& e) {
     auto* g = dynamic_cast<const grove::error*>(&e);
-    if (g && g->code() == grove::errc::remote) return; // answered: the casts before it were read
+    if (g && g->code() == grove::erps_errc::remote) return; // answered: the casts before it were read
     c.rethrow(e);
   }
 }

@@ -19,17 +19,17 @@ grove::erps::daemon_options daemon_options_for(const config& c, bool tls, const 
   const listener_config& l = tls ? c.tls : c.tcp;
   o.bind_address = l.address;
   o.port = l.port;
-  o.identifier = c.identifier;
-  o.max_payload = c.max_payload;
-  o.max_depth = c.max_depth;
+  o.link.identifier = c.identifier;
+  o.link.max_payload = c.max_payload;
+  o.link.max_depth = c.max_depth;
   o.max_connections = c.max_connections;
   o.max_calls_in_flight = c.max_calls_in_flight;
   if (c.idle_timeout.count() > 0) o.idle_timeout = c.idle_timeout;
-  o.keepalive_interval = c.keepalive_interval;
-  o.keepalive_timeout = c.keepalive_timeout;
-  o.frame_timeout = c.frame_timeout;
-  o.min_frame_rate = c.min_frame_rate;
-  o.log = log.erps_log(tls ? "tls" : "tcp");
+  o.link.keepalive_interval = c.keepalive_interval;
+  o.link.keepalive_timeout = c.keepalive_timeout;
+  o.link.frame_timeout = c.frame_timeout;
+  o.link.min_frame_rate = c.min_frame_rate;
+  o.link.log = log.erps_log(tls ? "tls" : "tcp");
   if (tls) {
     grove::erps::tls_server_options t;
     t.certificate_file = c.tls_certificate;

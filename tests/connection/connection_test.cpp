@@ -1,4 +1,5 @@
 #include <grove/connection/connection.hpp>
+#include <grove/core/testing.hpp>
 
 #include <grove/core/node.hpp>
 
@@ -274,13 +275,8 @@ awaitable<void> cast_now(grove::server_ref<scripted> ref, Req request) {
 }
 
 template <class Req>
-grove::errc call_error(grove::node& node, grove::server_ref<scripted> ref, Req req, grove::call_options o = {}) {
-  try {
-    node.block_on(ref.call(std::move(req), o));
-  } catch (const grove::error& e) {
-    return static_cast<grove::errc>(e.code().value());
-  }
-  return grove::errc{};
+std::error_code call_error(grove::node& node, grove::server_ref<scripted> ref, Req req, grove::call_options o = {}) {
+  return node.block_on(grove::testing::error_of(ref.call(std::move(req), o)));
 }
 
 /// A process that logs "down:REASON" when `target` ends.
@@ -335,7 +331,7 @@ TEST_CASE("init_idle_connects_only_when_a_handler_asks") {
   s.start = start_with::idle;
   auto ref = start(node, s);
   CHECK(node.block_on(ref.call(state_query{})) == "disconnected");
-  CHECK(call_error(node, ref, work{}) == grove::errc::disconnected);
+  CHECK(call_error(node, ref, work{}) == grove::connection_errc::disconnected);
   ref.cast(connect_now{});
   CHECK(node.block_on(ref.call(state_query{})) == "connected");
   CHECK(only(*s.log, {"connect:"}) == std::vector<std::string>{"connect:asked"});
@@ -474,7 +470,7 @@ TEST_CASE("disconnect_may_stay_down_with_noconnect_or_a_plain_result_until_asked
     auto ref = start(node, s);
     CHECK(node.block_on(ref.call(drop{})) == "dropping");
     CHECK(node.block_on(ref.call(state_query{})) == "disconnected");
-    CHECK(call_error(node, ref, work{}) == grove::errc::disconnected);
+    CHECK(call_error(node, ref, work{}) == grove::connection_errc::disconnected);
     CHECK(node.block_on(ref.call(connects_so_far{})) == 1); // no retry was scheduled
     ref.cast(connect_now{});
     CHECK(node.block_on(ref.call(work{})) == 1);
@@ -579,7 +575,7 @@ TEST_CASE("calls_while_disconnected_fail_or_wait_per_connection_and_per_call") {
     setup s; // default: fail
     s.start = start_with::idle;
     auto ref = start(node, s);
-    CHECK(call_error(node, ref, work{}) == grove::errc::disconnected);
+    CHECK(call_error(node, ref, work{}) == grove::connection_errc::disconnected);
     // This call chooses to wait; a cast connects meanwhile.
     // (Awaitables start when awaited: `&&` sends the call, then the cast.)
     int served = node.block_on(ref.call(work{}, waiting) && cast_now(ref, connect_now{}));
@@ -590,7 +586,7 @@ TEST_CASE("calls_while_disconnected_fail_or_wait_per_connection_and_per_call") {
     s.start = start_with::idle;
     s.options.calls_while_disconnected = grove::when_not_ready::wait;
     auto ref = start(node, s);
-    CHECK(call_error(node, ref, work{}, failing) == grove::errc::disconnected); // this call chooses to fail
+    CHECK(call_error(node, ref, work{}, failing) == grove::connection_errc::disconnected); // this call chooses to fail
     grove::call_options brief;
     brief.timeout = 20ms;
     CHECK(call_error(node, ref, work{}, brief) == grove::errc::timeout); // waits up to its deadline

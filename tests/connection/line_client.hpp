@@ -1,7 +1,7 @@
 // A TCP line client on grove::connection: Connection's tcp_connection
 // example, done properly. It connects at start, notices a closed link at
 // once (a reader coroutine, not the next send), fails the calls in flight
-// with errc::disconnected, and reconnects by itself with backoff. The
+// with connection_errc::disconnected, and reconnects by itself with backoff. The
 // README shows this file's marked part.
 #pragma once
 
@@ -48,7 +48,7 @@ public:
 
   grove::action disconnect(grove::message) {
     close();
-    for (auto& waiting : waiting_) waiting.fail(grove::errc::disconnected);
+    for (auto& waiting : waiting_) waiting.fail(grove::connection_errc::disconnected);
     waiting_.clear();
     return grove::connect(); // at once; if that fails, connect() backs off
   }
@@ -57,7 +57,7 @@ public:
     line.text += '\n';
     auto [error, n] = co_await asio::async_write(*socket_, asio::buffer(line.text), asio::as_tuple(asio::use_awaitable));
     if (error) {
-      reply.fail(grove::errc::disconnected);
+      reply.fail(grove::connection_errc::disconnected);
       co_return grove::call_result<std::string>(grove::noreply, grove::disconnect(error));
     }
     waiting_.push_back(reply); // answered in order by handle_info

@@ -1,6 +1,7 @@
 #include "line_client.hpp"
 
 #include <grove/core/node.hpp>
+#include <grove/core/testing.hpp>
 
 #include "../event_log.hpp"
 #include "../readme_check.hpp"
@@ -127,14 +128,9 @@ private:
   }
 };
 
-grove::errc call_error(grove::node& node, grove::server_ref<line::client> client, std::string text) {
+std::error_code call_error(grove::node& node, grove::server_ref<line::client> client, std::string text) {
   line::send_line request{std::move(text)};
-  try {
-    node.block_on(client.call(std::move(request)));
-  } catch (const grove::error& e) {
-    return static_cast<grove::errc>(e.code().value());
-  }
-  return grove::errc{};
+  return node.block_on(grove::testing::error_of(client.call(std::move(request))));
 }
 
 std::string call(grove::node& node, grove::server_ref<line::client> client, std::string text) {
@@ -179,7 +175,7 @@ TEST_CASE("the_line_client_fails_calls_while_the_server_is_down_and_reconnects_w
   REQUIRE(log->wait_count("backing_off", 1)); // refused: nobody listens
 
   // While down, calls fail at once.
-  CHECK(call_error(node, client, "anyone?") == grove::errc::disconnected);
+  CHECK(call_error(node, client, "anyone?") == grove::connection_errc::disconnected);
 
   // The server comes back on the same port; the client reconnects by itself.
   server.open(port);
@@ -218,7 +214,7 @@ TEST_CASE("a_call_in_flight_fails_with_disconnected_when_the_link_drops") {
   auto pending = std::async(std::launch::async, [&r] { return call_error(r.node, r.client, "silent"); });
   REQUIRE(server.wait_lines(1));
   server.close();
-  CHECK(pending.get() == grove::errc::disconnected);
+  CHECK(pending.get() == grove::connection_errc::disconnected);
   REQUIRE(log->wait_count("disconnected", 1));
 }
 

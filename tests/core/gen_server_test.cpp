@@ -1,4 +1,5 @@
 #include <grove/core/gen_server.hpp>
+#include <grove/core/testing.hpp>
 
 #include <grove/core/node.hpp>
 
@@ -102,7 +103,7 @@ public:
     parked_.clear();
   }
   void handle_cast(refuse_parked) {
-    for (auto& f : parked_) f.fail(grove::errc::disconnected);
+    for (auto& f : parked_) f.fail(grove::errc::not_ready);
     parked_.clear();
   }
   void handle_cast(release_from_thread r) {
@@ -323,15 +324,10 @@ TEST_CASE("a_deferred_answer_can_be_an_error_the_caller_sees_as_grove_error") {
   grove::node node{{.threads = 1}};
   node.block_on([](grove::node& nd) -> awaitable<void> {
     auto ref = co_await grove::start<counter>(nd);
-    auto refused = [](grove::server_ref<counter> r) -> awaitable<grove::errc> {
-      try {
-        co_await (r.call(park{}) && cast_now(r, refuse_parked{}));
-      } catch (const grove::error& e) {
-        co_return static_cast<grove::errc>(e.code().value());
-      }
-      co_return grove::errc{};
+    auto refused = [](grove::server_ref<counter> r) -> awaitable<std::error_code> {
+      co_return co_await grove::testing::error_of(r.call(park{}) && cast_now(r, refuse_parked{}));
     };
-    CHECK(co_await refused(ref) == grove::errc::disconnected);
+    CHECK(co_await refused(ref) == grove::errc::not_ready);
     CHECK(co_await ref.call(get{}) == 0); // the server carries on
   }(node));
 }
@@ -821,7 +817,7 @@ struct stop_now {};
 /// Starts not ready; answers work with its serving order.
 class gated : public grove::gen_server {
 public:
-  explicit gated(grove::when_not_ready policy) { set_not_ready_policy(policy, grove::errc::disconnected); }
+  explicit gated(grove::when_not_ready policy) { set_not_ready_policy(policy); }
   void init() { set_ready(false); }
   int handle_call(work w) {
     order_.push_back(w.n);
@@ -848,13 +844,8 @@ awaitable<int> call_waiting(grove::server_ref<gated> ref, int n) {
   co_return co_await ref.call(work{n}, o);
 }
 
-awaitable<grove::errc> call_error(grove::server_ref<gated> ref, grove::call_options o) {
-  try {
-    co_await ref.call(work{0}, o);
-  } catch (const grove::error& e) {
-    co_return static_cast<grove::errc>(e.code().value());
-  }
-  co_return grove::errc{};
+awaitable<std::error_code> call_error(grove::server_ref<gated> ref, grove::call_options o) {
+  return grove::testing::error_of(ref.call(work{0}, o));
 }
 
 } // namespace
@@ -863,7 +854,7 @@ TEST_CASE("a_call_to_a_server_that_is_not_ready_fails_with_its_error_unless_the_
   grove::node node{{.threads = 2}};
   node.block_on([](grove::node& nd) -> awaitable<void> {
     auto ref = co_await grove::start<gated>(nd, grove::when_not_ready::fail);
-    CHECK(co_await call_error(ref, {}) == grove::errc::disconnected);
+    CHECK(co_await call_error(ref, {}) == grove::errc::not_ready);
     CHECK(co_await ref.call(served_count{}) == 0); // needs_ready = false: served anyway
     ref.cast(become_ready{});
     CHECK(co_await ref.call(work{7}) == 1);
@@ -892,7 +883,7 @@ TEST_CASE("a_server_policy_of_wait_holds_calls_and_a_call_may_still_choose_to_fa
     auto ref = co_await grove::start<gated>(nd, grove::when_not_ready::wait);
     grove::call_options fail_fast;
     fail_fast.if_not_ready = grove::when_not_ready::fail;
-    CHECK(co_await call_error(ref, fail_fast) == grove::errc::disconnected);
+    CHECK(co_await call_error(ref, fail_fast) == grove::errc::not_ready);
     int served = co_await (ref.call(work{5}) && cast_to(ref, become_ready{}));
     CHECK(served == 1);
   }(node));

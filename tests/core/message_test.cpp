@@ -1,5 +1,7 @@
 #include <grove/core/message.hpp>
 
+#include <grove/core/error.hpp>
+
 #include <doctest/doctest.h>
 
 #include <array>
@@ -26,7 +28,7 @@ TEST_CASE("message_holds_small_and_large_values_and_checks_the_type") {
   CHECK_FALSE(s.is<int>());
   CHECK(s.get_if<int>() == nullptr);
   CHECK(s.get<small>().a == 7);
-  CHECK_THROWS_AS(s.get<int>(), std::bad_cast);
+  CHECK_THROWS_AS(s.get<int>(), grove::error);
 
   large l;
   l.name = "big";

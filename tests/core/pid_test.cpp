@@ -1,4 +1,5 @@
 #include <grove/core/pid.hpp>
+#include <grove/core/testing.hpp>
 
 #include <grove/core/error.hpp>
 #include <grove/core/gen_server.hpp>
@@ -57,14 +58,9 @@ struct echo : grove::gen_server {
   grove::pid handle_call(whoami) { return self(); }
 };
 
-/// The errc a call to `ref` fails with, or errc{} if it answered.
-awaitable<grove::errc> call_error(grove::server_ref<echo> ref) {
-  try {
-    co_await ref.call(whoami{});
-  } catch (const grove::error& e) {
-    co_return static_cast<grove::errc>(e.code().value());
-  }
-  co_return grove::errc{};
+/// The code a call to `ref` fails with, empty if it answered.
+awaitable<std::error_code> call_error(grove::server_ref<echo> ref) {
+  return grove::testing::error_of(ref.call(whoami{}));
 }
 } // namespace
 
@@ -80,7 +76,7 @@ TEST_CASE("a_pid_carries_its_nodes_identity_and_is_rebuilt_from_its_parts") {
   CHECK(rebuilt == p);
   CHECK(std::hash<grove::pid>{}(rebuilt) == std::hash<grove::pid>{}(p));
   CHECK(grove::alive(rebuilt));
-  CHECK(n.block_on(call_error(grove::server_ref<echo>(rebuilt))) == grove::errc{});
+  CHECK(n.block_on(call_error(grove::server_ref<echo>(rebuilt))) == std::error_code{});
   // The same parts under another creation name no process.
   const grove::pid other(p.node_id(), p.creation() + 1, p.worker(), p.slot(), p.serial());
   CHECK(other != p);
@@ -158,5 +154,5 @@ TEST_CASE("two_live_nodes_with_one_identity_are_refused_with_a_clear_error") {
   grove::node automatic{{.threads = 1}};
   CHECK(automatic.id() != 9);
   auto ref = first.block_on(grove::start<echo>(first));
-  CHECK(automatic.block_on(call_error(ref)) == grove::errc{});
+  CHECK(automatic.block_on(call_error(ref)) == std::error_code{});
 }

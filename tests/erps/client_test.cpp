@@ -72,7 +72,7 @@ private:
 grove::erps::client_options options_for(std::uint16_t port, std::shared_ptr<event_log> states) {
   grove::erps::client_options o;
   o.port = port;
-  o.log = nullptr;
+  o.link.log = nullptr;
   o.connection.backoff = grove::backoff_policy::constant(20ms);
   o.connection.on_event = record_states(states);
   return o;
@@ -85,8 +85,8 @@ TEST_CASE("the client sends keepalives at its interval and drops a server that n
   raw_listener silent;
   auto states = std::make_shared<event_log>();
   auto o = options_for(silent.port(), states);
-  o.keepalive_interval = 30ms;
-  o.keepalive_timeout = 300ms;
+  o.link.keepalive_interval = 30ms;
+  o.link.keepalive_timeout = 300ms;
   auto c = node.block_on(grove::erps::client::start(node, o));
   REQUIRE(c);
   REQUIRE(silent.accept());
@@ -116,7 +116,7 @@ TEST_CASE("calls in flight fail with disconnected when the link drops") {
         co_await c.call(request, 20s);
         log->add("replied");
       } catch (const grove::error& e) {
-        log->add(e.code() == grove::errc::disconnected ? "disconnected" : std::string("other: ") + e.what());
+        log->add(e.code() == grove::connection_errc::disconnected ? "disconnected" : std::string("other: ") + e.what());
       }
     }
   };
@@ -134,7 +134,7 @@ TEST_CASE("a killed server's caller gets an error for its call; casts made while
   auto events = std::make_shared<event_log>();
   grove::node node{{.threads = 2}};
   grove::erps::daemon_options d;
-  d.log = nullptr;
+  d.link.log = nullptr;
   auto server = node.block_on(start_test_daemon(node, d, json(), events));
   auto states = std::make_shared<event_log>();
   auto c = node.block_on(grove::erps::client::start(node, options_for(server.port(), states)));
@@ -174,19 +174,19 @@ TEST_CASE("a killed server's caller gets an error for its call; casts made while
 
 TEST_CASE("bad client options name the option") {
   grove::erps::client_options no_port;
-  CHECK_THROWS_WITH_AS(no_port.validate(), "port is 0: expected the daemon's port (1-65535)", std::invalid_argument);
+  CHECK_THROWS_WITH_AS(no_port.validate(), "client_options.port: 0: expected the daemon's port (1-65535)", grove::error);
   grove::erps::client_options bad_keepalive;
   bad_keepalive.port = 1;
-  bad_keepalive.keepalive_timeout = 1s;
-  bad_keepalive.keepalive_interval = 2s;
-  CHECK_THROWS_WITH_AS(bad_keepalive.validate(), "keepalive_timeout must be longer than keepalive_interval",
-                       std::invalid_argument);
+  bad_keepalive.link.keepalive_timeout = 1s;
+  bad_keepalive.link.keepalive_interval = 2s;
+  CHECK_THROWS_WITH_AS(bad_keepalive.validate(), "client_options.link.keepalive_timeout: expected longer than keepalive_interval",
+                       grove::error);
   grove::erps::client_options bad_tls;
   bad_tls.port = 1;
   bad_tls.tls = grove::erps::tls_client_options{.ca_file = "/nonexistent/ca.pem"};
   grove::node node{{.threads = 1}};
   CHECK_THROWS_WITH_AS(node.block_on(grove::erps::client::start(node, bad_tls)),
-                       doctest::Contains("tls.ca_file \"/nonexistent/ca.pem\": cannot read the file"), std::invalid_argument);
+                       doctest::Contains("tls.ca_file \"/nonexistent/ca.pem\": cannot read the file"), grove::error);
 }
 
 TEST_CASE("setup calls go first on every link, so per-connection state comes back after a reconnect") {

@@ -28,14 +28,14 @@ struct rig {
   erps_daemon server;
 
   explicit rig(daemon_options options = {}) {
-    options.log = capture(logs);
+    options.link.log = capture(logs);
     server = node.block_on(start_test_daemon(node, options, json{{"seed", 1}}, events));
   }
 
   client_options client_settings() const {
     client_options o;
     o.port = server.port();
-    o.log = capture(logs);
+    o.link.log = capture(logs);
     o.connection.backoff = grove::backoff_policy::constant(20ms);
     return o;
   }
@@ -183,7 +183,7 @@ TEST_CASE("a handler that throws ends that connection's server only; the caller 
     r.call(c, op("throw"));
     FAIL("the call should have failed");
   } catch (const grove::error& e) {
-    CHECK(e.code() == grove::errc::remote);
+    CHECK(e.code() == grove::erps_errc::remote);
   }
   CHECK(r.events->wait_count("terminate {error, asked to throw}", 1));
   CHECK(r.call(other, op("echo", 1)) == 1);
@@ -240,21 +240,21 @@ TEST_CASE("calls while disconnected fail at once, or wait for the daemon when as
   grove::node node{{.threads = 2}};
   auto events = std::make_shared<event_log>();
   daemon_options d;
-  d.log = capture(logs);
+  d.link.log = capture(logs);
   auto first = node.block_on(start_test_daemon(node, d, json(), events));
   const auto port = first.port();
   node.block_on(first.shutdown(2s));
 
   client_options o;
   o.port = port;
-  o.log = capture(logs);
+  o.link.log = capture(logs);
   o.connection.backoff = grove::backoff_policy::constant(20ms);
   auto c = node.block_on(client::start(node, o));
   try {
     node.block_on(c.call(op("echo", 1)));
     FAIL("a call while disconnected should fail");
   } catch (const grove::error& e) {
-    CHECK(e.code() == grove::errc::disconnected);
+    CHECK(e.code() == grove::connection_errc::disconnected);
   }
   auto log = std::make_shared<event_log>();
   struct waiting_caller {
@@ -307,7 +307,7 @@ TEST_CASE("the daemon killed and started again on the same port: the client reco
   REQUIRE(states->wait_count("connecting", 2));
   daemon_options again;
   again.port = port;
-  again.log = capture(r.logs);
+  again.link.log = capture(r.logs);
   auto restarted = r.node.block_on(start_test_daemon(r.node, again, json(), r.events));
   CHECK(states->wait_count("connected", 2));
   CHECK(r.node.block_on(c.call(op("echo", "back"), waiting())) == "back");
@@ -370,8 +370,8 @@ TEST_CASE("a connection idle past idle_timeout is told and closed") {
 
 TEST_CASE("the daemon sends keepalives at its interval and closes a silent client") {
   daemon_options o;
-  o.keepalive_interval = 50ms;
-  o.keepalive_timeout = 400ms;
+  o.link.keepalive_interval = 50ms;
+  o.link.keepalive_timeout = 400ms;
   rig r(o);
   raw_client quiet(r.server.port());
   auto f = quiet.read_frame();
@@ -385,8 +385,8 @@ TEST_CASE("the client sends keepalives when quiet, and the daemon counts them") 
   daemon_options o;
   rig r(o);
   auto settings = r.client_settings();
-  settings.keepalive_interval = 20ms;
-  settings.keepalive_timeout = 10s;
+  settings.link.keepalive_interval = 20ms;
+  settings.link.keepalive_timeout = 10s;
   auto c = r.connect(settings);
   REQUIRE(r.call(c, op("echo", 1)) == 1);
   // A call after a few keepalive intervals: the keepalives went before it
@@ -401,30 +401,30 @@ TEST_CASE("the client sends keepalives when quiet, and the daemon counts them") 
 TEST_CASE("bad daemon options are refused with the option's name and the expected form") {
   grove::node node{{.threads = 1}};
   auto start = [&](daemon_options o) {
-    o.log = nullptr;
+    o.link.log = nullptr;
     return node.block_on(start_test_daemon(node, o, json(), std::shared_ptr<event_log>()));
   };
   daemon_options bad_address;
   bad_address.bind_address = "localhost:80";
   CHECK_THROWS_WITH_AS(start(bad_address),
-                       "bind_address \"localhost:80\": expected an IPv4 or IPv6 address, e.g. 127.0.0.1 or ::1",
-                       std::invalid_argument);
+                       "daemon_options.bind_address: \"localhost:80\": expected an IPv4 or IPv6 address, e.g. 127.0.0.1 or ::1",
+                       grove::error);
   daemon_options bad_requirement;
   bad_requirement.version_requirement = ">= 1";
-  CHECK_THROWS_WITH_AS(start(bad_requirement), doctest::Contains("version requirement \">= 1\": expected"),
-                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(start(bad_requirement), doctest::Contains("daemon_options.version_requirement: version requirement \">= 1\": expected"),
+                       grove::error);
   daemon_options unsigned_keys;
-  unsigned_keys.require_signed = true;
-  CHECK_THROWS_WITH_AS(start(unsigned_keys), doctest::Contains("verify_keys is empty"), std::invalid_argument);
+  unsigned_keys.link.require_signed = true;
+  CHECK_THROWS_WITH_AS(start(unsigned_keys), "daemon_options.link.require_signed: set, but verify_keys is empty: expected at least one key", grove::error);
   daemon_options no_backlog;
   no_backlog.backlog = 0;
-  CHECK_THROWS_WITH_AS(start(no_backlog), "backlog 0: expected a positive number", std::invalid_argument);
+  CHECK_THROWS_WITH_AS(start(no_backlog), "daemon_options.backlog: 0: expected a positive number", grove::error);
   daemon_options small_queue;
-  small_queue.max_queued_bytes = 1000;
-  CHECK_THROWS_WITH_AS(start(small_queue), doctest::Contains("max_queued_bytes 1000"), std::invalid_argument);
+  small_queue.link.max_queued_bytes = 1000;
+  CHECK_THROWS_WITH_AS(start(small_queue), "daemon_options.link.max_queued_bytes: 1000: expected at least max_payload + 96 (one whole frame)", grove::error);
   daemon_options no_cert;
   no_cert.tls = grove::erps::tls_server_options{};
-  CHECK_THROWS_WITH_AS(start(no_cert), doctest::Contains("tls.certificate_file is empty"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(start(no_cert), doctest::Contains("tls.certificate_file is empty"), grove::error);
 
   daemon_options taken;
   auto first = start(taken);
@@ -444,12 +444,12 @@ TEST_CASE("connections run under the dynamic supervisor the user passes") {
   auto mine = node.block_on(grove::dynamic_supervisor::start(node, {}));
   daemon_options o;
   o.supervisor = mine;
-  o.log = nullptr;
+  o.link.log = nullptr;
   auto server = node.block_on(start_test_daemon(node, o, json(), std::shared_ptr<event_log>()));
   CHECK(server.supervisor() == mine);
   client_options c;
   c.port = server.port();
-  c.log = nullptr;
+  c.link.log = nullptr;
   auto client = node.block_on(client::start(node, c));
   CHECK(node.block_on(client.call(op("echo", 1))) == 1);
   auto children = node.block_on(mine.which_children());
@@ -484,11 +484,11 @@ TEST_CASE("at max_calls_in_flight the daemon reads no further calls from that cl
 TEST_CASE("a call longer than the keepalive timeout, at the in-flight limit, does not make the client look silent") {
   daemon_options o;
   o.max_calls_in_flight = 1;
-  o.keepalive_interval = 50ms;
-  o.keepalive_timeout = 300ms;
+  o.link.keepalive_interval = 50ms;
+  o.link.keepalive_timeout = 300ms;
   rig r(o);
   auto settings = r.client_settings();
-  settings.keepalive_interval = 50ms;
+  settings.link.keepalive_interval = 50ms;
   auto c = r.connect(settings);
   // The daemon stops reading while the call runs, so the client's
   // keepalives sit unread for twice the timeout.

@@ -218,13 +218,13 @@ struct daemon_rig {
   grove::erps::daemon server;
 
   explicit daemon_rig(grove::erps::daemon_options options) {
-    options.log = capture(logs);
+    options.link.log = capture(logs);
     server = node.block_on(start_test_daemon(node, options, json(), std::shared_ptr<event_log>()));
   }
 
   grove::erps::client_ref connect(grove::erps::client_options o = {}) {
     o.port = server.port();
-    o.log = capture(logs);
+    o.link.log = capture(logs);
     return node.block_on(grove::erps::client::start(node, std::move(o)));
   }
 

@@ -20,7 +20,7 @@ json echo_request(json value) { return json{{"op", "echo"}, {"value", std::move(
 
 TEST_CASE("an identifier mismatch is refused for that frame; the connection stays open") {
   grove::erps::daemon_options o;
-  o.identifier = "grove-test";
+  o.link.identifier = "grove-test";
   rig r(o);
   raw_client wire(r.server.port());
   wire.send(call_frame(1, echo_request("x"), "someone-else"));
@@ -37,22 +37,22 @@ TEST_CASE("an identifier mismatch is refused for that frame; the connection stay
   CHECK(r.server.stats().rejected_frames == 1);
 }
 
-TEST_CASE("a client with the wrong identifier gets errc::remote naming the mismatch") {
+TEST_CASE("a client with the wrong identifier gets erps_errc::remote naming the mismatch") {
   grove::erps::daemon_options o;
-  o.identifier = "grove-test";
+  o.link.identifier = "grove-test";
   rig r(o);
   grove::erps::client_options wrong;
-  wrong.identifier = "nope";
+  wrong.link.identifier = "nope";
   auto c = r.connect(wrong);
   try {
     r.echo(c, 1);
     FAIL("the call should be refused");
   } catch (const grove::error& e) {
-    CHECK(e.code() == grove::errc::remote);
+    CHECK(e.code() == grove::erps_errc::remote);
     CHECK(std::string(e.what()).find("identifier mismatch") != std::string::npos);
   }
   grove::erps::client_options right;
-  right.identifier = "grove-test";
+  right.link.identifier = "grove-test";
   CHECK(r.echo(r.connect(right), 2) == 2);
 }
 
@@ -79,12 +79,12 @@ TEST_CASE("a version outside the requirement is refused for that frame; the conn
 
 TEST_CASE("HMAC required: signed frames are served, unsigned and badly signed ones refused") {
   grove::erps::daemon_options o;
-  o.require_signed = true;
-  o.verify_keys = {{"k1", "first secret"}, {"k2", "second secret"}};
+  o.link.require_signed = true;
+  o.link.verify_keys = {{"k1", "first secret"}, {"k2", "second secret"}};
   rig r(o);
 
   grove::erps::client_options good;
-  good.signing = grove::erps::signing_key{"k2", "second secret"};
+  good.link.signing = grove::erps::signing_key{"k2", "second secret"};
   CHECK(r.echo(r.connect(good), "signed") == "signed");
 
   grove::erps::client_options none;
@@ -92,12 +92,12 @@ TEST_CASE("HMAC required: signed frames are served, unsigned and badly signed on
     r.echo(r.connect(none), "unsigned");
     FAIL("an unsigned call should be refused");
   } catch (const grove::error& e) {
-    CHECK(e.code() == grove::errc::remote);
+    CHECK(e.code() == grove::erps_errc::remote);
     CHECK(std::string(e.what()).find("frame is not signed") != std::string::npos);
   }
 
   grove::erps::client_options bad;
-  bad.signing = grove::erps::signing_key{"k1", "not the secret"};
+  bad.link.signing = grove::erps::signing_key{"k1", "not the secret"};
   try {
     r.echo(r.connect(bad), "forged");
     FAIL("a badly signed call should be refused");
@@ -106,18 +106,18 @@ TEST_CASE("HMAC required: signed frames are served, unsigned and badly signed on
   }
 
   grove::erps::client_options unknown;
-  unknown.signing = grove::erps::signing_key{"k9", "x"};
+  unknown.link.signing = grove::erps::signing_key{"k9", "x"};
   CHECK_THROWS_WITH_AS(r.echo(r.connect(unknown), 1), doctest::Contains("unknown key id \"k9\""), grove::error);
   CHECK(logged(*r.logs, "frame_refused: frame is not signed"));
 }
 
 TEST_CASE("a client that requires signatures accepts the daemon's signed replies") {
   grove::erps::daemon_options o;
-  o.signing = grove::erps::signing_key{"srv", "server secret"};
+  o.link.signing = grove::erps::signing_key{"srv", "server secret"};
   rig r(o);
   grove::erps::client_options c;
-  c.require_signed = true;
-  c.verify_keys = {{"srv", "server secret"}};
+  c.link.require_signed = true;
+  c.link.verify_keys = {{"srv", "server secret"}};
   CHECK(r.echo(r.connect(c), "verified") == "verified");
 }
 

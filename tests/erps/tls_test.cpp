@@ -42,7 +42,7 @@ struct rig {
 
   explicit rig(grove::erps::daemon_options options = {}) {
     if (!options.tls) options.tls = server_tls();
-    options.log = capture(logs);
+    options.link.log = capture(logs);
     server = node.block_on(start_test_daemon(node, options, json(), std::shared_ptr<event_log>()));
   }
 
@@ -51,7 +51,7 @@ struct rig {
     grove::erps::client_options o;
     o.port = server.port();
     o.tls = std::move(tls);
-    o.log = capture(client_logs);
+    o.link.log = capture(client_logs);
     o.connection.backoff = grove::backoff_policy::constant(50ms);
     if (adjust) adjust(o);
     return node.block_on(grove::erps::client::start(node, std::move(o)));
@@ -216,7 +216,7 @@ TEST_CASE("reload_tls: new connections use the new files, open ones keep going, 
   REQUIRE(r.call(before, echo(1)) == 1);
 
   { std::ofstream(dir / "ca.pem") << "not a certificate\n"; }
-  CHECK_THROWS_WITH_AS(r.node.block_on(r.server.reload_tls()), doctest::Contains("tls.ca_file"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(r.node.block_on(r.server.reload_tls()), doctest::Contains("tls.ca_file"), grove::error);
   CHECK(r.call(r.connect(client_tls()), echo("old files still in use")) == "old files still in use");
 
   fs::copy_file(cert("other-ca.pem"), dir / "ca.pem", fs::copy_options::overwrite_existing);
@@ -384,7 +384,7 @@ TEST_CASE("TLS options can only tighten the policy; what would loosen it is refu
     o.tls = std::move(t);
     try {
       rig r(o);
-    } catch (const std::invalid_argument& e) {
+    } catch (const grove::error& e) {
       return e.what();
     }
     return "accepted";

@@ -1,4 +1,5 @@
 #include <grove/registry/local_registry.hpp>
+#include <grove/core/testing.hpp>
 
 #include <grove/core/node.hpp>
 
@@ -28,13 +29,8 @@ std::string describe(const grove::registry_event& e) {
   return std::string(kinds[static_cast<int>(e.what)]) + ":" + e.key;
 }
 
-grove::errc error_of(grove::node& node, grove::awaitable<void> work) {
-  try {
-    node.block_on(std::move(work));
-  } catch (const grove::error& e) {
-    return static_cast<grove::errc>(e.code().value());
-  }
-  return grove::errc{};
+std::error_code error_of(grove::node& node, grove::awaitable<void> work) {
+  return node.block_on(grove::testing::error_of(std::move(work)));
 }
 
 } // namespace
@@ -49,7 +45,7 @@ TEST_CASE("register_whereis_and_unregister_a_unique_name") {
   node.block_on(names.register_name("cache", a));
   CHECK(names.whereis("cache") == a);
   node.block_on(names.register_name("cache", a)); // the holder again: no-op
-  CHECK(error_of(node, names.register_name("cache", b)) == grove::errc::already_registered);
+  CHECK(error_of(node, names.register_name("cache", b)) == grove::registry_errc::already_registered);
   CHECK(error_of(node, names.register_name("", b)) == grove::errc::invalid_argument);
   CHECK(error_of(node, names.register_name("nobody", grove::pid{})) == grove::errc::noproc);
   CHECK_FALSE(node.block_on(names.unregister_name("cache", b))); // not the holder

@@ -1,4 +1,5 @@
 #include <grove/registry/registry.hpp>
+#include <grove/core/testing.hpp>
 
 #include <grove/core/node.hpp>
 #include <grove/registry/local_registry.hpp>
@@ -157,13 +158,7 @@ TEST_CASE("via_addresses_a_server_by_name_and_a_name_nobody_holds_fails_with_nop
     CHECK_FALSE(grove::send(names, "nobody", 0));
     auto nobody = grove::via<counter>(names, "nobody");
     nobody.cast(add{1}); // dropped
-    grove::errc e{};
-    try {
-      co_await nobody.call(get{});
-    } catch (const grove::error& err) {
-      e = static_cast<grove::errc>(err.code().value());
-    }
-    CHECK(e == grove::errc::noproc);
+    CHECK(co_await grove::testing::error_of(nobody.call(get{})) == grove::errc::noproc);
   });
 }
 

@@ -79,7 +79,7 @@ TEST_CASE("dynamic_children_start_at_run_time_and_are_listed_counted_and_termina
   CHECK_FALSE(grove::alive(a));
   CHECK(log->count("stop:a:shutdown") == 1);
   CHECK(node.block_on(sup.which_children()).size() == 1);
-  CHECK(error_of([&] { node.block_on(sup.terminate_child(a)); }) == grove::errc::not_found);
+  CHECK(error_of([&] { node.block_on(sup.terminate_child(a)); }) == grove::supervisor_errc::not_found);
   CHECK(error_of([&] { node.block_on(sup.start_child(grove::child_spec{})); }) == grove::errc::invalid_argument);
 }
 
@@ -119,7 +119,7 @@ TEST_CASE("max_children_refuses_one_more_and_the_count_stays_right_across_restar
     node.block_on(sup.start_child(w("d", log)));
     FAIL("a fourth child should be refused");
   } catch (const grove::error& e) {
-    CHECK(e.code() == grove::errc::max_children);
+    CHECK(e.code() == grove::supervisor_errc::max_children);
     CHECK(std::string(e.what()).find("max_children") != std::string::npos);
   }
   CHECK(log->count("start:d") == 0);
@@ -132,7 +132,7 @@ TEST_CASE("max_children_refuses_one_more_and_the_count_stays_right_across_restar
     auto n = counts_when(node, sup, [](const grove::child_counts& c) { return c.active == 3; });
     CHECK(n == grove::child_counts{.specs = 3, .active = 3, .supervisors = 0, .workers = 3});
   }
-  CHECK(error_of([&] { node.block_on(sup.start_child(w("d", log))); }) == grove::errc::max_children);
+  CHECK(error_of([&] { node.block_on(sup.start_child(w("d", log))); }) == grove::supervisor_errc::max_children);
 
   // Room again once one is gone.
   node.block_on(sup.terminate_child(node.block_on(sup.which_children())[0].process));
@@ -229,7 +229,7 @@ TEST_CASE("ten_thousand_dynamic_children_start_and_stop_with_nothing_left_behind
   CHECK(kids.size() == n);
   CHECK(node.block_on(sup.count_children()).active == n);
   CHECK(node.process_count() == before + n + 1);
-  CHECK(error_of([&] { node.block_on(sup.start_child(w("one-too-many", log))); }) == grove::errc::max_children);
+  CHECK(error_of([&] { node.block_on(sup.start_child(w("one-too-many", log))); }) == grove::supervisor_errc::max_children);
 
   // Half terminated one by one, the rest with the supervisor.
   node.block_on([](grove::dynamic_supervisor s, std::vector<grove::pid> ps) -> awaitable<void> {

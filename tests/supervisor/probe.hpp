@@ -120,15 +120,15 @@ inline bool watch(grove::node& n, grove::pid target, const log_ptr& log, std::st
   return ready.wait_for(20s) == std::future_status::ready;
 }
 
-/// The grove::errc `f` throws (errc{} if it throws none).
+/// The code of the grove::error `f` throws (empty if it throws none).
 template <class F>
-grove::errc error_of(F&& f) {
+std::error_code error_of(F&& f) {
   try {
     f();
   } catch (const grove::error& e) {
-    return static_cast<grove::errc>(e.code().value());
+    return e.code();
   }
-  return grove::errc{};
+  return {};
 }
 
 /// The events in `v` that start with `prefix`, in order.

@@ -375,15 +375,15 @@ TEST_CASE("children_are_added_stopped_restarted_and_deleted_at_run_time") {
   auto kids = node.block_on(sup.which_children());
   REQUIRE(kids.size() == 2);
   CHECK(kids[1].id == "d");
-  CHECK(error_of([&] { node.block_on(sup.start_child(w("d", log))); }) == grove::errc::already_started);
-  CHECK(error_of([&] { node.block_on(sup.delete_child("d")); }) == grove::errc::running);
-  CHECK(error_of([&] { node.block_on(sup.restart_child("d")); }) == grove::errc::running);
+  CHECK(error_of([&] { node.block_on(sup.start_child(w("d", log))); }) == grove::supervisor_errc::already_started);
+  CHECK(error_of([&] { node.block_on(sup.delete_child("d")); }) == grove::supervisor_errc::running);
+  CHECK(error_of([&] { node.block_on(sup.restart_child("d")); }) == grove::supervisor_errc::running);
 
   node.block_on(sup.terminate_child("d"));
   CHECK_FALSE(grove::alive(d1));
   CHECK(log->count("stop:d:shutdown") == 1);
   CHECK(child(node.block_on(sup.which_children()), "d")->status == grove::child_status::stopped);
-  CHECK(error_of([&] { node.block_on(sup.start_child(w("d", log))); }) == grove::errc::already_present);
+  CHECK(error_of([&] { node.block_on(sup.start_child(w("d", log))); }) == grove::supervisor_errc::already_present);
 
   const grove::pid d2 = node.block_on(sup.restart_child("d"));
   CHECK(grove::alive(d2));
@@ -393,9 +393,9 @@ TEST_CASE("children_are_added_stopped_restarted_and_deleted_at_run_time") {
   node.block_on(sup.terminate_child("d"));
   node.block_on(sup.delete_child("d"));
   CHECK(node.block_on(sup.which_children()).size() == 1);
-  CHECK(error_of([&] { node.block_on(sup.delete_child("d")); }) == grove::errc::not_found);
-  CHECK(error_of([&] { node.block_on(sup.terminate_child("d")); }) == grove::errc::not_found);
-  CHECK(error_of([&] { node.block_on(sup.restart_child("d")); }) == grove::errc::not_found);
+  CHECK(error_of([&] { node.block_on(sup.delete_child("d")); }) == grove::supervisor_errc::not_found);
+  CHECK(error_of([&] { node.block_on(sup.terminate_child("d")); }) == grove::supervisor_errc::not_found);
+  CHECK(error_of([&] { node.block_on(sup.restart_child("d")); }) == grove::supervisor_errc::not_found);
   CHECK(error_of([&] { node.block_on(sup.start_child(grove::child_spec{.id = "e"})); }) == grove::errc::invalid_argument);
 }
 
@@ -522,7 +522,7 @@ TEST_CASE("a_child_being_restarted_can_be_neither_restarted_nor_deleted_by_hand"
   REQUIRE(grove::mailbox_size(sup.id()) >= 2);
   grove::send(held, go{}); // this restart fails; the retry is queued after the two calls
   REQUIRE(log->wait_for([](const events& e) { return e.size() == 2; }));
-  const std::string restarting = std::to_string(static_cast<int>(grove::errc::restarting));
+  const std::string restarting = std::to_string(static_cast<int>(grove::supervisor_errc::restarting));
   CHECK(log->count("restart_child:" + restarting) == 1);
   CHECK(log->count("delete_child:" + restarting) == 1);
   // Then the retry succeeds (the third start is not held).

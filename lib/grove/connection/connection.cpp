@@ -1,4 +1,5 @@
 #include <grove/connection/connection.hpp>
+#include <grove/connection/error.hpp>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/deferred.hpp>
@@ -106,7 +107,7 @@ connection::connection(connection_options options)
                        "connection_options::connect_timeout is " + seconds_text(options_.connect_timeout) +
                            " (expected > 0, or grove::infinity for none)");
   }
-  set_not_ready_policy(options_.calls_while_disconnected, errc::disconnected);
+  set_not_ready_policy(options_.calls_while_disconnected, connection_errc::disconnected);
   set_ready(false);
   if (options_.status) options_.status->store({state_, since_, {}, 0});
 }
@@ -134,7 +135,7 @@ awaitable<action> connection::drive(action a, origin from, const detail::connect
 
     if (auto* c = directive.get_if<detail::connect_directive>()) {
       if (from == origin::connect_result) {
-        throw std::logic_error("connect() returned grove::connect(); it returns {} when connected, grove::backoff() "
+        throw grove::error(errc::bad_directive, "connect() returned grove::connect(); it returns {} when connected, grove::backoff() "
                                "to retry later, or grove::stop()");
       }
       std::optional<action> result = co_await attempt(std::move(c->info), callbacks);
@@ -149,7 +150,7 @@ awaitable<action> connection::drive(action a, origin from, const detail::connect
 
     if (auto* b = directive.get_if<detail::backoff_directive>()) {
       if (from == origin::request && state_ == connection_state::connected) {
-        throw std::logic_error("a handler returned grove::backoff() while connected; return grove::disconnect(info) "
+        throw grove::error(errc::bad_directive, "a handler returned grove::backoff() while connected; return grove::disconnect(info) "
                                "and back off from disconnect()");
       }
       std::string reason;
@@ -162,7 +163,7 @@ awaitable<action> connection::drive(action a, origin from, const detail::connect
 
     if (auto* d = directive.get_if<detail::disconnect_directive>()) {
       if (from != origin::request) {
-        throw std::logic_error(from == origin::connect_result
+        throw grove::error(errc::bad_directive, from == origin::connect_result
                                    ? "connect() returned grove::disconnect(); it returns {}, grove::backoff() or grove::stop()"
                                    : "disconnect() returned grove::disconnect(); it returns grove::connect(), "
                                      "grove::backoff(), grove::noconnect() or grove::stop()");
@@ -186,7 +187,7 @@ awaitable<action> connection::drive(action a, origin from, const detail::connect
 
     if (directive.is<detail::noconnect_directive>()) {
       if (from == origin::connect_result || (from == origin::request && state_ == connection_state::connected)) {
-        throw std::logic_error("grove::noconnect() is for disconnect() (or a handler while disconnected)");
+        throw grove::error(errc::bad_directive, "grove::noconnect() is for disconnect() (or a handler while disconnected)");
       }
       if (state_ != connection_state::disconnected) {
         cancel_timer();
@@ -195,7 +196,7 @@ awaitable<action> connection::drive(action a, origin from, const detail::connect
       co_return with_idle(action{}, idle);
     }
 
-    throw std::logic_error("a connection got a directive it does not know");
+    throw grove::error(errc::bad_directive, "a connection got a directive it does not know");
   }
 }
 
@@ -273,6 +274,13 @@ void connection::enter(connection_state next, std::string reason, std::chrono::s
     event.reason = std::move(reason);
     options_.on_event(event);
   }
+}
+
+const std::error_category& connection_category() noexcept {
+  static constexpr const char* messages[] = { // in the order of connection_errc
+      "not connected: the connection is down and reconnecting (retry, or call with call_options{.if_not_ready = when_not_ready::wait} to wait for it)",
+  };
+  return detail::table_category_of<connection_errc::disconnected>("grove.connection", messages);
 }
 
 } // namespace grove

@@ -33,7 +33,7 @@
 // the one before, and a timer that fired before it was cancelled never
 // starts a connect. When it runs out, connect gets backoff_elapsed{} as info.
 //
-// While not connected, calls fail at once with errc::disconnected or wait
+// While not connected, calls fail at once with connection_errc::disconnected or wait
 // for the connection up to their timeout: per connection
 // (connection_options::calls_while_disconnected) or per call
 // (call_options::if_not_ready). A request type that must be answered either
@@ -44,6 +44,7 @@
 // lock-free reads from any thread.
 #pragma once
 
+#include <grove/connection/error.hpp>
 #include <grove/connection/backoff.hpp>
 #include <grove/core/gen_server.hpp>
 
@@ -113,7 +114,7 @@ struct connection_options {
   backoff_policy backoff = backoff_policy::exponential();     ///< delays for backoff() without a duration (default: gRPC's, 1 s x1.6 +-20 % up to 120 s)
   std::optional<std::uint64_t> seed{};                       ///< seeds the policy's jitter, for repeatable delays (default: std::random_device)
   duration connect_timeout = std::chrono::seconds(20);       ///< a connect() running longer is cancelled and counts as failed (default 20 s; grove::infinity: none)
-  when_not_ready calls_while_disconnected = when_not_ready::fail; ///< fail with errc::disconnected (default) or wait up to the call's timeout
+  when_not_ready calls_while_disconnected = when_not_ready::fail; ///< fail with connection_errc::disconnected (default) or wait up to the call's timeout
   std::function<void(const connection_event&)> on_event{};  ///< called on every state change, in the connection's process; must not block (default none)
   std::shared_ptr<connection_status> status{};               ///< kept up to date for lock-free reads from anywhere (default none)
 };

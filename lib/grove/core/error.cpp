@@ -1,83 +1,59 @@
 #include <grove/core/error.hpp>
+#include <grove/core/message.hpp>
 
 namespace grove {
 namespace {
 
-class grove_category final : public std::error_category {
-public:
-  const char* name() const noexcept override { return "grove"; }
-
-  std::string message(int value) const override {
-    switch (static_cast<errc>(value)) {
-    case errc::noproc:
-      return "no such process: the target has exited or never existed";
-    case errc::timeout:
-      return "timed out: the target did not answer in time (raise the timeout or check the target is not blocked)";
-    case errc::calling_self:
-      return "a process called itself: that would wait forever; handle the request directly";
-    case errc::exited:
-      return "the server exited before it replied";
-    case errc::start_failed:
-      return "the server failed to start";
-    case errc::wrong_server:
-      return "the request reached a process of another server type: check the pid given to server_ref";
-    case errc::mailbox_full:
-      return "the target's mailbox is full: it is not keeping up (raise its capacity or slow the sender)";
-    case errc::node_stopped:
-      return "the node is shutting down and starts no new processes";
-    case errc::not_in_process:
-      return "this operation must run inside a grove process";
-    case errc::cancelled:
-      return "the wait was cancelled because the waiting process is exiting";
-    case errc::invalid_argument:
-      return "invalid argument";
-    case errc::already_started:
-      return "a child with this id is already running under the supervisor";
-    case errc::already_present:
-      return "a child spec with this id is already present (stopped): restart_child or delete_child it first";
-    case errc::not_found:
-      return "no such child";
-    case errc::running:
-      return "the child is running: terminate_child it first";
-    case errc::restarting:
-      return "the child is being restarted by its supervisor; try again";
-    case errc::max_children:
-      return "the dynamic supervisor already has max_children children";
-    case errc::already_registered:
-      return "the name is already registered to another live process (whereis it, or pick another name)";
-    case errc::remote:
-      return "the remote side answered the call with an error";
-    case errc::bad_payload:
-      return "the payload could not be decoded";
-    case errc::disconnected:
-      return "not connected: the connection is down and reconnecting (retry, or call with call_options{.if_not_ready = when_not_ready::wait} to wait for it)";
-    }
-    return "unknown grove error";
-  }
+// In the order of grove::errc.
+constexpr const char* core_messages[] = {
+    "no such process: the target has exited or never existed",
+    "timed out: the target did not answer in time (raise the timeout or check the target is not blocked)",
+    "a process called itself: that would wait forever; handle the request directly",
+    "the server exited before it replied",
+    "the server failed to start",
+    "the request reached a process of another server type: check the pid given to server_ref",
+    "the target's mailbox is full: it is not keeping up (raise its capacity or slow the sender)",
+    "the node is shutting down and starts no new processes",
+    "this operation must run inside a grove process",
+    "the wait was cancelled because the waiting process is exiting",
+    "invalid argument",
+    "the server is not ready to serve calls now (retry, or call with call_options{.if_not_ready = "
+    "when_not_ready::wait} to wait for it)",
+    "a handler returned a result that handler may not return",
 };
 
 } // namespace
 
+std::string detail::table_category::message(int value) const {
+  if (value >= 1 && static_cast<std::size_t>(value) <= size_) return messages_[value - 1];
+  return std::string("unknown ") + name_ + " error " + std::to_string(value);
+}
+
 const std::error_category& error_category() noexcept {
-  static const grove_category category;
-  return category;
+  return detail::table_category_of<errc::bad_directive>("grove.core", core_messages);
 }
 
-std::error_code make_error_code(errc e) noexcept {
-  return {static_cast<int>(e), error_category()};
+void detail::throw_wrong_message_type(const char* wanted, const char* held) {
+  throw grove::error(errc::invalid_argument,
+                     std::string("message::get<") + wanted + ">: the message holds a " + held);
 }
 
-error::error(errc code) : std::system_error(make_error_code(code)) {}
+std::error_code make_error_code(errc e) noexcept { return {static_cast<int>(e), error_category()}; }
 
-error::error(errc code, const std::string& detail)
-    : std::system_error(make_error_code(code), detail) {}
+error::error(std::error_code code)
+    : std::system_error(code), text_(std::make_shared<const std::string>(code.message())) {}
 
-error::error(errc code, exit_reason reason)
-    : std::system_error(make_error_code(code), "reason: " + reason.to_string()),
+error::error(std::error_code code, const std::string& detail)
+    : std::system_error(code), text_(std::make_shared<const std::string>(detail.empty() ? code.message() : detail)) {}
+
+error::error(std::error_code code, exit_reason reason)
+    : std::system_error(code), text_(std::make_shared<const std::string>(code.message() + ", reason: " + reason.to_string())),
       reason_(std::move(reason)) {}
 
-error::error(errc code, const std::string& detail, exit_reason reason)
-    : std::system_error(make_error_code(code), detail + ", reason: " + reason.to_string()),
+error::error(std::error_code code, const std::string& detail, exit_reason reason)
+    : std::system_error(code),
+      text_(std::make_shared<const std::string>((detail.empty() ? code.message() : detail) + ", reason: " +
+                                                reason.to_string())),
       reason_(std::move(reason)) {}
 
 } // namespace grove

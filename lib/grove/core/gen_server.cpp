@@ -115,12 +115,10 @@ awaitable<std::optional<exit_reason>> await_exit(pid target, duration timeout, s
       if (signal) t->on_exit_signal(me, *signal, false);
     });
   });
-  switch (slot->error()) {
-  case errc::exited: co_return slot->reason();
-  case errc::noproc: co_return exit_reason::noproc();
-  case errc::timeout: co_return std::nullopt;
-  default: slot->rethrow_error();
-  }
+  const std::error_code& e = slot->error();
+  if (e == errc::exited) co_return slot->reason();
+  if (e == errc::noproc) co_return exit_reason::noproc();
+  if (e != errc::timeout) slot->rethrow_error();
   co_return std::nullopt;
 }
 
@@ -165,7 +163,7 @@ class server_access {
 public:
   static bool ready(const gen_server& s) noexcept { return s.ready_; }
   static when_not_ready policy(const gen_server& s) noexcept { return s.not_ready_policy_; }
-  static errc error(const gen_server& s) noexcept { return s.not_ready_error_; }
+  static std::error_code error(const gen_server& s) noexcept { return s.not_ready_error_; }
 };
 
 namespace {
@@ -300,17 +298,20 @@ private:
   [[gnu::noinline]] void run_step() {
     if (next_.ignores()) {
       next_.clear();
-      throw std::logic_error("ignore() was returned by a handler; only init may return it");
+      throw grove::error(errc::bad_directive, "ignore() was returned by a handler; only init may return it");
     }
     if (next_.has_directive()) {
       action a = std::move(next_);
       next_.clear();
-      if (!hooks_.directive) throw std::logic_error("a handler returned a directive this server type has no extension for");
+      if (!hooks_.directive) {
+        throw grove::error(errc::bad_directive, "a handler returned a directive this server type has no extension for");
+      }
       take(hooks_.directive(server_, std::move(a)));
       return;
     }
     if (!hooks_.continue_) {
-      throw std::logic_error("continue_with() was returned but the server has no handle_continue(grove::message)");
+      throw grove::error(errc::bad_directive,
+                         "continue_with() was returned but the server has no handle_continue(grove::message)");
     }
     take(hooks_.continue_(server_, next_.take_continue()));
   }

@@ -208,13 +208,14 @@ public:
   /// timed out, or the caller is gone).
   bool reply(R value) const { return slot_ && slot_->set(std::move(value)); }
   /// Answers with an error instead: the caller's call throws grove::error
-  /// with `code` (a connection fails calls in flight with errc::disconnected
-  /// when its link drops). Same first-answer-wins rule as reply().
-  bool fail(errc code) const { return slot_ && slot_->fail(code); }
+  /// with `code`, of any layer's category (a connection fails calls in
+  /// flight with connection_errc::disconnected when its link drops). Same
+  /// first-answer-wins rule as reply().
+  bool fail(std::error_code code) const { return slot_ && slot_->fail(code); }
   /// fail() with a text the caller's grove::error carries in what() (an
-  /// erps client fails a call the remote side refused with errc::remote
+  /// erps client fails a call the remote side refused with erps_errc::remote
   /// and the remote error's text).
-  bool fail(errc code, std::string detail) const {
+  bool fail(std::error_code code, std::string detail) const {
     return slot_ && slot_->fail(code, exit_reason::error(std::move(detail)));
   }
   /// Whether the call still waits for an answer (false once answered,
@@ -232,7 +233,7 @@ private:
 /// connection while it is down; see gen_server::set_ready).
 enum class when_not_ready : std::uint8_t {
   server_default, ///< as the server chose
-  fail,           ///< fail at once with the server's not-ready error (a connection's: errc::disconnected)
+  fail,           ///< fail at once with the server's not-ready error (a connection's: connection_errc::disconnected)
   wait,           ///< wait until the server is ready again, up to the call's timeout
 };
 
@@ -494,8 +495,9 @@ protected:
   /// Casts and plain messages are always handled.
   void set_ready(bool ready) noexcept { ready_ = ready; }
   /// What a call that does not choose does while the server is not ready
-  /// (default: fail), and the error it fails with (default errc::disconnected).
-  void set_not_ready_policy(when_not_ready policy, errc error = errc::disconnected) noexcept {
+  /// (default: fail), and the error it fails with (default errc::not_ready;
+  /// a connection's is connection_errc::disconnected).
+  void set_not_ready_policy(when_not_ready policy, std::error_code error = errc::not_ready) noexcept {
     not_ready_policy_ = policy == when_not_ready::server_default ? when_not_ready::fail : policy;
     not_ready_error_ = error;
   }
@@ -507,7 +509,7 @@ private:
   grove::process* process_ = nullptr;
   bool ready_ = true;
   when_not_ready not_ready_policy_ = when_not_ready::fail;
-  errc not_ready_error_ = errc::disconnected;
+  std::error_code not_ready_error_ = errc::not_ready;
 };
 
 /// A typed handle to a running server of type S. A value: copy it freely.
@@ -533,7 +535,7 @@ public:
   }
 
   /// call() with per-call options: timeout, and what to do while the server
-  /// is not ready (a connection that is down: fail with errc::disconnected,
+  /// is not ready (a connection that is down: fail with connection_errc::disconnected,
   /// or wait for it up to the timeout).
   template <class Req>
     requires handles_call<S, Req>

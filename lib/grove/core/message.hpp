@@ -15,6 +15,9 @@
 #include <utility>
 
 namespace grove {
+namespace detail {
+[[noreturn]] void throw_wrong_message_type(const char* wanted, const char* held);
+}
 
 class message {
 public:
@@ -74,10 +77,11 @@ public:
     return is<T>() ? const_cast<message*>(this)->address<T>() : nullptr;
   }
 
-  /// The held T; throws std::bad_cast if it holds something else.
+  /// The held T; throws grove::error (errc::invalid_argument, naming both
+  /// types) if it holds something else.
   template <class T>
   T& get() {
-    if (!is<T>()) throw std::bad_cast();
+    if (!is<T>()) detail::throw_wrong_message_type(typeid(T).name(), type_name());
     return *address<T>();
   }
 

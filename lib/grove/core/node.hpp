@@ -10,6 +10,7 @@
 // own identity (id and creation, as its pids carry).
 #pragma once
 
+#include <grove/core/error.hpp>
 #include <grove/core/process.hpp>
 
 #include <boost/asio/awaitable.hpp>
@@ -24,7 +25,6 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <stdexcept>
 #include <type_traits>
 #include <variant>
 
@@ -156,8 +156,8 @@ private:
     bool done = false;
     ~unfinished_guard() {
       if (!done) {
-        out->set_exception(std::make_exception_ptr(std::runtime_error(
-            "block_on: the work was destroyed before it finished (node shut down)")));
+        out->set_exception(std::make_exception_ptr(
+            grove::error(errc::node_stopped, "block_on: the work was destroyed before it finished")));
       }
     }
   };

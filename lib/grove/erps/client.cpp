@@ -32,31 +32,15 @@ std::string text_of(const message& info) {
 } // namespace
 
 void client_options::validate() const {
-  if (host.empty()) throw std::invalid_argument("host is empty: expected an address or a name, e.g. 127.0.0.1");
-  if (port == 0) throw std::invalid_argument("port is 0: expected the daemon's port (1-65535)");
-  frame_writer{version, identifier, signing}.validate();
-  if (require_signed && verify_keys.empty()) {
-    throw std::invalid_argument("require_signed is set but verify_keys is empty: expected at least one key");
-  }
-  if (max_payload == 0) throw std::invalid_argument("max_payload is 0: expected a positive number of bytes");
-  if (max_depth == 0 || max_depth > max_depth_limit) {
-    throw std::invalid_argument("max_depth " + std::to_string(max_depth) + ": expected a nesting depth from 1 to " +
-                                std::to_string(max_depth_limit));
-  }
-  if (keepalive_interval <= duration::zero()) throw std::invalid_argument("keepalive_interval must be positive");
-  if (keepalive_timeout <= keepalive_interval) {
-    throw std::invalid_argument("keepalive_timeout must be longer than keepalive_interval");
-  }
-  if (frame_timeout <= duration::zero()) throw std::invalid_argument("frame_timeout must be positive");
-  if (max_queued_bytes < std::size_t{max_payload} + header_size) {
-    throw std::invalid_argument("max_queued_bytes " + std::to_string(max_queued_bytes) +
-                                ": expected at least max_payload + 96 (one whole frame)");
-  }
+  constexpr std::string_view at = "client_options";
+  if (host.empty()) detail::bad_option(at, "host", "empty: expected an address or a name, e.g. 127.0.0.1");
+  if (port == 0) detail::bad_option(at, "port", "0: expected the daemon's port (1-65535)");
+  link.validate(at);
 }
 
 client::client(client_options options) : connection(options.connection), options_(std::move(options)) {
   options_.validate();
-  if (options_.codec == nullptr) options_.codec = &json_codec();
+  if (options_.link.codec == nullptr) options_.link.codec = &json_codec();
   if (options_.tls) tls_ = detail::tls_context::client(*options_.tls);
 }
 
@@ -105,8 +89,8 @@ awaitable<action> client::connect(message) {
   }
   const std::string where = options_.host + ":" + std::to_string(options_.port);
   if (error) {
-    if (options_.log) {
-      options_.log(log_record{log_level::debug, "connect_failed", where, "cannot connect: " + detail::describe(error)});
+    if (options_.link.log) {
+      options_.link.log(log_record{log_level::debug, "connect_failed", where, "cannot connect: " + detail::describe(error)});
     }
     co_return grove::backoff();
   }
@@ -118,26 +102,14 @@ awaitable<action> client::connect(message) {
     if (handshake) {
       std::string reason = "TLS handshake failed: " + detail::describe(handshake);
       if (auto detail = stream->handshake_detail(); !detail.empty()) reason += " (" + detail + ")";
-      if (options_.log) options_.log(log_record{log_level::warning, "handshake_failed", where, reason});
+      if (options_.link.log) options_.link.log(log_record{log_level::warning, "handshake_failed", where, reason});
       co_return grove::backoff();
     }
   } else {
     stream = detail::make_tcp_transport(std::move(socket));
   }
-  detail::link_config c;
-  c.max_payload = options_.max_payload;
-  c.writer = frame_writer{options_.version, options_.identifier, options_.signing};
-  c.codec = options_.codec;
-  c.limits.max_depth = options_.max_depth;
-  c.verify_keys = options_.verify_keys;
-  c.require_signed = options_.require_signed;
-  c.keepalive_interval = options_.keepalive_interval;
-  c.keepalive_timeout = options_.keepalive_timeout;
-  c.frame_timeout = options_.frame_timeout;
-  c.min_frame_rate = options_.min_frame_rate;
-  c.max_queued_bytes = options_.max_queued_bytes;
+  detail::link_config c = detail::make_link_config(options_.link);
   c.handshake_first = false; // done above, inside connect's timeout
-  c.log = options_.log;
   link_ = std::make_shared<detail::link>(std::move(stream), std::move(c), self(), ++links_);
   link_->start();
   send_setup_calls();
@@ -156,7 +128,7 @@ void client::send_setup_calls() {
     const std::uint64_t id = ++next_id_;
     const json wire_id = id;
     try {
-      if (!link_->send(frame_type::call, [&](std::string& out) { options_.codec->write_call(out, wire_id, request); })) return;
+      if (!link_->send(frame_type::call, [&](std::string& out) { options_.link.codec->write_call(out, wire_id, request); })) return;
     } catch (const codec_error& e) {
       if (options_.on_setup_reply) {
         options_.on_setup_reply(setup_reply{links_, std::move(request), std::nullopt,
@@ -181,7 +153,7 @@ action client::disconnect(message info) {
   const std::string why = text_of(info);
   setup_pending_.clear(); // made again on the next link
   close_link();
-  fail_pending(errc::disconnected, why);
+  fail_pending(connection_errc::disconnected, why);
   return grove::connect(); // at once; if that fails, connect backs off
 }
 
@@ -191,7 +163,7 @@ void client::close_link() noexcept {
   link_.reset();
 }
 
-void client::fail_pending(errc code, const std::string& why) {
+void client::fail_pending(std::error_code code, const std::string& why) {
   for (auto& [id, waiting] : pending_) {
     if (why.empty()) {
       waiting.fail(code);
@@ -204,12 +176,12 @@ void client::fail_pending(errc code, const std::string& why) {
 }
 
 void client::fail_unreadable_reply(std::string_view payload, const std::string& why) {
-  const std::optional<json> id = options_.codec->read_reply_id(payload);
+  const std::optional<json> id = options_.link.codec->read_reply_id(payload);
   if (!id || !(id->is_number_unsigned() || id->is_number_integer())) return;
   if (answer_setup(id->get<std::uint64_t>(), std::nullopt, "the reply could not be read: " + why)) return;
   auto it = pending_.find(id->get<std::uint64_t>());
   if (it == pending_.end()) return;
-  it->second.fail(errc::bad_payload, "the reply could not be read: " + why);
+  it->second.fail(erps_errc::bad_payload, "the reply could not be read: " + why);
   pending_.erase(it);
 }
 
@@ -221,20 +193,20 @@ void client::forget_abandoned() {
 
 call_result<json> client::handle_call(erps::call c, from<json> reply) {
   if (!link_ || link_->closed()) {
-    reply.fail(errc::disconnected);
+    reply.fail(connection_errc::disconnected);
     return call_result<json>(noreply);
   }
   const std::uint64_t id = ++next_id_;
   const json wire_id = id;
   bool queued = false;
   try {
-    queued = link_->send(frame_type::call, [&](std::string& out) { options_.codec->write_call(out, wire_id, c.request); });
+    queued = link_->send(frame_type::call, [&](std::string& out) { options_.link.codec->write_call(out, wire_id, c.request); });
   } catch (const codec_error& e) {
-    reply.fail(errc::bad_payload, std::string("the request could not be written: ") + e.what());
+    reply.fail(erps_errc::bad_payload, std::string("the request could not be written: ") + e.what());
     return call_result<json>(noreply);
   }
   if (!queued) {
-    reply.fail(errc::disconnected, "the call could not be queued: the link is closing");
+    reply.fail(connection_errc::disconnected, "the call could not be queued: the link is closing");
     return call_result<json>(noreply);
   }
   forget_abandoned();
@@ -246,19 +218,19 @@ action client::handle_cast(erps::cast c) {
   std::string payload;
   try {
     if (link_ && !link_->closed()) {
-      link_->send(frame_type::cast, [&](std::string& out) { options_.codec->write_value(out, c.request); });
+      link_->send(frame_type::cast, [&](std::string& out) { options_.link.codec->write_value(out, c.request); });
       return {};
     }
-    options_.codec->write_value(payload, c.request);
+    options_.link.codec->write_value(payload, c.request);
   } catch (const codec_error& e) {
-    if (options_.log) {
-      options_.log(log_record{log_level::error, "cast_dropped", {}, std::string("a cast was dropped: ") + e.what()});
+    if (options_.link.log) {
+      options_.link.log(log_record{log_level::error, "cast_dropped", {}, std::string("a cast was dropped: ") + e.what()});
     }
     return {};
   }
-  if (queued_cast_bytes_ + payload.size() > options_.max_queued_bytes) {
-    if (options_.log) {
-      options_.log(log_record{log_level::error, "cast_dropped", {},
+  if (queued_cast_bytes_ + payload.size() > options_.link.max_queued_bytes) {
+    if (options_.link.log) {
+      options_.link.log(log_record{log_level::error, "cast_dropped", {},
                               "a cast was dropped: " + std::to_string(queued_cast_bytes_) +
                                   " bytes of casts already wait for the link (max_queued_bytes)"});
     }
@@ -275,7 +247,7 @@ action client::handle_info(message m) {
     try {
       switch (f->type) {
       case frame_type::reply: {
-        decoded_reply r = options_.codec->read_reply(f->payload, link_->config().limits);
+        decoded_reply r = options_.link.codec->read_reply(f->payload, link_->config().limits);
         if (r.id.is_number_unsigned() || r.id.is_number_integer()) {
           if (setup_pending_.contains(r.id.get<std::uint64_t>())) {
             answer_setup(r.id.get<std::uint64_t>(), std::move(r.reply), {});
@@ -290,19 +262,19 @@ action client::handle_info(message m) {
         break;
       }
       case frame_type::push: {
-        json value = options_.codec->read_value(f->payload, link_->config().limits);
+        json value = options_.link.codec->read_value(f->payload, link_->config().limits);
         if (options_.push_to) grove::send(options_.push_to, push_message{value});
         if (options_.on_push) options_.on_push(value);
         break;
       }
       case frame_type::error: {
-        decoded_error e = options_.codec->read_error(f->payload, link_->config().limits);
+        decoded_error e = options_.link.codec->read_error(f->payload, link_->config().limits);
         const std::string text = e.error.is_string() ? e.error.get<std::string>() : e.error.dump();
         if (e.id && (e.id->is_number_unsigned() || e.id->is_number_integer())) {
           if (answer_setup(e.id->get<std::uint64_t>(), std::nullopt, text)) break;
           auto it = pending_.find(e.id->get<std::uint64_t>());
           if (it != pending_.end()) {
-            it->second.fail(errc::remote, text);
+            it->second.fail(erps_errc::remote, text);
             pending_.erase(it);
             break;
           }

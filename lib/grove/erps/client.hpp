@@ -10,24 +10,26 @@
 //
 // Calls carry ids, so many are in flight at once and replies may come in
 // any order; a reply to a call that already gave up is dropped. A call the
-// server refused (an error frame for it) throws grove::error errc::remote
+// server refused (an error frame for it) throws grove::error erps_errc::remote
 // with the server's text. While the link is down calls fail at once with
-// errc::disconnected, or wait up to their timeout
+// connection_errc::disconnected, or wait up to their timeout
 // (options.connection.calls_while_disconnected, or per call); calls in
-// flight when it drops fail with errc::disconnected. Casts made while it is
+// flight when it drops fail with connection_errc::disconnected. Casts made while it is
 // down are queued (up to max_queued_bytes) and sent once it is back. A
 // request the codec cannot write (nested deeper than max_depth_limit), or
 // a reply nested deeper than options.max_depth, fails that one call with
-// errc::bad_payload; the connection goes on.
+// erps_errc::bad_payload; the connection goes on.
 // Keepalives go out when the link is quiet, and a server silent past
 // keepalive_timeout is treated as gone: the client reconnects by its
 // backoff policy, and makes its setup_calls again first, so state a server
 // keeps per connection (subscriptions) comes back with the link.
 #pragma once
 
+#include <grove/erps/error.hpp>
 #include <grove/connection/connection.hpp>
 #include <grove/erps/codec.hpp>
 #include <grove/erps/frame.hpp>
+#include <grove/erps/link_options.hpp>
 #include <grove/erps/log.hpp>
 #include <grove/erps/server.hpp>
 #include <grove/erps/tls.hpp>
@@ -60,19 +62,7 @@ struct client_options {
   std::string host = "127.0.0.1";                        ///< daemon address or name (default 127.0.0.1)
   std::uint16_t port = 0;                                ///< daemon port (required)
   std::optional<tls_client_options> tls{};               ///< TLS; plain TCP when empty (default)
-  std::string identifier{};                              ///< sent in every frame; must match the daemon's (default empty)
-  protocol_version version{0, 4, 0};                     ///< sent in every frame (default 0.4.0)
-  std::optional<signing_key> signing{};                  ///< sign frames with this key (default unsigned)
-  std::vector<signing_key> verify_keys{};                ///< keys the server may sign with (default none)
-  bool require_signed = false;                           ///< refuse unsigned server frames (default false)
-  std::uint32_t max_payload = default_max_payload;       ///< largest payload accepted (default 16 MiB)
-  std::uint32_t max_depth = default_max_depth;           ///< deepest nesting a payload read may have; deeper is refused (default 128, at most 1024)
-  duration keepalive_interval = std::chrono::seconds(5); ///< send a keepalive when quiet this long (default 5 s)
-  duration keepalive_timeout = std::chrono::seconds(20); ///< a server silent this long is gone (default 20 s)
-  duration frame_timeout = std::chrono::seconds(30);     ///< a frame begun must be whole within this, plus its size at min_frame_rate, or the link is dropped (default 30 s)
-  std::size_t min_frame_rate = 64 * 1024;                ///< bytes per second a large frame may take on top of frame_timeout (default 64 KiB/s; 0: frame_timeout alone)
-  std::size_t max_queued_bytes = 64u << 20;              ///< unsent bytes beyond this: the server is not reading (default 64 MiB)
-  const payload_codec* codec = nullptr;                  ///< payload codec (default json_codec())
+  link_options link{};                                   ///< wire options shared with the daemon side: identifier, version, signing, max_payload, max_depth, keepalives, frame deadline, send queue, codec, log
   std::function<void(const json&)> on_push{};            ///< called for each push, in the client's process (default none)
   /// Requests made as calls first on every link, the first and each after
   /// a reconnect, ahead of queued casts and of any other call: what a server
@@ -84,9 +74,9 @@ struct client_options {
   std::function<void(const setup_reply&)> on_setup_reply{};
   pid push_to{};                                         ///< also sent each push as push_message (default nobody)
   connection_options connection{};                       ///< backoff, connect timeout, calls while disconnected, events
-  log_function log = print_log;                          ///< log records (default print_log; nullptr: silent)
 
-  /// Throws std::invalid_argument naming the option and the expected form.
+  /// Throws grove::error (errc::invalid_argument) naming the option
+  /// (`client_options.port: ...`) and the expected form.
   void validate() const;
 };
 
@@ -121,7 +111,7 @@ public:
 private:
   bool send_call(const json& id, const json& request);
   bool send_cast(const json& value);
-  void fail_pending(errc code, const std::string& why);
+  void fail_pending(std::error_code code, const std::string& why);
   void forget_abandoned();
   void fail_unreadable_reply(std::string_view payload, const std::string& why);
   void send_setup_calls();

@@ -1,4 +1,5 @@
 #include <grove/erps/codec.hpp>
+#include <grove/erps/error.hpp>
 
 #include <simdjson.h>
 
@@ -328,3 +329,16 @@ json read_json(std::string_view text, const decode_limits& limits, std::string_v
 }
 
 } // namespace grove::erps
+
+namespace grove {
+
+const std::error_category& erps_category() noexcept {
+  static constexpr const char* messages[] = { // in the order of erps_errc
+      "the remote side answered the call with an error",
+      "bad payload",
+      "a TLS operation failed in OpenSSL",
+  };
+  return detail::table_category_of<erps_errc::tls>("grove.erps", messages);
+}
+
+} // namespace grove

@@ -18,6 +18,7 @@
 // returned; writers refuse values deeper than max_depth_limit.
 #pragma once
 
+#include <grove/erps/error.hpp>
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
@@ -30,10 +31,11 @@ namespace grove::erps {
 
 using json = nlohmann::json;
 
-/// A payload the codec cannot read; what() says why, in one line.
-class codec_error : public std::runtime_error {
+/// A payload the codec cannot read or write: a grove::error with code
+/// erps_errc::bad_payload; what() says why, in one line.
+class codec_error : public grove::error {
 public:
-  using std::runtime_error::runtime_error;
+  explicit codec_error(const std::string& why) : grove::error(erps_errc::bad_payload, why) {}
 };
 
 /// Nesting depth a payload may have by default, and the most any option may

@@ -80,26 +80,12 @@ struct acceptor_holder {
 };
 
 link_config make_link_config(const daemon_options& o, const std::shared_ptr<link_counters>& counters) {
-  link_config c;
-  c.max_payload = o.max_payload;
-  c.writer.version = o.version;
-  c.writer.identifier = o.identifier;
-  c.writer.signing = o.signing;
-  c.codec = o.codec != nullptr ? o.codec : &json_codec();
-  c.limits.max_depth = o.max_depth;
+  link_config c = detail::make_link_config(o.link);
   c.server = true;
   c.versions = version_requirement::parse(o.version_requirement);
-  c.verify_keys = o.verify_keys;
-  c.require_signed = o.require_signed;
-  c.keepalive_interval = o.keepalive_interval;
-  c.keepalive_timeout = o.keepalive_timeout;
-  c.frame_timeout = o.frame_timeout;
-  c.min_frame_rate = o.min_frame_rate;
   c.idle_timeout = o.idle_timeout;
   if (o.tls) c.handshake_timeout = o.tls->handshake_timeout;
   c.max_calls_in_flight = o.max_calls_in_flight;
-  c.max_queued_bytes = o.max_queued_bytes;
-  c.log = o.log;
   c.counters = counters;
   return c;
 }
@@ -141,7 +127,7 @@ public:
     state_->port.store(a.local_endpoint().port(), std::memory_order_release);
     log(log_level::info, "listening",
         "listening on " + endpoint_text(a.local_endpoint()) + (tls_ ? " (TLS)" : " (TCP)"));
-    asio::co_spawn(a.get_executor(), accept_loop(acceptor_, self(), &n, options_.log), asio::detached);
+    asio::co_spawn(a.get_executor(), accept_loop(acceptor_, self(), &n, options_.link.log), asio::detached);
     co_return action{};
   }
 
@@ -208,7 +194,7 @@ public:
 
 private:
   void log(log_level level, std::string_view event, const std::string& text) const {
-    if (options_.log) options_.log(log_record{level, event, {}, text});
+    if (options_.link.log) options_.link.log(log_record{level, event, {}, text});
   }
 
   void close_acceptor() noexcept {
@@ -240,8 +226,8 @@ private:
       failure = e.what();
     }
     if (!failure.empty()) {
-      if (options_.log) {
-        options_.log(log_record{log_level::error, "session_start_failed", peer, "the connection's server did not start: " + failure});
+      if (options_.link.log) {
+        options_.link.log(log_record{log_level::error, "session_start_failed", peer, "the connection's server did not start: " + failure});
       }
     }
   }
@@ -330,38 +316,20 @@ awaitable<pid> start_daemon(node& n, daemon_options options, session_factory fac
 } // namespace detail
 
 void daemon_options::validate() const {
+  constexpr std::string_view at = "daemon_options";
   boost::system::error_code error;
   boost::asio::ip::make_address(bind_address, error);
   if (error) {
-    throw std::invalid_argument("bind_address \"" + bind_address +
-                                "\": expected an IPv4 or IPv6 address, e.g. 127.0.0.1 or ::1");
+    detail::bad_option(at, "bind_address", "\"" + bind_address + "\": expected an IPv4 or IPv6 address, e.g. 127.0.0.1 or ::1");
   }
-  if (backlog <= 0) throw std::invalid_argument("backlog " + std::to_string(backlog) + ": expected a positive number");
-  frame_writer{version, identifier, signing}.validate();
-  version_requirement::parse(version_requirement);
-  if (require_signed && verify_keys.empty()) {
-    throw std::invalid_argument("require_signed is set but verify_keys is empty: expected at least one key");
+  if (backlog <= 0) detail::bad_option(at, "backlog", std::to_string(backlog) + ": expected a positive number");
+  link.validate(at);
+  try {
+    version_requirement::parse(version_requirement);
+  } catch (const grove::error& e) {
+    detail::bad_option(at, "version_requirement", e.what());
   }
-  for (const auto& key : verify_keys) {
-    if (key.key_id.empty() || key.key_id.size() > key_id_size) {
-      throw std::invalid_argument("verify_keys: key id \"" + key.key_id + "\": expected 1 to 16 bytes");
-    }
-  }
-  if (max_payload == 0) throw std::invalid_argument("max_payload is 0: expected a positive number of bytes");
-  if (max_depth == 0 || max_depth > max_depth_limit) {
-    throw std::invalid_argument("max_depth " + std::to_string(max_depth) + ": expected a nesting depth from 1 to " +
-                                std::to_string(max_depth_limit));
-  }
-  if (keepalive_interval <= duration::zero()) throw std::invalid_argument("keepalive_interval must be positive");
-  if (keepalive_timeout <= keepalive_interval) {
-    throw std::invalid_argument("keepalive_timeout must be longer than keepalive_interval");
-  }
-  if (frame_timeout <= duration::zero()) throw std::invalid_argument("frame_timeout must be positive");
-  if (idle_timeout && *idle_timeout <= duration::zero()) throw std::invalid_argument("idle_timeout must be positive");
-  if (max_queued_bytes < std::size_t{max_payload} + header_size) {
-    throw std::invalid_argument("max_queued_bytes " + std::to_string(max_queued_bytes) +
-                                ": expected at least max_payload + 96 (one whole frame)");
-  }
+  if (idle_timeout && *idle_timeout <= duration::zero()) detail::bad_option(at, "idle_timeout", "expected a positive duration");
 }
 
 awaitable<daemon> daemon::start_impl(node& n, daemon_options options, detail::session_factory factory, bool link) {
@@ -401,7 +369,7 @@ daemon_stats daemon::stats() const noexcept {
 awaitable<void> daemon::reload_tls() const {
   if (!state_ || !state_->has_tls) throw grove::error(errc::invalid_argument, "reload_tls: this daemon has no TLS");
   std::string problem = co_await server_ref<detail::listener>(listener_).call(detail::reload_request{});
-  if (!problem.empty()) throw std::invalid_argument(problem);
+  if (!problem.empty()) throw grove::error(errc::invalid_argument, problem);
 }
 
 awaitable<void> daemon::shutdown(duration deadline) const {

@@ -19,8 +19,10 @@
 // value deeper than that. Each refusal is one log record.
 #pragma once
 
+#include <grove/erps/error.hpp>
 #include <grove/erps/codec.hpp>
 #include <grove/erps/frame.hpp>
+#include <grove/erps/link_options.hpp>
 #include <grove/erps/log.hpp>
 #include <grove/erps/server.hpp>
 #include <grove/erps/tls.hpp>
@@ -42,28 +44,16 @@ struct daemon_options {
   std::uint16_t port = 0;                             ///< port; 0 picks a free one, read it back with port() (default 0)
   int backlog = 1024;                                 ///< listen backlog (default 1024)
   std::optional<tls_server_options> tls{};            ///< TLS (mutual unless said otherwise); plain TCP when empty (default)
-  std::string identifier{};                           ///< frames must carry exactly this identifier; ours carry it too (default empty)
-  protocol_version version{0, 4, 0};                  ///< the version our frames carry (default 0.4.0)
+  link_options link{};                                ///< wire options shared with the client side: identifier, version, signing, max_payload, max_depth, keepalives, frame deadline, send queue, codec, log
   std::string version_requirement{};                  ///< what a client's version must satisfy, e.g. ">= 1.2.0, < 2.0.0" (default any)
-  std::vector<signing_key> verify_keys{};             ///< keys a client may sign frames with (default none)
-  bool require_signed = false;                        ///< refuse unsigned or badly signed frames (default false)
-  std::optional<signing_key> signing{};               ///< sign our frames with this key (default unsigned)
-  std::uint32_t max_payload = default_max_payload;    ///< largest payload accepted, in bytes (default 16 MiB)
-  std::uint32_t max_depth = default_max_depth;        ///< deepest nesting a payload may have; a deeper call is refused with an error frame naming the limit, and never reaches a server (default 128, at most 1024)
   std::size_t max_connections = 10'000;               ///< more are refused with an error frame (default 10 000; 0: no limit)
   std::optional<duration> idle_timeout{};             ///< close a connection without a call or cast for this long (default never)
   std::size_t max_calls_in_flight = 256;              ///< per connection; at this many unanswered calls the daemon stops reading from that client (default 256; 0: no limit)
-  duration keepalive_interval = std::chrono::seconds(5); ///< send a keepalive when nothing else went out for this long (default 5 s)
-  duration keepalive_timeout = std::chrono::seconds(20); ///< close a connection silent for this long (default 20 s)
-  duration frame_timeout = std::chrono::seconds(30);  ///< a frame begun must be whole within this, plus its size at min_frame_rate; a client that trickles is closed, logged as frame_timeout (default 30 s)
-  std::size_t min_frame_rate = 64 * 1024;             ///< bytes per second a large frame may take on top of frame_timeout (default 64 KiB/s: 16 MiB in 30 s + 256 s; 0: frame_timeout alone)
-  std::size_t max_queued_bytes = 64u << 20;           ///< per connection: unsent bytes beyond this mean the client is not reading; it is closed (default 64 MiB)
-  const payload_codec* codec = nullptr;               ///< payload codec (default json_codec())
   std::optional<dynamic_supervisor> supervisor{};     ///< supervise connections here (default: the daemon starts its own, linked to it)
   std::optional<std::size_t> worker{};                ///< the listener's worker (default round-robin); connections spread over all workers
-  log_function log = print_log;                       ///< log records (default print_log; nullptr: silent)
 
-  /// Throws std::invalid_argument naming the option and the expected form.
+  /// Throws grove::error (errc::invalid_argument) naming the option
+  /// (`daemon_options.backlog: ...`) and the expected form.
   void validate() const;
 };
 

@@ -1,3 +1,4 @@
+#include <grove/erps/error.hpp>
 #include <grove/erps/frame.hpp>
 
 #include <openssl/core_names.h>
@@ -37,7 +38,7 @@ std::string_view without_padding(const char* p, std::size_t n) noexcept {
 // fetched object is immutable and safe to share between threads.
 EVP_MAC* hmac_algorithm() {
   static EVP_MAC* const mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
-  if (mac == nullptr) throw std::runtime_error("erps: OpenSSL has no HMAC implementation");
+  if (mac == nullptr) throw grove::error(erps_errc::tls, "OpenSSL has no HMAC implementation");
   return mac;
 }
 
@@ -62,7 +63,7 @@ std::array<std::uint8_t, signature_size> hmac(std::string_view secret, const uns
       EVP_MAC_update(mac.ctx, zeroed, header_size) != 1 ||
       EVP_MAC_update(mac.ctx, reinterpret_cast<const unsigned char*>(payload.data()), payload.size()) != 1 ||
       EVP_MAC_final(mac.ctx, out.data(), &written, out.size()) != 1 || written != signature_size) {
-    throw std::runtime_error("erps: HMAC-SHA256 failed in OpenSSL");
+    throw grove::error(erps_errc::tls, "HMAC-SHA256 failed in OpenSSL");
   }
   return out;
 }
@@ -107,21 +108,21 @@ protocol_version protocol_version::parse(std::string_view text) {
     unsigned value = 0;
     auto [next, error] = std::from_chars(p, end, value);
     if (error != std::errc{} || value > 255 || next == p) {
-      throw std::invalid_argument("version \"" + std::string(text) +
+      throw grove::error(errc::invalid_argument, "version \"" + std::string(text) +
                                   "\": expected MAJOR.MINOR.PATCH with each part 0-255, e.g. 1.2.0");
     }
     *parts[i] = static_cast<std::uint8_t>(value);
     p = next;
     if (i < 2) {
       if (p == end || *p != '.') {
-        throw std::invalid_argument("version \"" + std::string(text) +
+        throw grove::error(errc::invalid_argument, "version \"" + std::string(text) +
                                     "\": expected MAJOR.MINOR.PATCH with each part 0-255, e.g. 1.2.0");
       }
       ++p;
     }
   }
   if (p != end) {
-    throw std::invalid_argument("version \"" + std::string(text) +
+    throw grove::error(errc::invalid_argument, "version \"" + std::string(text) +
                                 "\": expected MAJOR.MINOR.PATCH with each part 0-255, e.g. 1.2.0");
   }
   return v;
@@ -135,7 +136,7 @@ version_requirement version_requirement::parse(std::string_view text) {
   version_requirement r;
   r.text_ = std::string(text);
   auto fail = [&] {
-    return std::invalid_argument("version requirement \"" + std::string(text) +
+    return grove::error(errc::invalid_argument, "version requirement \"" + std::string(text) +
                                  "\": expected comparisons like \">= 1.2.0, < 2.0.0\" (operators == != < <= > >=, "
                                  "joined by \",\" or \"and\")");
   };
@@ -166,7 +167,7 @@ version_requirement version_requirement::parse(std::string_view text) {
     while (end < text.size() && ((text[end] >= '0' && text[end] <= '9') || text[end] == '.')) ++end;
     try {
       r.clauses_.push_back({comparison, protocol_version::parse(text.substr(i, end - i))});
-    } catch (const std::invalid_argument&) {
+    } catch (const grove::error&) {
       throw fail();
     }
     i = skip_space(end);
@@ -199,18 +200,21 @@ bool version_requirement::allows(const protocol_version& v) const noexcept {
   return true;
 }
 
-void frame_writer::validate() const {
+std::optional<std::string> frame_writer::problem() const {
   if (identifier.size() > identifier_size) {
-    throw std::invalid_argument("identifier " + quoted(identifier) + " is " + std::to_string(identifier.size()) +
-                                " bytes: expected at most 36");
+    return "identifier " + quoted(identifier) + " is " + std::to_string(identifier.size()) +
+           " bytes: expected at most 36";
   }
   if (signing && signing->key_id.size() > key_id_size) {
-    throw std::invalid_argument("signing key id " + quoted(signing->key_id) + " is " +
-                                std::to_string(signing->key_id.size()) + " bytes: expected at most 16");
+    return "signing key id " + quoted(signing->key_id) + " is " + std::to_string(signing->key_id.size()) +
+           " bytes: expected at most 16";
   }
-  if (signing && signing->key_id.empty()) {
-    throw std::invalid_argument("signing key id is empty: expected 1 to 16 bytes");
-  }
+  if (signing && signing->key_id.empty()) return "signing key id is empty: expected 1 to 16 bytes";
+  return std::nullopt;
+}
+
+void frame_writer::validate() const {
+  if (auto why = problem()) throw grove::error(errc::invalid_argument, *why);
 }
 
 std::string frame_writer::frame(frame_type type, std::string_view payload) const {
@@ -225,7 +229,7 @@ std::string frame_writer::frame(frame_type type, std::string_view payload) const
 void frame_writer::seal(frame_type type, std::string& buffer) const {
   char* h = buffer.data();
   const std::size_t payload_size = buffer.size() - header_size;
-  if (payload_size > 0xffffffffu) throw std::length_error("erps: payload larger than 4 GiB");
+  if (payload_size > 0xffffffffu) throw grove::error(erps_errc::bad_payload, "a payload larger than 4 GiB cannot be framed");
   std::memcpy(h, magic, 4);
   store_u32(h + length_at, static_cast<std::uint32_t>(payload_size));
   h[type_at] = static_cast<char>(type);

@@ -16,6 +16,8 @@
 // zero bytes. No Asio here: the decoder is plain bytes in, frames out.
 #pragma once
 
+#include <grove/erps/error.hpp>
+
 #include <array>
 #include <compare>
 #include <cstddef>
@@ -90,8 +92,10 @@ struct frame_writer {
   std::string identifier{};              ///< at most 36 bytes (default empty)
   std::optional<signing_key> signing{};  ///< sign every frame with this key (default unsigned)
 
-  /// Throws std::invalid_argument (identifier or key id too long).
+  /// Throws grove::error (errc::invalid_argument: identifier or key id too long).
   void validate() const;
+  /// What validate() would throw about, or nothing.
+  std::optional<std::string> problem() const;
   /// A whole frame: header then payload.
   std::string frame(frame_type type, std::string_view payload) const;
   /// Fills the header of `buffer`, which holds header_size reserved bytes

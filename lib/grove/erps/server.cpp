@@ -56,7 +56,7 @@ void session::reply(std::uint64_t sequence) {
   if (it == pending_.end()) return;
   pending_call call = std::move(it->second);
   pending_.erase(it);
-  if (call.slot->error() == errc{}) {
+  if (!call.slot->error()) {
     json value = call.slot->take();
     try {
       link_->send(frame_type::reply, [&](std::string& out) { link_->config().codec->write_reply(out, call.id, value); });

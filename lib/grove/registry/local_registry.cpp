@@ -24,7 +24,7 @@ namespace {
 // -- requests to the registry's process ---------------------------------------------
 
 struct register_request {
-  using reply_type = errc;
+  using reply_type = std::error_code;
   std::string name;
   pid owner;
 };
@@ -34,7 +34,7 @@ struct unregister_request {
   pid owner;
 };
 struct join_request {
-  using reply_type = errc;
+  using reply_type = std::error_code;
   std::string key;
   std::any value;
   pid member;
@@ -45,7 +45,7 @@ struct leave_request {
   pid member;
 };
 struct watch_request {
-  using reply_type = errc;
+  using reply_type = std::error_code;
   std::string key;
   pid watcher;
   bool on;
@@ -71,15 +71,15 @@ class registry_server : public gen_server {
 public:
   explicit registry_server(std::shared_ptr<local_registry::tables> t) : tables_(std::move(t)) {}
 
-  errc handle_call(register_request r) {
+  std::error_code handle_call(register_request r) {
     if (r.name.empty()) return errc::invalid_argument;
     if (!alive(r.owner)) return errc::noproc;
-    if (pending_.contains(r.name)) return errc::already_registered; // being started under a claim
+    if (pending_.contains(r.name)) return registry_errc::already_registered; // being started under a claim
     if (auto holder = tables_->names.find(r.name); holder && alive(*holder)) {
-      return *holder == r.owner ? errc{} : errc::already_registered; // the holder again: a no-op
+      return *holder == r.owner ? std::error_code{} : make_error_code(registry_errc::already_registered); // the holder again: a no-op
     }
     add_name(r.name, r.owner); // free, or held by a process whose exit is not handled yet
-    return errc{};
+    return {};
   }
 
   bool handle_call(unregister_request r) {
@@ -90,7 +90,7 @@ public:
     return true;
   }
 
-  errc handle_call(join_request r) {
+  std::error_code handle_call(join_request r) {
     if (!alive(r.member)) return errc::noproc;
     auto next = std::make_shared<std::vector<group_member>>();
     if (auto current = tables_->groups.find(r.key)) *next = **current;
@@ -103,7 +103,7 @@ public:
     tables_->groups.insert_or_assign(r.key, group_snapshot(std::move(next)));
     owner(r.member).groups.insert(r.key);
     notify(r.key, registry_event::kind::joined, r.member);
-    return errc{};
+    return {};
   }
 
   bool handle_call(leave_request r) {
@@ -113,7 +113,7 @@ public:
     return true;
   }
 
-  errc handle_call(watch_request r) {
+  std::error_code handle_call(watch_request r) {
     auto& list = watchers_[r.key];
     auto it = std::find(list.begin(), list.end(), r.watcher);
     if (r.on) {
@@ -126,7 +126,7 @@ public:
       if (auto o = owners_.find(r.watcher); o != owners_.end()) o->second.watching.erase(r.key);
       forget_if_idle(r.watcher);
     }
-    return errc{};
+    return {};
   }
 
   call_result<name_claim> handle_call(claim_request r, from<name_claim> f) {
@@ -273,8 +273,8 @@ private:
 
 using server = server_ref<registry_server>;
 
-void throw_if(errc e, const std::string& what) {
-  if (e != errc{}) throw grove::error(e, what);
+void throw_if(const std::error_code& e, const std::string& what) {
+  if (e) throw grove::error(e, what);
 }
 
 } // namespace
@@ -296,8 +296,8 @@ local_registry::~local_registry() { grove::exit(server_, exit_reason::shutdown()
 
 awaitable<void> local_registry::register_name(std::string name, pid owner) {
   register_request request{name, owner};
-  errc e = co_await server(server_).call(std::move(request));
-  if (e == errc::already_registered) {
+  std::error_code e = co_await server(server_).call(std::move(request));
+  if (e == registry_errc::already_registered) {
     throw grove::error(e, "'" + name + "' is held by " + whereis(name).to_string());
   }
   throw_if(e, e == errc::invalid_argument ? "a registered name must not be empty"

@@ -1,4 +1,5 @@
 #include <grove/registry/registry.hpp>
+#include <grove/registry/error.hpp>
 
 #include <exception>
 
@@ -19,7 +20,7 @@ awaitable<pid> start_registered(registry& r, std::string name, child_start start
   const name_claim claim = co_await r.claim(name);
   if (!claim.granted) {
     if (fail_if_taken) {
-      throw grove::error(errc::already_registered, "'" + name + "' is held by " + claim.holder.to_string());
+      throw grove::error(registry_errc::already_registered, "'" + name + "' is held by " + claim.holder.to_string());
     }
     co_return claim.holder;
   }
@@ -51,5 +52,12 @@ awaitable<pid> start_registered_child(registry& r, std::string name, const dynam
 }
 
 } // namespace detail
+
+const std::error_category& registry_category() noexcept {
+  static constexpr const char* messages[] = { // in the order of registry_errc
+      "the name is already registered to another live process (whereis it, or pick another name)",
+  };
+  return detail::table_category_of<registry_errc::already_registered>("grove.registry", messages);
+}
 
 } // namespace grove

@@ -30,6 +30,7 @@
 //    the registry applied them.
 #pragma once
 
+#include <grove/registry/error.hpp>
 #include <grove/core/gen_server.hpp>
 #include <grove/supervisor/child_spec.hpp>
 #include <grove/supervisor/dynamic_supervisor.hpp>

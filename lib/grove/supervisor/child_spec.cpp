@@ -1,4 +1,5 @@
 #include <grove/supervisor/child_spec.hpp>
+#include <grove/supervisor/error.hpp>
 
 #include <boost/core/demangle.hpp>
 
@@ -60,6 +61,18 @@ std::ostream& operator<<(std::ostream& os, child_status s) {
   case child_status::stopped: return os << "stopped";
   }
   return os;
+}
+
+const std::error_category& supervisor_category() noexcept {
+  static constexpr const char* messages[] = { // in the order of supervisor_errc
+      "a child with this id is already running under the supervisor",
+      "a child spec with this id is already present (stopped): restart_child or delete_child it first",
+      "no such child",
+      "the child is running: terminate_child it first",
+      "the child is being restarted by its supervisor; try again",
+      "the dynamic supervisor already has max_children children",
+  };
+  return detail::table_category_of<supervisor_errc::max_children>("grove.supervisor", messages);
 }
 
 } // namespace grove

@@ -10,6 +10,7 @@
 // start, or start the same server type with equal arguments and options.
 #pragma once
 
+#include <grove/supervisor/error.hpp>
 #include <grove/core/error.hpp>
 #include <grove/core/exit_reason.hpp>
 #include <grove/core/gen_server.hpp>

@@ -45,7 +45,7 @@ public:
   awaitable<outcome<pid>> handle_call(start_dynamic_child_request r) {
     if (auto bad = validate(r.spec)) co_return outcome<pid>::failure(errc::invalid_argument, *bad);
     if (options_.max_children && children_.size() >= *options_.max_children) {
-      co_return outcome<pid>::failure(errc::max_children, "the dynamic supervisor " + self().to_string() + " has " +
+      co_return outcome<pid>::failure(supervisor_errc::max_children, "the dynamic supervisor " + self().to_string() + " has " +
                                                               std::to_string(children_.size()) +
                                                               " children, its max_children");
     }
@@ -61,7 +61,7 @@ public:
   awaitable<outcome<nothing>> handle_call(terminate_dynamic_child_request r) {
     auto it = children_.find(r.child);
     if (it == children_.end()) {
-      co_return outcome<nothing>::failure(errc::not_found, r.child.to_string() + " is not a child of this supervisor");
+      co_return outcome<nothing>::failure(supervisor_errc::not_found, r.child.to_string() + " is not a child of this supervisor");
     }
     if (!it->second.restarting) {
       const shutdown_policy policy = it->second.spec.effective_shutdown();

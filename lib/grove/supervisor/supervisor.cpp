@@ -74,10 +74,10 @@ public:
     if (auto bad = validate(r.spec)) co_return outcome<pid>::failure(errc::invalid_argument, *bad);
     if (const supervised_child* c = find(r.spec.id)) {
       if (c->process) {
-        co_return outcome<pid>::failure(errc::already_started, child_name(r.spec.id, {}) + " is already running as " +
+        co_return outcome<pid>::failure(supervisor_errc::already_started, child_name(r.spec.id, {}) + " is already running as " +
                                                                    c->process.to_string());
       }
-      co_return outcome<pid>::failure(errc::already_present, child_name(r.spec.id, {}) + " is already present");
+      co_return outcome<pid>::failure(supervisor_errc::already_present, child_name(r.spec.id, {}) + " is already present");
     }
     start_outcome o = co_await start_one(this_process(), r.spec.start, no_extra_);
     if (o.failure) {
@@ -90,7 +90,7 @@ public:
 
   awaitable<outcome<nothing>> handle_call(terminate_child_request r) {
     supervised_child* c = find(r.id);
-    if (!c) co_return outcome<nothing>::failure(errc::not_found, child_name(r.id, {}) + " is not a child here");
+    if (!c) co_return outcome<nothing>::failure(supervisor_errc::not_found, child_name(r.id, {}) + " is not a child here");
     if (c->process) co_await stop_child(index_of(*c));
     c = find(r.id); // stop_child may not change the list, but look again rather than trust it
     c->process = {};
@@ -101,9 +101,9 @@ public:
 
   awaitable<outcome<pid>> handle_call(restart_child_request r) {
     supervised_child* c = find(r.id);
-    if (!c) co_return outcome<pid>::failure(errc::not_found, child_name(r.id, {}) + " is not a child here");
-    if (c->restarting) co_return outcome<pid>::failure(errc::restarting, child_name(r.id, {}) + " is being restarted");
-    if (c->process) co_return outcome<pid>::failure(errc::running, child_name(r.id, {}) + " is running");
+    if (!c) co_return outcome<pid>::failure(supervisor_errc::not_found, child_name(r.id, {}) + " is not a child here");
+    if (c->restarting) co_return outcome<pid>::failure(supervisor_errc::restarting, child_name(r.id, {}) + " is being restarted");
+    if (c->process) co_return outcome<pid>::failure(supervisor_errc::running, child_name(r.id, {}) + " is running");
     start_outcome o = co_await start_one(this_process(), c->spec.start, no_extra_);
     c = find(r.id);
     if (o.failure) {
@@ -116,9 +116,9 @@ public:
 
   outcome<nothing> handle_call(delete_child_request r) {
     supervised_child* c = find(r.id);
-    if (!c) return outcome<nothing>::failure(errc::not_found, child_name(r.id, {}) + " is not a child here");
-    if (c->restarting) return outcome<nothing>::failure(errc::restarting, child_name(r.id, {}) + " is being restarted");
-    if (c->process) return outcome<nothing>::failure(errc::running, child_name(r.id, {}) + " is running");
+    if (!c) return outcome<nothing>::failure(supervisor_errc::not_found, child_name(r.id, {}) + " is not a child here");
+    if (c->restarting) return outcome<nothing>::failure(supervisor_errc::restarting, child_name(r.id, {}) + " is being restarted");
+    if (c->process) return outcome<nothing>::failure(supervisor_errc::running, child_name(r.id, {}) + " is running");
     children_.erase(children_.begin() + index_of(*c));
     return outcome<nothing>{nothing{}};
   }

@@ -39,7 +39,7 @@ public:
   virtual ~reply_slot_base() = default;
 
   /// Complete with an error. Any thread; false if already completed.
-  bool fail(errc code, exit_reason reason = {}) noexcept {
+  bool fail(std::error_code code, exit_reason reason = {}) noexcept {
     if (!claim()) return false;
     error_ = code;
     reason_ = std::move(reason);
@@ -60,14 +60,14 @@ public:
     if (previous == completed_marker()) w->wake(*this);
   }
 
-  /// The error it completed with (errc{} for a value) and its exit reason.
+  /// The error it completed with (none for a value) and its exit reason.
   /// Caller side, after completion.
-  errc error() const noexcept { return error_; }
+  const std::error_code& error() const noexcept { return error_; }
   const exit_reason& reason() const noexcept { return reason_; }
 
   /// Throws the stored error, if any. Caller side, after completion.
   void rethrow_error() const {
-    if (error_ == errc{}) return;
+    if (!error_) return;
     if (error_ == errc::exited || error_ == errc::start_failed) throw grove::error(error_, reason_);
     if (!reason_.detail().empty()) throw grove::error(error_, reason_.detail());
     throw grove::error(error_);
@@ -94,7 +94,7 @@ private:
   }
 
   std::atomic<std::uint8_t> state_{pending};
-  errc error_{};
+  std::error_code error_{};
   exit_reason reason_;
   pid caller_;
   std::atomic<reply_waiter*> waiter_{nullptr};

@@ -15,6 +15,7 @@
 
 #include <grove/core/pid.hpp>
 #include <grove/core/process.hpp>
+#include <grove/erps/link_options.hpp>
 #include <grove/erps/codec.hpp>
 #include <grove/erps/frame.hpp>
 #include <grove/erps/log.hpp>
@@ -94,6 +95,12 @@ struct link_config {
   log_function log{};
   std::shared_ptr<link_counters> counters{};
 };
+
+/// Throws grove::error (errc::invalid_argument): "<owner>.<field>: <why>".
+[[noreturn]] void bad_option(std::string_view owner, std::string_view field, const std::string& why);
+/// The link settings `o` gives; each side adds its own (server, versions,
+/// idle timeout, calls in flight, handshake, counters).
+link_config make_link_config(const link_options& o);
 
 /// An error's message without OpenSSL's " (SSL routines)" suffix.
 std::string describe(const boost::system::error_code& error);

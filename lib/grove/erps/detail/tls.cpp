@@ -1,5 +1,6 @@
 // TLS for erps links: OpenSSL contexts and the TLS transport. The one file
 // of the erps layer that includes Boost.Asio's SSL headers.
+#include <grove/erps/error.hpp>
 #include <grove/erps/detail/transport.hpp>
 
 #include <boost/asio/as_tuple.hpp>
@@ -40,9 +41,9 @@ std::string openssl_reason(const boost::system::system_error& e) {
 }
 
 void require_readable(const std::string& option, const std::string& file) {
-  if (file.empty()) throw std::invalid_argument(option + " is empty: expected the path of a PEM file");
+  if (file.empty()) throw grove::error(errc::invalid_argument, option + " is empty: expected the path of a PEM file");
   std::ifstream in(file);
-  if (!in) throw std::invalid_argument(option + " \"" + file + "\": cannot read the file (expected a PEM file)");
+  if (!in) throw grove::error(errc::invalid_argument, option + " \"" + file + "\": cannot read the file (expected a PEM file)");
 }
 
 template <class F>
@@ -51,7 +52,7 @@ void load(const std::string& option, const std::string& file, F&& f) {
   try {
     f();
   } catch (const boost::system::system_error& e) {
-    throw std::invalid_argument(option + " \"" + file + "\": " + openssl_reason(e) + " (expected a PEM file)");
+    throw grove::error(errc::invalid_argument, option + " \"" + file + "\": " + openssl_reason(e) + " (expected a PEM file)");
   }
 }
 
@@ -79,7 +80,7 @@ void apply_policy(ssl::context& ctx, const tls_policy& p) {
   SSL_CTX_set_min_proto_version(native, p.min_version == tls_version::tls1_3 ? TLS1_3_VERSION : TLS1_2_VERSION);
   const std::string& list = p.tls12_ciphers.empty() ? std::string(default_tls12_ciphers) : p.tls12_ciphers;
   if (SSL_CTX_set_cipher_list(native, list.c_str()) != 1) {
-    throw std::invalid_argument("tls.tls12_ciphers \"" + list + "\": no cipher OpenSSL knows (expected an OpenSSL cipher list)");
+    throw grove::error(errc::invalid_argument, "tls.tls12_ciphers \"" + list + "\": no cipher OpenSSL knows (expected an OpenSSL cipher list)");
   }
   // A list may narrow the policy, never widen it.
   STACK_OF(SSL_CIPHER)* chosen = SSL_CTX_get_ciphers(native);
@@ -87,12 +88,12 @@ void apply_policy(ssl::context& ctx, const tls_policy& p) {
     const SSL_CIPHER* c = sk_SSL_CIPHER_value(chosen, i);
     if (SSL_CIPHER_get_kx_nid(c) == NID_kx_any) continue; // a TLS 1.3 suite (its key exchange is negotiated apart)
     if (SSL_CIPHER_is_aead(c) != 1 || SSL_CIPHER_get_kx_nid(c) != NID_kx_ecdhe) {
-      throw std::invalid_argument("tls.tls12_ciphers names " + std::string(SSL_CIPHER_get_name(c)) +
+      throw grove::error(errc::invalid_argument, "tls.tls12_ciphers names " + std::string(SSL_CIPHER_get_name(c)) +
                                   ": expected only ECDHE suites with AES-GCM or ChaCha20-Poly1305");
     }
   }
   if (!p.tls13_ciphersuites.empty() && SSL_CTX_set_ciphersuites(native, p.tls13_ciphersuites.c_str()) != 1) {
-    throw std::invalid_argument("tls.tls13_ciphersuites \"" + p.tls13_ciphersuites +
+    throw grove::error(errc::invalid_argument, "tls.tls13_ciphersuites \"" + p.tls13_ciphersuites +
                                 "\": expected OpenSSL TLS 1.3 suite names, e.g. TLS_AES_256_GCM_SHA384");
   }
 }
@@ -150,7 +151,7 @@ private:
     if (RAND_bytes(k.name.data(), static_cast<int>(k.name.size())) != 1 ||
         RAND_bytes(k.aes.data(), static_cast<int>(k.aes.size())) != 1 ||
         RAND_bytes(k.hmac.data(), static_cast<int>(k.hmac.size())) != 1) {
-      throw std::runtime_error("OpenSSL could not generate a session ticket key");
+      throw grove::error(erps_errc::tls, "OpenSSL could not generate a session ticket key");
     }
     k.created = std::chrono::steady_clock::now();
     return k;
@@ -164,7 +165,7 @@ private:
       key next = make_key();
       previous_ = current_;
       current_ = next;
-    } catch (const std::runtime_error&) {
+    } catch (const grove::error&) {
       // Keep sealing with the key we have; the next handshake tries again.
     }
   }
@@ -349,7 +350,7 @@ private:
 };
 
 void check_timeout(const std::string& option, duration d) {
-  if (d <= duration::zero()) throw std::invalid_argument(option + " must be positive");
+  if (d <= duration::zero()) throw grove::error(errc::invalid_argument, option + " must be positive");
 }
 
 } // namespace
@@ -357,7 +358,7 @@ void check_timeout(const std::string& option, duration d) {
 std::shared_ptr<tls_context> tls_context::server(const tls_server_options& o) {
   check_timeout("tls.handshake_timeout", o.handshake_timeout);
   if (o.session_tickets && o.ticket_key_lifetime <= std::chrono::seconds::zero()) {
-    throw std::invalid_argument("tls.ticket_key_lifetime must be positive");
+    throw grove::error(errc::invalid_argument, "tls.ticket_key_lifetime must be positive");
   }
   auto shared = std::make_shared<shared_context>(ssl::context::tls_server);
   ssl::context* ctx = &shared->context;
@@ -365,12 +366,12 @@ std::shared_ptr<tls_context> tls_context::server(const tls_server_options& o) {
   load("tls.certificate_file", o.certificate_file, [&] { ctx->use_certificate_chain_file(o.certificate_file); });
   load("tls.private_key_file", o.private_key_file, [&] { ctx->use_private_key_file(o.private_key_file, ssl::context::pem); });
   if (SSL_CTX_check_private_key(ctx->native_handle()) != 1) {
-    throw std::invalid_argument("tls.private_key_file \"" + o.private_key_file + "\" does not match tls.certificate_file \"" +
+    throw grove::error(errc::invalid_argument, "tls.private_key_file \"" + o.private_key_file + "\" does not match tls.certificate_file \"" +
                                 o.certificate_file + "\"");
   }
   if (o.require_client_certificate) {
     if (o.ca_file.empty()) {
-      throw std::invalid_argument(
+      throw grove::error(errc::invalid_argument, 
           "tls.ca_file is empty: mutual TLS needs the CA that signs client certificates (or set "
           "require_client_certificate to false for one-way TLS)");
     }
@@ -394,7 +395,7 @@ std::shared_ptr<tls_context> tls_context::client(const tls_client_options& o) {
   apply_policy(*ctx, {o.min_version, o.tls12_ciphers, o.tls13_ciphersuites});
   if (o.verify_server) {
     if (o.ca_file.empty()) {
-      throw std::invalid_argument("tls.ca_file is empty: expected the CA that signs the server's certificate (or set "
+      throw grove::error(errc::invalid_argument, "tls.ca_file is empty: expected the CA that signs the server's certificate (or set "
                                   "verify_server to false, for tests only)");
     }
     load("tls.ca_file", o.ca_file, [&] { ctx->load_verify_file(o.ca_file); });
@@ -407,7 +408,7 @@ std::shared_ptr<tls_context> tls_context::client(const tls_client_options& o) {
     load("tls.private_key_file", o.private_key_file,
          [&] { ctx->use_private_key_file(o.private_key_file, ssl::context::pem); });
     if (SSL_CTX_check_private_key(ctx->native_handle()) != 1) {
-      throw std::invalid_argument("tls.private_key_file \"" + o.private_key_file +
+      throw grove::error(errc::invalid_argument, "tls.private_key_file \"" + o.private_key_file +
                                   "\" does not match tls.certificate_file \"" + o.certificate_file + "\"");
     }
   }

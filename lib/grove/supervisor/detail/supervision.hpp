@@ -3,6 +3,7 @@
 // error to the caller.
 #pragma once
 
+#include <grove/supervisor/error.hpp>
 #include <grove/core/error.hpp>
 #include <grove/core/gen_server.hpp>
 #include <grove/supervisor/child_spec.hpp>
@@ -36,11 +37,11 @@ private:
 template <class T>
 struct outcome {
   std::optional<T> value{};
-  errc code{};
+  std::error_code code{};
   std::string detail{};
   std::optional<exit_reason> reason{};
 
-  static outcome failure(errc c, std::string d, std::optional<exit_reason> r = std::nullopt) {
+  static outcome failure(std::error_code c, std::string d, std::optional<exit_reason> r = std::nullopt) {
     return outcome{std::nullopt, c, std::move(d), std::move(r)};
   }
   T get() && {
