@@ -12,7 +12,7 @@
 #include "service.hpp"
 
 #include <grove/erps/daemon.hpp>
-#include <grove/registry/registry.hpp>
+#include <grove/registry/supervised.hpp>
 #include <grove/supervisor/child_spec.hpp>
 
 #include <cstddef>

@@ -45,7 +45,7 @@
 #pragma once
 
 #include <grove/connection/error.hpp>
-#include <grove/connection/backoff.hpp>
+#include <grove/core/backoff.hpp>
 #include <grove/core/gen_server.hpp>
 
 #include <atomic>

@@ -294,7 +294,7 @@ local_registry::local_registry(grove::node& n, local_registry_options options)
 
 local_registry::~local_registry() { grove::exit(server_, exit_reason::shutdown()); }
 
-awaitable<void> local_registry::register_name(std::string name, pid owner) {
+awaitable<void> local_registry::do_register_name(std::string name, pid owner) {
   register_request request{name, owner};
   std::error_code e = co_await server(server_).call(std::move(request));
   if (e == registry_errc::already_registered) {
@@ -304,7 +304,7 @@ awaitable<void> local_registry::register_name(std::string name, pid owner) {
                                           : "cannot register '" + name + "' to " + owner.to_string());
 }
 
-awaitable<bool> local_registry::unregister_name(std::string name, pid owner) {
+awaitable<bool> local_registry::do_unregister_name(std::string name, pid owner) {
   unregister_request request{std::move(name), owner};
   co_return co_await server(server_).call(std::move(request));
 }
@@ -325,12 +325,12 @@ std::vector<std::string> local_registry::names() const {
 
 std::size_t local_registry::count() const { return tables_->names.size(); }
 
-awaitable<void> local_registry::join(std::string key, std::any value, pid member) {
+awaitable<void> local_registry::do_join(std::string key, std::any value, pid member) {
   join_request request{key, std::move(value), member};
   throw_if(co_await server(server_).call(std::move(request)), "cannot join " + member.to_string() + " to '" + key + "'");
 }
 
-awaitable<bool> local_registry::leave(std::string key, pid member) {
+awaitable<bool> local_registry::do_leave(std::string key, pid member) {
   leave_request request{std::move(key), member};
   co_return co_await server(server_).call(std::move(request));
 }
@@ -350,12 +350,12 @@ void local_registry::for_each_member(std::string_view key, const std::function<v
   });
 }
 
-awaitable<void> local_registry::watch(std::string key, pid watcher) {
+awaitable<void> local_registry::do_watch(std::string key, pid watcher) {
   watch_request request{key, watcher, true};
   throw_if(co_await server(server_).call(std::move(request)), "cannot watch '" + key + "' for " + watcher.to_string());
 }
 
-awaitable<void> local_registry::unwatch(std::string key, pid watcher) {
+awaitable<void> local_registry::do_unwatch(std::string key, pid watcher) {
   watch_request request{std::move(key), watcher, false};
   co_await server(server_).call(std::move(request));
 }

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <grove/registry/registry.hpp>
+#include <grove/registry/supervised.hpp>
 
 #include <memory>
 #include <optional>
@@ -34,21 +35,14 @@ public:
   /// Stops the registry's process; registrations end with it.
   ~local_registry() override;
 
-  awaitable<void> register_name(std::string name, pid owner = grove::self()) override;
-  awaitable<bool> unregister_name(std::string name, pid owner = grove::self()) override;
   pid whereis(std::string_view name) const override;
   std::vector<std::string> names() const override;
   /// Registered names; one whose holder just ended counts until the
   /// registry has handled its exit (whereis and names() skip it at once).
   std::size_t count() const override;
 
-  awaitable<void> join(std::string key, std::any value = {}, pid member = grove::self()) override;
-  awaitable<bool> leave(std::string key, pid member = grove::self()) override;
   std::vector<group_member> members(std::string_view key) const override;
   void for_each_member(std::string_view key, const std::function<void(const group_member&)>& f) const override;
-
-  awaitable<void> watch(std::string key, pid watcher = grove::self()) override;
-  awaitable<void> unwatch(std::string key, pid watcher = grove::self()) override;
 
   awaitable<void> put_meta(std::string key, std::string value) override;
   std::optional<std::string> meta(std::string_view key) const override;
@@ -56,10 +50,19 @@ public:
   awaitable<name_claim> claim(std::string name) override;
   awaitable<void> settle_claim(std::string name, pid started) override;
 
+
   /// The registry's own process (it applies every change).
   pid process() const noexcept { return server_; }
 
   struct tables; // the lock-free tables, shared with the registry's process
+
+protected:
+  awaitable<void> do_register_name(std::string name, pid owner) override;
+  awaitable<bool> do_unregister_name(std::string name, pid owner) override;
+  awaitable<void> do_join(std::string key, std::any value, pid member) override;
+  awaitable<bool> do_leave(std::string key, pid member) override;
+  awaitable<void> do_watch(std::string key, pid watcher) override;
+  awaitable<void> do_unwatch(std::string key, pid watcher) override;
 
 private:
   std::shared_ptr<tables> tables_;

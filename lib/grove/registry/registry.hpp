@@ -1,5 +1,5 @@
 // grove/registry/registry.hpp — process names: unique names, groups
-// (duplicate keys), watchers, and addressing a server by its name. The
+// (a process at most once per key), watchers, and addressing a server by its name. The
 // interface every backend implements; local_registry.hpp is the one for a
 // single machine.
 //
@@ -7,6 +7,9 @@
 //   auto counter = co_await grove::start_link<counter_server>(names, "counter/1", 0);  // or the one already running
 //   co_await grove::via<counter_server>(names, "counter/1").call(get{});                // resolved when sent
 //   co_await grove::start_child<session>(names, "session/42", sessions, peer);         // named, supervised
+//
+// This header depends on core alone; the starts through a name (start_link,
+// start_child, registered) are in registry/supervised.hpp.
 //
 // A registry is an object the user creates and passes; several live side by
 // side in one program.
@@ -30,10 +33,8 @@
 //    the registry applied them.
 #pragma once
 
-#include <grove/registry/error.hpp>
 #include <grove/core/gen_server.hpp>
-#include <grove/supervisor/child_spec.hpp>
-#include <grove/supervisor/dynamic_supervisor.hpp>
+#include <grove/registry/error.hpp>
 
 #include <any>
 #include <cstdint>
@@ -77,26 +78,37 @@ public:
   /// The node this registry's processes are started on.
   grove::node& node() const noexcept { return *node_; }
 
+  // The operations whose owner defaults to the calling process are
+  // non-virtual and call a protected do_ function (Core Guidelines C.140:
+  // a default argument belongs to one declaration, not to every override).
+
   // -- unique names --------------------------------------------------------
   /// Registers `owner` (default: the calling process) under `name`. Throws
-  /// grove::error: already_registered (another live process holds it),
-  /// noproc (the owner is not alive), invalid_argument (empty name).
-  /// Registering a name the owner already holds is a no-op.
-  virtual awaitable<void> register_name(std::string name, pid owner = grove::self()) = 0;
+  /// grove::error: registry_errc::already_registered (another live process
+  /// holds it), noproc (the owner is not alive), invalid_argument (empty
+  /// name). Registering a name the owner already holds is a no-op.
+  awaitable<void> register_name(std::string name, pid owner = grove::self()) {
+    return do_register_name(std::move(name), owner);
+  }
   /// Removes `name` if `owner` holds it; false otherwise.
-  virtual awaitable<bool> unregister_name(std::string name, pid owner = grove::self()) = 0;
+  awaitable<bool> unregister_name(std::string name, pid owner = grove::self()) {
+    return do_unregister_name(std::move(name), owner);
+  }
   /// The live holder of `name`, or the null pid. Any thread; lock-free locally.
   virtual pid whereis(std::string_view name) const = 0;
   /// Registered names (a snapshot) and how many there are.
   virtual std::vector<std::string> names() const = 0;
   virtual std::size_t count() const = 0;
 
-  // -- groups (duplicate keys) ---------------------------------------------
+  // -- groups -----------------------------------------------------------------
   /// Adds `member` (default: the calling process) to the group `key` with
-  /// `value`; a member joining again replaces its value.
-  virtual awaitable<void> join(std::string key, std::any value = {}, pid member = grove::self()) = 0;
+  /// `value`. A process is in a group at most once: joining again replaces
+  /// its value (where Elixir's duplicate Registry would add a second entry).
+  awaitable<void> join(std::string key, std::any value = {}, pid member = grove::self()) {
+    return do_join(std::move(key), std::move(value), member);
+  }
   /// Removes `member` from `key`; false if it was not in it.
-  virtual awaitable<bool> leave(std::string key, pid member = grove::self()) = 0;
+  awaitable<bool> leave(std::string key, pid member = grove::self()) { return do_leave(std::move(key), member); }
   /// The group's members, in the order they joined (a snapshot). Any thread.
   virtual std::vector<group_member> members(std::string_view key) const = 0;
   /// Calls f(member) for each member without copying the group. Any
@@ -107,8 +119,8 @@ public:
   /// `watcher` (default: the calling process) gets a registry_event message
   /// whenever `key` is registered or unregistered (a name) or a member
   /// joins or leaves (a group), until it unwatches or ends.
-  virtual awaitable<void> watch(std::string key, pid watcher = grove::self()) = 0;
-  virtual awaitable<void> unwatch(std::string key, pid watcher = grove::self()) = 0;
+  awaitable<void> watch(std::string key, pid watcher = grove::self()) { return do_watch(std::move(key), watcher); }
+  awaitable<void> unwatch(std::string key, pid watcher = grove::self()) { return do_unwatch(std::move(key), watcher); }
 
   // -- metadata of the registry itself ------------------------------------------
   virtual awaitable<void> put_meta(std::string key, std::string value) = 0;
@@ -123,6 +135,14 @@ public:
   /// Ends a granted claim: registers `started` under the name, or (null)
   /// gives the claim up.
   virtual awaitable<void> settle_claim(std::string name, pid started) = 0;
+
+protected:
+  virtual awaitable<void> do_register_name(std::string name, pid owner) = 0;
+  virtual awaitable<bool> do_unregister_name(std::string name, pid owner) = 0;
+  virtual awaitable<void> do_join(std::string key, std::any value, pid member) = 0;
+  virtual awaitable<bool> do_leave(std::string key, pid member) = 0;
+  virtual awaitable<void> do_watch(std::string key, pid watcher) = 0;
+  virtual awaitable<void> do_unwatch(std::string key, pid watcher) = 0;
 
 private:
   grove::node* node_;
@@ -186,79 +206,6 @@ std::size_t multi_send(const registry& r, std::string_view key, const T& m) {
     ++sent;
   });
   return sent;
-}
-
-namespace detail {
-
-/// Claims `name`, runs `start` if granted, settles. A claim held by a live
-/// other process: returns it (register-or-get) or, with `fail_if_taken`,
-/// throws already_registered (a supervised child's start).
-awaitable<pid> start_registered(registry& r, std::string name, child_start start, node& n, extra_arguments extra,
-                                bool fail_if_taken);
-
-/// start_child(registry, name, sup, ...): the holder if there is a live one,
-/// else sup.start_child(spec) — and the holder after all if that start lost
-/// a race for the name.
-awaitable<pid> start_registered_child(registry& r, std::string name, const dynamic_supervisor_base& sup,
-                                      child_spec spec);
-
-/// A child start that registers what it starts (and re-registers on every restart).
-class registered_start final : public start_impl {
-public:
-  registered_start(registry& r, std::string name, child_start inner)
-      : registry_(&r), name_(std::move(name)), inner_(std::move(inner)) {}
-  awaitable<pid> start(node& n, const extra_arguments& extra) const override {
-    return start_registered(*registry_, name_, inner_, n, extra, true);
-  }
-  bool equals(const start_impl& other) const noexcept override {
-    auto* o = dynamic_cast<const registered_start*>(&other);
-    return o && o->registry_ == registry_ && o->name_ == name_ && o->inner_ == inner_;
-  }
-
-private:
-  registry* registry_;
-  std::string name_;
-  child_start inner_;
-};
-
-} // namespace detail
-
-/// `spec` with its process registered under `name` on every start and
-/// restart (a restarted child is found under its name again). A start
-/// fails with already_registered while another live process holds the name.
-inline child_spec registered(registry& r, std::string name, child_spec spec) {
-  spec.start = child_start(std::make_shared<const detail::registered_start>(r, std::move(name), std::move(spec.start)));
-  return spec;
-}
-
-/// Starts S(args...) linked to the caller and registered under `name` — or,
-/// if a live process already holds the name, returns that one (no second
-/// process is started; concurrent starts of one name all get the same).
-template <class S, class... Args>
-  requires std::derived_from<S, gen_server> && std::constructible_from<S, Args...> &&
-           (std::copy_constructible<Args> && ...)
-awaitable<server_ref<S>> start_link(registry& r, std::string name, Args... args) {
-  start_options options;
-  options.link = true;
-  child_start start([options, args...](grove::node& n) { return detail::start_untyped<S>(n, options, args...); });
-  return detail::as_handle<server_ref<S>>(
-      detail::start_registered(r, std::move(name), std::move(start), r.node(), {}, false));
-}
-
-/// Starts S(extra..., args...) under the dynamic supervisor `sup`,
-/// registered under `name` (and re-registered when `sup` restarts it) — or
-/// returns the live process already holding the name.
-template <class S, class... Extra, class... Args>
-  requires std::derived_from<S, gen_server> && std::constructible_from<S, Extra..., Args...> &&
-           (std::copy_constructible<Args> && ...)
-awaitable<server_ref<S>> start_child(registry& r, std::string name, const dynamic_supervisor_of<Extra...>& sup,
-                                     Args... args) {
-  child_spec spec;
-  spec.id = name;
-  spec.start = child_start(std::make_shared<const detail::server_start<S, std::tuple<Extra...>, Args...>>(
-      start_options{}, std::move(args)...));
-  child_spec named = registered(r, name, std::move(spec));
-  return detail::as_handle<server_ref<S>>(detail::start_registered_child(r, std::move(name), sup, std::move(named)));
 }
 
 } // namespace grove

@@ -1,5 +1,5 @@
-// grove/connection/backoff.hpp — how long a connection waits before it
-// tries again: exponential with jitter (gRPC's connection backoff),
+// grove/core/backoff.hpp — how long to wait before trying again (a
+// connection's reconnect, a fetcher's retry, a tenant's restart): exponential with jitter (gRPC's connection backoff),
 // decorrelated jitter (AWS's), or constant.
 //
 //   auto policy = grove::backoff_policy::exponential(); // 1 s, x1.6, +-20 %, at most 120 s

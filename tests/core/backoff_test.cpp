@@ -1,4 +1,4 @@
-#include <grove/connection/backoff.hpp>
+#include <grove/core/backoff.hpp>
 
 #include <grove/core/error.hpp>
 
