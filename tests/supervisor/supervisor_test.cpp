@@ -4,6 +4,7 @@
 
 #include <grove/core/error.hpp>
 #include <grove/core/node.hpp>
+#include <grove/core/testing.hpp>
 
 #include <doctest/doctest.h>
 
@@ -545,4 +546,27 @@ TEST_CASE("the_default_intensity_is_three_restarts_in_five_seconds") {
   CHECK(grove::alive(sup.id()));
   grove::exit(pids(node, sup)["a"], grove::exit_reason::kill());
   REQUIRE(log->wait_count("down:sup:shutdown", 1));
+}
+
+TEST_CASE("stop_from_outside_stops_the_children_in_reverse_order_and_returns_the_reason") {
+  auto log = std::make_shared<event_log>();
+  grove::node node{quiet()};
+  auto sup = start_sup(node, {w("a", log), w("b", log)}, {.report = nullptr});
+  grove::exit_reason r = node.block_on(sup.stop(grove::exit_reason::shutdown(), 20s));
+  CHECK(r == grove::exit_reason::shutdown());
+  // stop() returned once the supervisor had ended, so its children had too.
+  CHECK(log->events() == events{"start:a", "start:b", "stop:b:shutdown", "stop:a:shutdown"});
+  CHECK_FALSE(grove::alive(sup.id()));
+  CHECK(node.block_on(grove::testing::error_of(sup.stop())) == grove::errc::noproc);
+}
+
+TEST_CASE("child_pid_finds_a_child_by_its_id") {
+  auto log = std::make_shared<event_log>();
+  grove::node node{quiet()};
+  auto sup = start_sup(node, {w("a", log), w("b", log)}, {.report = nullptr});
+  const auto kids = pids(node, sup);
+  CHECK(node.block_on(sup.child_pid("b")) == kids.at("b"));
+  node.block_on(sup.terminate_child("b"));
+  CHECK(node.block_on(sup.child_pid("b")) == grove::pid{});
+  CHECK(node.block_on(grove::testing::error_of(sup.child_pid("nobody"))) == grove::supervisor_errc::not_found);
 }

@@ -1,6 +1,8 @@
 #include <grove/core/detail/runtime.hpp>
 #include <grove/core/gen_server.hpp>
 
+#include <functional>
+
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/async_result.hpp>
@@ -100,26 +102,66 @@ awaitable<void> await_call(pid target, envelope env, duration timeout) {
   co_await wait_for_slot(slot, timeout, [&] { deliver_envelope(target, std::move(env)); });
 }
 
-awaitable<std::optional<exit_reason>> await_exit(pid target, duration timeout, std::optional<exit_reason> signal) {
-  // A slot no one ever sets: the target's death fails it with its reason,
-  // as it fails the calls the target was handling.
+namespace {
+/// Waits until `target` has ended or `timeout` passed, and returns the slot
+/// that says which: no one ever sets it, and the target's death fails it
+/// with the exit reason, as it fails the calls the target was handling.
+/// `then(target, slot)` runs on the target's thread once the wait is in place.
+using end_hook = std::function<void(process_state&, const std::shared_ptr<reply_slot<pid>>&)>;
+awaitable<std::shared_ptr<reply_slot<pid>>> wait_for_end(pid target, duration timeout, end_hook then) {
   auto slot = std::make_shared<reply_slot<pid>>();
-  const pid me = grove::self();
   co_await wait_for_slot(slot, timeout, [&] {
-    on_owner(target, [slot, me, signal = std::move(signal)](process_state* t) {
+    on_owner(target, [slot, then = std::move(then)](process_state* t) {
       if (!t) {
         slot->fail(errc::noproc);
         return;
       }
       t->track_reply(slot);
-      if (signal) t->on_exit_signal(me, *signal, false);
+      then(*t, slot);
     });
   });
+  co_return slot;
+}
+} // namespace
+
+awaitable<std::optional<exit_reason>> await_exit(pid target, duration timeout, std::optional<exit_reason> signal) {
+  const pid me = grove::self();
+  // A named hook, not a temporary inside the co_await: g++ 12 destroys
+  // such temporaries twice.
+  end_hook then = [me, signal = std::move(signal)](process_state& t, const auto&) {
+    if (signal) t.on_exit_signal(me, *signal, false);
+  };
+  auto slot = co_await wait_for_end(target, timeout, std::move(then));
   const std::error_code& e = slot->error();
   if (e == errc::exited) co_return slot->reason();
   if (e == errc::noproc) co_return exit_reason::noproc();
   if (e != errc::timeout) slot->rethrow_error();
   co_return std::nullopt;
+}
+
+awaitable<exit_reason> stop_process(pid target, exit_reason reason, duration timeout) {
+  const pid me = grove::self();
+  if (me && me == target) {
+    throw grove::error(errc::calling_self, "grove::stop: a process cannot wait for its own end; return "
+                                           "grove::stop(reason) from a handler instead");
+  }
+  end_hook then = [me, reason = std::move(reason)](process_state& t, const auto& s) {
+    if (t.serves) {
+      // Queued behind what it was sent before, as OTP's system message; a
+      // full bounded mailbox fails the stop with mailbox_full.
+      t.deliver(envelope{.body = exit_message{me, reason}, .reply = s, .kind = envelope_kind::system});
+    } else {
+      t.on_exit_signal(me, reason, false);
+    }
+  };
+  auto slot = co_await wait_for_end(target, timeout, std::move(then));
+  const std::error_code& e = slot->error();
+  if (e == errc::exited) co_return slot->reason();
+  if (e == errc::timeout) {
+    throw grove::error(errc::timeout, "grove::stop: " + target.to_string() + " did not end within the timeout");
+  }
+  slot->rethrow_error();
+  co_return exit_reason::noproc(); // not reached: the slot completed with an error
 }
 
 awaitable<pid> await_start(std::shared_ptr<reply_slot<pid>> started, pid p, duration timeout) {
@@ -335,6 +377,9 @@ private:
       if (env.server_tag != hooks_.tag) return; // dropped, as a cast to a dead process
       take(env.dispatch(server_, env));
       return;
+    case envelope_kind::system: // grove::stop: terminate runs, trapping or not (OTP's gen_server:stop)
+      begin_terminate(env.body.get_if<exit_message>()->reason);
+      return;
     case envelope_kind::info:
       if (state_.trap_exit && from_parent(env.body)) {
         begin_terminate(env.body.get_if<exit_message>()->reason);
@@ -485,8 +530,17 @@ awaitable<exit_reason> start_failed(process& self, std::shared_ptr<reply_slot<pi
 awaitable<exit_reason> server_main_untyped(process& self, gen_server* server, const server_hooks& hooks,
                                            std::shared_ptr<reply_slot<pid>> started, handler_outcome init,
                                            std::optional<duration> idle_timeout) {
+  self.state().serves = true;
   auto loop = std::make_unique<server_loop>(self, *server, hooks, std::move(started), std::move(init), idle_timeout);
   return run_server(&self.state(), std::move(loop));
 }
 
 } // namespace grove::detail
+
+namespace grove {
+
+awaitable<exit_reason> stop(const pid& target, exit_reason reason, duration timeout) {
+  return detail::stop_process(target, std::move(reason), timeout);
+}
+
+} // namespace grove

@@ -453,6 +453,8 @@ awaitable<void> await_call(pid target, envelope env, duration timeout);
 awaitable<std::optional<exit_reason>> await_exit(pid target, duration timeout,
                                                  std::optional<exit_reason> signal = std::nullopt);
 
+awaitable<exit_reason> stop_process(pid target, exit_reason reason, duration timeout);
+
 template <class R, class Req>
 awaitable<R> call_typed(pid target, envelope env, std::shared_ptr<reply_slot<R>> slot, duration timeout) {
   co_await await_call(target, std::move(env), timeout);
@@ -686,6 +688,60 @@ awaitable<server_ref<S>> start_link(node& n, Args... args) {
   start_options options;
   options.link = true;
   return start<S>(n, options, std::move(args)...);
+}
+
+/// Stops `target` from outside and waits until it has ended (OTP's
+/// gen_server:stop(Ref, Reason, Timeout)); returns the reason it ended
+/// with. A gen_server runs terminate(reason) first, whether it traps exits
+/// or not, after the messages sent to it before; a plain process gets
+/// exit(target, reason) (which `normal` does not end unless it traps).
+/// Throws grove::error: noproc (not alive), timeout (still alive after
+/// `timeout`; it is left running), calling_self, cancelled.
+awaitable<exit_reason> stop(const pid& target, exit_reason reason = exit_reason::normal(), duration timeout = infinity);
+template <class S>
+awaitable<exit_reason> stop(const server_ref<S>& server, exit_reason reason = exit_reason::normal(),
+                            duration timeout = infinity) {
+  return stop(server.id(), std::move(reason), timeout);
+}
+
+namespace detail {
+template <class S>
+awaitable<std::pair<server_ref<S>, monitor_ref>> await_start_monitored(std::shared_ptr<reply_slot<pid>> started,
+                                                                       std::pair<pid, monitor_ref> p, duration timeout) {
+  std::exception_ptr failure;
+  try {
+    co_return std::pair{server_ref<S>(co_await await_start(std::move(started), p.first, timeout)), p.second};
+  } catch (...) {
+    failure = std::current_exception();
+  }
+  // A failed start ends the process; its down message is not for the caller.
+  grove::demonitor(p.second);
+  std::rethrow_exception(failure);
+}
+} // namespace detail
+
+/// start(), and a monitor on the new server set before it runs (OTP's
+/// gen_server:start_monitor): a server that dies at once still gives the
+/// caller its down message with the real reason. From a process only
+/// (not_in_process otherwise). If the start fails the monitor is removed
+/// (no down message arrives) and the error is thrown as by start().
+template <class S, class... Args>
+  requires std::derived_from<S, gen_server> && std::constructible_from<S, Args...>
+awaitable<std::pair<server_ref<S>, monitor_ref>> start_monitor(node& n, start_options options, Args... args) {
+  auto started = std::make_shared<detail::reply_slot<pid>>();
+  std::pair<pid, monitor_ref> p =
+      spawn_monitor(n,
+                    detail::server_body<S, Args...>{started, std::tuple<Args...>(std::move(args)...),
+                                                    options.idle_timeout, nullptr},
+                    detail::to_spawn_options(options));
+  return detail::await_start_monitored<S>(std::move(started), p, options.init_timeout);
+}
+
+/// start_monitor() with default options.
+template <class S, class... Args>
+  requires std::derived_from<S, gen_server> && std::constructible_from<S, Args...>
+awaitable<std::pair<server_ref<S>, monitor_ref>> start_monitor(node& n, Args... args) {
+  return start_monitor<S>(n, start_options{}, std::move(args)...);
 }
 
 } // namespace grove

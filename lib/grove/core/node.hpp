@@ -1,8 +1,14 @@
 // grove/core/node.hpp — the runtime: worker threads, one io_context each.
 //
 //   grove::node node{{.threads = 2}};
-//   auto ref = node.block_on(grove::start<counter>(node));
+//   auto ref = node.block_on(grove::start<counter>(node));       // an awaitable
 //   int n = node.block_on(ref.call(get{}));
+//   node.block_on([](grove::node& nd) -> grove::awaitable<void> { // a coroutine needing the node
+//     auto r = co_await grove::start<counter>(nd);
+//   });
+//   node.block_on([](grove::process& self) -> grove::awaitable<void> { // a process: receive, link, ...
+//     co_await self.receive();
+//   });
 //   // ~node(): shuts down (supervision trees top-down), then threads join.
 //
 // A node owns its workers (default: one per core); every process lives on
@@ -130,6 +136,20 @@ public:
     detail::blocking_result<T> result;
     run_blocking(deliver(std::move(work), &result));
     return result.get();
+  }
+
+  /// Runs `work(node)` on a worker (outside any process), for a coroutine
+  /// lambda that needs the node: node.block_on([](grove::node& n) ->
+  /// awaitable<int> { ... }). As block_on(awaitable).
+  template <class F>
+    requires std::invocable<F&, node&> && (!std::invocable<F&, process&>)
+  auto block_on(F work) {
+    using awaited = std::invoke_result_t<F&, node&>;
+    using T = typename awaited::value_type;
+    check_blocking_allowed();
+    // The lambda object lives here, across the wait: a coroutine lambda's
+    // captures are read through it for the whole run.
+    return block_on<T>(work(*this));
   }
 
   /// Runs `body` as a process (so it can receive, link, monitor, trap exits)

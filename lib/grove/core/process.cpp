@@ -405,13 +405,14 @@ void launch(worker& w, std::unique_ptr<process_state> state, std::unique_ptr<bod
 
 } // namespace
 
-pid spawn(node& n, std::unique_ptr<body_base> body, const spawn_options& options) {
+pid spawn(node& n, std::unique_ptr<body_base> body, const spawn_options& options, monitor_ref* monitor) {
   node_state& ns = n.state();
   if (ns.stopping()) throw grove::error(errc::node_stopped);
   process_state* caller = current_process();
   if (options.link && !caller) {
     throw grove::error(errc::not_in_process, "spawn_options::link needs a calling process to link to");
   }
+  if (monitor && !caller) throw grove::error(errc::not_in_process, "spawn_monitor needs a calling process to watch");
   worker& w = ns.pick_worker(options.worker);
   auto [index, slot] = w.table.acquire();
   pid p(ns.id, ns.creation, w.index, index, ns.next_serial());
@@ -426,6 +427,11 @@ pid spawn(node& n, std::unique_ptr<body_base> body, const spawn_options& options
   if (options.link) {
     state->on_link(caller->self);
     caller->on_link(p);
+  }
+  if (monitor) {
+    *monitor = monitor_ref{p, new_ref_id()};
+    state->on_monitor(monitor->id, caller->self);
+    caller->adopt_monitor(*monitor);
   }
   ns.process_started();
   process_table::publish(*slot, state.get(), p.serial());
@@ -499,6 +505,11 @@ void process::link(const pid& other) { state_->link(other); }
 void process::unlink(const pid& other) { state_->unlink(other); }
 monitor_ref process::monitor(const pid& target) { return state_->monitor(target); }
 bool process::demonitor(const monitor_ref& ref) { return state_->demonitor(ref); }
+
+bool demonitor(const monitor_ref& ref) {
+  process_state* me = detail::current_process();
+  return me && me->demonitor(ref);
+}
 std::size_t process::mailbox_size() const noexcept { return state_->mailbox_size(); }
 
 void send(const pid& to, message m) { detail::deliver_envelope(to, detail::envelope{.body = std::move(m)}); }

@@ -31,6 +31,7 @@
 #include <memory>
 #include <optional>
 #include <type_traits>
+#include <utility>
 #include <variant>
 
 namespace grove {
@@ -156,7 +157,9 @@ private:
   F f_;
 };
 
-pid spawn(node& n, std::unique_ptr<body_base> body, const spawn_options& options);
+/// With `monitor`, the calling process also monitors the new one from
+/// before it runs, and *monitor is that monitor.
+pid spawn(node& n, std::unique_ptr<body_base> body, const spawn_options& options, monitor_ref* monitor = nullptr);
 } // namespace detail
 
 template <class F>
@@ -171,6 +174,20 @@ template <process_function F>
 pid spawn(node& n, F body, const spawn_options& options = {}) {
   return detail::spawn(n, std::make_unique<detail::body_impl<F>>(std::move(body)), options);
 }
+
+/// spawn(), and a monitor on the new process set before it runs (Erlang's
+/// spawn_monitor): one down_message with its real reason however soon it
+/// ends. From a process only (grove::error not_in_process otherwise).
+template <process_function F>
+std::pair<pid, monitor_ref> spawn_monitor(node& n, F body, const spawn_options& options = {}) {
+  monitor_ref ref;
+  pid p = detail::spawn(n, std::make_unique<detail::body_impl<F>>(std::move(body)), options, &ref);
+  return {p, ref};
+}
+
+/// The calling process's demonitor (process::demonitor), for code that has
+/// no process& at hand; false outside a process.
+bool demonitor(const monitor_ref& ref);
 
 /// Sends `m` to `to`. Any thread. Dropped if `to` is gone (or its bounded
 /// mailbox is full).

@@ -201,6 +201,10 @@ awaitable<pid> dynamic_supervisor_base::start_child(child_spec spec, duration ti
   return ask<dynamic_supervisor_server, pid>(pid_, start_dynamic_child_request{std::move(spec)}, timeout);
 }
 
+awaitable<exit_reason> dynamic_supervisor_base::stop(exit_reason reason, duration timeout) const {
+  return grove::stop(pid_, std::move(reason), timeout);
+}
+
 awaitable<void> dynamic_supervisor_base::terminate_child(pid child, duration timeout) const {
   return ask_void<dynamic_supervisor_server>(pid_, terminate_dynamic_child_request{child}, timeout);
 }

@@ -54,6 +54,9 @@ public:
   awaitable<void> terminate_child(pid child, duration timeout = infinity) const;
   awaitable<std::vector<child_info>> which_children(duration timeout = infinity) const;
   awaitable<child_counts> count_children(duration timeout = infinity) const;
+  /// Stops the supervisor and its children (each by its shutdown policy) and
+  /// waits until it has ended; as supervisor::stop.
+  awaitable<exit_reason> stop(exit_reason reason = exit_reason::shutdown(), duration timeout = infinity) const;
 
 protected:
   dynamic_supervisor_base() = default;

@@ -321,6 +321,17 @@ awaitable<std::vector<child_info>> supervisor::which_children(duration timeout) 
   return detail::ask<detail::supervisor_server, std::vector<child_info>>(pid_, detail::which_children_request{}, timeout);
 }
 
+awaitable<pid> supervisor::child_pid(std::string id, duration timeout) const {
+  for (const child_info& c : co_await which_children(timeout)) {
+    if (c.id == id) co_return c.process;
+  }
+  throw grove::error(supervisor_errc::not_found, "no child \"" + id + "\" under the supervisor " + pid_.to_string());
+}
+
+awaitable<exit_reason> supervisor::stop(exit_reason reason, duration timeout) const {
+  return grove::stop(pid_, std::move(reason), timeout);
+}
+
 awaitable<child_counts> supervisor::count_children(duration timeout) const {
   return detail::ask<detail::supervisor_server, child_counts>(pid_, detail::count_children_request{}, timeout);
 }

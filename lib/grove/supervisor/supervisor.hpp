@@ -86,6 +86,15 @@ public:
   /// Every child, in start order.
   awaitable<std::vector<child_info>> which_children(duration timeout = infinity) const;
   awaitable<child_counts> count_children(duration timeout = infinity) const;
+  /// The pid of the child `id`: null while it is stopped or being
+  /// restarted. Throws supervisor_errc::not_found if there is no such child.
+  awaitable<pid> child_pid(std::string id, duration timeout = infinity) const;
+
+  /// Stops the supervisor from outside and waits until it has ended: its
+  /// children stop first, in reverse start order, each by its own shutdown
+  /// policy (grove::stop). Returns the reason it ended with; throws noproc
+  /// if it is not running, timeout if it has not ended within `timeout`.
+  awaitable<exit_reason> stop(exit_reason reason = exit_reason::shutdown(), duration timeout = infinity) const;
 
   friend bool operator==(const supervisor&, const supervisor&) = default;
 

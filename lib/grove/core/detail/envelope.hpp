@@ -20,7 +20,9 @@ struct envelope;
 /// one (server type, request type) pair, so dispatch needs no lookup.
 using dispatch_fn = handler_outcome (*)(gen_server& server, envelope& env);
 
-enum class envelope_kind : std::uint8_t { info, call, cast };
+/// system: a request to a gen_server's loop itself (grove::stop), whatever
+/// the server's type; body is an exit_message.
+enum class envelope_kind : std::uint8_t { info, call, cast, system };
 
 struct envelope {
   message body{};

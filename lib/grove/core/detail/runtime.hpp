@@ -319,6 +319,9 @@ public:
   void unlink(const pid& other);
   monitor_ref monitor(const pid& target);
   bool demonitor(const monitor_ref& ref);
+  /// Records a monitor this process holds whose target already knows of it
+  /// (spawn_monitor sets both sides before the target runs).
+  void adopt_monitor(const monitor_ref& ref) { rel().monitors.emplace(ref.id, ref.target); }
 
   /// Ends the process: unpublishes it, fails calls waiting on it, notifies
   /// links and monitors, and (unless it already finished) cancels its
@@ -335,6 +338,7 @@ public:
   worker& owner;
   const pid self;
   bool trap_exit;
+  bool serves = false; // a gen_server's loop runs here: grove::stop goes to it as a system request
   pid parent;
   asio::cancellation_signal cancel;
   grove::process handle{*this}; // what the body gets as `process&`
