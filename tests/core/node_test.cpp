@@ -5,6 +5,9 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <doctest/doctest.h>
 
 #include <atomic>
@@ -227,4 +230,34 @@ TEST_CASE("crash_report_names_processes_that_fail_by_their_own_hand_only") {
     CHECK(reports[0] == thrower.to_string() + " {error, body bug}");
     CHECK(reports[1] == f.id().to_string() + " {error, handler bug}");
   });
+}
+
+TEST_CASE("a_root_that_set_its_own_shutdown_timeout_gets_it_and_the_others_get_the_grace") {
+  auto finished = std::make_shared<std::atomic<bool>>(false);
+  grove::node node{{.threads = 2, .shutdown_grace = 50ms}};
+  grove::spawn_options trapping;
+  trapping.trap_exit = true;
+  std::promise<void> ready;
+  // Asks for 20 s, and takes 300 ms after its shutdown exit.
+  grove::pid patient = grove::spawn(
+      node,
+      [finished, &ready](grove::process& self) -> awaitable<void> {
+        self.set_shutdown_timeout(20s);
+        ready.set_value();
+        for (;;) {
+          grove::message m = co_await self.receive();
+          if (m.is<grove::exit_message>()) break;
+        }
+        boost::asio::steady_timer t(co_await boost::asio::this_coro::executor, 300ms);
+        co_await t.async_wait(boost::asio::use_awaitable);
+        finished->store(true);
+      },
+      trapping);
+  grove::pid stubborn = grove::spawn(node, ignores_everything, trapping);
+  REQUIRE(ready.get_future().wait_for(10s) == std::future_status::ready);
+  node.shutdown();
+  CHECK(finished->load());
+  CHECK_FALSE(grove::alive(patient));
+  CHECK_FALSE(grove::alive(stubborn)); // killed after the 50 ms grace
+  CHECK(node.process_count() == 0);
 }

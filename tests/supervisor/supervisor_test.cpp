@@ -6,6 +6,9 @@
 #include <grove/core/node.hpp>
 #include <grove/core/testing.hpp>
 
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <doctest/doctest.h>
 
 #include <atomic>
@@ -569,4 +572,39 @@ TEST_CASE("child_pid_finds_a_child_by_its_id") {
   node.block_on(sup.terminate_child("b"));
   CHECK(node.block_on(sup.child_pid("b")) == grove::pid{});
   CHECK(node.block_on(grove::testing::error_of(sup.child_pid("nobody"))) == grove::supervisor_errc::not_found);
+}
+
+namespace {
+/// Needs a while to stop: its terminate waits on a timer, then logs.
+class slow_to_stop : public grove::gen_server {
+public:
+  slow_to_stop(log_ptr log, grove::duration takes) : log_(std::move(log)), takes_(takes) {}
+  void init() { this_process().trap_exit(true); }
+  awaitable<void> terminate(grove::exit_reason reason) {
+    boost::asio::steady_timer t(co_await boost::asio::this_coro::executor, takes_);
+    co_await t.async_wait(boost::asio::use_awaitable);
+    log_->add("stopped:" + reason.to_string());
+  }
+
+private:
+  log_ptr log_;
+  grove::duration takes_;
+};
+} // namespace
+
+TEST_CASE("a_node_shutdown_lets_a_root_supervisor_run_its_childrens_policies_past_the_grace") {
+  auto log = std::make_shared<event_log>();
+  {
+    // The node's grace is 50 ms; the child takes 300 ms of its 20 s shutdown
+    // timeout. The supervisor's own policy decides, so the child finishes.
+    grove::node_options o = quiet();
+    o.shutdown_grace = 50ms;
+    grove::node node{o};
+    auto spec = grove::server_child<slow_to_stop>("slow", log, grove::duration(300ms));
+    spec.shutdown = grove::shutdown_policy::timeout(20s);
+    start_sup(node, {std::move(spec)}, {.report = nullptr});
+    node.shutdown();
+    CHECK(node.process_count() == 0);
+  }
+  CHECK(log->events() == events{"stopped:shutdown"});
 }

@@ -201,64 +201,123 @@ void node_state::shutdown() {
     shut_down_ = true;
   }
   stopping_.store(true, std::memory_order_release);
+  // Named stages, each owning its deadline.
+  std::vector<root> roots = signal_roots();
+  let_roots_stop(roots);
+  kill_the_rest();
+  wait_for_unwinding();
+  stop_workers();
+}
 
-  // Every process on every worker, or (roots_only) those not linked to a
-  // live parent. Gathered from all workers before any signal is sent, so a
-  // parent that ends because of this shutdown cannot make its child look
-  // like a root meanwhile.
-  auto gather = [this](bool roots_only) {
-    struct gathered {
-      std::vector<std::vector<pid>> pids;
-      std::size_t left;
-    };
-    // Shared with the posted gatherers: a worker stuck in a user's blocking
-    // call must not stop the shutdown (what it did not report is killed
-    // after the grace anyway), and its gatherer may run after we moved on.
-    auto g = std::make_shared<gathered>(gathered{std::vector<std::vector<pid>>(workers_.size()), workers_.size()});
-    for (auto& w : workers_) {
-      asio::post(*w->io, [this, wp = w.get(), roots_only, g] {
-        std::vector<pid> pids;
-        for (process_state* p : wp->processes.snapshot()) {
-          if (!p->dead() && !(roots_only && p->stopped_by_parent())) pids.push_back(p->self);
-        }
-        std::lock_guard lock(shutdown_mutex_);
-        g->pids[wp->index] = std::move(pids);
-        if (--g->left == 0) shutdown_cv_.notify_all();
-      });
-    }
-    std::unique_lock lock(shutdown_mutex_);
-    shutdown_cv_.wait_for(lock, options.shutdown_grace, [&] { return g->left == 0; });
-    return g->pids;
+std::vector<node_state::root> node_state::gather(bool roots_only) {
+  // Gathered from all workers before any signal is sent, so a parent that
+  // ends because of this shutdown cannot make its child look like a root
+  // meanwhile. Shared with the posted gatherers: a worker stuck in a user's
+  // blocking call must not stop the shutdown (what it did not report is
+  // killed later anyway), and its gatherer may run after we moved on.
+  struct gathered {
+    std::vector<root> found;
+    std::size_t left;
   };
-  auto signal = [this](std::vector<std::vector<pid>> pids, exit_reason reason) {
-    for (auto& w : workers_) {
-      asio::post(*w->io, [wp = w.get(), list = std::move(pids[w->index]), reason] {
-        for (const pid& p : list) {
-          if (process_state* s = wp->table.find(p)) s->on_exit_signal(pid{}, reason, false);
-        }
-      });
-    }
-  };
-  // The shutdown goes to the roots only: a process linked to a live parent
-  // is stopped by that parent, so a supervisor stops its children in its
-  // own order (reverse start order) and waits for each. The kill reaches
-  // everyone still alive after the grace.
-  auto signal_all = [&](exit_reason reason) {
-    signal(gather(reason.what() != exit_reason::kind::kill), reason);
-  };
-
-  signal_all(exit_reason::shutdown());
-  wait_until(live, options.shutdown_grace);
-  if (live.load() > 0) {
-    signal_all(exit_reason::kill());
-    wait_until(live, options.shutdown_grace);
+  auto g = std::make_shared<gathered>(gathered{{}, workers_.size()});
+  for (auto& w : workers_) {
+    asio::post(*w->io, [this, wp = w.get(), roots_only, g] {
+      std::vector<root> mine;
+      for (process_state* p : wp->processes.snapshot()) {
+        if (!p->dead() && !(roots_only && p->stopped_by_parent())) mine.push_back({p->self, p->shutdown_timeout});
+      }
+      std::lock_guard lock(shutdown_mutex_);
+      g->found.insert(g->found.end(), mine.begin(), mine.end());
+      if (--g->left == 0) shutdown_cv_.notify_all();
+    });
   }
-  // Killed coroutines unwind at their next suspension point.
+  std::unique_lock lock(shutdown_mutex_);
+  shutdown_cv_.wait_for(lock, options.shutdown_grace, [&] { return g->left == 0; });
+  return g->found;
+}
+
+void node_state::signal(const std::vector<root>& targets, const exit_reason& reason) {
+  for (const root& r : targets) {
+    worker& w = *workers_[r.process.worker()];
+    asio::post(*w.io, [&w, p = r.process, reason] {
+      if (process_state* s = w.table.find(p)) s->on_exit_signal(pid{}, reason, false);
+    });
+  }
+}
+
+bool node_state::alive_here(const pid& p) const noexcept {
+  return p.worker() < workers_.size() && workers_[p.worker()]->table.alive(p);
+}
+
+// Stage 1: the shutdown goes to the roots only. A process linked to a live
+// parent is stopped by that parent, so a supervisor stops its children in
+// its own order (reverse start order) and by their own policies.
+std::vector<node_state::root> node_state::signal_roots() {
+  std::vector<root> roots = gather(true);
+  signal(roots, exit_reason::shutdown());
+  return roots;
+}
+
+// Stage 2: each root gets its own shutdown time (process::set_shutdown_timeout;
+// a supervisor's is as long as its children's policies take), or else
+// shutdown_grace; a root still alive at its deadline is killed then.
+void node_state::let_roots_stop(std::vector<root>& roots) {
+  using clock = std::chrono::steady_clock;
+  const auto started = clock::now();
+  auto deadline_of = [&](const root& r) {
+    const duration limit = r.shutdown_timeout.value_or(options.shutdown_grace);
+    return limit >= clock::time_point::max() - started ? clock::time_point::max() : started + limit;
+  };
+  std::unique_lock lock(shutdown_mutex_);
+  for (;;) {
+    std::erase_if(roots, [&](const root& r) { return !alive_here(r.process); });
+    if (roots.empty() || live.load(std::memory_order_acquire) == 0) return;
+    const auto now = clock::now();
+    std::vector<root> overdue;
+    auto next = clock::time_point::max();
+    for (const root& r : roots) {
+      const auto d = deadline_of(r);
+      if (d <= now) {
+        overdue.push_back(r);
+      } else {
+        next = std::min(next, d);
+      }
+    }
+    if (!overdue.empty()) {
+      lock.unlock();
+      signal(overdue, exit_reason::kill());
+      lock.lock();
+      std::erase_if(roots, [&](const root& r) { return deadline_of(r) <= now; });
+      continue;
+    }
+    // Woken by every process that dies while stopping; re-checked then.
+    if (next == clock::time_point::max()) {
+      shutdown_cv_.wait(lock);
+    } else {
+      shutdown_cv_.wait_until(lock, next);
+    }
+  }
+}
+
+// Stage 3: whatever is still alive (children of killed roots that trap
+// exits, processes a root left behind) is killed; it has shutdown_grace.
+void node_state::kill_the_rest() {
+  if (live.load() == 0) return;
+  signal(gather(false), exit_reason::kill());
+  wait_until(live, options.shutdown_grace);
+}
+
+// Stage 4: killed coroutines unwind at their next suspension point.
+void node_state::wait_for_unwinding() {
   wait_until(running, options.shutdown_grace);
   if (running.load() > 0 || live.load() > 0) {
     std::fprintf(stderr, "grove: node %u: %zu processes did not finish within the shutdown grace; destroying them\n",
                  id, running.load());
   }
+}
+
+// Stage 5: join the workers, unlist the node, tear down.
+void node_state::stop_workers() {
   for (auto& w : workers_) w->join();
   // From here no pid resolves to this node: a send is a no-op, a call fails
   // with noproc. Returns once no other thread is still posting to a worker.

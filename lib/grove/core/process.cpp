@@ -511,6 +511,7 @@ bool demonitor(const monitor_ref& ref) {
   return me && me->demonitor(ref);
 }
 std::size_t process::mailbox_size() const noexcept { return state_->mailbox_size(); }
+void process::set_shutdown_timeout(duration limit) noexcept { state_->shutdown_timeout = limit; }
 
 void send(const pid& to, message m) { detail::deliver_envelope(to, detail::envelope{.body = std::move(m)}); }
 

@@ -132,6 +132,13 @@ public:
 
   std::size_t mailbox_size() const noexcept;
 
+  /// How long a node shutdown gives this process, when it is a root (not
+  /// linked to a live parent), between its shutdown exit and a kill: its
+  /// own shutdown policy. Default: node_options::shutdown_grace. A
+  /// supervisor sets duration::max() (as long as its children's policies
+  /// take, as OTP's supervisors are `infinity`).
+  void set_shutdown_timeout(duration limit) noexcept;
+
   detail::process_state& state() const noexcept { return *state_; }
 
 private:

@@ -42,6 +42,9 @@ public:
       : options_(std::move(options)), extra_(std::move(extra)),
         intensity_(options_.max_restarts, options_.max_seconds) {}
 
+  // A node shutdown gives it as long as its children's policies take.
+  void init() { this_process().set_shutdown_timeout(duration::max()); }
+
   awaitable<outcome<pid>> handle_call(start_dynamic_child_request r) {
     if (auto bad = validate(r.spec)) co_return outcome<pid>::failure(errc::invalid_argument, *bad);
     if (options_.max_children && children_.size() >= *options_.max_children) {

@@ -56,6 +56,8 @@ public:
         intensity_(options_.max_restarts, options_.max_seconds) {}
 
   awaitable<action> init() {
+    // A node shutdown gives it as long as its children's policies take.
+    this_process().set_shutdown_timeout(duration::max());
     std::vector<child_spec> specs = std::move(initial_);
     for (child_spec& spec : specs) {
       start_outcome o = co_await start_one(this_process(), spec.start, no_extra_);

@@ -219,6 +219,19 @@ public:
   std::atomic<std::size_t> running{0}; // process coroutines not yet finished
 
 private:
+  /// A process the shutdown reaches, and the time it asked for.
+  struct root {
+    pid process;
+    std::optional<duration> shutdown_timeout;
+  };
+  std::vector<root> gather(bool roots_only);
+  void signal(const std::vector<root>& targets, const exit_reason& reason);
+  bool alive_here(const pid& p) const noexcept;
+  std::vector<root> signal_roots();
+  void let_roots_stop(std::vector<root>& roots);
+  void kill_the_rest();
+  void wait_for_unwinding();
+  void stop_workers();
   void wait_until(const std::atomic<std::size_t>& counter, std::chrono::steady_clock::duration limit);
 
   std::vector<std::unique_ptr<worker>> workers_;
@@ -339,6 +352,7 @@ public:
   const pid self;
   bool trap_exit;
   bool serves = false; // a gen_server's loop runs here: grove::stop goes to it as a system request
+  std::optional<duration> shutdown_timeout; // what a node shutdown gives it as a root (default: shutdown_grace)
   pid parent;
   asio::cancellation_signal cancel;
   grove::process handle{*this}; // what the body gets as `process&`
