@@ -1,7 +1,5 @@
 #include "logger.hpp"
 
-#include <unistd.h>
-
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -20,35 +18,11 @@ const char* level_name(log_level l) {
   return "info";
 }
 
-std::string timestamp() {
-  const auto now = std::chrono::system_clock::now();
-  const std::time_t t = std::chrono::system_clock::to_time_t(now);
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buffer[64];
-  std::snprintf(buffer, sizeof buffer, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
-  return buffer;
-}
-
-// logfmt: bare when the value has no space, quote, '=' or control byte;
-// otherwise a JSON string (same escapes).
+// logfmt: a string as grove writes event values (bare, or quoted with
+// escapes); anything else as its JSON text.
 void append_logfmt_value(std::string& out, const nlohmann::json& value) {
-  if (!value.is_string()) {
-    out += value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-    return;
-  }
-  const auto& s = value.get_ref<const std::string&>();
-  bool bare = !s.empty();
-  for (unsigned char c : s) {
-    if (c <= ' ' || c == '"' || c == '=' || c == '\\' || c >= 0x7f) {
-      bare = false;
-      break;
-    }
-  }
-  if (bare) {
-    out += s;
+  if (value.is_string()) {
+    grove::append_logfmt_value(out, value.get_ref<const std::string&>());
   } else {
     out += value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   }
@@ -67,19 +41,35 @@ log_level from_erps(grove::erps::log_level l) {
 } // namespace
 
 void logger::log(log_level level, std::string_view event, std::initializer_list<field> fields) const {
+  log(level, event, std::vector<field>(fields));
+}
+
+grove::event_sink logger::events() const {
+  logger copy = *this;
+  return [copy](const grove::event& e) {
+    static constexpr log_level levels[] = {log_level::debug, log_level::info, log_level::warning, log_level::error};
+    const log_level level = levels[static_cast<std::size_t>(e.level)];
+    if (!copy.enabled(level)) return;
+    std::vector<field> fields{{"layer", std::string(e.layer)}};
+    for (const auto& f : e.fields) fields.emplace_back(f.key, f.value);
+    copy.log(level, e.name, fields);
+  };
+}
+
+void logger::log(log_level level, std::string_view event, const std::vector<field>& fields) const {
   if (!enabled(level)) return;
   std::string line;
   line.reserve(128);
   if (format_ == log_format::json) {
     nlohmann::json record = nlohmann::json::object();
-    record["ts"] = timestamp();
+    record["ts"] = grove::log_timestamp();
     record["level"] = level_name(level);
     record["event"] = std::string(event);
     for (const auto& [key, value] : fields) record[std::string(key)] = value;
     line = record.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   } else {
     line += "ts=";
-    line += timestamp();
+    line += grove::log_timestamp();
     line += " level=";
     line += level_name(level);
     line += " event=";
@@ -92,15 +82,7 @@ void logger::log(log_level level, std::string_view event, std::initializer_list<
     }
   }
   line += '\n';
-  // One write per line, so lines from different threads never interleave.
-  const char* at = line.data();
-  std::size_t left = line.size();
-  while (left > 0) {
-    const ssize_t n = ::write(STDERR_FILENO, at, left);
-    if (n <= 0) break;
-    at += n;
-    left -= static_cast<std::size_t>(n);
-  }
+  grove::write_log_line(line);
 }
 
 grove::erps::log_function logger::erps_log(std::string listener) const {

@@ -5,6 +5,7 @@
 
 #include "config.hpp"
 
+#include <grove/core/event.hpp>
 #include <grove/erps/log.hpp>
 
 #include <nlohmann/json.hpp>
@@ -13,6 +14,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 namespace groved {
 
@@ -25,6 +27,11 @@ public:
   bool enabled(log_level level) const noexcept { return level >= least_; }
   /// Thread-safe; one write(2) per line.
   void log(log_level level, std::string_view event, std::initializer_list<field> fields = {}) const;
+  void log(log_level level, std::string_view event, const std::vector<field>& fields) const;
+
+  /// A node event sink writing through this logger: each grove event as a
+  /// line named by the event, with layer=LAYER and its fields.
+  grove::event_sink events() const;
 
   /// An erps log function writing through this logger (event, peer, msg),
   /// with listener=NAME on every line when a name is given.

@@ -277,9 +277,10 @@ int main(int argc, char** argv) {
   node_options.threads = c.workers;
   node_options.shutdown_grace = std::chrono::duration_cast<std::chrono::milliseconds>(c.shutdown_timeout) +
                                 std::chrono::seconds(5);
-  node_options.crash_report = [log](const grove::pid& p, const grove::exit_reason& reason) {
-    log.log(log_level::error, "crash", {{"process", p.to_string()}, {"reason", reason.to_string()}});
-  };
+  // Every layer's events (a crashed process is event=process_crashed) go
+  // through groved's own logger, in its format and at its level.
+  node_options.events = log.events();
+  node_options.min_event_level = grove::event_level::debug; // the logger filters by its own level
   grove::node n(node_options);
   // Installed before anything listens, so a signal during start-up is
   // handled like any other (it stops groved once it is up).

@@ -40,7 +40,7 @@ private:
 grove::node_options bench_node(const benchmark::State& state) {
   grove::node_options o;
   o.threads = static_cast<std::size_t>(state.range(0));
-  o.crash_report = nullptr;
+  o.events = nullptr;
   return o;
 }
 

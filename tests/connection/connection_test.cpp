@@ -407,7 +407,7 @@ TEST_CASE("stop_from_connect_runs_terminate_which_sees_the_state") {
 }
 
 TEST_CASE("an_exception_in_connect_ends_the_process_after_terminate") {
-  grove::node node{{.threads = 2, .crash_report = nullptr}};
+  grove::node node{{.threads = 2, .events = nullptr}};
   setup s;
   s.plan->connects = {connect_step::raise};
   start(node, s);
@@ -478,7 +478,7 @@ TEST_CASE("disconnect_may_stay_down_with_noconnect_or_a_plain_result_until_asked
 }
 
 TEST_CASE("disconnect_may_stop_or_fail_and_terminate_runs") {
-  grove::node node{{.threads = 2, .crash_report = nullptr}};
+  grove::node node{{.threads = 2, .events = nullptr}};
   {
     setup s;
     s.plan->disconnects = {disconnect_step::stop};
@@ -550,7 +550,7 @@ TEST_CASE("a_backoff_timer_that_fired_before_a_connect_cancelled_it_never_reconn
 }
 
 TEST_CASE("backoff_from_a_handler_while_connected_is_a_clear_error") {
-  grove::node node{{.threads = 2, .crash_report = nullptr}};
+  grove::node node{{.threads = 2, .events = nullptr}};
   setup s;
   auto ref = start(node, s);
   watch(node, s.log, ref.id());

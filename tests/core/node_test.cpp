@@ -188,12 +188,13 @@ struct fragile : grove::gen_server {
 };
 } // namespace
 
-TEST_CASE("crash_report_names_processes_that_fail_by_their_own_hand_only") {
+TEST_CASE("process_crashed_events_name_processes_that_fail_by_their_own_hand_only") {
   std::mutex m;
   std::vector<std::string> reports;
-  grove::node node{{.threads = 2, .crash_report = [&](const grove::pid& p, const grove::exit_reason& r) {
+  grove::node node{{.threads = 2, .events = [&](const grove::event& e) {
+                      if (e.layer != "core" || e.name != "process_crashed") return;
                       std::lock_guard lock(m);
-                      reports.push_back(p.to_string() + " " + r.to_string());
+                      reports.push_back(std::string(e.field("pid")) + " " + std::string(e.field("reason")));
                     }}};
   grove::pid thrower;
   grove::pid linked_victim;

@@ -207,10 +207,9 @@ struct rig {
   grove::erps::daemon daemon;
 
   rig()
-      : node(grove::node_options{.threads = 2,
-                                 .crash_report = [this](const grove::pid& p, const grove::exit_reason& r) {
-                                   ++crashes;
-                                   grove::print_crash_report(p, r);
+      : node(grove::node_options{.threads = 2, .events = [this](const grove::event& e) {
+                                   if (e.layer == "core" && e.name == "process_crashed") ++crashes;
+                                   grove::logfmt_to_stderr(e);
                                  }}) {
     settings = groved::default_config();
     settings.tcp = {true, "127.0.0.1", 0}; // listening, but the fuzzer's connections are adopted

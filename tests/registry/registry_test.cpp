@@ -163,7 +163,7 @@ TEST_CASE("via_addresses_a_server_by_name_and_a_name_nobody_holds_fails_with_nop
 }
 
 TEST_CASE("a_supervised_named_child_that_crashes_is_found_under_its_name_again") {
-  grove::node node{{.threads = 2, .crash_report = nullptr}};
+  grove::node node{{.threads = 2, .events = nullptr}};
   grove::local_registry names(node);
   auto built = std::make_shared<std::atomic<int>>(0);
   node.block_on([&names, built](grove::process& self) -> awaitable<void> {
@@ -195,7 +195,7 @@ TEST_CASE("a_supervised_named_child_that_crashes_is_found_under_its_name_again")
 }
 
 TEST_CASE("a_dynamically_supervised_named_child_is_reregistered_when_restarted") {
-  grove::node node{{.threads = 2, .crash_report = nullptr}};
+  grove::node node{{.threads = 2, .events = nullptr}};
   grove::local_registry names(node);
   auto built = std::make_shared<std::atomic<int>>(0);
   node.block_on([&names, built](grove::process& self) -> awaitable<void> {

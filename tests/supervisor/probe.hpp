@@ -98,7 +98,7 @@ inline std::function<void(const grove::supervisor_report&)> record_reports(log_p
 inline grove::node_options quiet() {
   grove::node_options o;
   o.threads = 2;
-  o.crash_report = nullptr;
+  o.events = nullptr;
   return o;
 }
 

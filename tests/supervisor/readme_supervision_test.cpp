@@ -78,7 +78,7 @@ TEST_CASE("readme_supervision_tree_starts_and_answers") {
 }
 
 TEST_CASE("readme_supervision_tree_restarts_the_sessions_with_the_store") {
-  grove::node node{{.threads = 2, .crash_report = nullptr}};
+  grove::node node{{.threads = 2, .events = nullptr}};
   std::vector<grove::child_spec> children{
       grove::server_child<store>("store"),
       grove::dynamic_supervisor_child("sessions", {.max_children = 10'000}),

@@ -1,4 +1,6 @@
 #include <grove/connection/connection.hpp>
+
+#include <grove/core/event.hpp>
 #include <grove/connection/error.hpp>
 
 #include <boost/asio/co_spawn.hpp>
@@ -252,6 +254,23 @@ void connection::cancel_timer() noexcept {
   if (timer_) grove::cancel_timer(timer_);
   timer_ = {};
   ++generation_;
+}
+
+void report_connection_event(const connection_event& e) {
+  event_level level = event_level::debug;
+  if (e.state == connection_state::connected) level = event_level::info;
+  if ((e.state == connection_state::disconnected || e.state == connection_state::backing_off) && !e.reason.empty()) {
+    level = event_level::warning;
+  }
+  std::vector<event_field> fields{{"connection", e.connection.to_string()},
+                                  {"previous", std::string(to_string(e.previous))},
+                                  {"failures", std::to_string(e.failures)}};
+  if (e.state == connection_state::backing_off) {
+    fields.push_back(
+        {"backoff_ms", std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(e.backoff).count())});
+  }
+  if (!e.reason.empty()) fields.push_back({"reason", e.reason});
+  grove::emit(event{.level = level, .layer = "connection", .name = std::string(to_string(e.state)), .fields = std::move(fields)});
 }
 
 void connection::enter(connection_state next, std::string reason, std::chrono::steady_clock::time_point now) {

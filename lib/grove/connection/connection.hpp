@@ -85,6 +85,12 @@ struct connection_event {
   std::string reason{};                             ///< why, as text (a disconnect's info, "connect timed out after 20 s"); may be empty
 };
 
+/// The default on_event: the change as a "connection" event named by the
+/// state entered (connected at info; disconnected, backing_off at warning
+/// when there is a reason; connecting at debug), fields connection,
+/// previous, failures, backoff_ms, reason.
+void report_connection_event(const connection_event& e);
+
 /// A connection's state for other threads: reads are lock-free and never
 /// see a half-written update. Share one through connection_options::status.
 class connection_status {
@@ -115,7 +121,7 @@ struct connection_options {
   std::optional<std::uint64_t> seed{};                       ///< seeds the policy's jitter, for repeatable delays (default: std::random_device)
   duration connect_timeout = std::chrono::seconds(20);       ///< a connect() running longer is cancelled and counts as failed (default 20 s; grove::infinity: none)
   when_not_ready calls_while_disconnected = when_not_ready::fail; ///< fail with connection_errc::disconnected (default) or wait up to the call's timeout
-  std::function<void(const connection_event&)> on_event{};  ///< called on every state change, in the connection's process; must not block (default none)
+  std::function<void(const connection_event&)> on_event = report_connection_event; ///< called on every state change, in the connection's process; must not block (default: to the node's event sink; nullptr: none)
   std::shared_ptr<connection_status> status{};               ///< kept up to date for lock-free reads from anywhere (default none)
 };
 

@@ -38,7 +38,8 @@
 // A call to a request type the server has no handle_call for does not
 // compile. A handler that throws ends the server with an error reason
 // (the exception's text) after terminate ran; callers waiting on it get
-// errc::exited with that reason, the node's crash_report hook names it, and
+// errc::exited with that reason, the node's event sink hears of it
+// (core/process_crashed), and
 // nothing else on the node is disturbed.
 //
 // This header is the user's contract; what handlers return and callers pass

@@ -41,13 +41,20 @@ void worker::start() {
         io->run();
         break;
       } catch (const std::exception& e) {
-        std::fprintf(stderr, "grove: node %u worker %u: a handler threw: %s\n", owner.id, index, e.what());
+        handler_threw(e.what());
       } catch (...) {
-        std::fprintf(stderr, "grove: node %u worker %u: a handler threw an unknown exception\n", owner.id, index);
+        handler_threw("unknown exception");
       }
     }
     this_worker = nullptr;
   });
+}
+
+void worker::handler_threw(const char* what) {
+  grove::emit(event{.level = event_level::error,
+                    .layer = "core",
+                    .name = "handler_threw",
+                    .fields = {{"node", std::to_string(owner.id)}, {"worker", std::to_string(index)}, {"what", what}}});
 }
 
 void worker::join() {
@@ -245,6 +252,11 @@ void node_state::signal(const std::vector<root>& targets, const exit_reason& rea
   }
 }
 
+void node_state::emit_here(const event& e) const {
+  if (!options.events || e.level < options.min_event_level) return;
+  if (public_node) grove::emit(*public_node, e);
+}
+
 bool node_state::alive_here(const pid& p) const noexcept {
   return p.worker() < workers_.size() && workers_[p.worker()]->table.alive(p);
 }
@@ -311,8 +323,10 @@ void node_state::kill_the_rest() {
 void node_state::wait_for_unwinding() {
   wait_until(running, options.shutdown_grace);
   if (running.load() > 0 || live.load() > 0) {
-    std::fprintf(stderr, "grove: node %u: %zu processes did not finish within the shutdown grace; destroying them\n",
-                 id, running.load());
+    emit_here(event{.level = event_level::warning,
+                    .layer = "core",
+                    .name = "shutdown_incomplete",
+                    .fields = {{"node", std::to_string(id)}, {"unfinished", std::to_string(running.load())}}});
   }
 }
 
@@ -330,10 +344,6 @@ void node_state::stop_workers() {
 } // namespace grove::detail
 
 namespace grove {
-
-void print_crash_report(const pid& process, const exit_reason& reason) {
-  std::fprintf(stderr, "grove: process %s crashed: %s\n", process.to_string().c_str(), reason.to_string().c_str());
-}
 
 node::node(node_options options) : state_(std::make_unique<detail::node_state>(options)) {
   state_->public_node = this;

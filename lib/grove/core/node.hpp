@@ -17,6 +17,7 @@
 #pragma once
 
 #include <grove/core/error.hpp>
+#include <grove/core/event.hpp>
 #include <grove/core/process.hpp>
 
 #include <boost/asio/awaitable.hpp>
@@ -78,17 +79,17 @@ private:
 };
 } // namespace detail
 
-/// The default crash report: one line on stderr, e.g.
-/// `grove: process <1.0.7> crashed: {error, bad state}`.
-void print_crash_report(const pid& process, const exit_reason& reason);
-
 struct node_options {
   std::size_t threads = 0; ///< worker threads, one io_context each; 0 = one per core (default)
   std::chrono::milliseconds shutdown_grace{5000}; ///< how long shutdown waits for processes to exit before killing them (default 5 s)
-  /// Called on the process's worker when a process fails by its own hand
-  /// (an exception escaped its body or a gen_server handler), not when an
-  /// exit signal ended it. Default: print_crash_report; nullptr: silent.
-  std::function<void(const pid&, const exit_reason&)> crash_report = print_crash_report;
+  /// Where every layer's events go (see event.hpp): a process that failed
+  /// by its own hand is "core"/"process_crashed" (fields pid, reason), a
+  /// supervisor's report, a connection's state change, an erps link's log.
+  /// Called on the thread where the event happened; must not block.
+  /// Default: logfmt_to_stderr; nullptr: silent.
+  event_sink events = logfmt_to_stderr;
+  /// Events below this level are not handed to the sink (default info).
+  event_level min_event_level = event_level::info;
   /// The node's id, carried by its pids: unique among the nodes of a
   /// cluster. 0 = the next free number in this program (default: 1, 2, ...).
   std::uint32_t id = 0;

@@ -364,14 +364,10 @@ exit_reason reason_of(const std::exception_ptr& e) {
 /// signal would have ended it already): that one gets a crash report.
 void body_finished(process_state* p, exit_reason reason) {
   if (!p->dead() && reason.what() == exit_reason::kind::error) {
-    const auto& report = p->owner.owner.options.crash_report;
-    if (report) {
-      try {
-        report(p->self, reason);
-      } catch (const std::exception& e) {
-        std::fprintf(stderr, "grove: the crash_report hook threw: %s\n", e.what());
-      }
-    }
+    grove::emit(event{.level = event_level::error,
+                      .layer = "core",
+                      .name = "process_crashed",
+                      .fields = {{"pid", p->self.to_string()}, {"reason", reason.to_string()}}});
   }
   p->die(std::move(reason), false);
   finished(p);

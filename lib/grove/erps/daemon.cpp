@@ -79,6 +79,16 @@ struct acceptor_holder {
   std::size_t next_worker = 0;
 };
 
+/// A session supervisor's reports as the daemon's log records (none when
+/// the log is off).
+std::function<void(const supervisor_report&)> supervisor_log(const log_function& log) {
+  if (!log) return nullptr;
+  return [log](const supervisor_report& r) {
+    const std::string text = "connection " + (r.child ? r.child.to_string() : r.child_id) + ": " + r.reason.to_string();
+    log(log_record{log_level::warning, r.context, {}, text});
+  };
+}
+
 link_config make_link_config(const daemon_options& o, const std::shared_ptr<link_counters>& counters) {
   link_config c = detail::make_link_config(o.link);
   c.server = true;
@@ -109,6 +119,9 @@ public:
     } else {
       dynamic_supervisor_options sup;
       sup.max_children = std::nullopt;
+      // The daemon's own supervisor reports through the daemon's log, so
+      // link.log = nullptr silences both.
+      sup.report = supervisor_log(options_.link.log);
       supervisor_ = co_await dynamic_supervisor::start_link(n, sup);
       own_supervisor_ = true;
     }

@@ -36,7 +36,7 @@ struct link_options {
   std::size_t min_frame_rate = 64 * 1024;                ///< bytes per second a large frame may take on top of frame_timeout (default 64 KiB/s: 16 MiB in 30 s + 256 s; 0: frame_timeout alone)
   std::size_t max_queued_bytes = 64u << 20;              ///< unsent bytes beyond this mean the peer is not reading; the link is closed (default 64 MiB)
   const payload_codec* codec = nullptr;                  ///< payload codec (default json_codec())
-  log_function log = print_log;                          ///< log records (default print_log; nullptr: silent)
+  log_function log = log_to_events;                      ///< log records (default: to the node's event sink; nullptr: silent)
 
   /// Throws grove::error (errc::invalid_argument) naming the option as
   /// `<owner>.link.<field>` and the expected form.

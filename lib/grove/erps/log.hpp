@@ -1,9 +1,9 @@
 // grove/erps/log.hpp — what the erps daemon and client report: one record
 // per event (a refused frame, a failed handshake, a closed connection),
-// handed to a hook; the default prints one line on stderr.
+// handed to a hook; the default passes it to the node's event sink.
 //
 //   grove::erps::daemon_options options;
-//   options.log = [](const grove::erps::log_record& r) { my_logger.log(r.level, r.event, r.text); };
+//   options.link.log = [](const grove::erps::log_record& r) { my_logger.log(r.level, r.event, r.text); };
 #pragma once
 
 #include <cstdint>
@@ -26,8 +26,9 @@ struct log_record {
 
 using log_function = std::function<void(const log_record&)>;
 
-/// The default: `grove erps: warning bad_frame peer=127.0.0.1:51234 bad magic "GET ": expected "erps"`
-/// on stderr, for info and above.
-void print_log(const log_record& record);
+/// The default hook: the record as an "erps" event (named by its event key;
+/// fields peer, msg) to the node's event sink, e.g. `level=warning
+/// layer=erps event=bad_frame peer=127.0.0.1:51234 msg="bad magic ..."`.
+void log_to_events(const log_record& record);
 
 } // namespace grove::erps

@@ -1,5 +1,6 @@
 #include <grove/registry/local_registry.hpp>
 
+#include <grove/core/event.hpp>
 #include <grove/core/node.hpp>
 #include <grove/registry/detail/name_table.hpp>
 
@@ -242,6 +243,13 @@ private:
     if (it == owners_.end()) return;
     owned gone = std::move(it->second);
     owners_.erase(it);
+    grove::emit(event{.level = event_level::debug,
+                      .layer = "registry",
+                      .name = "owner_down",
+                      .fields = {{"registry", self().to_string()},
+                                 {"owner", p.to_string()},
+                                 {"names", std::to_string(gone.names.size())},
+                                 {"groups", std::to_string(gone.groups.size())}}});
     for (const auto& name : gone.names) {
       if (tables_->names.erase_if(name, [&](const pid& holder) { return holder == p; })) {
         notify(name, registry_event::kind::unregistered, p);

@@ -1,4 +1,6 @@
 #include <grove/supervisor/child_spec.hpp>
+
+#include <grove/core/event.hpp>
 #include <grove/supervisor/error.hpp>
 
 #include <boost/core/demangle.hpp>
@@ -32,13 +34,12 @@ awaitable<pid> child_start::operator()(node& n, const detail::extra_arguments& e
   return impl_->start(n, extra);
 }
 
-void print_supervisor_report(const supervisor_report& r) {
-  // One fprintf, no string concatenation (g++ 12 -O3 warns falsely on it).
-  const bool named = !r.child_id.empty();
-  std::fprintf(stderr, "grove: supervisor %s: %s: child %s%s%s%s%s: %s\n", r.supervisor.to_string().c_str(),
-               r.context.c_str(), named ? "\"" : "", r.child_id.c_str(), named ? "\"" : "",
-               named && r.child ? " " : "", (!named || r.child) ? r.child.to_string().c_str() : "",
-               r.reason.to_string().c_str());
+void report_to_events(const supervisor_report& r) {
+  std::vector<event_field> fields{{"supervisor", r.supervisor.to_string()}};
+  if (!r.child_id.empty()) fields.push_back({"child_id", r.child_id});
+  if (r.child) fields.push_back({"child", r.child.to_string()});
+  fields.push_back({"reason", r.reason.to_string()});
+  grove::emit(event{.level = event_level::error, .layer = "supervisor", .name = r.context, .fields = std::move(fields)});
 }
 
 std::ostream& operator<<(std::ostream& os, restart_type r) {

@@ -297,9 +297,11 @@ struct supervisor_report {
   exit_reason reason{};
 };
 
-/// The default: one line on stderr, e.g.
-/// `grove: supervisor <1.0.3>: child_terminated: child "db" <1.1.9>: {error, refused}`.
-void print_supervisor_report(const supervisor_report& report);
+/// The default report hook: the report as a "supervisor" event (named by
+/// its context; fields supervisor, child_id, child, reason) to the node's
+/// event sink, e.g. `level=error layer=supervisor event=child_terminated
+/// supervisor=<1.0.3> child_id=db child=<1.1.9> reason="{error, refused}"`.
+void report_to_events(const supervisor_report& report);
 
 std::ostream& operator<<(std::ostream& os, restart_type r);
 std::ostream& operator<<(std::ostream& os, child_type t);

@@ -52,7 +52,7 @@ struct supervisor_options {
   int max_restarts = 3;                                      ///< restart intensity: at most this many restarts... (default 3)
   std::chrono::seconds max_seconds{5};                       ///< ...within this period (default 5 s); more and the supervisor gives up
   std::optional<std::size_t> worker{};                       ///< worker the supervisor runs on (default: round-robin)
-  std::function<void(const supervisor_report&)> report = print_supervisor_report; ///< reports; nullptr: silent
+  std::function<void(const supervisor_report&)> report = report_to_events; ///< reports (default: to the node's event sink; nullptr: silent)
 };
 
 /// A handle to a running supervisor. A value: copy it freely.

@@ -157,6 +157,7 @@ public:
 
   void start();
   void join();
+  void handler_threw(const char* what);
 
   /// Once every worker's thread has stopped, in three passes over all
   /// workers: end waiting calls and release what processes hold (every
@@ -208,6 +209,8 @@ public:
 
   bool stopping() const noexcept { return stopping_.load(std::memory_order_acquire); }
   void shutdown();
+  /// An event of the node itself, from a thread that is not its worker.
+  void emit_here(const event& e) const;
 
   const node_options options;
   const std::uint32_t id;       // options.id, or the next free one

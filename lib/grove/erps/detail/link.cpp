@@ -1,5 +1,7 @@
 #include <grove/erps/detail/link.hpp>
 
+#include <grove/core/event.hpp>
+
 #include <grove/erps/detail/link_messages.hpp>
 #include <grove/erps/detail/transport.hpp>
 
@@ -11,8 +13,6 @@
 #include <boost/asio/write.hpp>
 
 #include <algorithm>
-#include <iostream>
-#include <sstream>
 
 namespace grove::erps {
 
@@ -26,13 +26,13 @@ std::string_view to_string(log_level l) noexcept {
   return "unknown";
 }
 
-void print_log(const log_record& r) {
-  if (r.level < log_level::info) return;
-  std::ostringstream line;
-  line << "grove erps: " << to_string(r.level) << ' ' << r.event;
-  if (!r.peer.empty()) line << " peer=" << r.peer;
-  line << ' ' << r.text << '\n';
-  std::cerr << line.str();
+void log_to_events(const log_record& r) {
+  static constexpr event_level levels[] = {event_level::debug, event_level::info, event_level::warning,
+                                           event_level::error};
+  std::vector<event_field> fields;
+  if (!r.peer.empty()) fields.push_back({"peer", std::string(r.peer)});
+  fields.push_back({"msg", std::string(r.text)});
+  grove::emit(event{.level = levels[static_cast<std::size_t>(r.level)], .layer = "erps", .name = std::string(r.event), .fields = std::move(fields)});
 }
 
 } // namespace grove::erps

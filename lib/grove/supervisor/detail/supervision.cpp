@@ -1,5 +1,7 @@
 #include <grove/supervisor/detail/supervision.hpp>
 
+#include <grove/core/event.hpp>
+
 #include <cstdio>
 #include <exception>
 
@@ -69,14 +71,26 @@ bool stopped_cleanly(const stop_outcome& o, shutdown_policy policy) {
   return k == exit_reason::kind::shutdown;
 }
 
+namespace {
+void hook_threw(const supervisor_report& r, const char* what) noexcept {
+  try {
+    grove::emit(event{.level = event_level::error,
+                      .layer = "supervisor",
+                      .name = "report_hook_threw",
+                      .fields = {{"supervisor", r.supervisor.to_string()}, {"what", what}}});
+  } catch (...) { // out of memory: nothing more to say
+  }
+}
+} // namespace
+
 void report(const std::function<void(const supervisor_report&)>& hook, supervisor_report r) noexcept {
   if (!hook) return;
   try {
     hook(r);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "grove: a supervisor report hook threw: %s\n", e.what());
+    hook_threw(r, e.what());
   } catch (...) {
-    std::fprintf(stderr, "grove: a supervisor report hook threw\n");
+    hook_threw(r, "unknown exception");
   }
 }
 
