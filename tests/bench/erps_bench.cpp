@@ -131,11 +131,11 @@ constexpr int calls_per_iteration = 1000;
 void grove_call_round_trip(benchmark::State& state) {
   grove::node node{{.threads = 2}};
   grove::erps::daemon_options d;
-  d.log = nullptr;
+  d.link.log = nullptr;
   auto daemon = node.block_on(grove::erps::daemon::start<echo_server>(node, d));
   grove::erps::client_options o;
   o.port = daemon.port();
-  o.log = nullptr;
+  o.link.log = nullptr;
   auto client = node.block_on(grove::erps::client::start(node, o));
   const json request = json{{"op", "echo"}, {"value", payload_of(static_cast<std::size_t>(state.range(0)))}};
   node.block_on(calls(client, request, 100)); // warm up
