@@ -318,12 +318,16 @@ awaitable<bool> local_registry::do_unregister_name(std::string name, pid owner) 
 }
 
 pid local_registry::whereis(std::string_view name) const {
+  // One epoch pin for the lookup and the liveness check: each pins by
+  // itself, and a nested pin is a counter, not a fence.
+  detail::epoch_guard pin;
   pid holder;
   tables_->names.visit(name, [&](const pid& p) { holder = p; });
   return alive(holder) ? holder : pid{};
 }
 
 std::vector<std::string> local_registry::names() const {
+  detail::epoch_guard pin; // as whereis
   std::vector<std::string> out;
   tables_->names.for_each([&](const std::string& name, const pid& holder) {
     if (alive(holder)) out.push_back(name);
@@ -344,6 +348,7 @@ awaitable<bool> local_registry::do_leave(std::string key, pid member) {
 }
 
 std::vector<group_member> local_registry::members(std::string_view key) const {
+  detail::epoch_guard pin; // as whereis
   std::vector<group_member> out;
   tables_->groups.visit(key, [&](const group_snapshot& g) { out = *g; });
   std::erase_if(out, [](const group_member& m) { return !alive(m.process); });

@@ -30,6 +30,7 @@ epoch_record* claim_record() {
 struct record_holder {
   epoch_record* record = claim_record();
   ~record_holder() {
+    this_thread_record = nullptr;
     record->pinned.store(0, std::memory_order_release);
     record->depth = 0;
     record->owned.store(false, std::memory_order_release);
@@ -48,8 +49,9 @@ std::uint64_t oldest_pinned() {
 
 } // namespace
 
-epoch_record& this_thread_epoch_record() {
+epoch_record& claim_this_thread_epoch_record() {
   thread_local record_holder holder;
+  this_thread_record = holder.record;
   return *holder.record;
 }
 

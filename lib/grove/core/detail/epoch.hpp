@@ -25,8 +25,17 @@ struct alignas(64) epoch_record {
   epoch_record* next = nullptr;
 };
 
+/// Claims a record for the calling thread (first use) and arranges its
+/// release at thread exit.
+epoch_record& claim_this_thread_epoch_record();
+/// This thread's record, once claimed (constant-initialised: no TLS
+/// wrapper call on the read path).
+inline thread_local epoch_record* this_thread_record = nullptr;
 /// This thread's record (claimed on first use, released at thread exit).
-epoch_record& this_thread_epoch_record();
+inline epoch_record& this_thread_epoch_record() {
+  epoch_record* r = this_thread_record;
+  return r ? *r : claim_this_thread_epoch_record();
+}
 /// The current global epoch.
 std::uint64_t current_epoch() noexcept;
 

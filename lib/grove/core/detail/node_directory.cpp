@@ -13,24 +13,25 @@
 namespace grove::detail::node_directory {
 
 namespace {
+// The listing before any node: constant-initialised, so a node made during
+// static initialisation finds the directory ready; never freed.
+constinit const listing no_nodes{};
+} // namespace
 
-struct entry {
-  std::uint32_t id;
-  std::uint32_t creation;
-  node_state* node;
-};
-using listing = std::vector<entry>;
+std::atomic<const listing*> current_listing{&no_nodes};
+
+namespace {
 
 /// Copy on write: a change publishes a new listing and retires the old one;
 /// a program has a handful of nodes, so a reader scans a few entries.
 struct directory {
   std::mutex mutex; // writers only
-  std::atomic<const listing*> current{new listing};
   retired_list retired;
   std::uint32_t counter = 0;
 
-  void publish(listing next) {
-    const listing* old = current.exchange(new listing(std::move(next)), std::memory_order_acq_rel);
+  void publish(std::vector<entry> next) {
+    const listing* old = current_listing.exchange(new listing{std::move(next)}, std::memory_order_acq_rel);
+    if (old == &no_nodes) return; // static: nothing to free
     retired.retire(const_cast<listing*>(old), [](void* p) { delete static_cast<listing*>(p); });
   }
 };
@@ -42,22 +43,24 @@ directory& the_directory() {
   return *d;
 }
 
-bool taken(const listing& l, std::uint32_t id, std::uint32_t creation) {
+bool taken(const std::vector<entry>& l, std::uint32_t id, std::uint32_t creation) {
   return std::any_of(l.begin(), l.end(), [&](const entry& e) { return e.id == id && e.creation == creation; });
 }
 
 } // namespace
 
+
+
 void add(node_state& n) {
   directory& d = the_directory();
   std::lock_guard lock(d.mutex);
-  const listing& now = *d.current.load(std::memory_order_acquire);
+  const std::vector<entry>& now = current_listing.load(std::memory_order_acquire)->entries;
   if (taken(now, n.id, n.creation)) {
     throw grove::error(errc::invalid_argument, "node_options.id: node " + std::to_string(n.id) + " (creation " +
                                                    std::to_string(n.creation) +
                                                    ") is already running in this program");
   }
-  listing next = now;
+  std::vector<entry> next = now;
   next.push_back({n.id, n.creation, &n});
   d.publish(std::move(next));
   d.retired.collect();
@@ -66,8 +69,8 @@ void add(node_state& n) {
 void remove(node_state& n) noexcept {
   directory& d = the_directory();
   std::lock_guard lock(d.mutex);
-  const listing& now = *d.current.load(std::memory_order_acquire);
-  listing next;
+  const std::vector<entry>& now = current_listing.load(std::memory_order_acquire)->entries;
+  std::vector<entry> next;
   next.reserve(now.size());
   for (const entry& e : now) {
     if (e.node != &n) next.push_back(e);
@@ -80,18 +83,10 @@ void remove(node_state& n) noexcept {
   while (d.retired.collect() > 0) std::this_thread::yield();
 }
 
-node_state* find(std::uint32_t id, std::uint32_t creation) noexcept {
-  const listing& now = *the_directory().current.load(std::memory_order_acquire);
-  for (const entry& e : now) {
-    if (e.id == id && e.creation == creation) return e.node;
-  }
-  return nullptr;
-}
-
 std::uint32_t next_free_id() {
   directory& d = the_directory();
   std::lock_guard lock(d.mutex);
-  const listing& now = *d.current.load(std::memory_order_acquire);
+  const std::vector<entry>& now = current_listing.load(std::memory_order_acquire)->entries;
   for (;;) {
     const std::uint32_t id = ++d.counter;
     if (id != 0 && std::none_of(now.begin(), now.end(), [&](const entry& e) { return e.id == id; })) return id;

@@ -5,7 +5,9 @@
 // before its teardown, and leaving waits until no reader can still hold it.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <vector>
 
 namespace grove::detail {
 
@@ -18,9 +20,25 @@ namespace node_directory {
 void add(node_state& n);
 /// Unlists `n`; returns once no reader can still see it. Idempotent.
 void remove(node_state& n) noexcept;
+struct entry {
+  std::uint32_t id;
+  std::uint32_t creation;
+  node_state* node;
+};
+/// The nodes listed now: copy on write, a handful of entries.
+struct listing {
+  std::vector<entry> entries;
+};
+extern std::atomic<const listing*> current_listing;
+
 /// The node with that identity, or nullptr. The caller holds an
 /// epoch_guard for as long as it uses the result.
-node_state* find(std::uint32_t id, std::uint32_t creation) noexcept;
+inline node_state* find(std::uint32_t id, std::uint32_t creation) noexcept {
+  for (const entry& e : current_listing.load(std::memory_order_acquire)->entries) {
+    if (e.id == id && e.creation == creation) return e.node;
+  }
+  return nullptr;
+}
 /// A node id no live node of this program uses (1, 2, ... as nodes start).
 std::uint32_t next_free_id();
 
