@@ -27,19 +27,23 @@ constexpr int batch = 10000; // operations per benchmark iteration
 
 // -- the bare baseline: two Asio coroutines ping-ponging through post --------
 
-/// A one-waiter wake-up: notify() resumes the waiting coroutine through post.
+/// A one-waiter wake-up: notify() resumes the waiting coroutine through
+/// one post. Its state is touched only on its own io_context's thread (the
+/// waiter's): notify() may come from another thread.
 class bare_signal {
 public:
   explicit bare_signal(asio::io_context& io) : io_(io) {}
 
   void notify() {
-    if (waiting_) {
-      auto h = std::move(*waiting_);
-      waiting_.reset();
-      asio::post(io_, std::move(h));
-    } else {
-      pending_ = true;
-    }
+    asio::post(io_, [this] {
+      if (waiting_) {
+        auto h = std::move(*waiting_);
+        waiting_.reset();
+        std::move(h)();
+      } else {
+        pending_ = true;
+      }
+    });
   }
 
   awaitable<void> wait() {
