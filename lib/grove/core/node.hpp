@@ -81,7 +81,7 @@ private:
 
 struct node_options {
   std::size_t threads = 0; ///< worker threads, one io_context each; 0 = one per core (default)
-  std::chrono::milliseconds shutdown_grace{5000}; ///< how long shutdown waits for processes to exit before killing them (default 5 s)
+  std::chrono::milliseconds shutdown_grace{5000}; ///< how long shutdown gives a root that set no shutdown timeout of its own (a supervisor takes as long as its children's policies), and then what is left, before killing it (default 5 s)
   /// Where every layer's events go (see event.hpp): a process that failed
   /// by its own hand is "core"/"process_crashed" (fields pid, reason), a
   /// supervisor's report, a connection's state change, an erps link's log.
@@ -120,12 +120,15 @@ public:
   /// should live beside that worker's processes.
   boost::asio::io_context& context(std::size_t index);
 
-  /// Sends a shutdown exit to every process not linked to a live parent
-  /// (the parent stops those: a supervisor stops its children in reverse
-  /// start order), waits up to shutdown_grace for all to end, kills what
-  /// remains, then stops and joins the workers. After
-  /// it returns no process of this node is alive and nothing of theirs is
-  /// left. Idempotent. Must not be called from one of this node's workers.
+  /// Sends a shutdown exit to every root, a process not linked to a live
+  /// parent (the parent stops the others: a supervisor stops its children
+  /// in reverse start order, each by its shutdown policy); gives each root
+  /// its own shutdown timeout (process::set_shutdown_timeout; a supervisor's
+  /// lasts as long as its children's policies take) or shutdown_grace, and
+  /// kills it at that deadline; kills what remains; waits for coroutines to
+  /// unwind; then stops and joins the workers. After it returns no process
+  /// of this node is alive and nothing of theirs is left. Idempotent. Must
+  /// not be called from one of this node's workers.
   void shutdown();
   bool stopping() const noexcept;
 
