@@ -253,8 +253,7 @@ void node_state::signal(const std::vector<root>& targets, const exit_reason& rea
 }
 
 void node_state::emit_here(const event& e) const {
-  if (!options.events || e.level < options.min_event_level) return;
-  if (public_node) grove::emit(*public_node, e);
+  if (public_node) grove::emit(*public_node, e); // emit applies the sink and its level
 }
 
 bool node_state::alive_here(const pid& p) const noexcept {
