@@ -17,6 +17,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -125,6 +126,9 @@ struct connects_so_far {
   using reply_type = int;
   static constexpr bool needs_ready = false;
 };
+struct state_when_served { // as state_query, but it needs the connection
+  using reply_type = std::string;
+};
 
 class scripted : public grove::connection {
 public:
@@ -144,7 +148,7 @@ public:
     return {};
   }
 
-  awaitable<grove::action> connect(grove::message info) {
+  awaitable<grove::connect_result> connect(grove::message info) {
     ++connects_;
     log_->add("connect:" + text_of(info));
     switch (plan_->next_connect()) {
@@ -173,7 +177,7 @@ public:
     co_return grove::action{};
   }
 
-  grove::action disconnect(grove::message info) {
+  grove::disconnect_result disconnect(grove::message info) {
     if (auto* c = info.get_if<close_info>()) {
       log_->add("disconnect:close");
       c->from.reply("closed");
@@ -193,6 +197,7 @@ public:
   }
 
   std::string handle_call(state_query) { return std::string(grove::to_string(state())); }
+  std::string handle_call(state_when_served) { return std::string(grove::to_string(state())); }
   int handle_call(work) { return ++work_done_; }
   int handle_call(connects_so_far) { return connects_; }
   grove::call_result<std::string> handle_call(drop) {
@@ -594,6 +599,107 @@ TEST_CASE("calls_while_disconnected_fail_or_wait_per_connection_and_per_call") {
     CHECK(node.block_on(ref.call(work{})) == 1); // the call that timed out was never served
   }
 }
+
+/// A connection that starts idle and whose calls wait while it is down.
+grove::server_ref<scripted> start_idle_waiting(grove::node& node, setup& s) {
+  s.start = start_with::idle;
+  s.options.calls_while_disconnected = grove::when_not_ready::wait;
+  return start(node, s);
+}
+
+TEST_CASE("waiting_calls_are_served_in_arrival_order_once_connected_before_newer_mail") {
+  grove::node node{{.threads = 2}};
+  setup s;
+  auto ref = start_idle_waiting(node, s);
+  // Each call's reply is its serving position. Three wait; the cast then
+  // connects; a fourth call sent after the cast comes after all three.
+  std::vector<int> position(5, 0);
+  auto record = [](grove::server_ref<scripted> r, int n, std::vector<int>* out) -> awaitable<void> {
+    (*out)[static_cast<std::size_t>(n)] = co_await r.call(work{});
+  };
+  node.block_on(record(ref, 1, &position) && record(ref, 2, &position) && record(ref, 3, &position) &&
+                cast_now(ref, connect_now{}) && record(ref, 4, &position));
+  CHECK(position == std::vector<int>{0, 1, 2, 3, 4});
+}
+
+TEST_CASE("a_request_that_needs_no_readiness_is_served_while_disconnected") {
+  grove::node node{{.threads = 1}};
+  setup s;
+  s.start = start_with::idle;
+  auto ref = start(node, s);
+  CHECK(node.block_on(ref.call(state_query{})) == "disconnected");
+  CHECK(node.block_on(ref.call(connects_so_far{})) == 0);
+  CHECK(call_error(node, ref, work{}) == grove::connection_errc::disconnected);
+}
+
+TEST_CASE("a_waiting_call_that_drops_the_link_again_leaves_the_later_ones_waiting") {
+  grove::node node{{.threads = 2}};
+  setup s;
+  s.plan->disconnects = {disconnect_step::noconnect};
+  auto ref = start_idle_waiting(node, s);
+  // work, drop (replies, then disconnects and stays down), then a call that
+  // answers with the state it was served in: it waits for the next connect
+  // instead of being served while down.
+  int first = 0;
+  std::string dropped;
+  std::string served_in;
+  auto call_work = [](grove::server_ref<scripted> r, int* out) -> awaitable<void> { *out = co_await r.call(work{}); };
+  auto call_drop = [](grove::server_ref<scripted> r, std::string* out) -> awaitable<void> {
+    *out = co_await r.call(drop{});
+  };
+  auto call_state = [](grove::server_ref<scripted> r, std::string* out) -> awaitable<void> {
+    *out = co_await r.call(state_when_served{});
+  };
+  auto reconnect_twice = [](grove::server_ref<scripted> r) -> awaitable<void> {
+    r.cast(connect_now{});
+    // Served after the waiting calls that the connect let through, so
+    // after the drop's disconnect: the third call still waits.
+    CHECK(co_await r.call(state_query{}) == "disconnected");
+    r.cast(connect_now{});
+  };
+  node.block_on(call_work(ref, &first) && call_drop(ref, &dropped) && call_state(ref, &served_in) &&
+                reconnect_twice(ref));
+  CHECK(first == 1);
+  CHECK(dropped == "dropping");
+  CHECK(served_in == "connected");
+  CHECK(only(*s.log, {"connect:", "disconnect:"}) ==
+        std::vector<std::string>{"connect:asked", "disconnect:dropped", "connect:asked"});
+}
+
+TEST_CASE("calls_still_waiting_fail_with_the_exit_reason_when_the_connection_stops") {
+  grove::node node{{.threads = 1}};
+  setup s;
+  auto ref = start_idle_waiting(node, s);
+  auto fails = [](grove::server_ref<scripted> r) -> awaitable<std::string> {
+    try {
+      co_await r.call(work{}, grove::infinity);
+    } catch (const grove::error& e) {
+      if (e.code() == grove::errc::exited && e.reason()) co_return e.reason()->to_string();
+      co_return std::string("other: ") + e.what();
+    }
+    co_return "served";
+  };
+  auto stop_it = [](grove::server_ref<scripted> r) -> awaitable<void> {
+    co_await grove::stop(r, grove::exit_reason::shutdown("closing"), 5s);
+  };
+  std::string reason = node.block_on(fails(ref) && stop_it(ref));
+  CHECK(reason == "{shutdown, closing}");
+}
+
+// What connect() and disconnect() may return is the compiler's to check.
+static_assert(std::is_convertible_v<grove::action, grove::connect_result>);
+static_assert(std::is_convertible_v<grove::backoff_directive, grove::connect_result>);
+static_assert(!std::is_constructible_v<grove::connect_result, grove::connect_directive>);
+static_assert(!std::is_constructible_v<grove::connect_result, grove::disconnect_directive>);
+static_assert(!std::is_constructible_v<grove::connect_result, grove::noconnect_directive>);
+static_assert(std::is_convertible_v<grove::connect_directive, grove::disconnect_result>);
+static_assert(std::is_convertible_v<grove::backoff_directive, grove::disconnect_result>);
+static_assert(std::is_convertible_v<grove::noconnect_directive, grove::disconnect_result>);
+static_assert(std::is_convertible_v<grove::action, grove::disconnect_result>);
+static_assert(!std::is_constructible_v<grove::disconnect_result, grove::disconnect_directive>);
+// The handlers' action takes every directive; the state decides at run time.
+static_assert(std::is_convertible_v<grove::connect_directive, grove::action>);
+static_assert(std::is_convertible_v<grove::disconnect_directive, grove::action>);
 
 // -- observing the state ---------------------------------------------------------------------------
 

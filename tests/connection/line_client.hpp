@@ -37,16 +37,16 @@ public:
 
   grove::action init() { return grove::connect(); } // before any call is handled
 
-  grove::awaitable<grove::action> connect(grove::message) {
+  grove::awaitable<grove::connect_result> connect(grove::message) {
     auto socket = std::make_shared<tcp::socket>(co_await asio::this_coro::executor);
     auto [error] = co_await socket->async_connect(server_, asio::as_tuple(asio::use_awaitable));
     if (error) co_return grove::backoff(); // the policy's next delay
     socket_ = socket;
     asio::co_spawn(socket->get_executor(), read_lines(socket, self(), ++link_), asio::detached);
-    co_return grove::action{}; // connected
+    co_return grove::connect_result{}; // connected
   }
 
-  grove::action disconnect(grove::message) {
+  grove::disconnect_result disconnect(grove::message) {
     close();
     for (auto& waiting : waiting_) waiting.fail(grove::connection_errc::disconnected);
     waiting_.clear();

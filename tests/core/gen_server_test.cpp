@@ -103,7 +103,7 @@ public:
     parked_.clear();
   }
   void handle_cast(refuse_parked) {
-    for (auto& f : parked_) f.fail(grove::errc::not_ready);
+    for (auto& f : parked_) f.fail(grove::errc::invalid_argument);
     parked_.clear();
   }
   void handle_cast(release_from_thread r) {
@@ -327,7 +327,7 @@ TEST_CASE("a_deferred_answer_can_be_an_error_the_caller_sees_as_grove_error") {
     auto refused = [](grove::server_ref<counter> r) -> awaitable<std::error_code> {
       co_return co_await grove::testing::error_of(r.call(park{}) && cast_now(r, refuse_parked{}));
     };
-    CHECK(co_await refused(ref) == grove::errc::not_ready);
+    CHECK(co_await refused(ref) == grove::errc::invalid_argument);
     CHECK(co_await ref.call(get{}) == 0); // the server carries on
   }(node));
 }
@@ -798,124 +798,4 @@ TEST_CASE("ignore_from_a_handler_other_than_init_ends_the_server_with_an_error")
     CHECK(m.get<grove::down_message>().reason.to_string().find("only init") != std::string::npos);
     CHECK(jp->terminated == 1);
   });
-}
-
-namespace {
-
-struct work {
-  using reply_type = int;
-  int n;
-};
-struct served_count {
-  using reply_type = int;
-  static constexpr bool needs_ready = false;
-};
-struct become_ready {};
-struct become_unready {};
-struct stop_now {};
-
-/// Starts not ready; answers work with its serving order.
-class gated : public grove::gen_server {
-public:
-  explicit gated(grove::when_not_ready policy) { set_not_ready_policy(policy); }
-  void init() { set_ready(false); }
-  int handle_call(work w) {
-    order_.push_back(w.n);
-    return static_cast<int>(order_.size());
-  }
-  int handle_call(served_count) { return static_cast<int>(order_.size()); }
-  void handle_cast(become_ready) { set_ready(true); }
-  void handle_cast(become_unready) { set_ready(false); }
-  grove::action handle_cast(stop_now) { return grove::stop(grove::exit_reason::shutdown("closing")); }
-
-private:
-  std::vector<int> order_;
-};
-
-template <class Req>
-awaitable<void> cast_to(grove::server_ref<gated> ref, Req request) {
-  ref.cast(std::move(request));
-  co_return;
-}
-
-awaitable<int> call_waiting(grove::server_ref<gated> ref, int n) {
-  grove::call_options o;
-  o.if_not_ready = grove::when_not_ready::wait;
-  co_return co_await ref.call(work{n}, o);
-}
-
-awaitable<std::error_code> call_error(grove::server_ref<gated> ref, grove::call_options o) {
-  return grove::testing::error_of(ref.call(work{0}, o));
-}
-
-} // namespace
-
-TEST_CASE("a_call_to_a_server_that_is_not_ready_fails_with_its_error_unless_the_request_needs_no_readiness") {
-  grove::node node{{.threads = 2}};
-  node.block_on([](grove::node& nd) -> awaitable<void> {
-    auto ref = co_await grove::start<gated>(nd, grove::when_not_ready::fail);
-    CHECK(co_await call_error(ref, {}) == grove::errc::not_ready);
-    CHECK(co_await ref.call(served_count{}) == 0); // needs_ready = false: served anyway
-    ref.cast(become_ready{});
-    CHECK(co_await ref.call(work{7}) == 1);
-  }(node));
-}
-
-TEST_CASE("held_calls_are_served_in_arrival_order_once_the_server_is_ready") {
-  grove::node node{{.threads = 2}};
-  node.block_on([](grove::node& nd) -> awaitable<void> {
-    auto ref = co_await grove::start<gated>(nd, grove::when_not_ready::fail);
-    // Each call waits (per call, against the server's fail); the cast comes
-    // after all three are held.
-    std::vector<int> position(4, 0);
-    auto record = [](grove::server_ref<gated> r, int n, std::vector<int>* out) -> awaitable<void> {
-      (*out)[static_cast<std::size_t>(n)] = co_await call_waiting(r, n);
-    };
-    co_await (record(ref, 1, &position) && record(ref, 2, &position) && record(ref, 3, &position) &&
-              cast_to(ref, become_ready{}));
-    CHECK(position == std::vector<int>{0, 1, 2, 3}); // call n was served n-th
-  }(node));
-}
-
-TEST_CASE("a_server_policy_of_wait_holds_calls_and_a_call_may_still_choose_to_fail") {
-  grove::node node{{.threads = 1}};
-  node.block_on([](grove::node& nd) -> awaitable<void> {
-    auto ref = co_await grove::start<gated>(nd, grove::when_not_ready::wait);
-    grove::call_options fail_fast;
-    fail_fast.if_not_ready = grove::when_not_ready::fail;
-    CHECK(co_await call_error(ref, fail_fast) == grove::errc::not_ready);
-    int served = co_await (ref.call(work{5}) && cast_to(ref, become_ready{}));
-    CHECK(served == 1);
-  }(node));
-}
-
-TEST_CASE("a_held_call_whose_caller_gave_up_is_never_served") {
-  grove::node node{{.threads = 1}};
-  node.block_on([](grove::node& nd) -> awaitable<void> {
-    auto ref = co_await grove::start<gated>(nd, grove::when_not_ready::wait);
-    grove::call_options brief;
-    brief.timeout = 20ms;
-    CHECK(co_await call_error(ref, brief) == grove::errc::timeout);
-    ref.cast(become_ready{});
-    CHECK(co_await ref.call(served_count{}) == 0); // the abandoned call did not run
-    CHECK(co_await ref.call(work{1}) == 1);
-  }(node));
-}
-
-TEST_CASE("held_calls_fail_with_the_exit_reason_when_the_server_stops") {
-  grove::node node{{.threads = 1}};
-  node.block_on([](grove::node& nd) -> awaitable<void> {
-    auto ref = co_await grove::start<gated>(nd, grove::when_not_ready::wait);
-    auto fails = [](grove::server_ref<gated> r) -> awaitable<std::string> {
-      try {
-        co_await r.call(work{1}, grove::infinity);
-      } catch (const grove::error& e) {
-        if (e.code() == grove::errc::exited && e.reason()) co_return e.reason()->to_string();
-        co_return std::string("other: ") + e.what();
-      }
-      co_return "served";
-    };
-    std::string reason = co_await (fails(ref) && cast_to(ref, stop_now{}));
-    CHECK(reason == "{shutdown, closing}");
-  }(node));
 }

@@ -11,6 +11,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/system/error_code.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <exception>
 #include <ostream>
@@ -109,105 +110,165 @@ connection::connection(connection_options options)
                        "connection_options::connect_timeout is " + seconds_text(options_.connect_timeout) +
                            " (expected > 0, or grove::infinity for none)");
   }
-  set_not_ready_policy(options_.calls_while_disconnected, connection_errc::disconnected);
-  set_ready(false);
   if (options_.status) options_.status->store({state_, since_, {}, 0});
 }
 
+// -- the directive interpreter ---------------------------------------------
+//
+// Each directive becomes a step: either done (an action for the server
+// loop), or one of the two callbacks to await next. The pure parts — what a
+// directive or a callback's result means in the current state — are flat
+// visits below; drive() only awaits the callbacks they ask for.
+
+struct detail::connection_step {
+  struct run_connect {
+    message info;
+    std::optional<duration> idle;
+  };
+  struct run_disconnect {
+    message info;
+    std::optional<duration> idle;
+  };
+  std::variant<action, run_connect, run_disconnect> next;
+};
+
+namespace {
+template <class... F>
+struct overloaded : F... {
+  using F::operator()...;
+};
+
+/// A directive's own idle timeout, else the one of the step it came from.
+std::optional<duration> idle_of(const std::optional<duration>& own, const std::optional<duration>& outer) {
+  return own ? own : outer;
+}
+} // namespace
+
 detail::handler_outcome connection::run(action a, const detail::connection_callbacks& callbacks) {
-  return drive(std::move(a), origin::request, &callbacks);
+  const std::optional<duration> idle = a.idle_timeout();
+  message carried = a.take_directive();
+  auto* directive = carried.get_if<detail::any_directive>();
+  if (!directive) throw grove::error(errc::bad_directive, "a connection got a directive of another layer");
+  return start(on_request(std::move(*directive), idle), callbacks);
 }
 
 detail::handler_outcome connection::on_timer(std::uint64_t generation, const detail::connection_callbacks& callbacks) {
   // A timer cancelled after it fired: its message is stale, and dropped.
   if (generation != generation_ || state_ != connection_state::backing_off) return action{};
   timer_ = {};
-  return drive(connect(backoff_elapsed{}), origin::request, &callbacks);
+  return start(step{step::run_connect{backoff_elapsed{}, std::nullopt}}, callbacks);
 }
 
-awaitable<action> connection::drive(action a, origin from, const detail::connection_callbacks* callbacks) {
+detail::handler_outcome connection::start(step first, const detail::connection_callbacks& callbacks) {
+  if (auto* done = std::get_if<action>(&first.next)) return std::move(*done); // no callback to await: no coroutine
+  return drive(std::move(first), &callbacks);
+}
+
+awaitable<action> connection::drive(step next, const detail::connection_callbacks* callbacks) {
   for (;;) {
-    if (a.stops()) co_return a;
-    if (!a.has_directive()) {
-      if (from == origin::connect_result) co_return connected(std::move(a));
-      co_return a; // a handler's plain result, or disconnect's "stay down"
+    if (auto* done = std::get_if<action>(&next.next)) co_return std::move(*done);
+    if (auto* c = std::get_if<step::run_connect>(&next.next)) {
+      const std::optional<duration> idle = c->idle;
+      std::optional<connect_result> result = co_await attempt(std::move(c->info), callbacks);
+      next = result ? after_connect(std::move(*result), idle) : connect_timed_out(idle);
+    } else {
+      auto& d = std::get<step::run_disconnect>(next.next);
+      const std::optional<duration> idle = d.idle;
+      disconnect_result result = co_await run_disconnect(std::move(d.info), callbacks);
+      next = after_disconnect(std::move(result), idle);
     }
-    const std::optional<duration> idle = a.idle_timeout();
-    message directive = a.take_directive();
-
-    if (auto* c = directive.get_if<detail::connect_directive>()) {
-      if (from == origin::connect_result) {
-        throw grove::error(errc::bad_directive, "connect() returned grove::connect(); it returns {} when connected, grove::backoff() "
-                               "to retry later, or grove::stop()");
-      }
-      std::optional<action> result = co_await attempt(std::move(c->info), callbacks);
-      if (!result) {
-        ++failures_;
-        co_return schedule(std::nullopt, idle, "connect timed out after " + seconds_text(options_.connect_timeout));
-      }
-      a = with_idle(std::move(*result), idle);
-      from = origin::connect_result;
-      continue;
-    }
-
-    if (auto* b = directive.get_if<detail::backoff_directive>()) {
-      if (from == origin::request && state_ == connection_state::connected) {
-        throw grove::error(errc::bad_directive, "a handler returned grove::backoff() while connected; return grove::disconnect(info) "
-                               "and back off from disconnect()");
-      }
-      std::string reason;
-      if (from == origin::connect_result) {
-        ++failures_;
-        reason = "connect failed";
-      }
-      co_return schedule(b->delay, idle, std::move(reason));
-    }
-
-    if (auto* d = directive.get_if<detail::disconnect_directive>()) {
-      if (from != origin::request) {
-        throw grove::error(errc::bad_directive, from == origin::connect_result
-                                   ? "connect() returned grove::disconnect(); it returns {}, grove::backoff() or grove::stop()"
-                                   : "disconnect() returned grove::disconnect(); it returns grove::connect(), "
-                                     "grove::backoff(), grove::noconnect() or grove::stop()");
-      }
-      cancel_timer();
-      enter(connection_state::disconnected, describe(d->info));
-      if (callbacks->disconnect) {
-        detail::handler_outcome o = callbacks->disconnect(*this, std::move(d->info));
-        if (o.ready()) {
-          a = o.take_ready();
-        } else {
-          a = co_await o.take_pending(); // (not inside ?: — g++ 12 miscompiles co_await there)
-        }
-      } else {
-        a = backoff();
-      }
-      a = with_idle(std::move(a), idle);
-      from = origin::disconnect_result;
-      continue;
-    }
-
-    if (directive.is<detail::noconnect_directive>()) {
-      if (from == origin::connect_result || (from == origin::request && state_ == connection_state::connected)) {
-        throw grove::error(errc::bad_directive, "grove::noconnect() is for disconnect() (or a handler while disconnected)");
-      }
-      if (state_ != connection_state::disconnected) {
-        cancel_timer();
-        enter(connection_state::disconnected, {});
-      }
-      co_return with_idle(action{}, idle);
-    }
-
-    throw grove::error(errc::bad_directive, "a connection got a directive it does not know");
   }
 }
 
-awaitable<std::optional<action>> connection::attempt(message info, const detail::connection_callbacks* callbacks) {
+/// A directive from init or a handler. What it may do depends on the state,
+/// so these are the checks left to run time.
+connection::step connection::on_request(detail::any_directive directive, std::optional<duration> idle) {
+  return std::visit(
+      overloaded{
+          [&](connect_directive& c) -> step {
+            return {step::run_connect{std::move(c.info), idle_of(c.idle_timeout(), idle)}};
+          },
+          [&](disconnect_directive& d) -> step {
+            cancel_timer();
+            enter(connection_state::disconnected, describe(d.info));
+            return {step::run_disconnect{std::move(d.info), idle_of(d.idle_timeout(), idle)}};
+          },
+          [&](backoff_directive& b) -> step {
+            if (state_ == connection_state::connected) {
+              throw grove::error(errc::bad_directive,
+                                 "a handler returned grove::backoff() while connected; return grove::disconnect(info) "
+                                 "and back off from disconnect()");
+            }
+            return {schedule(b.delay, idle_of(b.idle_timeout(), idle), {})};
+          },
+          [&](noconnect_directive& n) -> step {
+            if (state_ == connection_state::connected) {
+              throw grove::error(errc::bad_directive,
+                                 "a handler returned grove::noconnect() while connected; it is for disconnect() (or a "
+                                 "handler while disconnected)");
+            }
+            if (state_ != connection_state::disconnected) {
+              cancel_timer();
+              enter(connection_state::disconnected, {});
+            }
+            return {with_idle(action{}, idle_of(n.idle_timeout(), idle))};
+          },
+      },
+      directive);
+}
+
+connection::step connection::after_connect(connect_result result, std::optional<duration> idle) {
+  return std::visit(overloaded{
+                        [&](action& a) -> step {
+                          if (a.has_directive()) {
+                            throw grove::error(errc::bad_directive,
+                                               "connect() returned a directive inside a grove::action; it returns "
+                                               "{} when connected, grove::backoff() or grove::stop()");
+                          }
+                          if (a.stops()) return {std::move(a)}; // gave up: not connected
+                          return {connected(with_idle(std::move(a), idle))};
+                        },
+                        [&](backoff_directive& b) -> step {
+                          ++failures_;
+                          return {schedule(b.delay, idle_of(b.idle_timeout(), idle), "connect failed")};
+                        },
+                    },
+                    result.value());
+}
+
+connection::step connection::connect_timed_out(std::optional<duration> idle) {
+  ++failures_;
+  return {schedule(std::nullopt, idle, "connect timed out after " + seconds_text(options_.connect_timeout))};
+}
+
+connection::step connection::after_disconnect(disconnect_result result, std::optional<duration> idle) {
+  return std::visit(
+      overloaded{
+          [&](action& a) -> step {
+            if (a.has_directive()) {
+              throw grove::error(errc::bad_directive,
+                                 "disconnect() returned a directive inside a grove::action; it returns "
+                                 "grove::connect(), grove::backoff(), grove::noconnect(), {} or grove::stop()");
+            }
+            return {with_idle(std::move(a), idle)}; // stay down, or stop
+          },
+          [&](connect_directive& c) -> step {
+            return {step::run_connect{std::move(c.info), idle_of(c.idle_timeout(), idle)}};
+          },
+          [&](backoff_directive& b) -> step { return {schedule(b.delay, idle_of(b.idle_timeout(), idle), {})}; },
+          [&](noconnect_directive& n) -> step { return {with_idle(action{}, idle_of(n.idle_timeout(), idle))}; },
+      },
+      result.value());
+}
+
+awaitable<std::optional<connect_result>> connection::attempt(message info,
+                                                             const detail::connection_callbacks* callbacks) {
   cancel_timer();
   enter(connection_state::connecting, {});
-  detail::handler_outcome o = callbacks->connect(*this, std::move(info));
-  if (o.ready()) co_return o.take_ready();
-  if (options_.connect_timeout >= forever) co_return co_await o.take_pending();
+  detail::callback_outcome<connect_result> o = callbacks->connect(*this, std::move(info));
+  if (auto* ready = std::get_if<connect_result>(&o)) co_return std::move(*ready);
+  awaitable<connect_result> pending = std::get<awaitable<connect_result>>(std::move(o));
+  if (options_.connect_timeout >= forever) co_return co_await std::move(pending);
 
   // connect() races a timer; the loser is cancelled and waited for, so a
   // timed-out connect has unwound before the next step. A kill of this
@@ -215,7 +276,7 @@ awaitable<std::optional<action>> connection::attempt(message info, const detail:
   auto executor = co_await asio::this_coro::executor;
   asio::steady_timer timer(executor, options_.connect_timeout);
   auto [order, failure, result, timer_error] =
-      co_await asio::experimental::make_parallel_group(asio::co_spawn(executor, o.take_pending(), asio::deferred),
+      co_await asio::experimental::make_parallel_group(asio::co_spawn(executor, std::move(pending), asio::deferred),
                                                        timer.async_wait(asio::deferred))
           .async_wait(asio::experimental::wait_for_one(), asio::use_awaitable);
   (void)timer_error;
@@ -224,6 +285,48 @@ awaitable<std::optional<action>> connection::attempt(message info, const detail:
     co_return std::move(result);
   }
   co_return std::nullopt;
+}
+
+awaitable<disconnect_result> connection::run_disconnect(message info, const detail::connection_callbacks* callbacks) {
+  if (!callbacks->disconnect) co_return grove::backoff(); // without a disconnect(), back off by the policy
+  detail::callback_outcome<disconnect_result> o = callbacks->disconnect(*this, std::move(info));
+  if (auto* ready = std::get_if<disconnect_result>(&o)) co_return std::move(*ready);
+  co_return co_await std::get<awaitable<disconnect_result>>(std::move(o));
+}
+
+// -- the call gate -----------------------------------------------------------
+
+bool connection::admit(detail::envelope& call) {
+  if (state_ == connection_state::connected || call.readiness == detail::served_when_not_ready) return true;
+  auto policy = static_cast<when_not_ready>(call.readiness);
+  if (policy == when_not_ready::server_default) policy = options_.calls_while_disconnected;
+  if (policy == when_not_ready::wait) {
+    hold(std::move(call));
+  } else {
+    call.reply->fail(connection_errc::disconnected);
+  }
+  return false;
+}
+
+bool connection::release(detail::envelope& out) {
+  if (held_head_ == held_.size() || state_ != connection_state::connected) return false;
+  out = std::move(held_[held_head_++]);
+  if (held_head_ == held_.size()) {
+    held_.clear();
+    held_head_ = 0;
+  }
+  return true;
+}
+
+/// Calls whose callers gave up are swept out whenever the queue doubles.
+void connection::hold(detail::envelope call) {
+  if (held_.size() >= held_compact_at_) {
+    held_.erase(held_.begin(), held_.begin() + static_cast<std::ptrdiff_t>(held_head_));
+    held_head_ = 0;
+    std::erase_if(held_, [](const detail::envelope& e) { return e.reply->completed(); });
+    held_compact_at_ = std::max<std::size_t>(16, held_.size() * 2);
+  }
+  held_.push_back(std::move(call));
 }
 
 action connection::connected(action result) {
@@ -277,7 +380,6 @@ void connection::enter(connection_state next, std::string reason, std::chrono::s
   const connection_state previous = state_;
   state_ = next;
   since_ = now;
-  set_ready(next == connection_state::connected);
   if (options_.status) {
     options_.status->store({next, since_, next == connection_state::backing_off ? retry_at_ : steady::time_point{},
                             failures_});

@@ -4,24 +4,28 @@
 //
 //   class db_client : public grove::connection {
 //   public:
-//     grove::action init() { return grove::connect(); }          // connect before any message
-//     grove::awaitable<grove::action> connect(grove::message) {  // may co_await real I/O
-//       if (co_await try_open()) co_return grove::action{};       // connected
-//       co_return grove::backoff();                               // the policy's next delay
+//     grove::action init() { return grove::connect(); }                  // connect before any message
+//     grove::awaitable<grove::connect_result> connect(grove::message) {  // may co_await real I/O
+//       if (co_await try_open()) co_return grove::connect_result{};       // connected
+//       co_return grove::backoff();                                       // the policy's next delay
 //     }
-//     grove::action disconnect(grove::message) {
+//     grove::disconnect_result disconnect(grove::message) {
 //       close();
-//       return grove::connect();                                  // reconnect now
+//       return grove::connect();                                          // reconnect now
 //     }
 //     grove::awaitable<grove::call_result<row>> handle_call(query q);
 //   };
 //
-// Results, as Connection's:
-//   init()            connect(info) | backoff([d]) | {} (start idle) | stop(r) | ignore()
-//   connect(info)     {} (connected) | backoff([d]) | stop(r)
-//   disconnect(info)  connect(info) | backoff([d]) | noconnect() / {} (stay down) | stop(r)
-//   handle_call/cast/info/continue: what a gen_server's may, plus connect(info)
-//                     or disconnect(info) (a call's with or without its reply)
+// Results, as Connection's. connect() and disconnect() return their own
+// types, so returning what they may not is a compile error:
+//   connect(info)     -> connect_result:    {} (connected) | backoff([d]) | stop(r)
+//   disconnect(info)  -> disconnect_result: connect(info) | backoff([d]) | noconnect() / {} (stay down) | stop(r)
+//   init()            -> action: connect(info) | backoff([d]) | {} (start idle) | stop(r) | ignore()
+//   handle_call/cast/info/continue -> what a gen_server's may, plus connect(info)
+//                     or disconnect(info) (a call's with or without its reply);
+//                     while not connected also backoff([d]) or noconnect().
+//                     These depend on the state, so they are checked when they
+//                     run (errc::bad_directive: a backoff while connected).
 // Any of them may add .with_idle_timeout(d). A connect that runs longer than
 // connection_options::connect_timeout is cancelled and counts as failed
 // (backoff by the policy). An exception in connect or disconnect ends the
@@ -33,11 +37,13 @@
 // the one before, and a timer that fired before it was cancelled never
 // starts a connect. When it runs out, connect gets backoff_elapsed{} as info.
 //
-// While not connected, calls fail at once with connection_errc::disconnected or wait
-// for the connection up to their timeout: per connection
+// While not connected, calls fail at once with connection_errc::disconnected
+// or wait for the connection up to their timeout, and are then served in
+// arrival order before any newer message: per connection
 // (connection_options::calls_while_disconnected) or per call
 // (call_options::if_not_ready). A request type that must be answered either
-// way declares `static constexpr bool needs_ready = false;`.
+// way declares `static constexpr bool needs_ready = false;`. Casts and plain
+// messages are always handled.
 //
 // The state (disconnected, connecting, connected, backing off until T) is
 // state() inside, on_event for every change, and connection_status for
@@ -57,6 +63,10 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <utility>
+#include <variant>
+#include <vector>
 
 namespace grove {
 
@@ -125,45 +135,139 @@ struct connection_options {
   std::shared_ptr<connection_status> status{};               ///< kept up to date for lock-free reads from anywhere (default none)
 };
 
+// -- what the callbacks return ----------------------------------------------
+//
+// Each directive is its own type, and connect() and disconnect() each return
+// a type that admits only what that callback may: a connect() that returns
+// grove::connect() or a disconnect() that returns grove::disconnect() does
+// not compile. A directive also converts to grove::action, for init and the
+// gen_server handlers; there what it may do depends on the state (a backoff
+// while connected is refused with errc::bad_directive at run time).
+
 namespace detail {
-struct connect_directive {
-  message info;
+/// What every directive has: an idle timeout to add, and the conversion to
+/// grove::action for init and the handlers.
+template <class Directive>
+class directive_base {
+public:
+  /// If no message arrives within `d` after this step, handle_info gets a
+  /// timeout_message.
+  Directive&& with_idle_timeout(duration d) && {
+    idle_timeout_ = d;
+    return static_cast<Directive&&>(*this);
+  }
+  const std::optional<duration>& idle_timeout() const noexcept { return idle_timeout_; }
+  operator action() &&; // NOLINT: `return grove::connect();` from a handler
+
+private:
+  std::optional<duration> idle_timeout_;
 };
-struct backoff_directive {
-  std::optional<duration> delay;
-};
-struct disconnect_directive {
-  message info;
-};
-struct noconnect_directive {};
 } // namespace detail
 
+/// grove::connect(info): run connect(info) now.
+struct connect_directive : detail::directive_base<connect_directive> {
+  explicit connect_directive(message i) : info(std::move(i)) {}
+  message info;
+};
+/// grove::backoff() / backoff(d): wait, then connect(backoff_elapsed{}).
+struct backoff_directive : detail::directive_base<backoff_directive> {
+  explicit backoff_directive(std::optional<duration> d) : delay(d) {}
+  std::optional<duration> delay; ///< none: the policy's next delay
+};
+/// grove::disconnect(info): run disconnect(info) now.
+struct disconnect_directive : detail::directive_base<disconnect_directive> {
+  explicit disconnect_directive(message i) : info(std::move(i)) {}
+  message info;
+};
+/// grove::noconnect(): stay disconnected until a handler asks for connect().
+struct noconnect_directive : detail::directive_base<noconnect_directive> {};
+
 /// Run connect(info) now (from init, a handler, or disconnect).
-inline action connect(message info = {}) { return detail::directive_action(detail::connect_directive{std::move(info)}); }
+inline connect_directive connect(message info = {}) { return connect_directive(std::move(info)); }
 /// Wait the backoff policy's next delay, then connect(backoff_elapsed{})
-/// (from init, connect or disconnect).
-inline action backoff() { return detail::directive_action(detail::backoff_directive{}); }
+/// (from init, connect or disconnect; from a handler while not connected).
+inline backoff_directive backoff() { return backoff_directive(std::nullopt); }
 /// Wait `delay`, then connect(backoff_elapsed{}).
-inline action backoff(duration delay) { return detail::directive_action(detail::backoff_directive{delay}); }
+inline backoff_directive backoff(duration delay) { return backoff_directive(delay); }
 /// Run disconnect(info) now (from a handler).
-inline action disconnect(message info = {}) {
-  return detail::directive_action(detail::disconnect_directive{std::move(info)});
-}
+inline disconnect_directive disconnect(message info = {}) { return disconnect_directive(std::move(info)); }
 /// From disconnect: stay disconnected, with no attempt scheduled, until a
-/// handler asks for connect().
-inline action noconnect() { return detail::directive_action(detail::noconnect_directive{}); }
+/// handler asks for connect() (also from a handler while not connected).
+inline noconnect_directive noconnect() { return {}; }
+
+namespace detail {
+/// Any directive, as a handler's action carries it.
+using any_directive = std::variant<connect_directive, backoff_directive, disconnect_directive, noconnect_directive>;
+
+template <class Directive>
+directive_base<Directive>::operator action() && {
+  std::optional<duration> idle = idle_timeout_;
+  action a = directive_action(message(any_directive(static_cast<Directive&&>(*this))));
+  if (idle) return std::move(a).with_idle_timeout(*idle);
+  return a;
+}
+} // namespace detail
+
+/// What connect(info) returns:
+///   {} or an action           connected; then that action's step (continue_with,
+///                             an idle timeout), as a handler's
+///   grove::backoff([d])       not connected: try again after the delay
+///   grove::stop(r)            give up: the connection ends with r
+class connect_result {
+public:
+  using alternatives = std::variant<action, backoff_directive>;
+
+  connect_result() = default;
+  connect_result(action then) : value_(std::move(then)) {}         // NOLINT
+  connect_result(backoff_directive b) : value_(std::move(b)) {}    // NOLINT
+  connect_result(connect_directive) = delete;    // connect() never returns grove::connect(): {} when connected, grove::backoff() to retry
+  connect_result(disconnect_directive) = delete; // connect() never returns grove::disconnect(): {}, grove::backoff() or grove::stop(r)
+  connect_result(noconnect_directive) = delete;  // connect() never returns grove::noconnect(): grove::backoff(infinity) waits for a handler's connect()
+
+  alternatives& value() noexcept { return value_; }
+
+private:
+  alternatives value_;
+};
+
+/// What disconnect(info) returns:
+///   grove::connect(info)      reconnect at once
+///   grove::backoff([d])       reconnect after the delay
+///   grove::noconnect() or {}  stay down until a handler asks for connect()
+///   grove::stop(r)            the connection ends with r
+class disconnect_result {
+public:
+  using alternatives = std::variant<action, connect_directive, backoff_directive, noconnect_directive>;
+
+  disconnect_result() = default;
+  disconnect_result(action then) : value_(std::move(then)) {}              // NOLINT
+  disconnect_result(connect_directive c) : value_(std::move(c)) {}         // NOLINT
+  disconnect_result(backoff_directive b) : value_(std::move(b)) {}         // NOLINT
+  disconnect_result(noconnect_directive n) : value_(std::move(n)) {}       // NOLINT
+  disconnect_result(disconnect_directive) = delete; // disconnect() never returns grove::disconnect(): it is the disconnect
+
+  alternatives& value() noexcept { return value_; }
+
+private:
+  alternatives value_;
+};
 
 class connection;
 
 namespace detail {
 
+/// A callback's result: ready now, or to be awaited.
+template <class T>
+using callback_outcome = std::variant<T, awaitable<T>>;
+
 /// The user's connect and disconnect, for one server type.
 struct connection_callbacks {
-  handler_outcome (*connect)(connection&, message&&);
-  handler_outcome (*disconnect)(connection&, message&&); // nullptr: none (a disconnect backs off)
+  callback_outcome<connect_result> (*connect)(connection&, message&&);
+  callback_outcome<disconnect_result> (*disconnect)(connection&, message&&); // nullptr: none (a disconnect backs off)
 };
 
 class connection_access;
+struct connection_step;
 
 } // namespace detail
 
@@ -182,17 +286,28 @@ public:
 
 private:
   friend class detail::connection_access;
-  enum class origin : std::uint8_t { request, connect_result, disconnect_result };
+  using step = detail::connection_step;
 
   detail::handler_outcome run(action a, const detail::connection_callbacks& callbacks);
   detail::handler_outcome on_timer(std::uint64_t generation, const detail::connection_callbacks& callbacks);
-  awaitable<action> drive(action a, origin from, const detail::connection_callbacks* callbacks);
-  awaitable<std::optional<action>> attempt(message info, const detail::connection_callbacks* callbacks);
+  detail::handler_outcome start(step first, const detail::connection_callbacks& callbacks);
+  awaitable<action> drive(step next, const detail::connection_callbacks* callbacks);
+  awaitable<std::optional<connect_result>> attempt(message info, const detail::connection_callbacks* callbacks);
+  awaitable<disconnect_result> run_disconnect(message info, const detail::connection_callbacks* callbacks);
+  step on_request(detail::any_directive directive, std::optional<duration> idle);
+  step after_connect(connect_result result, std::optional<duration> idle);
+  step after_disconnect(disconnect_result result, std::optional<duration> idle);
+  step connect_timed_out(std::optional<duration> idle);
   action connected(action result);
   action schedule(std::optional<duration> delay, std::optional<duration> idle_timeout, std::string reason);
   void cancel_timer() noexcept;
   void enter(connection_state next, std::string reason,
              std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now());
+
+  // The call gate: while not connected, calls fail or wait here.
+  bool admit(detail::envelope& call);
+  bool release(detail::envelope& out);
+  void hold(detail::envelope call);
 
   connection_options options_;
   backoff_random random_;
@@ -203,6 +318,11 @@ private:
   duration last_delay_{};
   std::uint64_t generation_ = 0; // of the backoff timer; a message from an older one is stale
   timer_ref timer_;
+  // Calls waiting for the link, in arrival order from held_head_ on. A
+  // vector, not a deque: an empty deque allocates.
+  std::vector<detail::envelope> held_;
+  std::size_t held_head_ = 0;
+  std::size_t held_compact_at_ = 16;
 };
 
 namespace detail {
@@ -220,26 +340,43 @@ public:
   static handler_outcome on_timer(connection& c, std::uint64_t generation, const connection_callbacks& cb) {
     return c.on_timer(generation, cb);
   }
+  static bool admit(gen_server& c, envelope& call) { return static_cast<connection&>(c).admit(call); }
+  static bool release(gen_server& c, envelope& out) { return static_cast<connection&>(c).release(out); }
 };
 
-template <class S>
-handler_outcome call_connect(connection& base, message&& info) {
-  S& server = static_cast<S&>(base);
-  if constexpr (requires(S& s, message m) { s.connect(std::move(m)); }) {
-    return run_action_handler([&]() -> decltype(auto) { return server.connect(std::move(info)); });
+inline constexpr call_gate connection_gate{&connection_access::admit, &connection_access::release};
+
+template <class T, class F>
+callback_outcome<T> run_callback(F&& f) {
+  using result = std::invoke_result_t<F&&>;
+  if constexpr (std::is_same_v<result, T>) {
+    return callback_outcome<T>(std::in_place_index<0>, std::forward<F>(f)());
   } else {
-    static_assert(requires(S& s) { s.connect(); }, "a grove::connection needs connect(grove::message) or connect()");
-    return run_action_handler([&]() -> decltype(auto) { return server.connect(); });
+    static_assert(std::is_same_v<result, awaitable<T>>,
+                  "a grove::connection's connect() returns grove::connect_result and its disconnect() "
+                  "grove::disconnect_result (or awaitable of it)");
+    return callback_outcome<T>(std::in_place_index<1>, std::forward<F>(f)());
   }
 }
 
 template <class S>
-handler_outcome call_disconnect(connection& base, message&& info) {
+callback_outcome<connect_result> call_connect(connection& base, message&& info) {
+  S& server = static_cast<S&>(base);
+  if constexpr (requires(S& s, message m) { s.connect(std::move(m)); }) {
+    return run_callback<connect_result>([&]() -> decltype(auto) { return server.connect(std::move(info)); });
+  } else {
+    static_assert(requires(S& s) { s.connect(); }, "a grove::connection needs connect(grove::message) or connect()");
+    return run_callback<connect_result>([&]() -> decltype(auto) { return server.connect(); });
+  }
+}
+
+template <class S>
+callback_outcome<disconnect_result> call_disconnect(connection& base, message&& info) {
   S& server = static_cast<S&>(base);
   if constexpr (requires(S& s, message m) { s.disconnect(std::move(m)); }) {
-    return run_action_handler([&]() -> decltype(auto) { return server.disconnect(std::move(info)); });
+    return run_callback<disconnect_result>([&]() -> decltype(auto) { return server.disconnect(std::move(info)); });
   } else {
-    return run_action_handler([&]() -> decltype(auto) { return server.disconnect(); });
+    return run_callback<disconnect_result>([&]() -> decltype(auto) { return server.disconnect(); });
   }
 }
 
@@ -272,6 +409,8 @@ struct server_extension<S> {
   static handler_outcome directive(gen_server& base, action&& a) {
     return connection_access::run(static_cast<S&>(base), std::move(a), connection_callbacks_for<S>);
   }
+
+  static constexpr const call_gate* gate = &connection_gate;
 };
 
 } // namespace detail

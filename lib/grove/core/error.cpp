@@ -17,8 +17,6 @@ constexpr const char* core_messages[] = {
     "this operation must run inside a grove process",
     "the wait was cancelled because the waiting process is exiting",
     "invalid argument",
-    ("the server is not ready to serve calls now (retry, or call with call_options{.if_not_ready = "
-     "when_not_ready::wait} to wait for it)"),
     "a handler returned a result that handler may not return",
 };
 

@@ -46,7 +46,6 @@ enum class errc {
   not_in_process,    ///< an operation that needs a calling process ran outside one
   cancelled,         ///< the waiting process was killed or the wait was cancelled
   invalid_argument,  ///< an option or argument is out of range; the text names it
-  not_ready,         ///< the server is not ready to serve calls now (see gen_server::set_ready)
   bad_directive,     ///< a handler returned what that handler may not return; the text says which
 };
 

@@ -200,14 +200,6 @@ constexpr int fairness_budget = 64;
 
 } // namespace
 
-/// The loop's view of a server's readiness (gen_server keeps it private).
-class server_access {
-public:
-  static bool ready(const gen_server& s) noexcept { return s.ready_; }
-  static when_not_ready policy(const gen_server& s) noexcept { return s.not_ready_policy_; }
-  static std::error_code error(const gen_server& s) noexcept { return s.not_ready_error_; }
-};
-
 namespace {
 
 /// A start failed (constructor, init): as OTP's proc_lib, the starter gets
@@ -281,15 +273,7 @@ public:
           take(hooks_.info(server_, timeout_message{}));
           continue;
         }
-        if (held_head_ < held_.size() && server_access::ready(server_)) {
-          envelope env = std::move(held_[held_head_++]);
-          if (held_head_ == held_.size()) {
-            held_.clear();
-            held_head_ = 0;
-          }
-          if (!env.reply->completed()) handle(std::move(env)); // else its caller gave up while it was held
-          continue;
-        }
+        if (hooks_.gate && release_kept_call()) continue;
         if (!state_.has_mail()) return need::mail;
         if (--budget_ == 0) {
           budget_ = fairness_budget;
@@ -365,13 +349,9 @@ private:
         env.reply->fail(errc::wrong_server);
         return;
       }
-      if (!server_access::ready(server_) && env.readiness != served_when_not_ready) {
-        not_ready(std::move(env));
-        return;
-      }
       state_.track_reply(env.reply);
-      current_call_ = env.reply;
-      take(env.dispatch(server_, env));
+      if (hooks_.gate && !admitted(env)) return;
+      dispatch_call(env);
       return;
     case envelope_kind::cast:
       if (env.server_tag != hooks_.tag) return; // dropped, as a cast to a dead process
@@ -390,30 +370,27 @@ private:
     }
   }
 
-  /// A call reached the server while it is not ready: fail it or hold it.
-  /// (Out of line: the common path of handle() stays small.)
-  [[gnu::noinline]] void not_ready(envelope env) {
-    auto policy = static_cast<when_not_ready>(env.readiness);
-    if (policy == when_not_ready::server_default) policy = server_access::policy(server_);
-    if (policy == when_not_ready::wait) {
-      hold(std::move(env));
-    } else {
-      env.reply->fail(server_access::error(server_));
-    }
+  /// The call gate's verdict on a call (tracked already). One it answered
+  /// at once leaves the tracking list at once.
+  [[gnu::noinline]] bool admitted(envelope& env) {
+    const reply_slot_base* slot = env.reply.get(); // kept alive by the tracking list if the gate moves env away
+    if (hooks_.gate->admit(server_, env)) return true;
+    if (slot->completed()) state_.untrack_reply(slot);
+    return false;
   }
 
-  /// Keeps a call until the server is ready. Tracked, so the server's end
-  /// fails it with the exit reason; calls whose callers gave up are swept
-  /// out whenever the queue doubles.
-  void hold(envelope env) {
-    if (held_.size() >= held_compact_at_) {
-      held_.erase(held_.begin(), held_.begin() + static_cast<std::ptrdiff_t>(held_head_));
-      held_head_ = 0;
-      std::erase_if(held_, [](const envelope& e) { return e.reply->completed(); });
-      held_compact_at_ = std::max<std::size_t>(16, held_.size() * 2);
-    }
-    state_.track_reply(env.reply);
-    held_.push_back(std::move(env));
+  /// Dispatches a call the gate kept and now lets through, unless its caller
+  /// gave up while it waited. (Tracked since it first arrived.)
+  [[gnu::noinline]] bool release_kept_call() {
+    envelope env;
+    if (!hooks_.gate->release(server_, env)) return false;
+    if (!env.reply->completed()) dispatch_call(env);
+    return true;
+  }
+
+  void dispatch_call(envelope& env) {
+    current_call_ = env.reply;
+    take(env.dispatch(server_, env));
   }
 
   /// OTP: a trapping gen_server stops (running terminate) on an exit signal
@@ -486,11 +463,6 @@ private:
   std::optional<duration> step_timeout_; // its idle timeout, until the next wait ends
   std::optional<awaitable<action>> pending_;
   std::shared_ptr<reply_slot_base> current_call_; // the call being handled, if any
-  // Calls waiting for the server to be ready, from held_head_ on. A vector,
-  // not a deque: an empty deque allocates, and every server has this.
-  std::vector<envelope> held_;
-  std::size_t held_head_ = 0;
-  std::size_t held_compact_at_ = 16;
   exit_reason reason_;
   int budget_ = fairness_budget;
   bool timed_out_ = false;

@@ -86,35 +86,10 @@ public:
   /// This server's process (links, monitors, trap_exit). Only from its handlers.
   grove::process& this_process() noexcept { return *process_; }
 
-  /// Whether calls are served now (see set_ready).
-  bool ready() const noexcept { return ready_; }
-
-protected:
-  /// Readiness, for servers that cannot serve calls all the time (a
-  /// connection while it is down). A server is ready unless it says
-  /// otherwise. While it is not, an arriving call fails at once with the
-  /// not-ready error, or is held and served in arrival order once the server
-  /// is ready again (the caller's timeout still runs) — as the call's
-  /// call_options ask, or else as set_not_ready_policy says. A request type
-  /// with `static constexpr bool needs_ready = false;` is always served.
-  /// Casts and plain messages are always handled.
-  void set_ready(bool ready) noexcept { ready_ = ready; }
-  /// What a call that does not choose does while the server is not ready
-  /// (default: fail), and the error it fails with (default errc::not_ready;
-  /// a connection's is connection_errc::disconnected).
-  void set_not_ready_policy(when_not_ready policy, std::error_code error = errc::not_ready) noexcept {
-    not_ready_policy_ = policy == when_not_ready::server_default ? when_not_ready::fail : policy;
-    not_ready_error_ = error;
-  }
-
 private:
   friend void detail::bind(gen_server& server, process& self);
-  friend class detail::server_access;
   pid self_;
   grove::process* process_ = nullptr;
-  bool ready_ = true;
-  when_not_ready not_ready_policy_ = when_not_ready::fail;
-  std::error_code not_ready_error_ = errc::not_ready;
 };
 
 /// A typed handle to a running server of type S. A value: copy it freely.
@@ -139,9 +114,10 @@ public:
     return call(std::move(request), options);
   }
 
-  /// call() with per-call options: timeout, and what to do while the server
-  /// is not ready (a connection that is down: fail with connection_errc::disconnected,
-  /// or wait for it up to the timeout).
+  /// call() with per-call options: timeout, and what to do if the server's
+  /// call gate does not let the call through now (a connection that is down:
+  /// fail with connection_errc::disconnected, or wait for it up to the
+  /// timeout).
   template <class Req>
     requires handles_call<S, Req>
   awaitable<detail::reply_of<Req>> call(Req request, call_options options) const {

@@ -188,18 +188,19 @@ private:
   std::shared_ptr<detail::reply_slot<R>> slot_;
 };
 
-/// What a call does when it reaches a server that is not ready (a
-/// connection while it is down; see gen_server::set_ready).
+/// What a call does when the server's call gate does not let it through
+/// now (a connection while its link is down). Servers without a gate serve
+/// every call and ignore it.
 enum class when_not_ready : std::uint8_t {
-  server_default, ///< as the server chose
-  fail,           ///< fail at once with the server's not-ready error (a connection's: connection_errc::disconnected)
-  wait,           ///< wait until the server is ready again, up to the call's timeout
+  server_default, ///< as the server chose (a connection: connection_options::calls_while_disconnected)
+  fail,           ///< fail at once with the gate's error (a connection's: connection_errc::disconnected)
+  wait,           ///< wait until the gate lets it through, up to the call's timeout
 };
 
 /// How one call behaves.
 struct call_options {
   duration timeout = default_call_timeout;                   ///< give up after this long (default 5 s)
-  when_not_ready if_not_ready = when_not_ready::server_default; ///< while the server is not ready (default: the server's choice)
+  when_not_ready if_not_ready = when_not_ready::server_default; ///< if the server's gate holds calls now (default: the server's choice)
 };
 
 struct start_options {

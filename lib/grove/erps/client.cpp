@@ -67,7 +67,7 @@ awaitable<client_ref> client::start_link(node& n, client_options options) {
 
 action client::init() { return grove::connect(); }
 
-awaitable<action> client::connect(message) {
+awaitable<connect_result> client::connect(message) {
   auto executor = co_await boost::asio::this_coro::executor;
   tcp::resolver resolver(executor);
   // (std::get, not a structured binding of a co_await: clang 14 corrupts
@@ -119,7 +119,7 @@ awaitable<action> client::connect(message) {
   }
   queued_casts_.clear();
   queued_cast_bytes_ = 0;
-  co_return action{};
+  co_return connect_result{}; // connected
 }
 
 void client::send_setup_calls() {
@@ -149,7 +149,7 @@ bool client::answer_setup(std::uint64_t id, std::optional<json> reply, const std
   return true;
 }
 
-action client::disconnect(message info) {
+disconnect_result client::disconnect(message info) {
   const std::string why = text_of(info);
   setup_pending_.clear(); // made again on the next link
   close_link();

@@ -96,13 +96,13 @@ public:
   ~client() override;
 
   /// Starts a client and returns once its first connect attempt finished
-  /// (connected or backing off). Throws std::invalid_argument for bad options.
+  /// (connected or backing off). Throws grove::error (invalid_argument) for bad options.
   static awaitable<client_ref> start(node& n, client_options options);
   static awaitable<client_ref> start_link(node& n, client_options options);
 
   action init();
-  awaitable<action> connect(message info);
-  action disconnect(message info);
+  awaitable<connect_result> connect(message info);
+  disconnect_result disconnect(message info);
   call_result<json> handle_call(erps::call c, from<json> reply);
   action handle_cast(erps::cast c);
   action handle_info(message m);

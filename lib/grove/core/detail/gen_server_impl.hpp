@@ -27,7 +27,6 @@ class gen_server;
 
 namespace detail {
 
-class server_access;
 void bind(gen_server& server, process& self);
 
 template <class T>
@@ -140,6 +139,24 @@ handler_outcome dispatch_cast(gen_server& base, envelope& env) {
   return run_action_handler([&]() -> decltype(auto) { return server.handle_cast(std::move(request)); });
 }
 
+/// A gate in front of a server's calls: the one hook through which a layer
+/// decides, before dispatch, whether a call is served now (the connection
+/// layer fails or holds calls while its link is down). Both run in the
+/// server's process, between handlers.
+///   admit(server, env)   sees each call addressed to the server, before
+///                        dispatch; true: dispatch it now. false: the gate
+///                        took it, and either answered it (env.reply) or
+///                        keeps it to hand back through release.
+///   release(server, out) a kept call to serve now, ahead of the mailbox
+///                        (moved into `out`); false when there is none.
+/// The loop tracks every call it gave the gate, so a server that ends with
+/// calls still kept fails them with its exit reason; a kept call whose
+/// caller gave up in the meantime is not dispatched when released.
+struct call_gate {
+  bool (*admit)(gen_server&, envelope&);
+  bool (*release)(gen_server&, envelope&);
+};
+
 /// The per-server-type entry points the (non-template) server loop uses.
 struct server_hooks {
   const void* tag;
@@ -147,14 +164,16 @@ struct server_hooks {
   handler_outcome (*continue_)(gen_server&, message&&); // nullptr: the server has none
   handler_outcome (*terminate)(gen_server&, const exit_reason&);
   handler_outcome (*directive)(gen_server&, action&&);  // nullptr: the server has no extension
+  const call_gate* gate;                                // nullptr: every call is dispatched as it comes
 };
 
 /// The seam through which a layer builds a behaviour on gen_server (the
 /// connection layer's connect / disconnect). A layer specialises it for its
-/// servers, with `enabled = true` and two functions:
+/// servers, with `enabled = true` and:
 ///   static handler_outcome info(gen_server&, message&&);  sees every plain message first
 ///   static handler_outcome directive(gen_server&, action&&); runs an action made
 ///                                     with directive_action(), before the next message
+///   static constexpr const call_gate* gate;  optional: its call gate
 template <class S>
 struct server_extension {
   static constexpr bool enabled = false;
@@ -196,20 +215,29 @@ constexpr auto continue_hook() -> handler_outcome (*)(gen_server&, message&&) {
 }
 
 template <class S>
+constexpr const call_gate* gate_of() {
+  if constexpr (requires { server_extension<S>::gate; }) {
+    return server_extension<S>::gate;
+  } else {
+    return nullptr;
+  }
+}
+
+template <class S>
 constexpr server_hooks make_hooks() {
   if constexpr (server_extension<S>::enabled) {
     return {&server_tag<S>, &server_extension<S>::info, continue_hook<S>(), &hook_terminate<S>,
-            &server_extension<S>::directive};
+            &server_extension<S>::directive, gate_of<S>()};
   } else {
-    return {&server_tag<S>, &hook_info<S>, continue_hook<S>(), &hook_terminate<S>, nullptr};
+    return {&server_tag<S>, &hook_info<S>, continue_hook<S>(), &hook_terminate<S>, nullptr, nullptr};
   }
 }
 
 template <class S>
 inline constexpr server_hooks hooks_for = make_hooks<S>();
 
-/// Envelope readiness value of a request type that is served whether or not
-/// the server is ready.
+/// Envelope readiness value of a request type that a call gate always lets
+/// through (`static constexpr bool needs_ready = false;`).
 inline constexpr std::uint8_t served_when_not_ready = 3;
 
 template <class Req>
