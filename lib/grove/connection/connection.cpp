@@ -137,6 +137,8 @@ template <class... F>
 struct overloaded : F... {
   using F::operator()...;
 };
+template <class... F>
+overloaded(F...) -> overloaded<F...>; // (clang 14 has no aggregate deduction)
 
 /// A directive's own idle timeout, else the one of the step it came from.
 std::optional<duration> idle_of(const std::optional<duration>& own, const std::optional<duration>& outer) {
