@@ -37,17 +37,6 @@ std::string grovectl_path() { return from_env("GROVECTL"); }
 std::string grove_bench_path() { return from_env("GROVE_BENCH"); }
 std::string certs_dir() { return std::string(GROVE_SOURCE_ROOT) + "/certs"; }
 
-temp_dir::temp_dir() {
-  std::string pattern = (std::filesystem::temp_directory_path() / "grove-apps-XXXXXX").string();
-  if (!::mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed");
-  path_ = pattern;
-}
-
-temp_dir::~temp_dir() {
-  std::error_code ignored;
-  std::filesystem::remove_all(path_, ignored);
-}
-
 struct child::state {
   std::mutex mutex;
   std::condition_variable changed;

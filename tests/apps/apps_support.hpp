@@ -5,6 +5,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "../temp_dir.hpp"
+
 #include <sys/types.h>
 
 #include <chrono>
@@ -27,19 +29,8 @@ std::string grovectl_path();
 std::string grove_bench_path();
 std::string certs_dir();
 
-/// A fresh empty directory under the build's temporary area; removed by the destructor.
-class temp_dir {
-public:
-  temp_dir();
-  ~temp_dir();
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  const std::string& path() const noexcept { return path_; }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
-private:
-  std::string path_;
-};
+/// A fresh empty directory; removed by the destructor.
+using temp_dir = test_support::temp_dir;
 
 /// One child process with its stdin, stdout and stderr on pipes. Output is
 /// collected by reader threads, so a chatty child never blocks.
