@@ -102,6 +102,10 @@ awaitable<void> await_call(pid target, envelope env, duration timeout) {
   co_await wait_for_slot(slot, timeout, [&] { deliver_envelope(target, std::move(env)); });
 }
 
+awaitable<void> await_reply(std::shared_ptr<reply_slot_base> slot, duration timeout) {
+  co_await wait_for_slot(std::move(slot), timeout, [] {});
+}
+
 namespace {
 /// Waits until `target` has ended or `timeout` passed, and returns the slot
 /// that says which: no one ever sets it, and the target's death fails it

@@ -64,8 +64,12 @@ const std::error_category& tenant_category() noexcept {
       "bad tenant id: it must be 1 to 255 bytes",
       "the tenant store failed; the change was not applied (see the text for the store and the reason)",
       "the tenant store was refused: its file is damaged, unreadable or not a tenant store (it was left untouched)",
+      "a tenant with this id already exists",
+      "no tenant with this id",
+      "an install, update or uninstall of this tenant is still in progress",
+      "the tenant manager holds as many tenants as its max_tenants allows",
   };
-  return detail::table_category_of<tenant_errc::store_refused>("grove.tenant", messages);
+  return detail::table_category_of<tenant_errc::too_many_tenants>("grove.tenant", messages);
 }
 
 } // namespace grove

@@ -253,6 +253,12 @@ constexpr bool needs_ready() {
 /// exit, or the caller being killed). Implemented in gen_server.cpp.
 awaitable<void> await_call(pid target, envelope env, duration timeout);
 
+/// Waits until `slot` completes (a reply, or an error set by whoever holds
+/// it), or fails it with errc::timeout after `timeout`; the caller then
+/// reads the slot. For a layer's own one-shot results (the tenant layer's
+/// operation handles). One waiter per slot.
+awaitable<void> await_reply(std::shared_ptr<reply_slot_base> slot, duration timeout);
+
 /// Waits until `target` has ended and returns its exit reason (noproc if it
 /// was already gone), or std::nullopt once `timeout` passed. With `signal`,
 /// first sends it as exit(target, *signal) from the calling process, after

@@ -127,6 +127,18 @@ public:
     return true;
   }
 
+  /// Removes every entry (readers see each bucket emptied in turn).
+  void clear() {
+    std::lock_guard lock(writer_);
+    bucket_array* a = array_.load(std::memory_order_relaxed);
+    for (std::size_t i = 0; i <= a->mask; ++i) {
+      const node* n = a->buckets[i].exchange(nullptr, std::memory_order_acq_rel);
+      for (; n; n = n->next) retire(n);
+    }
+    size_.store(0, std::memory_order_relaxed);
+    maybe_collect();
+  }
+
   /// Frees what no reader can hold any more (writers also do this as they go).
   void reclaim() {
     std::lock_guard lock(writer_);
