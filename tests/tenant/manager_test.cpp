@@ -10,6 +10,7 @@
 #include <doctest/doctest.h>
 
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -353,6 +354,177 @@ TEST_CASE("a_crash_loop_stops_at_the_intensity_with_gave_up") {
     CHECK(up.ok());
     CHECK(m.whereis("acme"));
     CHECK(m.fetch("acme")->state == grove::tenant_state::running);
+    co_await m.stop();
+  });
+}
+
+TEST_CASE("operations_from_two_processes_on_two_workers_get_busy_or_already_exists_and_one_wins") {
+  fixture f;
+  auto m = f.manager();
+  f.node.block_on([&](grove::process& self) -> awaitable<void> {
+    co_await m.start(self.node());
+    json cfg{{"update", "gated"}};
+    (void)co_await install(m, "acme");
+    grove::tenant_op slow = co_await m.update("acme", cfg);
+    CHECK(slow.async());
+    // Two processes, one per worker, race an update and an uninstall, and
+    // each an install of one new id.
+    struct result {
+      std::error_code update, uninstall, install;
+    };
+    const grove::pid me = self.self();
+    for (std::size_t w = 0; w < 2; ++w) {
+      grove::spawn(
+          self.node(),
+          [&m, me](grove::process&) -> awaitable<void> {
+            result r;
+            json empty = json::object();
+            r.update = co_await grove::testing::error_of(m.update("acme", empty));
+            r.uninstall = co_await grove::testing::error_of(m.uninstall("acme"));
+            auto op = co_await grove::testing::capture(install(m, "race"));
+            r.install = op.error();
+            grove::send(me, r);
+          },
+          grove::spawn_options{.worker = w});
+    }
+    int installed = 0;
+    for (int i = 0; i < 2; ++i) {
+      result r = co_await test_support::next_message<result>(self);
+      CHECK(r.update == grove::tenant_errc::busy);
+      CHECK(r.uninstall == grove::tenant_errc::busy);
+      if (!r.install) {
+        ++installed;
+      } else {
+        CHECK(r.install == grove::tenant_errc::already_exists);
+      }
+    }
+    CHECK(installed == 1);
+    f.open_gate();
+    CHECK((co_await slow.done()).ok);
+    co_await m.stop();
+  });
+  CHECK(f.log->count("construct") == 2); // acme and one race: the loser started no process
+}
+
+TEST_CASE("two_managers_live_side_by_side_and_one_runs_under_the_users_supervisor") {
+  fixture f;
+  auto first = f.manager();
+  auto second = f.manager(test_support::fast_options());
+  f.node.block_on([&](grove::process& self) -> awaitable<void> {
+    std::vector<grove::child_spec> children{second.child_spec("tenants")};
+    grove::supervisor sup = co_await grove::supervisor::start(self.node(), std::move(children));
+    co_await first.start(self.node());
+    (void)co_await install(first, "same-id");
+    (void)co_await install(second, "same-id");
+    CHECK(first.whereis("same-id") != second.whereis("same-id"));
+    CHECK(first.count() == 1);
+    CHECK(second.count() == 1);
+    auto kids = co_await sup.which_children();
+    REQUIRE(kids.size() == 1);
+    CHECK(kids[0].type == grove::child_type::supervisor);
+    co_await first.stop();
+    CHECK(second.whereis("same-id"));
+    co_await sup.stop();
+  });
+  CHECK(f.log->count("terminate same-id shutdown") == 2);
+}
+
+TEST_CASE("ten_thousand_tenants_are_installed_listed_and_uninstalled") {
+  fixture f;
+  auto m = f.manager(test_support::fast_options(std::make_shared<grove::memory_tenant_store>()));
+  constexpr int n = 10'000;
+  f.node.block_on([&](grove::process& self) -> awaitable<void> {
+    co_await m.start(self.node());
+    for (int i = 0; i < n; ++i) {
+      grove::tenant_op op = co_await install(m, "tenant-" + std::to_string(i));
+      REQUIRE(op.ok());
+    }
+    CHECK(m.count() == n);
+    std::vector<grove::tenant_record> all = m.list();
+    CHECK(all.size() == n);
+    std::set<std::string> ids;
+    for (const auto& r : all) ids.insert(r.id);
+    CHECK(ids.size() == n);
+    CHECK(m.list(grove::tenant_state::running).size() == n);
+    for (int i = 0; i < n; ++i) {
+      grove::tenant_op op = co_await m.uninstall("tenant-" + std::to_string(i));
+      REQUIRE(op.ok());
+    }
+    CHECK(m.count() == 0);
+    CHECK(m.list().empty());
+    co_await m.stop();
+  });
+  CHECK(f.log->count("construct") == n);
+}
+
+TEST_CASE("an_async_install_that_fails_leaves_no_record_and_a_failing_async_uninstall_keeps_the_tenant") {
+  fixture f;
+  auto m = f.manager();
+  f.node.block_on([&](grove::process& self) -> awaitable<void> {
+    co_await m.start(self.node());
+    grove::tenant_op op = co_await install(m, "a", config("install", "async_error"));
+    CHECK(op.async());
+    grove::tenant_outcome done = co_await op.done();
+    CHECK_FALSE(done.ok);
+    CHECK(done.error == "the job failed");
+    CHECK_FALSE(m.fetch("a"));
+    CHECK(co_await f.sink.log->wait_count(self, "install a error"));
+
+    (void)co_await install(m, "b", config("uninstall", "async_error"));
+    grove::tenant_op out = co_await m.uninstall("b");
+    CHECK(out.async());
+    grove::tenant_outcome kept = co_await out.done();
+    CHECK_FALSE(kept.ok);
+    CHECK(m.fetch("b")->state == grove::tenant_state::running);
+    CHECK(m.whereis("b"));
+    CHECK(co_await f.sink.log->wait_count(self, "uninstall b error"));
+    co_await m.stop();
+  });
+  CHECK(f.log->count("terminate a normal") == 1); // the failed install's process ended
+}
+
+TEST_CASE("an_error_occurred_tenant_that_crashes_restarts_without_handle_run") {
+  fixture f;
+  auto m = f.manager();
+  f.node.block_on([&](grove::process& self) -> awaitable<void> {
+    co_await m.start(self.node());
+    (void)co_await install(m, "acme", config("run", "error"));
+    CHECK(co_await f.sink.log->wait_count(self, "error_occurred acme error"));
+    const grove::pid first = m.whereis_pid("acme");
+    grove::server_ref<shop>(first).cast(test_support::crash{});
+    co_await down_of(self, first);
+    CHECK(co_await f.sink.log->wait_count(self, "restarted acme ok"));
+    CHECK(m.whereis_pid("acme") != first);
+    CHECK(m.fetch("acme")->state == grove::tenant_state::error_occurred);
+    json state = co_await m.whereis("acme").call(test_support::get_state{});
+    CHECK(state.is_null()); // no snapshot was persisted: a fresh state, and no handle_run
+    CHECK(f.log->count("run acme {\"n\":0}") == 1); // only the one after the install
+    co_await m.stop();
+  });
+}
+
+TEST_CASE("bad_arguments_and_options_name_what_is_wrong") {
+  fixture f;
+  grove::tenant_manager_options bad = test_support::fast_options();
+  bad.max_restarts = -1;
+  CHECK_THROWS_WITH_AS(f.manager(bad), doctest::Contains("tenant_manager_options.max_restarts: -1"), grove::error);
+  grove::tenant_manager_options both = test_support::fast_options(std::make_shared<grove::memory_tenant_store>());
+  both.store_file = "/tmp/x.db";
+  CHECK_THROWS_WITH_AS(f.manager(both), doctest::Contains("tenant_manager_options.store_file"), grove::error);
+  auto m = f.manager();
+  f.node.block_on([&](grove::process& self) -> awaitable<void> {
+    auto early = co_await grove::testing::capture(install(m, "a"));
+    CHECK(early.error() == grove::errc::noproc); // not started
+    co_await m.start(self.node());
+    auto again = co_await grove::testing::capture(m.start(self.node()));
+    CHECK(again.error() == grove::errc::invalid_argument);
+    auto empty = co_await grove::testing::capture(install(m, ""));
+    CHECK(empty.error() == grove::tenant_errc::bad_tenant_id);
+    json not_object = json::array();
+    auto cfg = co_await grove::testing::capture(m.install("a", not_object));
+    CHECK(cfg.error() == grove::errc::invalid_argument);
+    CHECK(cfg.what().find("tenant config: array (expected a JSON object)") != std::string::npos);
+    CHECK(m.count() == 0);
     co_await m.stop();
   });
 }

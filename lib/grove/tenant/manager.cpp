@@ -4,10 +4,10 @@
 #include <grove/core/event.hpp>
 #include <grove/registry/detail/name_table.hpp>
 #include <grove/supervisor/supervisor.hpp>
+#include <grove/tenant/sqlite_store.hpp>
 
-#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
-#include <boost/asio/use_awaitable.hpp>
 
 #include <algorithm>
 #include <deque>
@@ -87,7 +87,15 @@ struct relay_batch {
 struct tenant_manager_shared {
   tenant_manager_shared(tenant_manager_options o, tenant_starter s)
       : options(std::move(o)), start_tenant(std::move(s)) {
-    store = options.store ? options.store : std::make_shared<memory_tenant_store>();
+    store = options.store;
+    if (!store && options.store_file.empty()) store = std::make_shared<memory_tenant_store>();
+  }
+
+  /// Opens store_file the first time the subtree starts. Throws
+  /// store_refused (naming the file) and leaves the file as it was.
+  void open_store() {
+    std::lock_guard lock(mutex);
+    if (!store) store = std::make_shared<sqlite_tenant_store>(options.store_file);
   }
 
   tenant_manager_options options;
@@ -113,13 +121,26 @@ struct tenant_manager_shared {
     this->*which = value;
   }
 
-  /// Runs f() on the store's thread; the caller waits without blocking its worker.
+  /// Runs f() on the store's thread; the calling process waits without
+  /// blocking its worker. Through a reply slot, not co_spawn: a kill of the
+  /// waiting process fails the slot (it unwinds at once) and the store call,
+  /// which never blocks forever, finishes on its own; co_spawn's
+  /// cancellation handler could outlive the state it signals.
   template <class F>
   awaitable<std::invoke_result_t<F&>> on_store(F f) {
     using R = std::invoke_result_t<F&>;
-    return asio::co_spawn(
-        store_thread.get_executor(), [f = std::move(f)]() mutable -> awaitable<R> { co_return f(); },
-        asio::use_awaitable);
+    auto slot = std::make_shared<reply_slot<R>>();
+    asio::post(store_thread, [slot, f = std::move(f), what = store->describe()]() mutable {
+      try {
+        slot->set(f());
+      } catch (const grove::error& e) {
+        slot->fail(e.code(), exit_reason::error(e.what()));
+      } catch (const std::exception& e) {
+        slot->fail(tenant_errc::store_failed, exit_reason::error("tenant store " + what + ": " + e.what()));
+      }
+    });
+    co_await await_reply(slot, infinity);
+    co_return slot->take();
   }
 };
 
@@ -818,6 +839,7 @@ supervisor_options subtree_options() {
 }
 
 awaitable<pid> start_subtree(node& n, std::shared_ptr<tenant_manager_shared> shared, bool link) {
+  shared->open_store();
   std::vector<child_spec> children = subtree_children(shared);
   supervisor_options options = subtree_options();
   supervisor root;
@@ -836,6 +858,11 @@ awaitable<pid> start_subtree(node& n, std::shared_ptr<tenant_manager_shared> sha
 
 tenant_manager_base::tenant_manager_base(tenant_manager_options options, tenant_starter starter)
     : shared_(std::make_shared<tenant_manager_shared>(std::move(options), std::move(starter))) {
+  if (shared_->options.store && !shared_->options.store_file.empty()) {
+    throw grove::error(errc::invalid_argument, "tenant_manager_options.store_file: " +
+                                                   shared_->options.store_file.string() +
+                                                   " given with a store (expected one of store and store_file)");
+  }
   if (shared_->options.max_restarts < 0) {
     throw grove::error(errc::invalid_argument, "tenant_manager_options.max_restarts: " +
                                                    std::to_string(shared_->options.max_restarts) +
@@ -935,7 +962,10 @@ std::size_t tenant_manager_base::count(tenant_state state) const {
   return n;
 }
 
-std::string tenant_manager_base::store_description() const { return shared_->store->describe(); }
+std::string tenant_manager_base::store_description() const {
+  std::lock_guard lock(shared_->mutex);
+  return shared_->store ? shared_->store->describe() : "sqlite " + shared_->options.store_file.string() + " (not opened yet)";
+}
 
 pid tenant_manager_base::manager_pid() const { return shared_->get(&tenant_manager_shared::manager); }
 

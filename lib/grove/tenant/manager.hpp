@@ -69,6 +69,7 @@
 #include <chrono>
 #include <concepts>
 #include <cstddef>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -80,7 +81,11 @@
 namespace grove {
 
 /// Where a manager's events go: a function (or a coroutine) that throws
-/// when it could not take the event; it is then retried with backoff.
+/// when it could not take the event; it is then retried with backoff. It
+/// runs in the manager's relay process, one event at a time: a plain
+/// function must not block its worker (send to your own process, or use a
+/// coroutine for I/O), and a coroutine that never finishes holds every
+/// event behind it.
 class tenant_event_sink {
 public:
   /// No sink: events are neither kept nor delivered.
@@ -106,7 +111,8 @@ private:
 };
 
 struct tenant_manager_options {
-  std::shared_ptr<tenant_store> store{};       ///< where records live (default: a memory_tenant_store of this manager's own)
+  std::shared_ptr<tenant_store> store{};       ///< where records live (default: store_file's SQLite store, or a memory_tenant_store of this manager's own)
+  std::filesystem::path store_file{};          ///< without `store`: a SQLite file opened (created if missing) when the manager first starts (default none)
   tenant_event_sink event_sink{};              ///< where events go (default: none; events are then not kept)
   duration job_timeout = std::chrono::minutes(5); ///< an async job running longer is an error (default 5 min; grove::infinity: none)
   int max_restarts = 5;                        ///< restarts of one tenant's process... (default 5)
@@ -175,8 +181,10 @@ using tenant_starter = std::function<awaitable<pid>(const dynamic_supervisor&)>;
 class tenant_manager_base {
 public:
   /// Starts the subtree on `n`, not linked to the caller, and returns once
-  /// warm-up is done. Throws grove::error: start_failed (reason() says why:
-  /// the store refused, ...), invalid_argument (already running).
+  /// warm-up is done. Throws grove::error: store_refused (store_file is
+  /// damaged or not a tenant store; the text names it; it is left
+  /// untouched), start_failed (reason() says why), invalid_argument
+  /// (already running).
   awaitable<void> start(node& n) const;
   /// Stops the subtree started by start() (or by child_spec()): tenants are
   /// stopped, terminate runs. Throws noproc if it is not running.

@@ -71,6 +71,16 @@
 #include <type_traits>
 #include <utility>
 
+// The coroutines below are header templates instantiated with the user's
+// tenant and state types, which often live in an anonymous namespace; g++
+// then warns that each coroutine frame "has a field whose type uses the
+// anonymous namespace". The frame is private to its instantiation, in the
+// user's own translation unit: nothing is shared across units.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wsubobject-linkage"
+#endif
+
 namespace grove {
 
 /// What a tenant knows of its record.
@@ -528,3 +538,7 @@ struct server_extension<S> {
 } // namespace detail
 
 } // namespace grove
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
