@@ -7,16 +7,13 @@
 
 #include "../registry/next_message.hpp"
 #include "../temp_dir.hpp"
+#include "sigkill_child.hpp"
 #include "tenant_support.hpp"
 
 #include <doctest/doctest.h>
 
-#include <poll.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <memory>
 #include <set>
@@ -50,6 +47,13 @@ grove::tenant_record stored(std::string id, grove::tenant_state state) {
   r.generation = 3;
   r.snapshot = json{{"n", 5}};
   return r;
+}
+
+/// Fast options, on a SQLite store file.
+grove::tenant_manager_options on_file(const std::string& file) {
+  grove::tenant_manager_options o = test_support::fast_options();
+  o.store_file = file;
+  return o;
 }
 
 awaitable<grove::tenant_op> install(const grove::tenant_manager<shop>& m, std::string id) {
@@ -158,9 +162,7 @@ TEST_CASE("a_manager_restarted_on_the_same_sqlite_file_sees_every_committed_reco
   std::vector<grove::tenant_record> before;
   {
     fixture f;
-    grove::tenant_manager_options o = test_support::fast_options();
-    o.store_file = file;
-    auto m = f.manager(o);
+    auto m = f.manager(on_file(file));
     f.node.block_on([&](grove::node& n) -> awaitable<void> {
       co_await m.start(n);
       (void)co_await install(m, "a");
@@ -177,9 +179,7 @@ TEST_CASE("a_manager_restarted_on_the_same_sqlite_file_sees_every_committed_reco
     });
   }
   fixture f;
-  grove::tenant_manager_options o = test_support::fast_options();
-  o.store_file = file;
-  auto m = f.manager(o);
+  auto m = f.manager(on_file(file));
   f.node.block_on([&](grove::node& n) -> awaitable<void> {
     co_await m.start(n);
     CHECK(m.count() == 2);
@@ -200,57 +200,27 @@ TEST_CASE("a_manager_restarted_on_the_same_sqlite_file_sees_every_committed_reco
 TEST_CASE("every_install_that_returned_survives_a_sigkill_of_the_whole_program") {
   test_support::temp_dir dir("grove-tenant-manager");
   const std::string file = dir.file("tenants.db");
-  int confirmations[2];
-  REQUIRE(::pipe(confirmations) == 0);
-  const pid_t child = ::fork();
-  REQUIRE(child >= 0);
-  if (child == 0) {
-    // A whole program: a node, a manager on the file, installs one at a
-    // time, each confirmed only once install() returned; killed mid-way.
-    ::close(confirmations[0]);
-    try {
-      fixture f;
-      grove::tenant_manager_options o = test_support::fast_options();
-      o.store_file = file;
-      auto m = f.manager(o);
-      f.node.block_on([&](grove::node& n) -> awaitable<void> {
-        co_await m.start(n);
-        for (std::uint32_t i = 1; i <= 5000; ++i) {
-          grove::tenant_op op = co_await install(m, "t" + std::to_string(i));
-          if (!op.ok()) break;
-          if (::write(confirmations[1], &i, sizeof i) != static_cast<ssize_t>(sizeof i)) break;
-        }
-      });
-    } catch (...) {
-      ::_exit(2);
-    }
-    ::_exit(0);
-  }
-  ::close(confirmations[1]);
-  std::set<std::uint32_t> confirmed;
-  auto read_one = [&](int timeout_ms) {
-    pollfd p{confirmations[0], POLLIN, 0};
-    if (::poll(&p, 1, timeout_ms) <= 0) return false;
-    std::uint32_t i = 0;
-    if (::read(confirmations[0], &i, sizeof i) != static_cast<ssize_t>(sizeof i)) return false;
-    confirmed.insert(i);
-    return true;
-  };
-  while (confirmed.size() < 30 && read_one(20000)) {
-  }
-  ::kill(child, SIGKILL);
-  int status = 0;
-  ::waitpid(child, &status, 0);
-  while (read_one(0)) {
-  }
-  ::close(confirmations[0]);
+  // A whole program: a node, a manager on the file, installs one at a time,
+  // each confirmed only once install() returned; killed mid-way.
+  const test_support::killed_child program = test_support::run_and_sigkill(
+      [&](const std::function<bool(std::uint32_t)>& confirm) {
+        fixture f;
+        auto m = f.manager(on_file(file));
+        f.node.block_on([&](grove::node& n) -> awaitable<void> {
+          co_await m.start(n);
+          for (std::uint32_t i = 1; i <= 5000; ++i) {
+            grove::tenant_op op = co_await install(m, "t" + std::to_string(i));
+            if (!op.ok() || !confirm(i)) break;
+          }
+        });
+      },
+      30);
+  const std::set<std::uint32_t>& confirmed = program.confirmed;
   REQUIRE(confirmed.size() >= 30);
-  CHECK(WIFSIGNALED(status));
+  CHECK(program.signalled);
 
   fixture f;
-  grove::tenant_manager_options o = test_support::fast_options();
-  o.store_file = file;
-  auto m = f.manager(o);
+  auto m = f.manager(on_file(file));
   f.node.block_on([&](grove::node& n) -> awaitable<void> {
     co_await m.start(n);
     for (std::uint32_t i : confirmed) {
@@ -272,9 +242,7 @@ TEST_CASE("a_damaged_store_file_stops_the_start_and_is_left_as_it_was") {
     out << garbage;
   }
   fixture f;
-  grove::tenant_manager_options o = test_support::fast_options();
-  o.store_file = file;
-  auto m = f.manager(o);
+  auto m = f.manager(on_file(file));
   f.node.block_on([&](grove::node& n) -> awaitable<void> {
     auto started = co_await grove::testing::capture(m.start(n));
     CHECK(started.error() == grove::tenant_errc::store_refused);

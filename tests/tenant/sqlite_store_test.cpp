@@ -2,18 +2,16 @@
 
 #include "../readme_check.hpp"
 #include "../temp_dir.hpp"
+#include "sigkill_child.hpp"
 
 #include <doctest/doctest.h>
 #include <sqlite3.h>
 
-#include <poll.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cstdint>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <set>
 #include <string>
@@ -124,45 +122,20 @@ TEST_CASE("the_store_runs_in_wal_mode_and_marks_its_file") {
 TEST_CASE("every_commit_that_returned_survives_a_sigkill_of_the_writer") {
   temp_dir dir("grove-sqlite");
   const std::string file = dir.file("tenants.db");
-  int confirmations[2];
-  REQUIRE(::pipe(confirmations) == 0);
-  const pid_t writer = ::fork();
-  REQUIRE(writer >= 0);
-  if (writer == 0) {
-    // The child commits one tenant at a time and says so only once commit()
-    // returned; it is killed somewhere in the middle.
-    ::close(confirmations[0]);
-    try {
-      grove::sqlite_tenant_store store(file);
-      for (std::uint32_t i = 1; i <= 5000; ++i) {
-        store.commit(put_running("tenant-" + std::to_string(i), i));
-        if (::write(confirmations[1], &i, sizeof i) != static_cast<ssize_t>(sizeof i)) break;
-      }
-    } catch (...) {
-      ::_exit(2);
-    }
-    ::_exit(0);
-  }
-  ::close(confirmations[1]);
-  std::set<std::uint32_t> confirmed;
-  auto read_one = [&](int timeout_ms) {
-    pollfd p{confirmations[0], POLLIN, 0};
-    if (::poll(&p, 1, timeout_ms) <= 0) return false;
-    std::uint32_t i = 0;
-    if (::read(confirmations[0], &i, sizeof i) != static_cast<ssize_t>(sizeof i)) return false;
-    confirmed.insert(i);
-    return true;
-  };
-  while (confirmed.size() < 40 && read_one(10000)) {
-  }
-  ::kill(writer, SIGKILL);
-  int status = 0;
-  ::waitpid(writer, &status, 0);
-  while (read_one(0)) { // confirmations still in the pipe
-  }
-  ::close(confirmations[0]);
+  // The child commits one tenant at a time and says so only once commit()
+  // returned; it is killed somewhere in the middle.
+  const test_support::killed_child writer = test_support::run_and_sigkill(
+      [&](const std::function<bool(std::uint32_t)>& confirm) {
+        grove::sqlite_tenant_store store(file);
+        for (std::uint32_t i = 1; i <= 5000; ++i) {
+          store.commit(put_running("tenant-" + std::to_string(i), i));
+          if (!confirm(i)) break;
+        }
+      },
+      40);
+  const std::set<std::uint32_t>& confirmed = writer.confirmed;
   REQUIRE(confirmed.size() >= 40);
-  CHECK(WIFSIGNALED(status));
+  CHECK(writer.signalled);
 
   grove::sqlite_tenant_store store(file);
   auto got = store.load();
