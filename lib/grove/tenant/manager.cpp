@@ -129,6 +129,7 @@ struct tenant_manager_shared {
   template <class F>
   awaitable<std::invoke_result_t<F&>> on_store(F f) {
     using R = std::invoke_result_t<F&>;
+    if (!store->may_block()) co_return f(); // the memory store: no thread hop
     auto slot = std::make_shared<reply_slot<R>>();
     asio::post(store_thread, [slot, f = std::move(f), what = store->describe()]() mutable {
       try {

@@ -76,6 +76,9 @@ public:
   virtual void acknowledge(const std::vector<std::uint64_t>& sequences) = 0;
   /// What this store is, for errors and logs ("memory", "sqlite /var/lib/x.db").
   virtual std::string describe() const = 0;
+  /// Whether a call may wait for a disk or a network (default true): the
+  /// manager then makes it on a thread of its own, off the node's workers.
+  virtual bool may_block() const noexcept { return true; }
 };
 
 /// Records in memory: for tests and for services whose tenants need not
@@ -88,6 +91,7 @@ public:
   std::vector<std::uint64_t> commit(tenant_change change) override;
   void acknowledge(const std::vector<std::uint64_t>& sequences) override;
   std::string describe() const override { return "memory"; }
+  bool may_block() const noexcept override { return false; }
 
 private:
   std::mutex mutex_; // the contract says one thread at a time; tests read it from theirs
