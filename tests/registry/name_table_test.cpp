@@ -95,3 +95,19 @@ TEST_CASE("name_table_readers_on_other_threads_see_whole_values_while_a_writer_c
   t.reclaim();
   CHECK(t.retired() == 0);
 }
+
+TEST_CASE("name_table_clear_removes_every_key_and_the_table_is_usable_after") {
+  name_table<int> t(8);
+  for (int i = 0; i < 300; ++i) REQUIRE(t.insert("key-" + std::to_string(i), i));
+  t.clear();
+  CHECK(t.size() == 0);
+  int seen = 0;
+  t.for_each([&](const std::string&, int) { ++seen; });
+  CHECK(seen == 0);
+  CHECK_FALSE(t.find("key-7"));
+  CHECK(t.insert("key-7", 70));
+  CHECK(t.find("key-7") == 70);
+  CHECK(t.size() == 1);
+  t.reclaim();
+  CHECK(t.retired() == 0); // nothing pinned: the cleared nodes are freed
+}
