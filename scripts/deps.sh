@@ -3,7 +3,7 @@
 # first, and only when something is missing.
 grove_packages=(
   meson ninja-build g++ pkg-config ccache python3
-  libboost1.81-dev libssl-dev openssl nlohmann-json3-dev libsimdjson-dev libsqlite3-dev doctest-dev libbenchmark-dev
+  libboost1.81-dev libssl-dev openssl nlohmann-json3-dev libsimdjson-dev libsqlite3-dev zlib1g-dev doctest-dev libbenchmark-dev
   clang libclang-rt-14-dev
   testssl.sh bsdextrautils
 )

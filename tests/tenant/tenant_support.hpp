@@ -7,6 +7,8 @@
 
 #include <grove/core/process.hpp>
 
+#include "../gate.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -72,32 +74,6 @@ private:
   mutable std::mutex mutex_;
   std::vector<std::string> events_;
   grove::pid subscriber_;
-};
-
-// -- a gate for async jobs -------------------------------------------------------
-
-struct pass {
-  using reply_type = bool;
-};
-struct open_gate {};
-
-/// Calls to pass wait until the gate is opened.
-class gate : public grove::gen_server {
-public:
-  grove::call_result<bool> handle_call(pass, grove::from<bool> caller) {
-    if (open_) return true;
-    waiting_.push_back(caller);
-    return grove::noreply;
-  }
-  void handle_cast(open_gate) {
-    open_ = true;
-    for (auto& w : waiting_) w.reply(true);
-    waiting_.clear();
-  }
-
-private:
-  bool open_ = false;
-  std::vector<grove::from<bool>> waiting_;
 };
 
 // -- the tenant --------------------------------------------------------------------

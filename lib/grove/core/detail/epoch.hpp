@@ -59,6 +59,41 @@ private:
   epoch_record& record_;
 };
 
+/// epoch_guard that can be moved (into a snapshot a function returns). It
+/// must be released on the thread that took it.
+class epoch_pin {
+public:
+  epoch_pin() noexcept = default;
+  static epoch_pin take() {
+    epoch_pin p;
+    p.record_ = &this_thread_epoch_record();
+    if (p.record_->depth++ == 0) {
+      p.record_->pinned.store(current_epoch(), std::memory_order_relaxed);
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+    }
+    return p;
+  }
+  epoch_pin(epoch_pin&& other) noexcept : record_(other.record_) { other.record_ = nullptr; }
+  epoch_pin& operator=(epoch_pin&& other) noexcept {
+    if (this != &other) {
+      release();
+      record_ = other.record_;
+      other.record_ = nullptr;
+    }
+    return *this;
+  }
+  epoch_pin(const epoch_pin&) = delete;
+  epoch_pin& operator=(const epoch_pin&) = delete;
+  ~epoch_pin() { release(); }
+  void release() noexcept {
+    if (record_ && --record_->depth == 0) record_->pinned.store(0, std::memory_order_release);
+    record_ = nullptr;
+  }
+
+private:
+  epoch_record* record_ = nullptr;
+};
+
 /// Nodes a writer unlinked and will free once no reader can hold them.
 /// Not thread-safe: owned by one structure, used under its writer lock.
 class retired_list {

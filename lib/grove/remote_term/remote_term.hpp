@@ -1,0 +1,262 @@
+// grove/remote_term/remote_term.hpp — data that lives elsewhere, fetched by
+// one refresher process and published for lock-free reads (Elixir's
+// RemotePersistentTerm, with retries, limits and one timer chain).
+//
+//   grove::remote_term_options<nlohmann::json> o;
+//   o.name = "feature_flags";
+//   o.fetcher = grove::file_fetcher("/etc/myservice/flags.json");
+//   o.interval = std::chrono::seconds(30);
+//   grove::remote_term<nlohmann::json> flags(std::move(o));
+//   co_await flags.start(node);
+//   if (auto f = flags.get()) use((*f)["beta"]);     // any thread, lock-free; empty before the first load
+//
+// A term is an object the user owns (any number per node) and one
+// refresher process (a gen_server; start() runs it on its own, child_spec()
+// puts it under your supervisor). Each attempt: ask the fetcher what is
+// there (not modified, or bytes and a version) within attempt_timeout;
+// refuse more than max_bytes; check the SHA-256 if one is expected (the
+// option, or what the source states); gunzip a payload starting with
+// 1F 8B (unless decompress is off); deserialize; validate; publish. A
+// failure anywhere keeps the last good value, is reported once (an event
+// "remote_term"/"refresh_failed" naming the term and the reason, the
+// span, the stats) and retries after the retry backoff; a success resets
+// the backoff and waits the interval (with jitter) again.
+//
+// update() asks for an attempt now. Scheduled and asked-for attempts share
+// one timer chain: an update while an attempt runs or is scheduled
+// replaces the schedule, never adds a second one, and updates asked for
+// while an attempt runs are answered by the next one together.
+#pragma once
+
+#include <grove/core/backoff.hpp>
+#include <grove/core/detail/epoch.hpp>
+#include <grove/core/gen_server.hpp>
+#include <grove/remote_term/error.hpp>
+#include <grove/remote_term/fetcher.hpp>
+#include <grove/supervisor/child_spec.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <type_traits>
+#include <utility>
+
+namespace grove {
+
+enum class term_status : std::uint8_t {
+  updated,      ///< a new value was published
+  not_modified, ///< the source still holds the version the term has
+  failed,       ///< nothing was published; the last good value stays
+};
+std::string_view to_string(term_status s) noexcept;
+
+/// What one attempt came to.
+struct term_outcome {
+  term_status status = term_status::failed;
+  std::string version{};  ///< the version the term holds after it
+  std::error_code error{}; ///< why it failed (failed only)
+  std::string reason{};   ///< the same, as a sentence naming the term
+};
+
+/// One attempt, as the span hook sees it: `start`, then `stop` (updated or
+/// not_modified) or `exception` (failed).
+struct term_span {
+  enum class phase : std::uint8_t { start, stop, exception };
+  std::string_view name{};
+  phase what = phase::start;
+  term_status status = term_status::failed; ///< stop / exception only
+  duration elapsed{};                       ///< stop / exception only
+  std::string error{};                      ///< exception only
+};
+
+/// What a term says about itself (a copy, taken under a lock: for
+/// dashboards and tests, not for the request path).
+struct term_stats {
+  std::string version{};                                       ///< of the published value (empty: none yet)
+  std::optional<std::chrono::system_clock::time_point> last_success{}; ///< when the source was last read successfully
+  std::string last_error{};                                    ///< the last failure (empty after a success)
+  std::uint64_t attempts = 0, updates = 0, not_modified = 0, failures = 0;
+  std::optional<duration> next_delay{}; ///< the wait the last attempt scheduled (none: update() only)
+};
+
+template <class T>
+struct remote_term_options {
+  std::string name{};                            ///< for logs, events and telemetry (required)
+  std::shared_ptr<term_fetcher> fetcher{};       ///< where the bytes come from (required)
+  std::optional<duration> interval{};            ///< time between attempts (default none: update() only)
+  double jitter = 0.1;                           ///< interval spread, a fraction (default 0.1 = +-10 %; 0 to 1)
+  bool sync_first_load = false;                  ///< start() waits for the first attempt (default false: lazy)
+  duration start_timeout = std::chrono::seconds(30); ///< how long a sync start waits (default 30 s)
+  backoff_policy retry_backoff = backoff_policy::exponential(
+      {.initial = std::chrono::seconds(1), .max = std::chrono::seconds(60)}); ///< wait after a failure (default 1 s, x1.6, at most 60 s)
+  std::size_t max_bytes = 64 << 20;              ///< largest payload, stored or decompressed (default 64 MiB)
+  duration attempt_timeout = std::chrono::seconds(30); ///< longest attempt (default 30 s)
+  bool decompress = true;                        ///< gunzip payloads that start with 1F 8B (default on)
+  std::function<T(std::string_view)> deserialize{}; ///< bytes -> value; throw to refuse (default: nlohmann::json parse, or the bytes for std::string)
+  std::function<void(const T&)> validate{};      ///< throw to refuse a value (default: none)
+  std::optional<std::string> sha256{};           ///< the payload's expected SHA-256, hex (default: only what the source states)
+  std::function<void(const term_span&)> on_span{}; ///< each attempt's span (default none)
+  std::optional<std::size_t> worker{};           ///< worker the refresher runs on (default: round-robin)
+};
+
+/// The published value, valid while held: it pins reclamation (grove's
+/// epochs), so hold it for a request, not for ever, and release it on the
+/// thread that took it (a grove process always resumes on its own worker).
+/// share() gives a std::shared_ptr for longer or cross-thread holding.
+template <class T>
+class term_snapshot {
+public:
+  term_snapshot() = default;
+  term_snapshot(detail::epoch_pin pin, const T* value, const std::string* version) noexcept
+      : pin_(std::move(pin)), value_(value), version_(version) {}
+
+  explicit operator bool() const noexcept { return value_ != nullptr; }
+  const T& operator*() const noexcept { return *value_; }
+  const T* operator->() const noexcept { return value_; }
+  const T* get() const noexcept { return value_; }
+  /// The value's version (empty for an empty snapshot).
+  std::string_view version() const noexcept { return version_ ? std::string_view(*version_) : std::string_view(); }
+
+private:
+  detail::epoch_pin pin_;
+  const T* value_ = nullptr;
+  const std::string* version_ = nullptr;
+};
+
+namespace detail {
+
+/// One published value.
+struct term_value {
+  std::shared_ptr<const void> value;
+  std::string version;
+};
+
+/// A term's options with its value type erased.
+struct term_config {
+  std::string name;
+  std::shared_ptr<term_fetcher> fetcher;
+  std::optional<duration> interval;
+  double jitter = 0.1;
+  bool sync_first_load = false;
+  duration start_timeout{};
+  backoff_policy retry_backoff;
+  std::size_t max_bytes = 0;
+  duration attempt_timeout{};
+  bool decompress = true;
+  std::function<std::shared_ptr<const void>(std::string_view)> make_value; ///< deserialize
+  std::function<void(const void*)> validate;                              ///< empty: none
+  std::optional<std::string> sha256;
+  std::function<void(const term_span&)> on_span;
+  std::optional<std::size_t> worker;
+};
+
+struct remote_term_state;
+
+/// What every remote_term does, whatever its value type.
+class remote_term_base {
+public:
+  /// Starts the refresher on `n` (not linked). With sync_first_load, waits
+  /// for the first attempt, up to start_timeout (grove::error timeout; the
+  /// term keeps trying). Throws invalid_argument if it already runs.
+  awaitable<void> start(node& n) const;
+  /// Stops the refresher; the last value stays readable.
+  awaitable<void> stop(duration timeout = infinity) const;
+  /// The refresher as a child of your supervisor (a permanent worker).
+  grove::child_spec child_spec(std::string id = {}) const;
+
+  /// Asks for an attempt now (see the header comment). Any thread; no-op
+  /// when the refresher is not running.
+  void update() const;
+  /// update(), and the outcome of the attempt that answers it (one that
+  /// started after this was asked). Throws timeout, noproc.
+  awaitable<term_outcome> refresh(duration timeout = infinity) const;
+  /// The outcome of the next attempt to finish (scheduled or asked for).
+  /// Throws timeout, noproc.
+  awaitable<term_outcome> await_update(duration timeout = infinity) const;
+  /// Returns once a value is published (at once if one is). Throws
+  /// timeout, noproc.
+  awaitable<void> await_first_load(duration timeout = infinity) const;
+
+  term_stats stats() const;
+  const std::string& name() const noexcept;
+  /// Whether a value is published. Lock-free.
+  bool loaded() const noexcept;
+
+protected:
+  explicit remote_term_base(term_config config);
+  const term_value* current() const noexcept;
+
+  std::shared_ptr<remote_term_state> state_;
+};
+
+} // namespace detail
+
+template <class T>
+class remote_term : public detail::remote_term_base {
+public:
+  /// Throws grove::error(invalid_argument) naming the first bad option.
+  explicit remote_term(remote_term_options<T> options) : remote_term_base(erase(std::move(options))) {}
+
+  /// The current value; empty before the first load. Lock-free and
+  /// wait-free, from any thread; never touches the refresher.
+  term_snapshot<T> get() const {
+    detail::epoch_pin pin = detail::epoch_pin::take();
+    const detail::term_value* v = current();
+    if (!v) return {};
+    return term_snapshot<T>(std::move(pin), static_cast<const T*>(v->value.get()), &v->version);
+  }
+
+  /// The current value as a shared_ptr (null before the first load): for
+  /// holding it long or on another thread. Lock-free (one reference count).
+  std::shared_ptr<const T> share() const {
+    detail::epoch_pin pin = detail::epoch_pin::take();
+    const detail::term_value* v = current();
+    return v ? std::static_pointer_cast<const T>(v->value) : nullptr;
+  }
+
+private:
+  static detail::term_config erase(remote_term_options<T> o) {
+    std::function<T(std::string_view)> deserialize = std::move(o.deserialize);
+    if (!deserialize) {
+      if constexpr (std::is_same_v<T, nlohmann::json>) {
+        deserialize = [](std::string_view bytes) { return nlohmann::json::parse(bytes); };
+      } else if constexpr (std::is_same_v<T, std::string>) {
+        deserialize = [](std::string_view bytes) { return std::string(bytes); };
+      } else {
+        throw grove::error(errc::invalid_argument, "remote_term_options.deserialize: missing (required for a "
+                                                   "value type other than nlohmann::json and std::string)");
+      }
+    }
+    detail::term_config c;
+    c.name = std::move(o.name);
+    c.fetcher = std::move(o.fetcher);
+    c.interval = o.interval;
+    c.jitter = o.jitter;
+    c.sync_first_load = o.sync_first_load;
+    c.start_timeout = o.start_timeout;
+    c.retry_backoff = o.retry_backoff;
+    c.max_bytes = o.max_bytes;
+    c.attempt_timeout = o.attempt_timeout;
+    c.decompress = o.decompress;
+    c.make_value = [deserialize = std::move(deserialize)](std::string_view bytes) -> std::shared_ptr<const void> {
+      return std::make_shared<const T>(deserialize(bytes));
+    };
+    if (o.validate) {
+      c.validate = [validate = std::move(o.validate)](const void* value) { validate(*static_cast<const T*>(value)); };
+    }
+    c.sha256 = std::move(o.sha256);
+    c.on_span = std::move(o.on_span);
+    c.worker = o.worker;
+    return c;
+  }
+};
+
+} // namespace grove
