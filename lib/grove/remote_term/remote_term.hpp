@@ -108,9 +108,10 @@ struct remote_term_options {
 };
 
 /// The published value, valid while held: it pins reclamation (grove's
-/// epochs), so hold it for a request, not for ever, and release it on the
-/// thread that took it (a grove process always resumes on its own worker).
-/// share() gives a std::shared_ptr for longer or cross-thread holding.
+/// epochs), so hold it for a request, not for ever, release it on the
+/// thread that took it (a grove process always resumes on its own worker),
+/// and never past the life of its remote_term. share() gives a
+/// std::shared_ptr for longer or cross-thread holding.
 template <class T>
 class term_snapshot {
 public:
