@@ -1,5 +1,6 @@
 #include <grove/remote_term/error.hpp>
 #include <grove/remote_term/fetcher.hpp>
+#include <grove/remote_term/detail/http_rules.hpp>
 
 #include <openssl/evp.h>
 
@@ -8,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <utility>
 
@@ -34,14 +36,7 @@ std::string sha256_hex(std::string_view bytes) {
   if (EVP_Digest(bytes.data(), bytes.size(), digest, &size, EVP_sha256(), nullptr) != 1) {
     throw grove::error(remote_term_errc::checksum_mismatch, "SHA-256: OpenSSL's EVP_Digest failed");
   }
-  static constexpr char hex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(size * 2);
-  for (unsigned int i = 0; i < size; ++i) {
-    out.push_back(hex[digest[i] >> 4]);
-    out.push_back(hex[digest[i] & 0xF]);
-  }
-  return out;
+  return to_hex(std::string_view(reinterpret_cast<const char*>(digest), size));
 }
 
 } // namespace detail
@@ -136,7 +131,67 @@ private:
   file_version how_;
 };
 
+class fallback_source final : public term_fetcher {
+public:
+  explicit fallback_source(std::vector<std::shared_ptr<term_fetcher>> sources) : sources_(std::move(sources)) {}
+
+  std::string describe() const override {
+    std::string out = "sources [";
+    for (std::size_t i = 0; i < sources_.size(); ++i) out += (i == 0 ? "" : ", ") + sources_[i]->describe();
+    return out + "]";
+  }
+
+  awaitable<fetched> fetch(const std::string& known_version, const fetch_limits& limits) override {
+    // "<index>:<that source's version>"
+    std::size_t held_from = sources_.size();
+    std::string held_version;
+    if (const std::size_t colon = known_version.find(':'); colon != std::string::npos) {
+      std::size_t index = 0;
+      const auto [end, ec] = std::from_chars(known_version.data(), known_version.data() + colon, index);
+      if (ec == std::errc() && end == known_version.data() + colon && index < sources_.size()) {
+        held_from = index;
+        held_version = known_version.substr(colon + 1);
+      }
+    }
+    std::string reasons;
+    std::error_code last = remote_term_errc::fetch_failed;
+    for (std::size_t i = 0; i < sources_.size(); ++i) {
+      const std::string& known = i == held_from ? held_version : empty_;
+      std::string failure;
+      try {
+        fetched f = co_await sources_[i]->fetch(known, limits);
+        if (f.modified) f.version = std::to_string(i) + ":" + f.version;
+        co_return f;
+      } catch (const grove::error& e) {
+        failure = e.what();
+        last = e.code();
+      } catch (const std::exception& e) {
+        failure = sources_[i]->describe() + ": " + e.what();
+        last = remote_term_errc::fetch_failed;
+      }
+      reasons += (reasons.empty() ? "" : "; ") + failure;
+    }
+    // One source's code when only one was asked; else "all failed".
+    throw grove::error(sources_.size() == 1 ? last : std::error_code(remote_term_errc::fetch_failed),
+                       "every source failed: " + reasons);
+  }
+
+private:
+  std::vector<std::shared_ptr<term_fetcher>> sources_;
+  const std::string empty_{};
+};
+
 } // namespace
+
+std::shared_ptr<term_fetcher> fallback_fetcher(std::vector<std::shared_ptr<term_fetcher>> sources) {
+  if (sources.empty()) throw grove::error(errc::invalid_argument, "fallback_fetcher: sources: empty (expected one or more fetchers)");
+  for (std::size_t i = 0; i < sources.size(); ++i) {
+    if (!sources[i]) {
+      throw grove::error(errc::invalid_argument, "fallback_fetcher: sources[" + std::to_string(i) + "]: null (expected a fetcher)");
+    }
+  }
+  return std::make_shared<fallback_source>(std::move(sources));
+}
 
 std::shared_ptr<term_fetcher> static_fetcher(std::string bytes, std::string version) {
   if (version.empty()) throw grove::error(errc::invalid_argument, "static_fetcher: version: empty (expected a non-empty text)");

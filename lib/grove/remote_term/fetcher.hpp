@@ -18,6 +18,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace grove {
 
@@ -61,6 +62,18 @@ enum class file_version : std::uint8_t {
 /// A local file. A file replaced by rename is read whole, old or new,
 /// never half of each: the version and the bytes come from one open file.
 std::shared_ptr<term_fetcher> file_fetcher(std::filesystem::path file, file_version how = file_version::metadata);
+
+/// Several sources of one term, in order: each attempt asks the first
+/// (the primary), and the next only when one fails, so a recovered primary
+/// is used again at the next attempt. A source is asked conditionally only
+/// if it gave the held value, and its "not modified" ends the attempt (it
+/// never fails over). An attempt fails only when every source does, with
+/// each one's reason. The version says which source gave it ("1:" + that
+/// source's version), so a value from another source is downloaded again,
+/// never taken for unchanged.
+///
+///   auto prices = grove::fallback_fetcher({grove::s3_fetcher(primary), grove::s3_fetcher(replica)});
+std::shared_ptr<term_fetcher> fallback_fetcher(std::vector<std::shared_ptr<term_fetcher>> sources);
 
 namespace detail {
 /// SHA-256 of `bytes` as 64 lowercase hex digits.

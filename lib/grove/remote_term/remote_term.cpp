@@ -225,7 +225,10 @@ private:
       next = backoff_.next(random_); // a retry, not a full interval
     } else {
       backoff_.reset();
-      if (state_->config.interval) next = jittered(*state_->config.interval);
+      // The source's own freshness (an HTTP max-age, floored by the
+      // fetcher) before the configured interval.
+      if (refresh_hint_) next = jittered(*refresh_hint_);
+      else if (state_->config.interval) next = jittered(*state_->config.interval);
     }
     {
       std::lock_guard lock(state_->mutex);
@@ -319,8 +322,10 @@ private:
     const term_value* held = state_->cell.load();
     const std::string known = held ? held->version : std::string();
     term_outcome out;
+    refresh_hint_.reset();
     try {
       fetched f = co_await fetch_within_timeout(known, fetch_limits{c.max_bytes});
+      refresh_hint_ = f.refresh_after;
       if (!f.modified) {
         out.status = term_status::not_modified;
         out.version = known;
@@ -383,6 +388,7 @@ private:
   backoff_policy backoff_;
   backoff_random random_;
   timer_ref timer_;
+  std::optional<duration> refresh_hint_; ///< what the last attempt's source said about freshness
   std::uint64_t chain_ = 0;
   steady::time_point last_started_{};
   std::optional<term_outcome> first_;
@@ -477,6 +483,12 @@ awaitable<term_outcome> remote_term_base::refresh(duration timeout) const {
 awaitable<term_outcome> remote_term_base::await_update(duration timeout) const {
   server_ref<refresher> r = refresher_of(*state_);
   term_outcome o = co_await r.call(next_outcome{}, timeout);
+  co_return o;
+}
+
+awaitable<term_outcome> remote_term_base::first_attempt(duration timeout) const {
+  server_ref<refresher> r = refresher_of(*state_);
+  term_outcome o = co_await r.call(first_outcome{}, timeout);
   co_return o;
 }
 

@@ -182,6 +182,10 @@ public:
   /// The outcome of the next attempt to finish (scheduled or asked for).
   /// Throws timeout, noproc.
   awaitable<term_outcome> await_update(duration timeout = infinity) const;
+  /// The outcome of the refresher's first attempt (at once if it is
+  /// over): what a lazy start came to, success or not. Throws timeout,
+  /// noproc.
+  awaitable<term_outcome> first_attempt(duration timeout = infinity) const;
   /// Returns once a value is published (at once if one is). Throws
   /// timeout, noproc.
   awaitable<void> await_first_load(duration timeout = infinity) const;

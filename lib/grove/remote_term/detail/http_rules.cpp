@@ -41,17 +41,6 @@ std::string lower(std::string_view s) {
   return out;
 }
 
-std::string hex(const unsigned char* data, std::size_t size) {
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(size * 2);
-  for (std::size_t i = 0; i < size; ++i) {
-    out.push_back(digits[data[i] >> 4]);
-    out.push_back(digits[data[i] & 0xF]);
-  }
-  return out;
-}
-
 /// Raw (binary) HMAC-SHA256.
 std::string hmac_raw(std::string_view key, std::string_view data) {
   unsigned char out[EVP_MAX_MD_SIZE];
@@ -83,6 +72,17 @@ std::optional<std::chrono::seconds> cache_max_age(std::string_view cache_control
   return std::chrono::seconds(std::max(0LL, *max_age - used));
 }
 
+std::string to_hex(std::string_view raw) {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(raw.size() * 2);
+  for (unsigned char c : raw) {
+    out.push_back(digits[c >> 4]);
+    out.push_back(digits[c & 0xF]);
+  }
+  return out;
+}
+
 std::string uri_encode(std::string_view text, bool keep_slash) {
   static constexpr char digits[] = "0123456789ABCDEF";
   std::string out;
@@ -99,8 +99,7 @@ std::string uri_encode(std::string_view text, bool keep_slash) {
 }
 
 std::string hmac_sha256(std::string_view key, std::string_view data) {
-  const std::string raw = hmac_raw(key, data);
-  return hex(reinterpret_cast<const unsigned char*>(raw.data()), raw.size());
+  return to_hex(hmac_raw(key, data));
 }
 
 std::string sigv4_authorization(const sigv4_request& request, const sigv4_key& key, std::string_view region,

@@ -23,6 +23,9 @@ std::optional<std::chrono::seconds> cache_max_age(std::string_view cache_control
 /// others become %XX (upper case); '/' stays when `keep_slash` (paths).
 std::string uri_encode(std::string_view text, bool keep_slash);
 
+/// `raw` bytes as lowercase hex digits.
+std::string to_hex(std::string_view raw);
+
 /// Lowercase hex of HMAC-SHA256 / SHA-256 helpers for the signer.
 std::string hmac_sha256(std::string_view key, std::string_view data);
 
