@@ -6,6 +6,7 @@ grove_packages=(
   libboost1.81-dev libssl-dev openssl nlohmann-json3-dev libsimdjson-dev libsqlite3-dev zlib1g-dev doctest-dev libbenchmark-dev
   clang libclang-rt-14-dev
   testssl.sh bsdextrautils
+  curl
 )
 
 grove_install_deps() {
@@ -16,6 +17,11 @@ grove_install_deps() {
       missing+=("$pkg")
     fi
   done
+  # Node.js and npm (for s3rver, the S3 fetcher's test server): Debian's,
+  # unless the machine already has a node and an npm of its own.
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    missing+=(nodejs npm)
+  fi
   [ "${#missing[@]}" -eq 0 ] && return 0
   echo "== installing: ${missing[*]}"
   local sudo=()
@@ -29,4 +35,20 @@ grove_install_deps() {
   fi
   "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# s3rver (an S3-compatible server, for the remote_term S3 tests) at the
+# versions tests/remote_term/s3rver/package-lock.json pins, under
+# .cache/s3rver of the checkout given; reinstalled when the lock changes.
+grove_install_s3rver() {
+  local root=$1
+  local lock="$root/tests/remote_term/s3rver/package-lock.json"
+  local into="$root/.cache/s3rver"
+  if [ -x "$into/node_modules/.bin/s3rver" ] && cmp -s "$lock" "$into/package-lock.json"; then
+    return 0
+  fi
+  echo "== installing s3rver (npm ci) into $into"
+  mkdir -p "$into"
+  cp "$root/tests/remote_term/s3rver/package.json" "$lock" "$into/"
+  (cd "$into" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 }

@@ -87,6 +87,23 @@ public:
     out_ = -1;
   }
 
+  /// Runs argv to its end (stdout and stderr as the test's); its exit
+  /// status, or -1 if it did not exit normally.
+  static int run(std::vector<std::string> argv) {
+    const pid_t pid = ::fork();
+    if (pid < 0) throw std::runtime_error("fork failed");
+    if (pid == 0) {
+      std::vector<char*> args;
+      for (auto& a : argv) args.push_back(a.data());
+      args.push_back(nullptr);
+      ::execvp(args[0], args.data());
+      ::_exit(127);
+    }
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+
 private:
   std::vector<std::string> argv_;
   pid_t pid_ = -1;

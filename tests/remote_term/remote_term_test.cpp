@@ -6,10 +6,9 @@
 
 #include "../gate.hpp"
 #include "../temp_dir.hpp"
+#include "gzip.hpp"
 
 #include <doctest/doctest.h>
-
-#include <zlib.h>
 
 #include <atomic>
 #include <chrono>
@@ -32,6 +31,7 @@ namespace {
 using test_support::gate;
 using test_support::open_gate;
 using test_support::pass;
+using test_support::gzip;
 
 /// Answers from a script the test changes: fail, or serve bytes with a
 /// version; optionally waits at a gate first. Counts its fetches.
@@ -95,19 +95,6 @@ private:
   std::uint64_t count_ = 0;
 };
 
-std::string gzip(const std::string& in) {
-  z_stream z{};
-  REQUIRE(deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) == Z_OK);
-  std::string out(deflateBound(&z, static_cast<uLong>(in.size())) + 32, '\0');
-  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
-  z.avail_in = static_cast<uInt>(in.size());
-  z.next_out = reinterpret_cast<Bytef*>(out.data());
-  z.avail_out = static_cast<uInt>(out.size());
-  REQUIRE(deflate(&z, Z_FINISH) == Z_STREAM_END);
-  out.resize(z.total_out);
-  deflateEnd(&z);
-  return out;
-}
 
 void write_file(const std::string& path, const std::string& content) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);

@@ -8,8 +8,8 @@
 // Each attempt opens a connection (TLS sessions resume across attempts),
 // sends one GET and closes. The version a term holds is the response's
 // ETag (else "last-modified <date>", else "sha256:<hex of the body>"); the
-// next GET is conditional on it (If-None-Match, and If-Modified-Since when
-// the server gave a Last-Modified), and a 304 is "not modified". A 200 whose
+// next GET is conditional on it (If-None-Match on an ETag, else
+// If-Modified-Since), and a 304 is "not modified". A 200 whose
 // version is the held one is "not modified" too (a server that ignores
 // conditions), so the term never deserializes the same bytes twice.
 //
