@@ -39,6 +39,7 @@ public:
   ~term_cell() { delete current_.load(std::memory_order_relaxed); }
 
   const term_value* load() const noexcept { return current_.load(std::memory_order_acquire); }
+  const std::atomic<const term_value*>& pointer() const noexcept { return current_; }
 
   void publish(std::shared_ptr<const void> value, std::string version) {
     auto* fresh = new term_value{std::move(value), std::move(version)};
@@ -431,9 +432,8 @@ void check(const term_config& c) {
 remote_term_base::remote_term_base(term_config config) {
   check(config);
   state_ = std::make_shared<remote_term_state>(std::move(config));
+  cell_ = &state_->cell.pointer();
 }
-
-const term_value* remote_term_base::current() const noexcept { return state_->cell.load(); }
 
 bool remote_term_base::loaded() const noexcept { return state_->cell.load() != nullptr; }
 

@@ -197,9 +197,11 @@ public:
 
 protected:
   explicit remote_term_base(term_config config);
-  const term_value* current() const noexcept;
+  /// The published value (inline: a read makes no call into the library).
+  const term_value* current() const noexcept { return cell_->load(std::memory_order_acquire); }
 
   std::shared_ptr<remote_term_state> state_;
+  const std::atomic<const term_value*>* cell_ = nullptr; ///< in *state_, which outlives every use
 };
 
 } // namespace detail

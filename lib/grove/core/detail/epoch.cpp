@@ -1,12 +1,30 @@
 #include <grove/core/detail/epoch.hpp>
 
+#include <linux/membarrier.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <limits>
 
 namespace grove::detail {
 
+std::atomic<bool> asymmetric_fences{false};
+std::atomic<std::uint64_t> global_epoch{1};
+
 namespace {
 
-std::atomic<std::uint64_t> global_epoch{1};
+int membarrier(int command) { return static_cast<int>(::syscall(__NR_membarrier, command, 0, 0)); }
+
+/// Registers for private expedited membarrier at load time, before any
+/// grove thread exists; readers that pin before this use full fences.
+[[maybe_unused]] const bool registered = [] {
+  const int supported = membarrier(MEMBARRIER_CMD_QUERY);
+  if (supported < 0 || (supported & MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0) return false;
+  if (membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) != 0) return false;
+  asymmetric_fences.store(true, std::memory_order_seq_cst);
+  return true;
+}();
+
 std::atomic<epoch_record*> all_records{nullptr}; // push-only; records are reused, never freed
 
 epoch_record* claim_record() {
@@ -55,8 +73,6 @@ epoch_record& claim_this_thread_epoch_record() {
   return *holder.record;
 }
 
-std::uint64_t current_epoch() noexcept { return global_epoch.load(std::memory_order_acquire); }
-
 retired_list::~retired_list() {
   while (head_) {
     item* i = head_;
@@ -80,10 +96,16 @@ void retired_list::retire(void* node, void (*deleter)(void*)) {
 std::size_t retired_list::collect() {
   // Unlinks happened before this fence: a reader the scan below finds
   // unpinned pins later and then sees them (its pin is followed by a fence
-  // of its own). A reader pinned at an epoch after a node's retirement
+  // of its own, or by membarrier's on its behalf). A reader pinned at an epoch after a node's retirement
   // cannot reach it either (see retire). Only readers pinned at or before
   // a node's epoch keep it alive.
-  std::atomic_thread_fence(std::memory_order_seq_cst);
+  // With asymmetric fences, membarrier(2) runs a full barrier on every CPU
+  // running a thread of this process: the fence each reader left out.
+  if (asymmetric_fences.load(std::memory_order_relaxed)) {
+    if (membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0) return size_; // cannot prove anything free: keep all
+  } else {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+  }
   const std::uint64_t oldest = oldest_pinned();
   item** link = &head_;
   while (*link) {

@@ -36,17 +36,36 @@ inline epoch_record& this_thread_epoch_record() {
   epoch_record* r = this_thread_record;
   return r ? *r : claim_this_thread_epoch_record();
 }
-/// The current global epoch.
-std::uint64_t current_epoch() noexcept;
+/// The global epoch: moved on by every retirement.
+extern std::atomic<std::uint64_t> global_epoch;
+/// The current global epoch (inline: a reader's pin makes no call).
+inline std::uint64_t current_epoch() noexcept { return global_epoch.load(std::memory_order_acquire); }
 
-/// Pins the calling thread for a read. Nestable; cheap (two stores and a
-/// fence on the thread's own cache line).
+/// True once the process registered for membarrier(2)'s private expedited
+/// command (at load time; false where the kernel lacks it). Then a
+/// reader's pin needs only a compiler barrier, and collect() makes the
+/// full fence on every reader's behalf: the cost moves from every read to
+/// the rare collection. Never goes back to false.
+extern std::atomic<bool> asymmetric_fences;
+
+/// What follows a reader's pin: the pinned epoch must be visible to a
+/// collector before the reader loads anything it could free.
+inline void fence_after_pin() noexcept {
+  if (asymmetric_fences.load(std::memory_order_relaxed)) {
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+  } else {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+  }
+}
+
+/// Pins the calling thread for a read. Nestable; cheap (two stores on the
+/// thread's own cache line, and a fence unless asymmetric_fences).
 class epoch_guard {
 public:
   epoch_guard() : record_(this_thread_epoch_record()) {
     if (record_.depth++ == 0) {
       record_.pinned.store(current_epoch(), std::memory_order_relaxed);
-      std::atomic_thread_fence(std::memory_order_seq_cst);
+      fence_after_pin();
     }
   }
   ~epoch_guard() {
@@ -69,7 +88,7 @@ public:
     p.record_ = &this_thread_epoch_record();
     if (p.record_->depth++ == 0) {
       p.record_->pinned.store(current_epoch(), std::memory_order_relaxed);
-      std::atomic_thread_fence(std::memory_order_seq_cst);
+      fence_after_pin();
     }
     return p;
   }
