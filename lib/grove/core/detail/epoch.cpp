@@ -1,4 +1,5 @@
 #include <grove/core/detail/epoch.hpp>
+#include <grove/core/detail/thread_records.hpp>
 
 #include <linux/membarrier.h>
 #include <sys/syscall.h>
@@ -25,40 +26,23 @@ int membarrier(int command) { return static_cast<int>(::syscall(__NR_membarrier,
   return true;
 }();
 
-std::atomic<epoch_record*> all_records{nullptr}; // push-only; records are reused, never freed
-
-epoch_record* claim_record() {
-  for (epoch_record* r = all_records.load(std::memory_order_acquire); r; r = r->next) {
-    bool expected = false;
-    if (!r->owned.load(std::memory_order_relaxed) &&
-        r->owned.compare_exchange_strong(expected, true, std::memory_order_acquire)) {
-      return r;
-    }
-  }
-  auto* r = new epoch_record;
-  r->owned.store(true, std::memory_order_relaxed);
-  epoch_record* head = all_records.load(std::memory_order_relaxed);
-  do {
-    r->next = head;
-  } while (!all_records.compare_exchange_weak(head, r, std::memory_order_release, std::memory_order_relaxed));
-  return r;
-}
+thread_records<epoch_record> all_records; // records are reused, never freed
 
 /// Gives the record back when its thread ends.
 struct record_holder {
-  epoch_record* record = claim_record();
+  epoch_record* record = all_records.claim();
   ~record_holder() {
     this_thread_record = nullptr;
     record->pinned.store(0, std::memory_order_release);
     record->depth = 0;
-    record->owned.store(false, std::memory_order_release);
+    thread_records<epoch_record>::release(record);
   }
 };
 
 /// The smallest epoch a reader is pinned at (max when none is).
 std::uint64_t oldest_pinned() {
   std::uint64_t oldest = std::numeric_limits<std::uint64_t>::max();
-  for (epoch_record* r = all_records.load(std::memory_order_acquire); r; r = r->next) {
+  for (epoch_record* r = all_records.head(); r; r = r->next) {
     const std::uint64_t e = r->pinned.load(std::memory_order_seq_cst);
     if (e != 0 && e < oldest) oldest = e;
   }
