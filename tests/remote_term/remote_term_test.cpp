@@ -3,6 +3,7 @@
 #include <grove/core/node.hpp>
 #include <grove/core/testing.hpp>
 #include <grove/supervisor/supervisor.hpp>
+#include <grove/telemetry/events.hpp>
 
 #include "../gate.hpp"
 #include "../temp_dir.hpp"
@@ -381,6 +382,7 @@ TEST_CASE("readers_on_two_threads_see_whole_values_while_it_is_republished_10000
   o.fetcher = std::make_shared<counting_fetcher>();
   o.interval = std::chrono::nanoseconds(1); // republish as fast as it can
   o.jitter = 0;
+  o.attempt_timeout = grove::infinity; // no helper process per attempt: the publishing is what is tested
   grove::remote_term<std::string> term(o);
   constexpr std::uint64_t target = 100'000;
   f.node.block_on(term.start(f.node));
@@ -411,6 +413,47 @@ TEST_CASE("readers_on_two_threads_see_whole_values_while_it_is_republished_10000
   CHECK(torn == 0);
   CHECK(seen_a >= target);
   CHECK(seen_b >= target);
+}
+
+TEST_CASE("each_attempt_is_a_span_seen_by_on_span_and_as_telemetry_events") {
+  fixture f;
+  auto source = std::make_shared<scripted_fetcher>();
+  grove::telemetry::event_hub hub(nullptr);
+  std::mutex mutex;
+  std::vector<std::string> events, hooked;
+  hub.attach("spans",
+             {"grove.remote_term.refresh.start", "grove.remote_term.refresh.stop", "grove.remote_term.refresh.exception"},
+             [&](std::string_view name, grove::telemetry::measurements m, grove::telemetry::metadata md) {
+               std::string line = std::string(name);
+               for (const auto& t : md) line += " " + std::string(t.key) + "=" + std::string(t.value);
+               if (!m.empty()) line += m[0].value >= 0 ? " duration" : " negative";
+               std::lock_guard lock(mutex);
+               events.push_back(line);
+             });
+  auto o = json_options(source);
+  o.events = &hub;
+  o.on_span = [&](const grove::term_span& s) {
+    std::lock_guard lock(mutex);
+    hooked.push_back(std::string(s.name) + " " + std::to_string(static_cast<int>(s.what)) + " " +
+                     std::string(grove::to_string(s.status)));
+  };
+  grove::remote_term<json> term(o);
+  f.node.block_on([&](grove::node& n) -> awaitable<void> {
+    co_await term.start(n);
+    (void)co_await term.first_attempt(20s);
+    source->fail(1);
+    (void)co_await term.refresh(20s);
+    co_await term.stop();
+  });
+  std::lock_guard lock(mutex);
+  CHECK(events == std::vector<std::string>{
+                      "grove.remote_term.refresh.start term=flags",
+                      "grove.remote_term.refresh.stop term=flags status=updated duration",
+                      "grove.remote_term.refresh.start term=flags",
+                      "grove.remote_term.refresh.exception term=flags status=failed error=remote term flags: scripted: "
+                      "the source is down duration",
+                  });
+  CHECK(hooked == std::vector<std::string>{"flags 0 failed", "flags 1 updated", "flags 0 failed", "flags 2 failed"});
 }
 
 TEST_CASE("bad_options_name_the_option") {

@@ -1,5 +1,7 @@
 #include <grove/remote_term/remote_term.hpp>
 
+#include <grove/telemetry/events.hpp>
+
 #include <grove/core/event.hpp>
 
 #include <zlib.h>
@@ -306,6 +308,7 @@ private:
   }
 
   void span(term_span::phase what, term_status status, duration elapsed, std::string error) const {
+    if (const telemetry::event_hub* hub = state_->config.events) telemetry_span(*hub, what, status, elapsed, error);
     const auto& hook = state_->config.on_span;
     if (!hook) return;
     try {
@@ -314,6 +317,22 @@ private:
     } catch (...) {
       // A span hook that throws must not fail the attempt.
     }
+  }
+
+  /// The span as grove.remote_term.refresh.{start,stop,exception} events.
+  void telemetry_span(const telemetry::event_hub& hub, term_span::phase what, term_status status, duration elapsed,
+                      const std::string& error) const {
+    static constexpr std::string_view names[] = {"grove.remote_term.refresh.start", "grove.remote_term.refresh.stop",
+                                                 "grove.remote_term.refresh.exception"};
+    const std::string_view event = names[static_cast<int>(what)];
+    if (!hub.has_handlers(event)) return;
+    const telemetry::measurement took[] = {
+        {"duration", static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed).count())}};
+    const telemetry::tag with_status[] = {{"term", state_->config.name}, {"status", to_string(status)}, {"error", error}};
+    const telemetry::measurements m = what == term_span::phase::start ? telemetry::measurements() : telemetry::measurements(took);
+    const telemetry::metadata md = what == term_span::phase::start ? telemetry::metadata(with_status, 1)
+                                                                   : telemetry::metadata(with_status, error.empty() ? 2 : 3);
+    hub.execute(event, m, md);
   }
 
   awaitable<term_outcome> attempt() {

@@ -49,6 +49,10 @@
 #include <type_traits>
 #include <utility>
 
+namespace grove::telemetry {
+class event_hub;
+} // namespace grove::telemetry
+
 namespace grove {
 
 enum class term_status : std::uint8_t {
@@ -104,6 +108,8 @@ struct remote_term_options {
   std::function<void(const T&)> validate{};      ///< throw to refuse a value (default: none)
   std::optional<std::string> sha256{};           ///< the payload's expected SHA-256, hex (default: only what the source states)
   std::function<void(const term_span&)> on_span{}; ///< each attempt's span (default none)
+  const telemetry::event_hub* events = nullptr;  ///< also emit each span as grove.remote_term.refresh.{start,stop,exception}
+                                                 ///< (measurement "duration", ns; metadata term, status, error) (default none)
   std::optional<std::size_t> worker{};           ///< worker the refresher runs on (default: round-robin)
 };
 
@@ -156,6 +162,7 @@ struct term_config {
   std::function<void(const void*)> validate;                              ///< empty: none
   std::optional<std::string> sha256;
   std::function<void(const term_span&)> on_span;
+  const telemetry::event_hub* events = nullptr;
   std::optional<std::size_t> worker;
 };
 
@@ -261,6 +268,7 @@ private:
     }
     c.sha256 = std::move(o.sha256);
     c.on_span = std::move(o.on_span);
+    c.events = o.events;
     c.worker = o.worker;
     return c;
   }
