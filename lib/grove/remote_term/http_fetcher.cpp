@@ -187,7 +187,6 @@ struct response {
   std::string reason{};
   std::string etag{}, last_modified{}, cache_control{}, age{}, location{}, content_encoding{};
   std::string body{};
-  bool have_content_length = false;
 };
 
 /// What the fetcher sends beside the GET line.
@@ -404,103 +403,125 @@ private:
 
   /// One GET on a new connection: the status and headers, and the body of
   /// a success (or the first bytes of an error's, for its code).
-  awaitable<response> exchange(const http_url& url, const request_headers& conditions, const fetch_limits& limits) {
+  awaitable<response> exchange(http_url url, request_headers conditions, fetch_limits limits) {
     std::unique_ptr<erps::detail::transport> stream = co_await connect(url);
-    erps::detail::transport* raw = stream.get();
     struct closer {
       erps::detail::transport* t;
       ~closer() { t->close(); }
-    } close_at_end{raw};
+    } close_at_end{stream.get()};
+    co_await send(*stream, url, request_text(url, conditions));
+    co_return co_await receive(*stream, url, limits);
+  }
+
+  awaitable<void> send(erps::detail::transport& stream, http_url url, std::string text) {
     deadline limit(co_await asio::this_coro::executor);
-    const auto timed_out = [&](const char* doing) {
-      fail(remote_term_errc::fetch_failed, url, std::string(doing) + " took over io_timeout (" + ms_text(config_.io_timeout) + ")");
-    };
-
-    const std::string text = request_text(url, conditions);
-    limit.arm(config_.io_timeout, [raw] { raw->close(); });
-    auto written = co_await stream->write(asio::buffer(text));
+    limit.arm(config_.io_timeout, [&stream] { stream.close(); });
+    auto written = co_await stream.write(asio::buffer(text));
     limit.disarm();
-    if (std::get<0>(written)) {
-      if (limit.expired()) timed_out("sending the request");
-      fail(remote_term_errc::fetch_failed, url, "sending the request: " + std::get<0>(written).message());
-    }
+    if (!std::get<0>(written)) co_return;
+    if (limit.expired()) timed_out(url, "sending the request");
+    fail(remote_term_errc::fetch_failed, url, "sending the request: " + std::get<0>(written).message());
+  }
 
+  /// Reads the response: the header, then the body when it matters (a
+  /// success's, within max_bytes; a short error's).
+  awaitable<response> receive(erps::detail::transport& stream, http_url url, fetch_limits limits) {
     http::response_parser<http::string_body> parser;
-    parser.body_limit(boost::none); // checked below, after the status says whether the body matters
+    parser.body_limit(boost::none); // checked here, once the status says whether the body matters
     parser.header_limit(64 * 1024);
     boost::beast::flat_buffer buffer;
-    response r;
-    bool header_seen = false;
-    bool want_body = false;
+    std::optional<response> r;
     std::size_t body_cap = 0;
     for (;;) {
-      // Parse what is buffered.
-      while (buffer.size() > 0 && !parser.is_done()) {
-        boost::system::error_code ec;
-        const std::size_t used = parser.put(buffer.data(), ec);
-        buffer.consume(used);
-        if (ec == http::error::need_more) break;
-        if (ec) fail(remote_term_errc::fetch_failed, url, "bad response: " + ec.message());
-        if (used == 0) break;
-      }
-      if (parser.is_header_done() && !header_seen) {
-        header_seen = true;
-        const auto& h = parser.get();
-        r.status = h.result_int();
-        r.reason = std::string(h.reason());
-        r.etag = std::string(h[http::field::etag]);
-        r.last_modified = std::string(h[http::field::last_modified]);
-        r.cache_control = std::string(h[http::field::cache_control]);
-        r.age = std::string(h[http::field::age]);
-        r.location = std::string(h[http::field::location]);
-        r.content_encoding = std::string(h[http::field::content_encoding]);
-        if (r.status >= 200 && r.status < 300) {
-          want_body = true;
+      parse_buffered(parser, buffer, url);
+      if (!r && parser.is_header_done()) {
+        r = header_of(parser.get());
+        if (r->status >= 200 && r->status < 300) {
           body_cap = limits.max_bytes;
           if (const auto length = parser.content_length(); length && *length > limits.max_bytes) {
             throw grove::error(remote_term_errc::too_large,
                                config_.describe + ": Content-Length " + std::to_string(*length) +
                                    " bytes, over max_bytes (" + std::to_string(limits.max_bytes) + ")");
           }
-        } else if (r.status >= 400) {
+        } else {
           // An error's body is read only when short: S3 names its error there.
           const auto length = parser.content_length();
-          want_body = length && *length <= 4096;
+          if (r->status < 400 || !length || *length > 4096) co_return std::move(*r);
           body_cap = 4096;
         }
-        if (!want_body) co_return r;
         parser.eager(true);
         continue; // parse the rest of the buffer as body
       }
-      if (header_seen && parser.get().body().size() > body_cap) {
-        if (r.status >= 400) co_return r;
+      if (r && parser.get().body().size() > body_cap) {
+        if (r->status >= 400) co_return std::move(*r);
         throw grove::error(remote_term_errc::too_large, config_.describe + ": the body runs past max_bytes (" +
                                                             std::to_string(limits.max_bytes) + "); refused");
       }
       if (parser.is_done()) break;
-      // Read more.
-      const auto space = buffer.prepare(16 * 1024);
-      limit.arm(config_.io_timeout, [raw] { raw->close(); });
-      auto got = co_await stream->read_some(space);
-      limit.disarm();
-      const boost::system::error_code read_error = std::get<0>(got);
-      buffer.commit(std::get<1>(got));
-      if (read_error == asio::error::eof) {
+      const bool more = co_await read_more(stream, buffer, url, r.has_value());
+      if (!more) {
         boost::system::error_code ec;
         parser.put_eof(ec);
         if (ec || !parser.is_done()) {
           fail(remote_term_errc::fetch_failed, url,
-               header_seen ? "the connection closed before the body's end" : "the connection closed before a response");
+               r ? "the connection closed before the body's end" : "the connection closed before a response");
         }
         break;
       }
-      if (read_error) {
-        if (limit.expired()) timed_out(header_seen ? "reading the body" : "waiting for the response");
-        fail(remote_term_errc::fetch_failed, url, "reading the response: " + read_error.message());
-      }
     }
-    r.body = parser.release().body();
-    co_return r;
+    if (!r) fail(remote_term_errc::fetch_failed, url, "the connection closed before a response");
+    r->body = parser.release().body();
+    co_return std::move(*r);
+  }
+
+  /// Feeds the parser what is buffered (it stops at the header's end
+  /// until eager).
+  void parse_buffered(http::response_parser<http::string_body>& parser, boost::beast::flat_buffer& buffer,
+                      const http_url& url) const {
+    while (buffer.size() > 0 && !parser.is_done()) {
+      boost::system::error_code ec;
+      const std::size_t used = parser.put(buffer.data(), ec);
+      buffer.consume(used);
+      if (ec == http::error::need_more) return;
+      if (ec) fail(remote_term_errc::fetch_failed, url, "bad response: " + ec.message());
+      if (used == 0) return;
+    }
+  }
+
+  static response header_of(const http::response_parser<http::string_body>::value_type& h) {
+    response r;
+    r.status = h.result_int();
+    r.reason = std::string(h.reason());
+    r.etag = std::string(h[http::field::etag]);
+    r.last_modified = std::string(h[http::field::last_modified]);
+    r.cache_control = std::string(h[http::field::cache_control]);
+    r.age = std::string(h[http::field::age]);
+    r.location = std::string(h[http::field::location]);
+    r.content_encoding = std::string(h[http::field::content_encoding]);
+    return r;
+  }
+
+  /// Reads what comes next into `buffer`, within io_timeout; false at the
+  /// end of the stream.
+  awaitable<bool> read_more(erps::detail::transport& stream, boost::beast::flat_buffer& buffer, http_url url,
+                            bool header_seen) {
+    deadline limit(co_await asio::this_coro::executor);
+    const auto space = buffer.prepare(16 * 1024);
+    limit.arm(config_.io_timeout, [&stream] { stream.close(); });
+    auto got = co_await stream.read_some(space);
+    limit.disarm();
+    const boost::system::error_code read_error = std::get<0>(got);
+    buffer.commit(std::get<1>(got));
+    if (read_error == asio::error::eof) co_return false;
+    if (read_error) {
+      if (limit.expired()) timed_out(url, header_seen ? "reading the body" : "waiting for the response");
+      fail(remote_term_errc::fetch_failed, url, "reading the response: " + read_error.message());
+    }
+    co_return true;
+  }
+
+  [[noreturn]] void timed_out(const http_url& url, const char* doing) const {
+    fail(remote_term_errc::fetch_failed, url, std::string(doing) + " took over io_timeout (" + ms_text(config_.io_timeout) + ")");
   }
 
   http_config config_;
