@@ -1,5 +1,6 @@
 #include <grove/remote_term/http_fetcher.hpp>
 
+#include <grove/core/detail/deadline.hpp>
 #include <grove/erps/detail/transport.hpp>
 #include <grove/remote_term/detail/http_rules.hpp>
 #include <grove/remote_term/error.hpp>
@@ -137,47 +138,6 @@ bool header_text_ok(std::string_view s) {
 std::string ms_text(duration d) {
   return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(d).count()) + " ms";
 }
-
-// --- a deadline on one operation ---------------------------------------------
-
-/// Runs `on_expire` (which closes the connection, failing the pending
-/// operation) if the armed time passes first. Everything runs on the
-/// fetching process's worker, so no locking.
-class deadline {
-public:
-  explicit deadline(const asio::any_io_executor& ex) : timer_(ex), state_(std::make_shared<shared>()) {}
-  deadline(const deadline&) = delete;
-  deadline& operator=(const deadline&) = delete;
-  ~deadline() { disarm(); }
-
-  void arm(duration d, std::function<void()> on_expire) {
-    const std::uint64_t generation = ++state_->generation;
-    state_->on_expire = std::move(on_expire);
-    timer_.expires_after(d);
-    timer_.async_wait([s = state_, generation](const boost::system::error_code& ec) {
-      if (ec || s->generation != generation || !s->on_expire) return;
-      s->expired = true;
-      auto f = std::move(s->on_expire);
-      s->on_expire = nullptr;
-      f();
-    });
-  }
-  void disarm() {
-    ++state_->generation;
-    state_->on_expire = nullptr;
-    timer_.cancel();
-  }
-  bool expired() const noexcept { return state_->expired; }
-
-private:
-  struct shared {
-    std::uint64_t generation = 0;
-    std::function<void()> on_expire;
-    bool expired = false;
-  };
-  asio::steady_timer timer_;
-  std::shared_ptr<shared> state_;
-};
 
 // --- one exchange ---------------------------------------------------------------
 
@@ -323,7 +283,7 @@ private:
 
   awaitable<std::unique_ptr<erps::detail::transport>> connect(const http_url& url) {
     const auto executor = co_await asio::this_coro::executor;
-    deadline limit(executor);
+    grove::detail::deadline limit(executor);
     boost::system::error_code not_address;
     const asio::ip::address address = asio::ip::make_address(url.host, not_address);
     if (!not_address) { // an address: no resolver (its thread hop costs more than the rest of a 304)
@@ -348,7 +308,7 @@ private:
   /// Connects to the first of `endpoints` that answers, then shakes hands
   /// if the URL is https.
   awaitable<std::unique_ptr<erps::detail::transport>> connected_to(std::vector<tcp::endpoint> endpoints,
-                                                                    const http_url& url, deadline& limit) {
+                                                                    const http_url& url, grove::detail::deadline& limit) {
     tcp::socket socket(co_await asio::this_coro::executor);
     boost::system::error_code error = asio::error::host_not_found;
     for (const tcp::endpoint& endpoint : endpoints) {
@@ -414,7 +374,7 @@ private:
   }
 
   awaitable<void> send(erps::detail::transport& stream, http_url url, std::string text) {
-    deadline limit(co_await asio::this_coro::executor);
+    grove::detail::deadline limit(co_await asio::this_coro::executor);
     limit.arm(config_.io_timeout, [&stream] { stream.close(); });
     auto written = co_await stream.write(asio::buffer(text));
     limit.disarm();
@@ -505,7 +465,7 @@ private:
   /// end of the stream.
   awaitable<bool> read_more(erps::detail::transport& stream, boost::beast::flat_buffer& buffer, http_url url,
                             bool header_seen) {
-    deadline limit(co_await asio::this_coro::executor);
+    grove::detail::deadline limit(co_await asio::this_coro::executor);
     const auto space = buffer.prepare(16 * 1024);
     limit.arm(config_.io_timeout, [&stream] { stream.close(); });
     auto got = co_await stream.read_some(space);

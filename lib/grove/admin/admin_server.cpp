@@ -1,0 +1,266 @@
+#include <grove/admin/admin_server.hpp>
+
+#include <grove/core/detail/deadline.hpp>
+#include <grove/core/error.hpp>
+#include <grove/core/gen_server.hpp>
+#include <grove/telemetry/metrics.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/string_body.hpp>
+
+#include <atomic>
+#include <mutex>
+#include <set>
+
+namespace grove::admin {
+
+namespace {
+
+namespace asio = boost::asio;
+namespace http = boost::beast::http;
+using tcp = asio::ip::tcp;
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+using request_parser = http::request_parser<http::string_body>;
+
+struct reply {
+  unsigned status = 200;
+  std::string content_type = "text/plain; charset=utf-8";
+  std::string body{};
+  std::string allow{};   // 405
+  bool close = false;    // after this reply
+};
+
+const char* reason_of(unsigned status) {
+  switch (status) {
+  case 200: return "OK";
+  case 400: return "Bad Request";
+  case 404: return "Not Found";
+  case 405: return "Method Not Allowed";
+  case 413: return "Content Too Large";
+  case 503: return "Service Unavailable";
+  default: return "Error";
+  }
+}
+
+std::string wire(const reply& r, bool head) {
+  std::string out = "HTTP/1.1 " + std::to_string(r.status) + " " + reason_of(r.status) + "\r\n";
+  out += "Content-Type: " + r.content_type + "\r\n";
+  out += "Content-Length: " + std::to_string(r.body.size()) + "\r\n";
+  out += "Cache-Control: no-store\r\n";
+  if (!r.allow.empty()) out += "Allow: " + r.allow + "\r\n";
+  out += r.close ? "Connection: close\r\n\r\n" : "Connection: keep-alive\r\n\r\n";
+  if (!head) out += r.body;
+  return out;
+}
+
+enum class read_outcome { request, closed, timed_out, too_large, malformed };
+
+} // namespace
+
+struct admin_server::state {
+  explicit state(admin_options o) : options(std::move(o)) {}
+  admin_options options;
+  std::atomic<std::uint16_t> port{0};
+  std::atomic<std::uint64_t> served{0};
+  std::atomic<std::size_t> open{0};
+  std::mutex mutex;
+  std::set<pid> connections;
+
+  reply route(const request_parser::value_type& req) const {
+    std::string_view target = req.target();
+    target = target.substr(0, target.find('?'));
+    const bool known = target == "/metrics" || target == "/healthz" || target == "/readyz";
+    if (!known) return reply{.status = 404, .body = "no such path: " + std::string(target) + "\n"};
+    if (req.method() != http::verb::get && req.method() != http::verb::head) {
+      return reply{.status = 405, .body = "only GET and HEAD\n", .allow = "GET, HEAD"};
+    }
+    if (target == "/healthz") return reply{.body = "ok\n"};
+    if (target == "/readyz") {
+      readiness r;
+      if (options.ready) {
+        try {
+          r = options.ready();
+        } catch (const std::exception& e) {
+          r = readiness{false, std::string("the readiness check failed: ") + e.what()};
+        }
+      }
+      if (r.ready) return reply{.body = "ready\n"};
+      return reply{.status = 503, .body = (r.reason.empty() ? "not ready" : r.reason) + "\n"};
+    }
+    if (!options.metrics) return reply{.status = 404, .body = "no metrics registry on this endpoint\n"};
+    return reply{.content_type = std::string(telemetry::prometheus_content_type), .body = options.metrics->prometheus_text()};
+  }
+
+  /// Reads one request into `parser`: waits idle_timeout for its first
+  /// byte (none buffered yet), then request_timeout for the rest.
+  awaitable<read_outcome> read_request(tcp::socket& socket, boost::beast::flat_buffer& buffer, request_parser& parser) {
+    grove::detail::deadline limit(socket.get_executor());
+    bool started = buffer.size() > 0;
+    const auto close = [&socket] {
+      boost::system::error_code ignored;
+      socket.close(ignored);
+    };
+    limit.arm(started ? options.request_timeout : options.idle_timeout, close);
+    for (;;) {
+      while (buffer.size() > 0 && !parser.is_done()) {
+        boost::system::error_code ec;
+        const std::size_t used = parser.put(buffer.data(), ec);
+        buffer.consume(used);
+        if (ec == http::error::need_more) break;
+        if (ec == http::error::header_limit || ec == http::error::body_limit) co_return read_outcome::too_large;
+        if (ec) co_return read_outcome::malformed;
+        if (used == 0) break;
+      }
+      if (parser.is_done()) co_return read_outcome::request;
+      if (buffer.size() >= options.max_request_bytes * 2 + 4096) co_return read_outcome::too_large; // (a parser stuck on one token)
+      auto got = co_await socket.async_read_some(buffer.prepare(4096), use_tuple);
+      buffer.commit(std::get<1>(got));
+      if (std::get<0>(got)) co_return limit.expired() ? read_outcome::timed_out : read_outcome::closed;
+      if (!started && std::get<1>(got) > 0) {
+        started = true;
+        limit.arm(options.request_timeout, close);
+      }
+    }
+  }
+
+  awaitable<bool> send(tcp::socket& socket, const std::string& bytes) {
+    grove::detail::deadline limit(socket.get_executor());
+    limit.arm(options.request_timeout, [&socket] {
+      boost::system::error_code ignored;
+      socket.close(ignored);
+    });
+    auto written = co_await asio::async_write(socket, asio::buffer(bytes), use_tuple);
+    co_return !std::get<0>(written);
+  }
+
+  /// One connection: requests in turn until either side closes.
+  awaitable<void> serve(tcp::socket socket, bool over_limit) {
+    if (over_limit) {
+      // (Named: g++ 12 frees a braced temporary inside a co_await twice.)
+      const std::string busy = wire(reply{.status = 503, .body = "too many admin connections\n", .close = true}, false);
+      (void)co_await send(socket, busy);
+      co_return;
+    }
+    boost::beast::flat_buffer buffer;
+    for (;;) {
+      request_parser parser;
+      parser.header_limit(static_cast<std::uint32_t>(options.max_request_bytes));
+      parser.body_limit(options.max_request_bytes);
+      const read_outcome got = co_await read_request(socket, buffer, parser);
+      if (got == read_outcome::closed || got == read_outcome::timed_out) co_return;
+      reply r;
+      bool head = false;
+      if (got == read_outcome::too_large) {
+        r = reply{.status = 413, .body = "request over max_request_bytes (" + std::to_string(options.max_request_bytes) + ")\n", .close = true};
+      } else if (got == read_outcome::malformed) {
+        r = reply{.status = 400, .body = "not an HTTP/1.1 request\n", .close = true};
+      } else {
+        r = route(parser.get());
+        head = parser.get().method() == http::verb::head;
+        r.close = r.close || !parser.get().keep_alive();
+      }
+      served.fetch_add(1, std::memory_order_relaxed);
+      const std::string bytes = wire(r, head);
+      const bool sent = co_await send(socket, bytes);
+      if (!sent || r.close) co_return;
+    }
+  }
+};
+
+admin_server::admin_server(admin_options o) {
+  const auto bad = [](const std::string& what) { return grove::error(errc::invalid_argument, "admin_options." + what); };
+  boost::system::error_code not_address;
+  asio::ip::make_address(o.address, not_address);
+  if (not_address) throw bad("address: \"" + o.address + "\" (expected an IPv4 or IPv6 address, e.g. 127.0.0.1)");
+  if (o.max_request_bytes < 256) throw bad("max_request_bytes: " + std::to_string(o.max_request_bytes) + " (expected at least 256)");
+  if (o.request_timeout <= duration::zero()) throw bad("request_timeout: not positive (expected a positive duration)");
+  if (o.idle_timeout <= duration::zero()) throw bad("idle_timeout: not positive (expected a positive duration)");
+  if (o.max_connections == 0) throw bad("max_connections: 0 (expected at least 1)");
+  state_ = std::make_shared<state>(std::move(o));
+}
+
+admin_server::~admin_server() {
+  if (!acceptor_) return;
+  grove::exit(acceptor_, exit_reason::kill());
+  std::lock_guard lock(state_->mutex);
+  for (const pid& p : state_->connections) grove::exit(p, exit_reason::kill());
+}
+
+std::uint16_t admin_server::port() const noexcept { return state_->port.load(); }
+std::uint64_t admin_server::requests_served() const noexcept { return state_->served.load(); }
+
+awaitable<void> admin_server::start(node& n) {
+  if (acceptor_ && alive(acceptor_)) throw grove::error(errc::invalid_argument, "admin_server: started already");
+  const admin_options& o = state_->options;
+  const std::size_t worker = o.worker.value_or(0);
+  tcp::acceptor acceptor(n.context(worker));
+  const tcp::endpoint where(asio::ip::make_address(o.address), o.port);
+  boost::system::error_code error;
+  acceptor.open(where.protocol(), error);
+  if (!error) acceptor.set_option(tcp::acceptor::reuse_address(true), error);
+  if (!error) acceptor.bind(where, error);
+  if (!error) acceptor.listen(asio::socket_base::max_listen_connections, error);
+  if (error) {
+    throw grove::error(errc::invalid_argument, "admin_server: cannot listen on " + o.address + ":" +
+                                                   std::to_string(o.port) + ": " + error.message());
+  }
+  state_->port = acceptor.local_endpoint().port();
+  std::shared_ptr<state> st = state_;
+  acceptor_ = grove::spawn(
+      n,
+      [st, &n, acceptor = std::move(acceptor)](process& self) mutable -> awaitable<void> {
+        for (;;) {
+          tcp::socket socket(acceptor.get_executor());
+          auto accepted = co_await acceptor.async_accept(socket, use_tuple);
+          if (std::get<0>(accepted)) {
+            if (std::get<0>(accepted) == asio::error::operation_aborted) co_return;
+            continue; // (a connection reset before accept, or out of descriptors: the next accept says)
+          }
+          const bool over = st->open.fetch_add(1) >= st->options.max_connections;
+          // (Same worker: the connection runs only once this coroutine
+          // waits again, so it is in the set before it can leave it.)
+          const pid conn = grove::spawn(
+              n,
+              [st, over, s = std::move(socket)](process& me) mutable -> awaitable<void> {
+                struct leave {
+                  std::shared_ptr<state> st;
+                  pid me;
+                  ~leave() {
+                    st->open.fetch_sub(1);
+                    std::lock_guard lock(st->mutex);
+                    st->connections.erase(me);
+                  }
+                } at_end{st, me.self()};
+                co_await st->serve(std::move(s), over);
+              },
+              spawn_options{.worker = self.self().worker()});
+          std::lock_guard lock(st->mutex);
+          st->connections.insert(conn);
+        }
+      },
+      spawn_options{.worker = worker});
+  co_return;
+}
+
+awaitable<void> admin_server::stop() {
+  if (!acceptor_) co_return;
+  const pid acceptor = acceptor_;
+  acceptor_ = pid{};
+  (void)co_await grove::detail::await_exit(acceptor, infinity, exit_reason::kill());
+  std::set<pid> open;
+  {
+    std::lock_guard lock(state_->mutex);
+    open = state_->connections;
+  }
+  for (const pid& p : open) (void)co_await grove::detail::await_exit(p, infinity, exit_reason::kill());
+}
+
+} // namespace grove::admin

@@ -1,0 +1,264 @@
+#include <grove/admin/admin_server.hpp>
+
+#include <grove/core/error.hpp>
+#include <grove/core/node.hpp>
+#include <grove/core/testing.hpp>
+#include <grove/telemetry/metrics.hpp>
+
+#include "../child_process.hpp"
+#include "../temp_dir.hpp"
+
+#include <doctest/doctest.h>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include <algorithm>
+#include <cctype>
+#include <condition_variable>
+#include <mutex>
+#include <fstream>
+#include <string>
+
+using namespace std::chrono_literals;
+
+namespace {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+struct response {
+  int status = 0; ///< 0: the server closed the connection first
+  std::string headers;
+  std::string body;
+  std::string header(std::string name) const {
+    std::string lower_headers = headers;
+    std::transform(lower_headers.begin(), lower_headers.end(), lower_headers.begin(), [](unsigned char c) { return std::tolower(c); });
+    std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
+    const auto at = lower_headers.find("\r\n" + name + ": ");
+    if (at == std::string::npos) return {};
+    const auto from = at + 4 + name.size();
+    return headers.substr(from, headers.find("\r\n", from) - from);
+  }
+};
+
+/// A blocking HTTP client on its own socket, from the test's thread; every
+/// read gives up after 10 s (SO_RCVTIMEO), so no test waits for ever.
+class raw_client {
+public:
+  explicit raw_client(std::uint16_t port) {
+    socket_.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+    timeval limit{10, 0};
+    ::setsockopt(socket_.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+  }
+  void send(const std::string& bytes) { asio::write(socket_, asio::buffer(bytes)); }
+
+  /// The next response (its body unless `head`); status 0 if the server
+  /// closed the connection instead.
+  response read(bool head = false) {
+    response r;
+    std::size_t end;
+    while ((end = buffer_.find("\r\n\r\n")) == std::string::npos) {
+      if (!fill()) return r;
+    }
+    r.headers = buffer_.substr(0, end + 2);
+    buffer_.erase(0, end + 4);
+    r.status = std::stoi(r.headers.substr(9, 3));
+    const std::size_t length = head ? 0 : std::stoul(r.header("Content-Length"));
+    while (buffer_.size() < length) {
+      if (!fill()) return response{};
+    }
+    r.body = buffer_.substr(0, length);
+    buffer_.erase(0, length);
+    return r;
+  }
+  response get(const std::string& path) {
+    send("GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    return read();
+  }
+  /// Whether the server closed the connection (reads until it does).
+  bool closed_by_server() {
+    while (fill()) {
+    }
+    return eof_;
+  }
+
+private:
+  bool fill() {
+    char chunk[4096];
+    boost::system::error_code ec;
+    const std::size_t n = socket_.read_some(asio::buffer(chunk), ec);
+    if (ec == asio::error::eof || ec == asio::error::connection_reset) eof_ = true;
+    if (ec) return false;
+    buffer_.append(chunk, n);
+    return true;
+  }
+  asio::io_context io_;
+  tcp::socket socket_{io_};
+  std::string buffer_;
+  bool eof_ = false;
+};
+
+struct fixture {
+  explicit fixture(grove::admin::admin_options o) : admin(std::move(o)) { n.block_on(admin.start(n)); }
+  ~fixture() { n.block_on(admin.stop()); }
+  grove::node n{{.threads = 2, .events = nullptr}};
+  grove::admin::admin_server admin;
+};
+
+} // namespace
+
+TEST_CASE("healthz, readyz and metrics answer; HEAD has no body; one connection serves several requests") {
+  grove::telemetry::metric_registry metrics;
+  metrics.make_counter("test_requests_total", "Requests.").with({}).inc(7);
+  fixture f({.metrics = &metrics});
+  REQUIRE(f.admin.port() != 0);
+  raw_client c(f.admin.port());
+  const response health = c.get("/healthz");
+  CHECK(health.status == 200);
+  CHECK(health.body == "ok\n");
+  const response ready = c.get("/readyz");
+  CHECK(ready.status == 200);
+  CHECK(ready.body == "ready\n");
+  const response scraped = c.get("/metrics?debug=1");
+  CHECK(scraped.status == 200);
+  CHECK(scraped.header("Content-Type") == "text/plain; version=0.0.4; charset=utf-8");
+  CHECK(scraped.body.find("test_requests_total 7\n") != std::string::npos);
+  c.send("HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+  const response head = c.read(true);
+  CHECK(head.status == 200);
+  CHECK(std::stoul(head.header("Content-Length")) == scraped.body.size());
+  CHECK(c.get("/healthz").status == 200); // still the same connection: nothing was left unread
+  CHECK(f.admin.requests_served() == 5);
+
+  // What /metrics serves is valid Prometheus text.
+  test_support::temp_dir dir("grove-admin");
+  std::ofstream(dir.file("metrics.txt")) << scraped.body;
+  CHECK(test_support::child_process::run({"sh", "-c", "promtool check metrics < '" + dir.file("metrics.txt") + "'"}) == 0);
+}
+
+TEST_CASE("readyz answers 503 with the reason the check gives; healthz stays 200") {
+  bool ready = false;
+  fixture f({.ready = [&] { return grove::admin::readiness{ready, "listener tcp is not up"}; }});
+  raw_client c(f.admin.port());
+  const response not_yet = c.get("/readyz");
+  CHECK(not_yet.status == 503);
+  CHECK(not_yet.body == "listener tcp is not up\n");
+  CHECK(c.get("/healthz").status == 200);
+  ready = true;
+  CHECK(c.get("/readyz").status == 200);
+  CHECK(c.get("/metrics").status == 404); // no registry given
+}
+
+TEST_CASE("bad requests get their status and lose only their own connection") {
+  fixture f({.max_request_bytes = 1024, .request_timeout = 300ms});
+  const std::uint16_t port = f.admin.port();
+
+  raw_client lost(port);
+  const response nowhere = lost.get("/nowhere");
+  CHECK(nowhere.status == 404);
+  lost.send("POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}");
+  const response post = lost.read();
+  CHECK(post.status == 405);
+  CHECK(post.header("Allow") == "GET, HEAD");
+  CHECK(lost.get("/healthz").status == 200); // 404 and 405 keep the connection
+
+  raw_client big(port);
+  big.send("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Padding: " + std::string(4000, 'a') + "\r\n\r\n");
+  const response too_large = big.read();
+  CHECK(too_large.status == 413);
+  CHECK(too_large.header("Connection") == "close");
+  CHECK(big.closed_by_server());
+
+  raw_client garbage(port);
+  garbage.send("HELLO THERE\x01\r\n\r\n");
+  CHECK(garbage.read().status == 400);
+  CHECK(garbage.closed_by_server());
+
+  raw_client slow(port);
+  slow.send("GET /healthz HTTP/1.1\r\nHo"); // and nothing more
+  CHECK(slow.closed_by_server());           // after request_timeout
+
+  raw_client after(port); // the server goes on
+  CHECK(after.get("/healthz").status == 200);
+}
+
+TEST_CASE("connections over max_connections get 503 and are closed") {
+  fixture f({.max_connections = 1});
+  raw_client first(f.admin.port());
+  CHECK(first.get("/healthz").status == 200); // accepted and open
+  raw_client second(f.admin.port());
+  const response busy = second.read();
+  CHECK(busy.status == 503);
+  CHECK(busy.body == "too many admin connections\n");
+  CHECK(second.closed_by_server());
+  CHECK(first.get("/healthz").status == 200);
+}
+
+TEST_CASE("start refuses an address it cannot listen on, naming it; bad options name the option") {
+  fixture f({});
+  grove::admin::admin_server clash({.port = f.admin.port()});
+  grove::node n{{.threads = 1, .events = nullptr}};
+  const auto started = n.block_on(grove::testing::capture(clash.start(n)));
+  REQUIRE_FALSE(started);
+  CHECK(started.what().find("admin_server: cannot listen on 127.0.0.1:" + std::to_string(f.admin.port())) !=
+        std::string::npos);
+  CHECK_THROWS_WITH_AS(grove::admin::admin_server({.address = "localhost"}),
+                       doctest::Contains("admin_options.address: \"localhost\" (expected an IPv4 or IPv6 address"),
+                       grove::error);
+  CHECK_THROWS_WITH_AS(grove::admin::admin_server({.max_connections = 0}),
+                       doctest::Contains("admin_options.max_connections: 0"), grove::error);
+}
+
+TEST_CASE("a real Prometheus server scrapes /metrics and answers queries with grove's values") {
+  grove::telemetry::metric_registry metrics;
+  const grove::telemetry::counter calls = metrics.make_counter("test_calls_total", "Calls.", {"kind"}).with({"call"});
+  for (int i = 0; i < 42; ++i) calls.inc();
+  // Each scrape asks this collector: the test waits for scrapes as events.
+  std::mutex mutex;
+  std::condition_variable scraped;
+  int scrapes = 0;
+  metrics.add_collector("test_scrapes", "Scrapes seen.", grove::telemetry::metric_type::counter, {}, [&] {
+    std::lock_guard lock(mutex);
+    ++scrapes;
+    scraped.notify_all();
+    return std::vector<grove::telemetry::sample>{{{}, static_cast<double>(scrapes)}};
+  });
+  fixture f({.metrics = &metrics});
+
+  // Prometheus on a free loopback port, scraping the admin endpoint every second.
+  std::uint16_t web_port = 0;
+  {
+    asio::io_context io;
+    tcp::acceptor probe(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    web_port = probe.local_endpoint().port();
+  }
+  test_support::temp_dir dir("grove-prometheus");
+  std::ofstream(dir.file("prometheus.yml")) << "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+                                               "scrape_configs:\n  - job_name: grove\n    static_configs:\n"
+                                               "      - targets: ['127.0.0.1:"
+                                            << f.admin.port() << "']\n";
+  test_support::child_process prometheus(
+      {"sh", "-c",
+       "exec prometheus --config.file='" + dir.file("prometheus.yml") + "' --storage.tsdb.path='" + dir.file("data") +
+           "' --web.listen-address=127.0.0.1:" + std::to_string(web_port) + " 2>&1"});
+  prometheus.wait_for("Server is ready to receive web requests");
+  {
+    // Two scrapes: the first one's samples are in the database once the second begins.
+    std::unique_lock lock(mutex);
+    REQUIRE(scraped.wait_for(lock, 60s, [&] { return scrapes >= 2; }));
+  }
+  test_support::child_process query(
+      {"curl", "-sS", "-w", "\\n",
+       "http://127.0.0.1:" + std::to_string(web_port) + "/api/v1/query?query=test_calls_total%7Bkind%3D%22call%22%7D"});
+  const std::string answer = query.read_line();
+  CHECK(answer.find("\"status\":\"success\"") != std::string::npos);
+  CHECK(answer.find("\"job\":\"grove\"") != std::string::npos);
+  CHECK(answer.find("\"42\"]") != std::string::npos); // the value, as Prometheus writes it
+}
