@@ -21,6 +21,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <filesystem>
 #include <condition_variable>
 #include <mutex>
 #include <fstream>
@@ -261,4 +262,46 @@ TEST_CASE("a real Prometheus server scrapes /metrics and answers queries with gr
   CHECK(answer.find("\"status\":\"success\"") != std::string::npos);
   CHECK(answer.find("\"job\":\"grove\"") != std::string::npos);
   CHECK(answer.find("\"42\"]") != std::string::npos); // the value, as Prometheus writes it
+}
+
+TEST_CASE("with a bearer token, a request without it or with another gets 401") {
+  fixture f({.bearer_token = "s3cret"});
+  raw_client c(f.admin.port());
+  const response none = c.get("/healthz");
+  CHECK(none.status == 401);
+  CHECK(none.header("WWW-Authenticate").starts_with("Bearer"));
+  c.send("GET /healthz HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3creT\r\n\r\n");
+  CHECK(c.read().status == 401);
+  c.send("GET /healthz HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\n\r\n");
+  CHECK(c.read().status == 200);
+}
+
+TEST_CASE("over TLS: mutual by default, one-way when asked; curl checks the server with the test CA") {
+  const auto cert = [](const std::string& name) {
+    return (std::filesystem::path(GROVE_SOURCE_ROOT) / "certs" / name).string();
+  };
+  grove::erps::tls_server_options tls{.certificate_file = cert("server.pem"), .private_key_file = cert("server.key"),
+                                      .ca_file = cert("ca.pem")};
+  fixture mutual({.tls = tls});
+  const std::string url = "https://127.0.0.1:" + std::to_string(mutual.admin.port()) + "/healthz";
+  test_support::child_process with_cert({"curl", "-sS", "-w", "\\n", "--cacert", cert("ca.pem"), "--cert",
+                                         cert("client.pem"), "--key", cert("client.key"), url});
+  CHECK(with_cert.read_line() == "ok");
+  CHECK(test_support::child_process::run({"curl", "-s", "-o", "/dev/null", "--cacert", cert("ca.pem"), url}) != 0);
+  raw_client plain(mutual.admin.port()); // plain HTTP to a TLS port: closed, the server goes on
+  plain.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+  CHECK(plain.closed_by_server());
+
+  tls.require_client_certificate = false;
+  fixture one_way({.tls = tls});
+  test_support::child_process anyone({"curl", "-sS", "-w", "\\n", "--cacert", cert("ca.pem"),
+                                      "https://127.0.0.1:" + std::to_string(one_way.admin.port()) + "/healthz"});
+  CHECK(anyone.read_line() == "ok");
+
+  grove::admin::admin_server broken({.tls = grove::erps::tls_server_options{.certificate_file = "/nonexistent.pem"}});
+  grove::node n{{.threads = 1, .events = nullptr}};
+  const auto started = n.block_on(grove::testing::capture(broken.start(n)));
+  REQUIRE_FALSE(started);
+  CHECK(started.what().find("admin_server: tls.certificate_file \"/nonexistent.pem\": cannot read the file") !=
+        std::string::npos);
 }

@@ -3,6 +3,7 @@
 #include <grove/core/detail/deadline.hpp>
 #include <grove/core/error.hpp>
 #include <grove/core/gen_server.hpp>
+#include <grove/erps/detail/transport.hpp>
 #include <grove/telemetry/metrics.hpp>
 
 #include <boost/asio/as_tuple.hpp>
@@ -29,6 +30,7 @@ using tcp = asio::ip::tcp;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 using request_parser = http::request_parser<http::string_body>;
+using erps::detail::transport;
 
 struct reply {
   unsigned status = 200;
@@ -36,12 +38,14 @@ struct reply {
   std::string body{};
   std::string allow{};   // 405
   bool close = false;    // after this reply
+  bool authenticate = false; // 401: WWW-Authenticate
 };
 
 const char* reason_of(unsigned status) {
   switch (status) {
   case 200: return "OK";
   case 400: return "Bad Request";
+  case 401: return "Unauthorized";
   case 404: return "Not Found";
   case 405: return "Method Not Allowed";
   case 413: return "Content Too Large";
@@ -56,6 +60,7 @@ std::string wire(const reply& r, bool head) {
   out += "Content-Length: " + std::to_string(r.body.size()) + "\r\n";
   out += "Cache-Control: no-store\r\n";
   if (!r.allow.empty()) out += "Allow: " + r.allow + "\r\n";
+  if (r.authenticate) out += "WWW-Authenticate: Bearer realm=\"grove admin\"\r\n";
   out += r.close ? "Connection: close\r\n\r\n" : "Connection: keep-alive\r\n\r\n";
   if (!head) out += r.body;
   return out;
@@ -71,6 +76,7 @@ struct admin_server::state {
   std::atomic<std::uint16_t> port{0};
   std::atomic<std::uint64_t> served{0};
   std::atomic<std::size_t> open{0};
+  std::shared_ptr<erps::detail::tls_context> tls; // when options.tls
   std::mutex mutex;
   std::set<pid> connections;
 
@@ -101,13 +107,10 @@ struct admin_server::state {
 
   /// Reads one request into `parser`: waits idle_timeout for its first
   /// byte (none buffered yet), then request_timeout for the rest.
-  awaitable<read_outcome> read_request(tcp::socket& socket, boost::beast::flat_buffer& buffer, request_parser& parser) {
-    grove::detail::deadline limit(socket.get_executor());
+  awaitable<read_outcome> read_request(transport& stream, boost::beast::flat_buffer& buffer, request_parser& parser) {
+    grove::detail::deadline limit(stream.executor());
     bool started = buffer.size() > 0;
-    const auto close = [&socket] {
-      boost::system::error_code ignored;
-      socket.close(ignored);
-    };
+    const auto close = [&stream] { stream.close(); };
     limit.arm(started ? options.request_timeout : options.idle_timeout, close);
     for (;;) {
       while (buffer.size() > 0 && !parser.is_done()) {
@@ -121,7 +124,7 @@ struct admin_server::state {
       }
       if (parser.is_done()) co_return read_outcome::request;
       if (buffer.size() >= options.max_request_bytes * 2 + 4096) co_return read_outcome::too_large; // (a parser stuck on one token)
-      auto got = co_await socket.async_read_some(buffer.prepare(4096), use_tuple);
+      auto got = co_await stream.read_some(buffer.prepare(4096));
       buffer.commit(std::get<1>(got));
       if (std::get<0>(got)) co_return limit.expired() ? read_outcome::timed_out : read_outcome::closed;
       if (!started && std::get<1>(got) > 0) {
@@ -131,22 +134,47 @@ struct admin_server::state {
     }
   }
 
-  awaitable<bool> send(tcp::socket& socket, const std::string& bytes) {
-    grove::detail::deadline limit(socket.get_executor());
-    limit.arm(options.request_timeout, [&socket] {
-      boost::system::error_code ignored;
-      socket.close(ignored);
-    });
-    auto written = co_await asio::async_write(socket, asio::buffer(bytes), use_tuple);
+  awaitable<bool> send(transport& stream, const std::string& bytes) {
+    grove::detail::deadline limit(stream.executor());
+    limit.arm(options.request_timeout, [&stream] { stream.close(); });
+    auto written = co_await stream.write(asio::buffer(bytes));
     co_return !std::get<0>(written);
+  }
+
+  /// The connection's stream: TLS after its handshake (within the TLS
+  /// options' handshake_timeout), or plain TCP; null if the handshake failed.
+  awaitable<std::unique_ptr<transport>> open_stream(tcp::socket socket) {
+    if (!tls) co_return erps::detail::make_tcp_transport(std::move(socket));
+    std::unique_ptr<transport> stream = tls->wrap(std::move(socket), std::string());
+    grove::detail::deadline limit(stream->executor());
+    transport* raw = stream.get();
+    limit.arm(tls->handshake_timeout(), [raw] { raw->close(); });
+    const boost::system::error_code failed = co_await stream->handshake();
+    if (failed) co_return nullptr;
+    co_return stream;
+  }
+
+  /// Whether the request carries the bearer token (when one is set),
+  /// compared in constant time.
+  bool authorized(const request_parser::value_type& req) const {
+    if (options.bearer_token.empty()) return true;
+    const std::string expected = "Bearer " + options.bearer_token;
+    const std::string_view given = req[http::field::authorization];
+    if (given.size() != expected.size()) return false;
+    unsigned char differ = 0;
+    for (std::size_t i = 0; i < given.size(); ++i) differ |= static_cast<unsigned char>(given[i] ^ expected[i]);
+    return differ == 0;
   }
 
   /// One connection: requests in turn until either side closes.
   awaitable<void> serve(tcp::socket socket, bool over_limit) {
+    std::unique_ptr<transport> stream = co_await open_stream(std::move(socket));
+    if (!stream) co_return; // a failed TLS handshake: nothing to answer over
+    transport& io = *stream;
     if (over_limit) {
       // (Named: g++ 12 frees a braced temporary inside a co_await twice.)
       const std::string busy = wire(reply{.status = 503, .body = "too many admin connections\n", .close = true}, false);
-      (void)co_await send(socket, busy);
+      (void)co_await send(io, busy);
       co_return;
     }
     boost::beast::flat_buffer buffer;
@@ -154,7 +182,7 @@ struct admin_server::state {
       request_parser parser;
       parser.header_limit(static_cast<std::uint32_t>(options.max_request_bytes));
       parser.body_limit(options.max_request_bytes);
-      const read_outcome got = co_await read_request(socket, buffer, parser);
+      const read_outcome got = co_await read_request(io, buffer, parser);
       if (got == read_outcome::closed || got == read_outcome::timed_out) co_return;
       reply r;
       bool head = false;
@@ -162,6 +190,8 @@ struct admin_server::state {
         r = reply{.status = 413, .body = "request over max_request_bytes (" + std::to_string(options.max_request_bytes) + ")\n", .close = true};
       } else if (got == read_outcome::malformed) {
         r = reply{.status = 400, .body = "not an HTTP/1.1 request\n", .close = true};
+      } else if (!authorized(parser.get())) {
+        r = reply{.status = 401, .body = "a bearer token is required\n", .authenticate = true};
       } else {
         r = route(parser.get());
         head = parser.get().method() == http::verb::head;
@@ -169,7 +199,7 @@ struct admin_server::state {
       }
       served.fetch_add(1, std::memory_order_relaxed);
       const std::string bytes = wire(r, head);
-      const bool sent = co_await send(socket, bytes);
+      const bool sent = co_await send(io, bytes);
       if (!sent || r.close) co_return;
     }
   }
@@ -200,6 +230,13 @@ std::uint64_t admin_server::requests_served() const noexcept { return state_->se
 awaitable<void> admin_server::start(node& n) {
   if (acceptor_ && alive(acceptor_)) throw grove::error(errc::invalid_argument, "admin_server: started already");
   const admin_options& o = state_->options;
+  if (o.tls) {
+    try {
+      state_->tls = erps::detail::tls_context::server(*o.tls); // the files are read now: a bad one fails start()
+    } catch (const grove::error& e) {
+      throw grove::error(errc::invalid_argument, std::string("admin_server: ") + e.what());
+    }
+  }
   const std::size_t worker = o.worker.value_or(0);
   tcp::acceptor acceptor(n.context(worker));
   const tcp::endpoint where(asio::ip::make_address(o.address), o.port);

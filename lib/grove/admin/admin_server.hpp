@@ -12,6 +12,8 @@
 //   /metrics  the registry in Prometheus's text format 0.0.4 (404 without a registry)
 //   /healthz  200 "ok": the node runs and answers
 //   /readyz   200 "ready", or 503 with the reason `ready()` gives
+// With a bearer_token, a request without it gets 401 (WWW-Authenticate).
+// With tls, HTTPS only (mutual TLS by default, as erps).
 // Anything else: 404; another method: 405 (with Allow); a request line and
 // headers, or a body, over max_request_bytes: 413; what is not HTTP: 400;
 // a request that does not arrive whole within request_timeout, or a
@@ -27,6 +29,7 @@
 #include <grove/core/node.hpp>
 #include <grove/core/pid.hpp>
 #include <grove/core/process.hpp>
+#include <grove/erps/tls.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -56,7 +59,11 @@ struct admin_options {
   duration request_timeout = std::chrono::seconds(10); ///< from a request's first byte to its last (default 10 s)
   duration idle_timeout = std::chrono::seconds(60);  ///< between requests on a kept-alive connection (default 60 s)
   std::size_t max_connections = 64;                  ///< open at once; more get 503 (default 64)
-  std::optional<std::size_t> worker{};               ///< the worker it runs on (default: round-robin)
+  std::optional<std::size_t> worker{};               ///< the worker it runs on (default 0)
+  std::optional<erps::tls_server_options> tls{};     ///< serve HTTPS: mutual TLS unless require_client_certificate
+                                                     ///< is false, erps's policy (default: plain HTTP)
+  std::string bearer_token{};                        ///< when set, every request needs "Authorization: Bearer <it>",
+                                                     ///< else 401 (default none)
 };
 
 class admin_server {
