@@ -104,6 +104,7 @@ const std::vector<option>& options() {
     };
     listener("tcp", &config::tcp, "plain TCP clients");
     listener("tls", &config::tls, "TLS clients");
+    listener("admin", &config::admin, "the admin endpoint (HTTP: /metrics, /healthz, /readyz)");
     t.push_back({"tls.certificate", kind::text, "PEM certificate chain the daemon presents",
                  [](const config& c) { return json(c.tls_certificate); },
                  [](config& c, const json& v) { c.tls_certificate = to_text("tls.certificate", v, false); }});
@@ -291,6 +292,13 @@ void check(const config& c) {
   if (c.tcp.enabled && c.tls.enabled && c.tcp.port != 0 && c.tcp.port == c.tls.port && c.tcp.address == c.tls.address) {
     throw config_error("tls.port: expected a port other than tcp.port on the same address, got " +
                        std::to_string(c.tls.port));
+  }
+  for (const auto& [name, other] : {std::pair{"tcp", &c.tcp}, std::pair{"tls", &c.tls}}) {
+    if (c.admin.enabled && other->enabled && c.admin.port != 0 && c.admin.port == other->port &&
+        c.admin.address == other->address) {
+      throw config_error(std::string("admin.port: expected a port other than ") + name + ".port on the same address, got " +
+                         std::to_string(c.admin.port));
+    }
   }
 }
 

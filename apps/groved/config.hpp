@@ -25,6 +25,7 @@ struct listener_config {
 struct config {
   listener_config tcp{true, "127.0.0.1", 7400};
   listener_config tls{true, "127.0.0.1", 7401};
+  listener_config admin{false, "127.0.0.1", 7402}; // /metrics, /healthz, /readyz (HTTP)
   std::string tls_certificate;
   std::string tls_private_key;
   std::string tls_ca;

@@ -11,10 +11,12 @@
 //   └── tls              session process per client
 #include "config.hpp"
 #include "logger.hpp"
+#include "metrics.hpp"
 #include "service.hpp"
 #include "snapshot.hpp"
 #include "tree.hpp"
 
+#include <grove/admin/admin_server.hpp>
 #include <grove/core/node.hpp>
 #include <grove/core/process.hpp>
 #include <grove/erps/daemon.hpp>
@@ -33,9 +35,27 @@
 #include <cstdio>
 #include <iostream>
 #include <memory>
+#include <optional>
 
 namespace groved {
 namespace {
+
+/// The admin endpoint's options: /readyz is ready while every enabled
+/// listener is up.
+grove::admin::admin_options admin_options_for(const config& c, const grove::telemetry::metric_registry& metrics,
+                                              std::shared_ptr<service_state> state) {
+  grove::admin::admin_options o;
+  o.address = c.admin.address;
+  o.port = c.admin.port;
+  o.metrics = &metrics;
+  o.ready = [state, tcp = c.tcp.enabled, tls = c.tls.enabled] {
+    const auto daemons = state->daemons();
+    if (tcp && !daemons[tcp_slot]) return grove::admin::readiness{false, "the tcp listener is not up"};
+    if (tls && !daemons[tls_slot]) return grove::admin::readiness{false, "the tls listener is not up"};
+    return grove::admin::readiness{};
+  };
+  return o;
+}
 
 struct signal_received {
   int number;
@@ -164,6 +184,19 @@ struct groved_main {
       if (!d) continue;
       ready[slot == tls_slot ? "tls" : "tcp"] = {{"address", d.address()}, {"port", d.port()}};
     }
+    grove::telemetry::metric_registry metrics;
+    std::optional<grove::admin::admin_server> admin;
+    if (c.admin.enabled) {
+      try {
+        admin.emplace(admin_options_for(c, metrics, state));
+        add_metrics(metrics, n, state);
+        co_await admin->start(n);
+      } catch (const std::exception& e) {
+        log->log(log_level::error, "start_failed", {{"msg", std::string("admin: ") + e.what()}});
+        co_return 1;
+      }
+      ready["admin"] = {{"address", c.admin.address}, {"port", admin->port()}};
+    }
     log->log(log_level::info, "ready", {{"workers", n.size()}, {"shards", shards}, {"pid", ::getpid()}});
     // stdout carries exactly this one line, for scripts and tests.
     std::cout << ready.dump() << std::endl;
@@ -198,6 +231,7 @@ struct groved_main {
 
     // 1. Stop accepting; let clients' calls in flight finish (or be cut at the deadline).
     co_await drain_listeners(self, state->daemons(), c.shutdown_timeout);
+    if (admin) co_await admin->stop();
     // 2. Everything acknowledged is in the shards now: snapshot it.
     if (!c.data_path.empty()) {
       try {

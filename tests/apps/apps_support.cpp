@@ -58,7 +58,7 @@ child::child(std::vector<std::string> argv, bool keep_stdin) : state_(std::make_
   std::vector<char*> args;
   for (auto& a : argv) args.push_back(a.data());
   args.push_back(nullptr);
-  const int rc = ::posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), environ);
+  const int rc = ::posix_spawnp(&pid_, args[0], &actions, nullptr, args.data(), environ); // (PATH for curl, promtool)
   posix_spawn_file_actions_destroy(&actions);
   ::close(in[0]);
   ::close(out[1]);
@@ -191,6 +191,7 @@ groved::groved(std::vector<std::string> extra) {
   json ready = json::parse(process_->out().substr(0, process_->out().find('\n')));
   if (ready.contains("tcp")) tcp_ = ready["tcp"]["port"].get<std::uint16_t>();
   if (ready.contains("tls")) tls_ = ready["tls"]["port"].get<std::uint16_t>();
+  if (ready.contains("admin")) admin_ = ready["admin"]["port"].get<std::uint16_t>();
 }
 
 int groved::stop(int signal_number) {

@@ -83,6 +83,8 @@ public:
 
   std::uint16_t tcp_port() const noexcept { return tcp_; }
   std::uint16_t tls_port() const noexcept { return tls_; }
+  /// The admin endpoint's port (with --admin.enabled=true --admin.port=0); 0 if off.
+  std::uint16_t admin_port() const noexcept { return admin_; }
   child& process() noexcept { return *process_; }
   /// grovectl's flags to reach the plain TCP listener.
   std::vector<std::string> tcp() const;
@@ -93,6 +95,7 @@ private:
   std::unique_ptr<child> process_;
   std::uint16_t tcp_ = 0;
   std::uint16_t tls_ = 0;
+  std::uint16_t admin_ = 0;
 };
 
 /// grovectl FLAGS... script, with `lines` on stdin.

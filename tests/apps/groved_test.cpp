@@ -637,3 +637,25 @@ TEST_CASE("chaos under load: sessions killed, SIGHUP, SIGSTOP past the keepalive
 #endif
   CHECK(d.stop() == 0);
 }
+
+TEST_CASE("the admin endpoint serves groved's metrics, health and readiness; promtool accepts the metrics") {
+  groved d({"--admin.enabled=true", "--admin.port=0"});
+  REQUIRE(d.admin_port() != 0);
+  result calls = script(d.tcp(), {call({{"op", "put"}, {"key", "a"}, {"value", 1}}, {{"ok", true}}),
+                                  call({{"op", "get"}, {"key", "a"}}, {{"ok", true}, {"value", 1}}),
+                                  call({{"op", "get"}, {"key", "nobody"}}, {{"ok", false}})});
+  CHECK(calls.status == 0);
+  const std::string base = "http://127.0.0.1:" + std::to_string(d.admin_port());
+  const result health = run({"curl", "-sS", base + "/healthz"});
+  CHECK(health.out == "ok\n");
+  const result ready = run({"curl", "-sS", base + "/readyz"});
+  CHECK(ready.out == "ready\n");
+  const result metrics = run({"curl", "-sS", base + "/metrics"});
+  CHECK(metrics.out.find("groved_calls_total 3\n") != std::string::npos);
+  CHECK(metrics.out.find("groved_keys 1\n") != std::string::npos);
+  CHECK(metrics.out.find("grove_erps_accepted_total{listener=\"tcp\"} 1\n") != std::string::npos);
+  CHECK(metrics.out.find("grove_node_processes ") != std::string::npos);
+  const result checked = run({"promtool", "check", "metrics"}, metrics.out);
+  CHECK(checked.status == 0);
+  CHECK(d.stop() == 0);
+}
