@@ -33,13 +33,12 @@ import os
 import ssl
 import sys
 import threading
-import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 requests_seen = []
 requests_lock = threading.Lock()
-# /hang and /stall hold their thread at most this long.
+# /hang and /stall hold their connection until the client closes it, or this long.
 HOLD_SECONDS = 60
 
 
@@ -100,7 +99,7 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/redirect-loop":
             return self.send(302, b"", [("Location", "/redirect-loop")])
         if path == "/hang":
-            time.sleep(HOLD_SECONDS)
+            self.hold()
             return
         if path.startswith("/big/"):
             n = int(path[len("/big/"):])
@@ -141,11 +140,21 @@ class Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(b"0123456789")
             self.wfile.flush()
-            time.sleep(HOLD_SECONDS)
+            self.hold()
             return
         if path.startswith("/encoding/"):
             return self.send(200, b"{}", [("Content-Encoding", path[len("/encoding/"):])])
         return self.send(404, b"no such path\n")
+
+    def hold(self):
+        """Answers nothing more until the client closes the connection
+        (at most HOLD_SECONDS)."""
+        self.connection.settimeout(HOLD_SECONDS)
+        try:
+            self.connection.recv(1)
+        except OSError:
+            pass
+        self.close_connection = True
 
     def file(self, name, query):
         full = os.path.join(self.root, os.path.basename(name))
