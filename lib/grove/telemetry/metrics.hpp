@@ -27,7 +27,7 @@
 //   on a hot path, such as things alive); its value is the two together.
 // - Histograms record unsigned integers (nanoseconds, bytes) in log-linear
 //   buckets: exact up to 4, then four buckets per power of two (at most
-//   19 % wide). The exposition shows cumulative buckets at the powers of
+//   25 % wide). The exposition shows cumulative buckets at the powers of
 //   two the options name, scaled (nanoseconds shown as seconds), with
 //   _sum and _count.
 #pragma once
