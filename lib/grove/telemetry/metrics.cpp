@@ -10,6 +10,8 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <shared_mutex>
+#include <typeindex>
 
 namespace grove::telemetry {
 
@@ -239,6 +241,10 @@ struct metric_registry::impl {
   std::map<std::string, std::unique_ptr<detail::family_state>> families;
   std::map<std::uint64_t, collector> collectors;
   std::uint64_t next_collector = 1;
+  /// Held shared while collectors run, exclusively by remove_collector.
+  mutable std::shared_mutex collecting;
+  std::mutex parts_mutex; // held while a part is made: a part's families take `mutex`
+  std::map<std::type_index, std::shared_ptr<void>> parts;
 
   void check_names(const std::string& name, const std::vector<std::string>& labels, metric_type type) const {
     if (!valid_metric_name(name)) {
@@ -372,7 +378,10 @@ std::uint64_t metric_registry::add_collector(std::string name, std::string help,
   std::lock_guard lock(impl_->mutex);
   if (impl_->families.count(name) != 0) throw grove::error(errc::invalid_argument, "metric " + name + ": already made");
   for (const auto& [id, c] : impl_->collectors) {
-    if (c.name == name) throw grove::error(errc::invalid_argument, "metric " + name + ": already a collector's");
+    if (c.name == name && (c.type != type || c.label_names != labels)) {
+      throw grove::error(errc::invalid_argument, "metric " + name + ": already a collector's " +
+                                                     std::string(to_string(c.type)) + " with other labels or type");
+    }
   }
   const std::uint64_t id = impl_->next_collector++;
   impl_->collectors.emplace(
@@ -382,14 +391,28 @@ std::uint64_t metric_registry::add_collector(std::string name, std::string help,
 }
 
 void metric_registry::remove_collector(std::uint64_t id) {
-  std::lock_guard lock(impl_->mutex);
-  impl_->collectors.erase(id);
+  {
+    std::lock_guard lock(impl_->mutex);
+    impl_->collectors.erase(id);
+  }
+  // A scrape that copied it may be running it: wait for that scrape.
+  std::unique_lock gate(impl_->collecting);
+}
+
+void* metric_registry::part_of(const std::type_info& type, std::shared_ptr<void> (*make)(metric_registry&)) {
+  std::lock_guard lock(impl_->parts_mutex);
+  auto it = impl_->parts.find(std::type_index(type));
+  if (it == impl_->parts.end()) it = impl_->parts.emplace(std::type_index(type), make(*this)).first;
+  return it->second.get();
 }
 
 std::string metric_registry::prometheus_text() const {
   // Families and collectors in one name order; collectors run unlocked.
   std::map<std::string, std::string> blocks;
   std::vector<collector> to_collect;
+  // Held from before the collectors are copied until they have run: a
+  // collector removed meanwhile is either not copied or waited for.
+  std::shared_lock gate(impl_->collecting);
   {
     std::lock_guard lock(impl_->mutex);
     for (const auto& [name, f] : impl_->families) {
@@ -399,6 +422,8 @@ std::string metric_registry::prometheus_text() const {
     }
     for (const auto& [id, c] : impl_->collectors) to_collect.push_back(c);
   }
+  // Collectors of one name are shown as one family.
+  std::map<std::string, std::vector<sample>> collected;
   for (const collector& c : to_collect) {
     std::vector<sample> samples;
     try {
@@ -406,11 +431,21 @@ std::string metric_registry::prometheus_text() const {
     } catch (...) {
       continue; // a collector that fails shows nothing this scrape; the rest is served
     }
+    std::vector<sample>& all = collected[c.name];
+    for (sample& s : samples) {
+      if (s.label_values.size() == c.label_names.size()) all.push_back(std::move(s)); // malformed: left out
+    }
+  }
+  gate.unlock();
+  for (const collector& c : to_collect) {
+    auto found = collected.find(c.name);
+    if (found == collected.end()) continue; // shown already, or its collectors failed
+    std::vector<sample> samples = std::move(found->second);
+    collected.erase(found);
     std::sort(samples.begin(), samples.end(), [](const sample& a, const sample& b) { return a.label_values < b.label_values; });
     std::string& out = blocks[c.name];
     header_into(out, c.name, c.help, c.type);
     for (const sample& s : samples) {
-      if (s.label_values.size() != c.label_names.size()) continue; // malformed: left out
       series_name_into(out, c.name, c.label_names, s.label_values);
       out.push_back(' ');
       number_into(out, s.value);

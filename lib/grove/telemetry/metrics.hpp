@@ -20,6 +20,7 @@
 //   label names match, and throws errc::invalid_argument naming the metric
 //   otherwise; a bad metric or label name, or a wrong number of label
 //   values, throws the same, naming what was expected.
+// - A default-constructed handle records nowhere (harmlessly).
 // - Handles must not outlive their registry. A registry is an object the
 //   user owns; two registries in one program are independent.
 // - Counters only go up (inc takes an unsigned count). A gauge is set()
@@ -42,6 +43,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <typeinfo>
 #include <vector>
 
 namespace grove::telemetry {
@@ -193,18 +195,67 @@ public:
 
   /// A counter or gauge family whose samples `collect` returns at each
   /// scrape (called without the registry's lock, on the scraping thread).
-  /// Returns an id for remove_collector.
+  /// Several collectors may give one name (one per node, per daemon) when
+  /// their type and label names agree: their samples are shown as one
+  /// family, so their label values must tell them apart. Returns an id for
+  /// remove_collector.
   std::uint64_t add_collector(std::string name, std::string help, metric_type type, std::vector<std::string> label_names,
                               std::function<std::vector<sample>()> collect);
+  /// Removes a collector and waits for a scrape that is running it to end,
+  /// so what it reads may be destroyed once this returns. Must not be
+  /// called from a collector.
   void remove_collector(std::uint64_t id);
+
+  /// The object of type T made for this registry: made from it on first
+  /// use (T(metric_registry&)), then the same one for the registry's life.
+  /// grove's layers keep their metric families this way, so every node,
+  /// daemon or term on one registry shares them.
+  template <class T>
+  T& part() {
+    return *static_cast<T*>(part_of(typeid(T), [](metric_registry& r) -> std::shared_ptr<void> {
+      return std::make_shared<T>(r);
+    }));
+  }
 
   /// Every family in the Prometheus text format 0.0.4, sorted by name,
   /// series sorted by label values.
   std::string prometheus_text() const;
 
 private:
+  void* part_of(const std::type_info& type, std::shared_ptr<void> (*make)(metric_registry&));
+
   struct impl;
   std::unique_ptr<impl> impl_;
+};
+
+/// A collector that is removed when this goes out of scope (move-only):
+/// keep it beside what the collector reads.
+class scoped_collector {
+public:
+  scoped_collector() = default;
+  scoped_collector(metric_registry& r, std::string name, std::string help, metric_type type,
+                   std::vector<std::string> label_names, std::function<std::vector<sample>()> collect)
+      : registry_(&r), id_(r.add_collector(std::move(name), std::move(help), type, std::move(label_names), std::move(collect))) {}
+  scoped_collector(scoped_collector&& other) noexcept : registry_(other.registry_), id_(other.id_) { other.registry_ = nullptr; }
+  scoped_collector& operator=(scoped_collector&& other) noexcept {
+    if (this != &other) {
+      reset();
+      registry_ = other.registry_;
+      id_ = other.id_;
+      other.registry_ = nullptr;
+    }
+    return *this;
+  }
+  ~scoped_collector() { reset(); }
+  /// Removes the collector now (waits for a scrape running it).
+  void reset() noexcept {
+    if (registry_) registry_->remove_collector(id_);
+    registry_ = nullptr;
+  }
+
+private:
+  metric_registry* registry_ = nullptr;
+  std::uint64_t id_ = 0;
 };
 
 /// The Content-Type of prometheus_text().

@@ -23,7 +23,10 @@ struct shard_holder {
 
 // Cell indices: a bump pointer and ranges given back.
 std::mutex ranges_mutex;
-std::uint32_t next_free = 0;
+// The first cells belong to no series: a default-constructed handle (cell
+// 0, or a histogram's cells from 0) records there, harmlessly.
+constexpr std::uint32_t unowned_cells = 256;
+std::uint32_t next_free = unowned_cells;
 std::vector<std::pair<std::uint32_t, std::uint32_t>> returned; // (first, count)
 
 } // namespace
