@@ -181,6 +181,7 @@ awaitable<pid> await_start(std::shared_ptr<reply_slot<pid>> started, pid p, dura
 void bind(gen_server& server, process& self) {
   server.self_ = self.self();
   server.process_ = &self;
+  if (std::string_view(self.state().kind) == "process") self.state().kind = "gen_server";
 }
 
 spawn_options to_spawn_options(const start_options& options) {

@@ -1,3 +1,4 @@
+#include <grove/core/detail/node_metrics.hpp>
 #include <grove/core/detail/runtime.hpp>
 #include <grove/core/error.hpp>
 #include <grove/core/node.hpp>
@@ -5,9 +6,16 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
 #include <cstdio>
-#include <random>
+#include <ctime>
 #include <exception>
+#include <pthread.h>
+#include <random>
 
 namespace grove::detail {
 
@@ -34,6 +42,8 @@ void worker::start() {
   guard_.emplace(io->get_executor());
   thread_ = std::thread([this] {
     this_worker = this;
+    clockid_t clock{};
+    if (pthread_getcpuclockid(pthread_self(), &clock) == 0) cpu_clock_.store(static_cast<int>(clock), std::memory_order_relaxed);
     // A handler that throws must not end the worker: grove's own handlers do
     // not throw, but a user's posted function might.
     for (;;) {
@@ -48,6 +58,13 @@ void worker::start() {
     }
     this_worker = nullptr;
   });
+}
+
+std::uint64_t worker::busy_nanoseconds() const noexcept {
+  const int clock = cpu_clock_.load(std::memory_order_relaxed);
+  timespec ts{};
+  if (clock == -1 || clock_gettime(static_cast<clockid_t>(clock), &ts) != 0) return 0;
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(ts.tv_nsec);
 }
 
 void worker::handler_threw(const char* what) {
@@ -152,8 +169,10 @@ node_state::node_state(node_options opts)
   }
   node_directory::add(*this); // throws if the identity is taken; nothing started yet
   try {
+    if (options.metrics) metrics = std::make_unique<node_metrics>(*this, *options.metrics);
     for (auto& w : workers_) w->start();
   } catch (...) {
+    if (metrics) metrics->stop_collecting();
     node_directory::remove(*this);
     for (auto& w : workers_) w->join();
     throw;
@@ -175,6 +194,7 @@ worker& node_state::pick_worker(const std::optional<std::size_t>& requested) {
 }
 
 void node_state::process_started() noexcept {
+  if (metrics) metrics->spawned.inc();
   live.fetch_add(1, std::memory_order_relaxed);
   running.fetch_add(1, std::memory_order_relaxed);
 }
@@ -213,6 +233,7 @@ void node_state::shutdown() {
   let_roots_stop(roots);
   kill_the_rest();
   wait_for_unwinding();
+  if (metrics) metrics->stop_collecting(); // before the workers' threads end: a scrape reads their clocks
   stop_workers();
 }
 
@@ -344,7 +365,8 @@ void node_state::stop_workers() {
 
 namespace grove {
 
-node::node(node_options options) : state_(std::make_unique<detail::node_state>(options)) {
+node::node(node_options options)
+    : state_(std::make_unique<detail::node_state>(options)), options_metrics_(options.metrics) {
   state_->public_node = this;
 }
 
@@ -361,6 +383,42 @@ std::size_t node::size() const noexcept { return state_->size(); }
 std::uint32_t node::id() const noexcept { return state_->id; }
 std::uint32_t node::creation() const noexcept { return state_->creation; }
 std::size_t node::process_count() const noexcept { return state_->live.load(std::memory_order_relaxed); }
+
+awaitable<std::vector<process_info>> node::processes() {
+  using found = std::vector<process_info>;
+  using handler_type = boost::asio::any_completion_handler<void(found)>;
+  return boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&, void(found)>(
+      [state = state_.get()](handler_type handler) {
+        struct gathering {
+          std::mutex mutex;
+          found all;
+          std::size_t left;
+          std::optional<handler_type> handler;
+        };
+        auto g = std::make_shared<gathering>();
+        g->left = state->size();
+        g->handler.emplace(std::move(handler));
+        for (std::size_t i = 0; i < state->size(); ++i) {
+          detail::worker& w = state->worker_at(static_cast<std::uint32_t>(i));
+          boost::asio::post(*w.io, [&w, g] {
+            found mine;
+            for (detail::process_state* p : w.processes.snapshot()) {
+              if (!p->dead()) mine.push_back(p->info());
+            }
+            std::unique_lock lock(g->mutex);
+            g->all.insert(g->all.end(), std::make_move_iterator(mine.begin()), std::make_move_iterator(mine.end()));
+            if (--g->left != 0) return;
+            handler_type h = std::move(*g->handler);
+            g->handler.reset();
+            found all = std::move(g->all);
+            lock.unlock();
+            auto ex = boost::asio::get_associated_executor(h);
+            boost::asio::dispatch(ex, [h = std::move(h), all = std::move(all)]() mutable { std::move(h)(std::move(all)); });
+          });
+        }
+      },
+      boost::asio::use_awaitable);
+}
 bool node::stopping() const noexcept { return state_->stopping(); }
 void node::shutdown() { state_->shutdown(); }
 

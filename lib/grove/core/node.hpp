@@ -34,9 +34,14 @@
 #include <optional>
 #include <type_traits>
 #include <variant>
+#include <vector>
 
 namespace boost::asio {
 class io_context;
+}
+
+namespace grove::telemetry {
+class metric_registry;
 }
 
 namespace grove {
@@ -96,6 +101,11 @@ struct node_options {
   /// Tells two lives of one node id apart, so a pid from before a restart
   /// names no process after it. 0 = drawn at random (default).
   std::uint32_t creation = 0;
+  /// Where grove's built-in metrics go (the README's table: processes,
+  /// supervisors, connections, registries, erps daemons, remote terms,
+  /// tenants of this node), labelled with the node's id. It must outlive
+  /// the node. Default: none (no metric is recorded).
+  telemetry::metric_registry* metrics = nullptr;
 };
 
 class node {
@@ -115,6 +125,11 @@ public:
   std::uint32_t creation() const noexcept;
   /// Processes alive now.
   std::size_t process_count() const noexcept;
+  /// A snapshot of every live process, each taken on its own worker (in no
+  /// particular order): what the admin endpoint's /tree is built from.
+  awaitable<std::vector<process_info>> processes();
+  /// The registry node_options::metrics named, or nullptr.
+  telemetry::metric_registry* metrics() const noexcept { return options_metrics_; }
 
   /// The io_context of worker `index`, for the user's own I/O objects that
   /// should live beside that worker's processes.
@@ -217,6 +232,7 @@ private:
   void check_blocking_allowed() const;
 
   std::unique_ptr<detail::node_state> state_;
+  telemetry::metric_registry* options_metrics_ = nullptr;
 };
 
 } // namespace grove

@@ -1,3 +1,4 @@
+#include <grove/core/detail/node_metrics.hpp>
 #include <grove/core/detail/process_executor.hpp>
 #include <grove/core/detail/runtime.hpp>
 #include <grove/core/error.hpp>
@@ -128,6 +129,7 @@ void process_state::deliver(envelope env) {
   }
   mailbox_.push_back(std::move(env));
   publish_length();
+  note_depth();
   if (waiter_) {
     complete_wait({}, true);
   } else if (receiver_) {
@@ -229,6 +231,23 @@ void process_state::on_down(const monitor_ref& ref, const exit_reason& reason) {
   deliver(envelope{.body = down_message{ref, ref.target, reason}});
 }
 
+void set_kind(process& p, const char* kind) noexcept { p.state().kind = kind; }
+
+process_info process_state::info() const {
+  process_info i;
+  i.id = self;
+  i.parent = parent;
+  i.label = label;
+  i.kind = kind;
+  i.mailbox_size = mailbox_size();
+  if (relations_) {
+    i.links = relations_->links.size();
+    i.monitors = relations_->monitors.size();
+  }
+  i.trap_exit = trap_exit;
+  return i;
+}
+
 bool process_state::stopped_by_parent() const noexcept {
   if (!parent || !same_node(parent, self) || !relations_ || !relations_->links.contains(parent)) {
     return false;
@@ -302,6 +321,7 @@ void process_state::die(exit_reason reason, bool coroutine_running) {
   reason_ = reason;
   owner.table.release(self.slot());
   owner.owner.process_died();
+  if (owner.owner.metrics) owner.owner.metrics->exited(reason_);
 
   for (std::size_t i = head_; i < mailbox_.size(); ++i) fail_call(mailbox_[i], errc::exited, reason);
   mailbox_.clear();
@@ -508,6 +528,7 @@ bool demonitor(const monitor_ref& ref) {
 }
 std::size_t process::mailbox_size() const noexcept { return state_->mailbox_size(); }
 void process::set_shutdown_timeout(duration limit) noexcept { state_->shutdown_timeout = limit; }
+void process::set_label(std::string label) { state_->label = std::move(label); }
 
 void send(const pid& to, message m) { detail::deliver_envelope(to, detail::envelope{.body = std::move(m)}); }
 

@@ -29,6 +29,8 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
+#include <string_view>
 #include <optional>
 #include <type_traits>
 #include <utility>
@@ -101,6 +103,18 @@ private:
   std::shared_ptr<detail::timer_state> state_;
 };
 
+/// A snapshot of one process, as node::processes() gives it.
+struct process_info {
+  pid id{};
+  pid parent{};               ///< the process that spawned it (null: spawned from outside any process)
+  std::string label{};        ///< what process::set_label gave (default empty)
+  std::string_view kind{};    ///< "process", "gen_server", "supervisor" or "dynamic_supervisor"
+  std::size_t mailbox_size = 0;
+  std::size_t links = 0;      ///< processes linked to it
+  std::size_t monitors = 0;   ///< monitors it holds on others
+  bool trap_exit = false;
+};
+
 /// The running process, as its own body sees it. Use it only from inside
 /// that process (its body and what the body awaits).
 class process {
@@ -132,6 +146,11 @@ public:
 
   std::size_t mailbox_size() const noexcept;
 
+  /// A short text saying what this process is for ("erps session from
+  /// 127.0.0.1:51234"), shown by node::processes() and the admin endpoint's
+  /// /tree, as OTP's proc_lib:set_label. Default: none.
+  void set_label(std::string label);
+
   /// How long a node shutdown gives this process, when it is a root (not
   /// linked to a live parent), between its shutdown exit and a kill: its
   /// own shutdown policy. Default: node_options::shutdown_grace. A
@@ -146,6 +165,10 @@ private:
 };
 
 namespace detail {
+/// What process_info::kind says of `p` (a static string), for the layers
+/// that run a kind of process: "supervisor", ...
+void set_kind(process& p, const char* kind) noexcept;
+
 /// Type-erased process body; owned by the process for its whole life.
 class body_base {
 public:

@@ -184,11 +184,20 @@ public:
     process_state* head_ = nullptr;
   };
   process_list processes;
+  /// The deepest mailbox seen on this worker (written by its thread,
+  /// read by a scrape).
+  std::atomic<std::size_t> mailbox_high_water{0};
+  /// The CPU time this worker's thread has used, in nanoseconds (any
+  /// thread, while the worker runs); 0 when it cannot be read.
+  std::uint64_t busy_nanoseconds() const noexcept;
 
 private:
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> guard_;
   std::thread thread_;
+  std::atomic<int> cpu_clock_{-1}; // clockid_t of the thread, -1 until it runs
 };
+
+struct node_metrics;
 
 class node_state {
 public:
@@ -220,6 +229,8 @@ public:
   grove::node* public_node = nullptr;
   std::atomic<std::size_t> live{0};    // processes not yet dead
   std::atomic<std::size_t> running{0}; // process coroutines not yet finished
+  /// grove's built-in metrics of this node, when options.metrics is set.
+  std::unique_ptr<node_metrics> metrics;
 
 private:
   /// A process the shutdown reaches, and the time it asked for.
@@ -351,9 +362,14 @@ public:
   void track_reply(std::shared_ptr<reply_slot_base> slot);
   void untrack_reply(const reply_slot_base* slot) noexcept;
 
+  /// What node::processes() reports of it (owner thread).
+  process_info info() const;
+
   worker& owner;
   const pid self;
   bool trap_exit;
+  std::string label;                       // process::set_label
+  const char* kind = "process";            // "gen_server", "supervisor", ...: set by the layer that runs it
   bool serves = false; // a gen_server's loop runs here: grove::stop goes to it as a system request
   std::optional<duration> shutdown_timeout; // what a node shutdown gives it as a root (default: shutdown_grace)
   pid parent;
@@ -369,6 +385,12 @@ private:
   void complete_receive(boost::system::error_code ec, message m);
   void try_complete_receive();
   void publish_length() noexcept { slot_->queue_length.store(mailbox_size(), std::memory_order_relaxed); }
+  void note_depth() noexcept {
+    const std::size_t depth = mailbox_size();
+    if (depth > owner.mailbox_high_water.load(std::memory_order_relaxed)) {
+      owner.mailbox_high_water.store(depth, std::memory_order_relaxed); // only this worker's thread writes it
+    }
+  }
   bool push_allowed(envelope& env);
 
   /// Links and monitors: most processes have none, so they live behind one
