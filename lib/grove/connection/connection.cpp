@@ -2,6 +2,8 @@
 
 #include <grove/core/event.hpp>
 #include <grove/connection/error.hpp>
+#include <grove/core/node.hpp>
+#include <grove/telemetry/metrics.hpp>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/deferred.hpp>
@@ -12,6 +14,7 @@
 #include <boost/system/error_code.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cstdio>
 #include <exception>
 #include <ostream>
@@ -378,9 +381,62 @@ void report_connection_event(const connection_event& e) {
   grove::emit(event{.level = level, .layer = "connection", .name = std::string(to_string(e.state)), .fields = std::move(fields)});
 }
 
+namespace detail {
+
+/// A connection's series (labels node, and state or result).
+struct connection_series {
+  struct families {
+    explicit families(telemetry::metric_registry& r)
+        : states(r.make_gauge("grove_connections", "Connection processes, by state.", {"node", "state"})),
+          attempts(r.make_counter("grove_connection_attempts_total", "Connects tried, by result (ok, failed).",
+                                  {"node", "result"})),
+          backoff(r.make_histogram("grove_connection_backoff_seconds", "Backoff delays scheduled before a reconnect.",
+                                   {"node"}, telemetry::histogram_options::nanoseconds_as_seconds())) {}
+    telemetry::gauge_family states;
+    telemetry::counter_family attempts;
+    telemetry::histogram_family backoff;
+  };
+
+  connection_series(telemetry::metric_registry& r, const std::string& node) {
+    auto& f = r.part<families>();
+    for (auto s : {connection_state::disconnected, connection_state::connecting, connection_state::connected,
+                   connection_state::backing_off}) {
+      states[static_cast<std::size_t>(s)] = f.states.with({node, to_string(s)});
+    }
+    connected = f.attempts.with({node, "ok"});
+    failed = f.attempts.with({node, "failed"});
+    backoff = f.backoff.with({node});
+  }
+
+  std::array<telemetry::gauge, 4> states;
+  telemetry::counter connected, failed;
+  telemetry::histogram backoff;
+};
+
+} // namespace detail
+
+connection::~connection() {
+  if (metrics_) metrics_->states[static_cast<std::size_t>(state_)].sub(1);
+}
+
 void connection::enter(connection_state next, std::string reason, std::chrono::steady_clock::time_point now) {
   const connection_state previous = state_;
   state_ = next;
+  if (!metrics_looked_up_) {
+    metrics_looked_up_ = true;
+    if (telemetry::metric_registry* r = this_process().node().metrics()) {
+      metrics_ = std::make_shared<const detail::connection_series>(*r, std::to_string(this_process().node().id()));
+      metrics_->states[static_cast<std::size_t>(previous)].add(1); // counted from its start
+    }
+  }
+  if (metrics_) {
+    metrics_->states[static_cast<std::size_t>(previous)].sub(1);
+    metrics_->states[static_cast<std::size_t>(next)].add(1);
+    if (previous == connection_state::connecting) (next == connection_state::connected ? metrics_->connected : metrics_->failed).inc();
+    if (next == connection_state::backing_off && last_delay_ < forever) {
+      metrics_->backoff.observe(static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(last_delay_).count()));
+    }
+  }
   since_ = now;
   if (options_.status) {
     options_.status->store({next, since_, next == connection_state::backing_off ? retry_at_ : steady::time_point{},

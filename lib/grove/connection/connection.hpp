@@ -268,6 +268,7 @@ struct connection_callbacks {
 
 class connection_access;
 struct connection_step;
+struct connection_series;
 
 } // namespace detail
 
@@ -276,6 +277,7 @@ struct connection_step;
 class connection : public gen_server {
 public:
   explicit connection(connection_options options = {});
+  ~connection() override;
 
   /// Where this connection stands. From its own handlers.
   connection_state state() const noexcept { return state_; }
@@ -323,6 +325,10 @@ private:
   std::vector<detail::envelope> held_;
   std::size_t held_head_ = 0;
   std::size_t held_compact_at_ = 16;
+  // Built-in metrics, when the node has a registry: found at the first
+  // state change; the state this connection is counted in.
+  std::shared_ptr<const detail::connection_series> metrics_;
+  bool metrics_looked_up_ = false;
 };
 
 } // namespace grove

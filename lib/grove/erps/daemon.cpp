@@ -1,6 +1,7 @@
 #include <grove/erps/daemon.hpp>
 
 #include <grove/erps/detail/link.hpp>
+#include <grove/erps/detail/metrics.hpp>
 #include <grove/erps/detail/session.hpp>
 #include <grove/erps/detail/transport.hpp>
 
@@ -13,6 +14,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <atomic>
+#include <optional>
 #include <stdexcept>
 #include <unordered_map>
 
@@ -29,8 +31,6 @@ class daemon_state {
 public:
   std::shared_ptr<link_counters> counters = std::make_shared<link_counters>();
   std::atomic<std::uint16_t> port{0};
-  std::atomic<std::uint64_t> accepted{0};
-  std::atomic<std::uint64_t> refused{0};
   std::string address;
   dynamic_supervisor supervisor;
   bool has_tls = false;
@@ -138,15 +138,22 @@ public:
       co_return stop(exit_reason::error("cannot listen on " + endpoint_text(where) + ": " + error.message()));
     }
     state_->port.store(a.local_endpoint().port(), std::memory_order_release);
-    log(log_level::info, "listening",
-        "listening on " + endpoint_text(a.local_endpoint()) + (tls_ ? " (TLS)" : " (TCP)"));
+    const std::string where_text = endpoint_text(a.local_endpoint());
+    this_process().set_label("erps listener " + where_text + (tls_ ? " (TLS)" : " (TCP)"));
+    if (telemetry::metric_registry* r = n.metrics()) {
+      const std::string name = options_.name.empty() ? where_text : options_.name;
+      const std::string node_id = std::to_string(n.id());
+      config_.metrics = std::make_shared<const daemon_series>(*r, node_id, name);
+      collectors_.emplace(*r, node_id, name, state_->counters);
+    }
+    log(log_level::info, "listening", "listening on " + where_text + (tls_ ? " (TLS)" : " (TCP)"));
     asio::co_spawn(a.get_executor(), accept_loop(acceptor_, self(), &n, options_.link.log), asio::detached);
     co_return action{};
   }
 
   awaitable<action> handle_info(message m) {
     if (auto* a = m.get_if<accepted_connection>()) {
-      state_->accepted.fetch_add(1, std::memory_order_relaxed);
+      state_->counters->accepted.fetch_add(1, std::memory_order_relaxed);
       if (shutting_down_) co_return action{};
       const auto open = state_->counters->connections.load(std::memory_order_relaxed);
       if (options_.max_connections != 0 && open >= static_cast<std::int64_t>(options_.max_connections)) {
@@ -248,7 +255,7 @@ private:
   // Over max_connections: an error frame, then a clean close (after the TLS
   // handshake, on a TLS port), bounded by the handshake timeout and linger.
   void refuse(tcp::socket socket, std::int64_t open) {
-    state_->refused.fetch_add(1, std::memory_order_relaxed);
+    state_->counters->refused.fetch_add(1, std::memory_order_relaxed);
     link_config c = config_;
     c.counters = nullptr;
     auto l = std::make_shared<link>(wrap(std::move(socket)), std::move(c), pid{}, 0);
@@ -306,6 +313,7 @@ private:
   std::uint64_t links_ = 0;
   bool shutting_down_ = false;
   bool finished_ = false;
+  std::optional<daemon_collectors> collectors_; // while it runs
 };
 
 } // namespace daemon_impl
@@ -343,6 +351,9 @@ void daemon_options::validate() const {
     detail::bad_option(at, "version_requirement", e.what());
   }
   if (idle_timeout && *idle_timeout <= duration::zero()) detail::bad_option(at, "idle_timeout", "expected a positive duration");
+  if (name.size() > 128 || name.find_first_of("\n\r\"\\") != std::string::npos) {
+    detail::bad_option(at, "name", "expected at most 128 characters, without quotes, backslashes or line breaks");
+  }
 }
 
 awaitable<daemon> daemon::start_impl(node& n, daemon_options options, detail::session_factory factory, bool link) {
@@ -369,8 +380,8 @@ daemon_stats daemon::stats() const noexcept {
   const auto& c = *state_->counters;
   s.connections = c.connections.load(std::memory_order_relaxed);
   s.queued_bytes = c.queued_bytes.load(std::memory_order_relaxed);
-  s.accepted = state_->accepted.load(std::memory_order_relaxed);
-  s.refused = state_->refused.load(std::memory_order_relaxed);
+  s.accepted = c.accepted.load(std::memory_order_relaxed);
+  s.refused = c.refused.load(std::memory_order_relaxed);
   s.frames_in = c.frames_in.load(std::memory_order_relaxed);
   s.keepalives_in = c.keepalives_in.load(std::memory_order_relaxed);
   s.rejected_frames = c.rejected_frames.load(std::memory_order_relaxed);

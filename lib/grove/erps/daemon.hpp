@@ -51,6 +51,7 @@ struct daemon_options {
   std::size_t max_calls_in_flight = 256;              ///< per connection; at this many unanswered calls the daemon stops reading from that client (default 256; 0: no limit)
   std::optional<dynamic_supervisor> supervisor{};     ///< supervise connections here (default: the daemon starts its own, linked to it)
   std::optional<std::size_t> worker{};                ///< the listener's worker (default round-robin); connections spread over all workers
+  std::string name{};                                 ///< the `daemon` label of its metrics, when the node has a registry (default "<address>:<port>")
 
   /// Throws grove::error (errc::invalid_argument) naming the option
   /// (`daemon_options.backlog: ...`) and the expected form.

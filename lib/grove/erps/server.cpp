@@ -2,6 +2,7 @@
 
 #include <grove/erps/detail/link.hpp>
 #include <grove/erps/detail/link_messages.hpp>
+#include <grove/erps/detail/metrics.hpp>
 #include <grove/erps/detail/session.hpp>
 
 #include <unordered_map>
@@ -69,6 +70,11 @@ void session::reply(std::uint64_t sequence) {
     }
   } else {
     link_->send_error(&call.id, "the call failed: " + std::string(grove::error(call.slot->error()).what()));
+    if (const auto& m = link_->config().metrics) m->error("call_failed");
+  }
+  if (const auto& m = link_->config().metrics) {
+    const auto took = std::chrono::steady_clock::now() - call.arrived;
+    m->call_seconds.observe(static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(took).count()));
   }
   link_->call_done();
   maybe_finish_drain();
@@ -125,7 +131,12 @@ handler_outcome session::on_call(server& s, std::string_view payload, const sess
   const std::uint64_t sequence = ++sequence_;
   auto slot = std::make_shared<reply_slot<json>>();
   slot->set_caller(self_); // a process never calls itself, so this marks a remote call
-  pending_.emplace(sequence, pending_call{std::move(c.id), slot});
+  std::chrono::steady_clock::time_point arrived{};
+  if (const auto& m = link_->config().metrics) {
+    m->calls.inc();
+    arrived = std::chrono::steady_clock::now();
+  }
+  pending_.emplace(sequence, pending_call{std::move(c.id), slot, arrived});
   grove::detail::envelope env{.body = erps::call(std::move(c.request)),
                               .reply = slot,
                               .dispatch = d.call,
@@ -152,6 +163,7 @@ handler_outcome session::on_cast(server& s, std::string_view payload, const sess
     link_->send_error(nullptr, "this server takes no casts");
     return action{};
   }
+  if (const auto& m = link_->config().metrics) m->casts.inc();
   grove::detail::envelope env{
       .body = erps::cast(std::move(value)), .dispatch = d.cast, .kind = grove::detail::envelope_kind::cast};
   return d.cast(s, env);
@@ -200,9 +212,10 @@ handler_outcome session_access::on_message(server& s, message&& m, const session
   return s.session_->on_message(s, std::move(m), d);
 }
 
-void session_access::attach(server& s, const std::shared_ptr<pending_session>& pending, pid self) {
-  auto l = std::make_shared<link>(std::move(pending->stream), std::move(pending->config), self, pending->link_id);
-  s.session_ = std::make_unique<session>(l, self);
+void session_access::attach(server& s, const std::shared_ptr<pending_session>& pending, process& self) {
+  auto l = std::make_shared<link>(std::move(pending->stream), std::move(pending->config), self.self(), pending->link_id);
+  s.session_ = std::make_unique<session>(l, self.self());
+  self.set_label("erps session " + l->peer());
   l->start();
 }
 
@@ -226,7 +239,9 @@ bool server::push(const json& value) {
   if (!session_) return false;
   auto& l = *session_->channel();
   try {
-    return l.send(frame_type::push, [&](std::string& out) { l.config().codec->write_value(out, value); });
+    const bool sent = l.send(frame_type::push, [&](std::string& out) { l.config().codec->write_value(out, value); });
+    if (sent && l.config().metrics) l.config().metrics->pushes.inc();
+    return sent;
   } catch (const codec_error& e) {
     l.log(log_level::error, "push_unwritable", std::string("a push could not be written: ") + e.what());
     return false;

@@ -115,7 +115,7 @@ public:
   static bool is_session_message(const message& m) noexcept;
   static grove::detail::handler_outcome on_message(server& s, message&& m, const session_dispatch& d);
   /// Connects a freshly constructed server to its client (before init).
-  static void attach(server& s, const std::shared_ptr<pending_session>& pending, pid self);
+  static void attach(server& s, const std::shared_ptr<pending_session>& pending, process& self);
 };
 
 /// The body of a session process: S constructed from the daemon's
@@ -132,7 +132,7 @@ struct session_body {
     try {
       server = std::apply([](Args&... a) { return std::make_unique<S>(a...); }, args);
       grove::detail::bind(*server, self);
-      session_access::attach(*server, pending, self.self());
+      session_access::attach(*server, pending, self);
       init = grove::detail::run_init(*server);
     } catch (const std::exception& e) {
       return grove::detail::start_failed(self, std::move(started), exit_reason::error(e.what()));

@@ -1,4 +1,5 @@
 #include <grove/registry/local_registry.hpp>
+#include <grove/telemetry/metrics.hpp>
 
 #include <grove/core/event.hpp>
 #include <grove/core/node.hpp>
@@ -18,7 +19,20 @@ struct local_registry::tables {
   detail::name_table<pid> names;
   detail::name_table<group_snapshot> groups;
   detail::name_table<std::string> meta{8};
+  // Built-in metrics (default handles record nowhere when the node has no registry).
+  telemetry::counter claims_granted, claims_held, claims_queued;
 };
+
+namespace {
+struct registry_families {
+  explicit registry_families(telemetry::metric_registry& r)
+      : claims(r.make_counter("grove_registry_claims_total",
+                              "Name claims (register-or-start), by outcome: granted, held (by a live process), "
+                              "queued (behind another claim).",
+                              {"node", "registry", "outcome"})) {}
+  telemetry::counter_family claims;
+};
+} // namespace
 
 namespace {
 
@@ -131,11 +145,16 @@ public:
   }
 
   call_result<name_claim> handle_call(claim_request r, from<name_claim> f) {
-    if (auto holder = tables_->names.find(r.name); holder && alive(*holder)) return name_claim{false, *holder};
+    if (auto holder = tables_->names.find(r.name); holder && alive(*holder)) {
+      tables_->claims_held.inc();
+      return name_claim{false, *holder};
+    }
     if (auto it = pending_.find(r.name); it != pending_.end()) {
+      tables_->claims_queued.inc();
       it->second.waiting.push_back(f); // answered when the claim before it settles
       return noreply;
     }
+    tables_->claims_granted.inc();
     grant(r.name, f.caller());
     return name_claim{true, pid{}};
   }
@@ -298,9 +317,28 @@ local_registry::local_registry(grove::node& n, local_registry_options options)
                   detail::server_body<registry_server, std::shared_ptr<tables>>{
                       started, std::tuple<std::shared_ptr<tables>>(tables_), std::nullopt, nullptr},
                   detail::to_spawn_options(start));
+  if (telemetry::metric_registry* r = n.metrics()) {
+    const std::string node = std::to_string(n.id());
+    const std::string name = server_.to_string();
+    auto& f = r->part<registry_families>();
+    tables_->claims_granted = f.claims.with({node, name, "granted"});
+    tables_->claims_held = f.claims.with({node, name, "held"});
+    tables_->claims_queued = f.claims.with({node, name, "queued"});
+    metrics_ = r;
+    std::shared_ptr<const tables> t = tables_;
+    collector_ids_.push_back(r->add_collector(
+        "grove_registry_names", "Names registered.", telemetry::metric_type::gauge, {"node", "registry"},
+        [t, node, name] { return std::vector<telemetry::sample>{{{node, name}, static_cast<double>(t->names.size())}}; }));
+    collector_ids_.push_back(r->add_collector(
+        "grove_registry_groups", "Groups with at least one member.", telemetry::metric_type::gauge, {"node", "registry"},
+        [t, node, name] { return std::vector<telemetry::sample>{{{node, name}, static_cast<double>(t->groups.size())}}; }));
+  }
 }
 
-local_registry::~local_registry() { grove::exit(server_, exit_reason::shutdown()); }
+local_registry::~local_registry() {
+  for (std::uint64_t id : collector_ids_) metrics_->remove_collector(id);
+  grove::exit(server_, exit_reason::shutdown());
+}
 
 awaitable<void> local_registry::do_register_name(std::string name, pid owner) {
   register_request request{name, owner};

@@ -17,8 +17,14 @@
 #include <grove/registry/registry.hpp>
 #include <grove/registry/supervised.hpp>
 
+#include <cstdint>
 #include <memory>
 #include <optional>
+#include <vector>
+
+namespace grove::telemetry {
+class metric_registry;
+}
 
 namespace grove {
 
@@ -67,6 +73,8 @@ protected:
 private:
   std::shared_ptr<tables> tables_;
   pid server_;
+  telemetry::metric_registry* metrics_ = nullptr; // the node's, when it has one
+  std::vector<std::uint64_t> collector_ids_;
 };
 
 } // namespace grove

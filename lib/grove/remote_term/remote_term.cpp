@@ -1,14 +1,17 @@
 #include <grove/remote_term/remote_term.hpp>
 
 #include <grove/telemetry/events.hpp>
+#include <grove/telemetry/metrics.hpp>
 
 #include <grove/core/event.hpp>
 
 #include <zlib.h>
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 namespace grove {
@@ -150,6 +153,42 @@ struct loaded_request {
   using reply_type = bool;
 };
 
+/// A term's built-in metrics (labels node, term).
+struct term_metrics {
+  struct families {
+    explicit families(telemetry::metric_registry& r)
+        : attempts(r.make_counter("grove_remote_term_refreshes_total",
+                                  "Refresh attempts, by status (updated, not_modified, failed).", {"node", "term", "status"})) {}
+    telemetry::counter_family attempts;
+  };
+
+  term_metrics(telemetry::metric_registry& r, const std::string& node, std::shared_ptr<remote_term_state> state) {
+    auto& f = r.part<families>();
+    const std::string& term = state->config.name;
+    for (auto s : {term_status::updated, term_status::not_modified, term_status::failed}) {
+      by_status[static_cast<std::size_t>(s)] = f.attempts.with({node, term, to_string(s)});
+    }
+    age = telemetry::scoped_collector(
+        r, "grove_remote_term_age_seconds", "Seconds since the source was last read successfully (absent before that).",
+        telemetry::metric_type::gauge, {"node", "term"}, [node, state] {
+          std::optional<std::chrono::system_clock::time_point> last;
+          {
+            std::lock_guard lock(state->mutex);
+            last = state->stats.last_success;
+          }
+          std::vector<telemetry::sample> out;
+          if (last) {
+            const std::chrono::duration<double> age = std::chrono::system_clock::now() - *last;
+            out.push_back({{node, state->config.name}, age.count()});
+          }
+          return out;
+        });
+  }
+
+  std::array<telemetry::counter, 3> by_status;
+  telemetry::scoped_collector age;
+};
+
 class refresher : public gen_server {
 public:
   explicit refresher(std::shared_ptr<remote_term_state> state)
@@ -157,6 +196,9 @@ public:
 
   void init() {
     state_->set_pid(self());
+    if (telemetry::metric_registry* r = this_process().node().metrics()) {
+      metrics_.emplace(*r, std::to_string(this_process().node().id()), state_);
+    }
     schedule(duration::zero()); // the first attempt, at once
   }
 
@@ -369,6 +411,7 @@ private:
       const term_value* still = state_->cell.load();
       out.version = still ? still->version : std::string();
     }
+    if (metrics_) metrics_->by_status[static_cast<std::size_t>(out.status)].inc();
     {
       std::lock_guard lock(state_->mutex);
       term_stats& s = state_->stats;
@@ -415,6 +458,7 @@ private:
   std::optional<term_outcome> last_;
   std::vector<from<term_outcome>> next_waiters_;
   std::vector<from<bool>> load_waiters_;
+  std::optional<term_metrics> metrics_; // when the node has a registry
 };
 
 awaitable<pid> start_refresher(node& n, std::shared_ptr<remote_term_state> state, bool link) {

@@ -273,7 +273,19 @@ struct child_info {
   child_type type = child_type::worker;
   restart_type restart = restart_type::permanent;
   child_status status = child_status::stopped;
+  std::uint64_t restarts = 0; ///< times its supervisor started it again after it ended (or was stopped by a restart)
   friend bool operator==(const child_info&, const child_info&) = default;
+};
+
+/// What a supervisor or dynamic supervisor says of itself (describe()):
+/// what the admin endpoint's /tree shows.
+struct supervision_info {
+  std::string strategy{};                    ///< "one_for_one", "one_for_all", "rest_for_one"
+  int max_restarts = 0;                      ///< restart intensity...
+  std::chrono::seconds max_seconds{};        ///< ...within this period
+  std::optional<std::size_t> max_children{}; ///< a dynamic supervisor's bound, if any
+  std::uint64_t restarts = 0;                ///< restarts it made since it started
+  std::vector<child_info> children{};        ///< in start order
 };
 
 /// count_children() (OTP's counts).

@@ -12,6 +12,7 @@ struct dynamic_child {
   child_spec spec;
   std::uint64_t order = 0; // start order, for which_children
   bool restarting = false; // a restart failed; a try_again is on its way
+  std::uint64_t restarts = 0;
 };
 
 struct start_dynamic_child_request {
@@ -28,6 +29,9 @@ struct which_dynamic_children_request {
 struct count_dynamic_children_request {
   using reply_type = outcome<child_counts>;
 };
+struct describe_dynamic_request {
+  using reply_type = outcome<supervision_info>;
+};
 struct try_again_dynamic_restart {
   pid child; // the key it is kept under while restarting: its last pid
 };
@@ -43,7 +47,11 @@ public:
         intensity_(options_.max_restarts, options_.max_seconds) {}
 
   // A node shutdown gives it as long as its children's policies take.
-  void init() { this_process().set_shutdown_timeout(duration::max()); }
+  void init() {
+    this_process().set_shutdown_timeout(duration::max());
+    set_kind(this_process(), "dynamic_supervisor");
+    metrics_.emplace(this_process());
+  }
 
   awaitable<outcome<pid>> handle_call(start_dynamic_child_request r) {
     if (auto bad = validate(r.spec)) co_return outcome<pid>::failure(errc::invalid_argument, *bad);
@@ -76,6 +84,21 @@ public:
   }
 
   outcome<std::vector<child_info>> handle_call(which_dynamic_children_request) {
+    return outcome<std::vector<child_info>>{children()};
+  }
+
+  outcome<supervision_info> handle_call(describe_dynamic_request) {
+    supervision_info info;
+    info.strategy = "one_for_one";
+    info.max_restarts = options_.max_restarts;
+    info.max_seconds = options_.max_seconds;
+    info.max_children = options_.max_children;
+    info.restarts = restarts_;
+    info.children = children();
+    return outcome<supervision_info>{std::move(info)};
+  }
+
+  std::vector<child_info> children() const {
     std::vector<std::pair<std::uint64_t, child_info>> ordered;
     ordered.reserve(children_.size());
     for (const auto& [p, c] : children_) {
@@ -83,13 +106,14 @@ public:
                                                .process = c.restarting ? pid{} : p,
                                                .type = c.spec.type,
                                                .restart = c.spec.restart,
-                                               .status = c.restarting ? child_status::restarting : child_status::running});
+                                               .status = c.restarting ? child_status::restarting : child_status::running,
+                                               .restarts = c.restarts});
     }
     std::sort(ordered.begin(), ordered.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
     std::vector<child_info> out;
     out.reserve(ordered.size());
     for (auto& [order, info] : ordered) out.push_back(std::move(info));
-    return outcome<std::vector<child_info>>{std::move(out)};
+    return out;
   }
 
   outcome<child_counts> handle_call(count_dynamic_children_request) {
@@ -149,11 +173,15 @@ private:
   awaitable<action> restart(pid old) {
     if (!intensity_.add()) {
       report_child("reached_max_restart_intensity", children_.at(old).spec.id, old, exit_reason::shutdown());
+      metrics_->gave_up();
       co_return stop(exit_reason::shutdown());
     }
+    ++restarts_;
+    metrics_->restarted(children_.at(old).spec.id);
     start_outcome o = co_await start_one(this_process(), children_.at(old).spec.start, extra_);
     auto node = children_.extract(old);
     dynamic_child& c = node.mapped();
+    ++c.restarts;
     if (o.failure) {
       report_child("start_error", c.spec.id, {}, *o.failure);
       c.restarting = true;
@@ -177,6 +205,8 @@ private:
   restart_intensity intensity_;
   std::unordered_map<pid, dynamic_child> children_;
   std::uint64_t next_order_ = 0;
+  std::optional<supervisor_metrics> metrics_;
+  std::uint64_t restarts_ = 0;
 };
 
 using dynamic_ref = server_ref<dynamic_supervisor_server>;
@@ -214,6 +244,10 @@ awaitable<void> dynamic_supervisor_base::terminate_child(pid child, duration tim
 
 awaitable<std::vector<child_info>> dynamic_supervisor_base::which_children(duration timeout) const {
   return ask<dynamic_supervisor_server, std::vector<child_info>>(pid_, which_dynamic_children_request{}, timeout);
+}
+
+awaitable<supervision_info> dynamic_supervisor_base::describe(duration timeout) const {
+  return ask<dynamic_supervisor_server, supervision_info>(pid_, describe_dynamic_request{}, timeout);
 }
 
 awaitable<child_counts> dynamic_supervisor_base::count_children(duration timeout) const {

@@ -54,6 +54,8 @@ public:
   awaitable<void> terminate_child(pid child, duration timeout = infinity) const;
   awaitable<std::vector<child_info>> which_children(duration timeout = infinity) const;
   awaitable<child_counts> count_children(duration timeout = infinity) const;
+  /// Its intensity, max_children, restarts and children (with their restart counts).
+  awaitable<supervision_info> describe(duration timeout = infinity) const;
   /// Stops the supervisor and its children (each by its shutdown policy) and
   /// waits until it has ended; as supervisor::stop.
   awaitable<exit_reason> stop(exit_reason reason = exit_reason::shutdown(), duration timeout = infinity) const;

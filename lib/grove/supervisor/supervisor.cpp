@@ -13,6 +13,7 @@ struct supervised_child {
   child_spec spec;
   pid process{};           // null unless running
   bool restarting = false; // a restart failed; a try_again is on its way
+  std::uint64_t restarts = 0;
 };
 
 struct start_child_request {
@@ -37,10 +38,25 @@ struct which_children_request {
 struct count_children_request {
   using reply_type = outcome<child_counts>;
 };
+struct describe_request {
+  using reply_type = outcome<supervision_info>;
+};
 /// Sent to itself after a restart failed to start (OTP's try_again_restart).
 struct try_again_restart {
   std::string id;
 };
+
+const char* strategy_name(restart_strategy s) {
+  switch (s) {
+  case restart_strategy::one_for_one:
+    return "one_for_one";
+  case restart_strategy::one_for_all:
+    return "one_for_all";
+  case restart_strategy::rest_for_one:
+    return "rest_for_one";
+  }
+  return "unknown";
+}
 
 std::string failed_to_start(const std::string& id, const exit_reason& why) {
   return "{failed_to_start_child, " + id + ", " + why.to_string() + "}";
@@ -58,6 +74,8 @@ public:
   awaitable<action> init() {
     // A node shutdown gives it as long as its children's policies take.
     this_process().set_shutdown_timeout(duration::max());
+    set_kind(this_process(), "supervisor");
+    metrics_.emplace(this_process());
     std::vector<child_spec> specs = std::move(initial_);
     for (child_spec& spec : specs) {
       start_outcome o = co_await start_one(this_process(), spec.start, no_extra_);
@@ -125,7 +143,19 @@ public:
     return outcome<nothing>{nothing{}};
   }
 
-  outcome<std::vector<child_info>> handle_call(which_children_request) {
+  outcome<std::vector<child_info>> handle_call(which_children_request) { return outcome<std::vector<child_info>>{children()}; }
+
+  outcome<supervision_info> handle_call(describe_request) {
+    supervision_info info;
+    info.strategy = strategy_name(options_.strategy);
+    info.max_restarts = options_.max_restarts;
+    info.max_seconds = options_.max_seconds;
+    info.restarts = restarts_;
+    info.children = children();
+    return outcome<supervision_info>{std::move(info)};
+  }
+
+  std::vector<child_info> children() const {
     std::vector<child_info> out;
     out.reserve(children_.size());
     for (const supervised_child& c : children_) {
@@ -135,9 +165,10 @@ public:
                      .restart = c.spec.restart,
                      .status = c.process      ? child_status::running
                                : c.restarting ? child_status::restarting
-                                              : child_status::stopped});
+                                              : child_status::stopped,
+                     .restarts = c.restarts});
     }
-    return outcome<std::vector<child_info>>{std::move(out)};
+    return out;
   }
 
   outcome<child_counts> handle_call(count_children_request) {
@@ -186,8 +217,10 @@ private:
   awaitable<action> restart(std::size_t index) {
     if (!intensity_.add()) {
       report_child("reached_max_restart_intensity", children_[index].spec.id, {}, exit_reason::shutdown());
+      metrics_->gave_up();
       co_return stop(exit_reason::shutdown());
     }
+    ++restarts_;
     children_[index].restarting = false;
     switch (options_.strategy) {
     case restart_strategy::one_for_one: co_await start_from(index, index + 1); break;
@@ -212,6 +245,8 @@ private:
   /// restarting and schedules a retry; the ones after it wait for the retry.
   awaitable<void> start_from(std::size_t first, std::size_t last) {
     for (std::size_t i = first; i < last; ++i) {
+      ++children_[i].restarts;
+      metrics_->restarted(children_[i].spec.id);
       start_outcome o = co_await start_one(this_process(), children_[i].spec.start, no_extra_);
       supervised_child& c = children_[i];
       if (o.failure) {
@@ -254,6 +289,8 @@ private:
   restart_intensity intensity_;
   std::vector<supervised_child> children_; // start order
   extra_arguments no_extra_;
+  std::optional<supervisor_metrics> metrics_;
+  std::uint64_t restarts_ = 0;
 };
 
 using supervisor_ref = server_ref<supervisor_server>;
@@ -332,6 +369,10 @@ awaitable<pid> supervisor::child_pid(std::string id, duration timeout) const {
 
 awaitable<exit_reason> supervisor::stop(exit_reason reason, duration timeout) const {
   return grove::stop(pid_, std::move(reason), timeout);
+}
+
+awaitable<supervision_info> supervisor::describe(duration timeout) const {
+  return detail::ask<detail::supervisor_server, supervision_info>(pid_, detail::describe_request{}, timeout);
 }
 
 awaitable<child_counts> supervisor::count_children(duration timeout) const {

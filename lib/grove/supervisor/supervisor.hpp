@@ -86,6 +86,8 @@ public:
   /// Every child, in start order.
   awaitable<std::vector<child_info>> which_children(duration timeout = infinity) const;
   awaitable<child_counts> count_children(duration timeout = infinity) const;
+  /// Its strategy, intensity, restarts and children (with their restart counts).
+  awaitable<supervision_info> describe(duration timeout = infinity) const;
   /// The pid of the child `id`: null while it is stopped or being
   /// restarted. Throws supervisor_errc::not_found if there is no such child.
   awaitable<pid> child_pid(std::string id, duration timeout = infinity) const;

@@ -4,12 +4,14 @@
 #include <grove/core/event.hpp>
 #include <grove/registry/detail/name_table.hpp>
 #include <grove/supervisor/supervisor.hpp>
+#include <grove/telemetry/metrics.hpp>
 #include <grove/tenant/sqlite_store.hpp>
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
 
 #include <algorithm>
+#include <array>
 #include <deque>
 #include <mutex>
 #include <unordered_map>
@@ -111,6 +113,11 @@ struct tenant_manager_shared {
   pid root;     // the subtree's supervisor
   pid tenants;  // the dynamic supervisor of tenant processes
   pid manager;  // the manager's process
+
+  /// Built-in metrics, when the node has a registry: set by the manager's
+  /// process as it starts. Last member: removed before what it reads.
+  telemetry::counter_family* events_family = nullptr;
+  telemetry::scoped_collector states_collector;
 
   pid get(pid tenant_manager_shared::*which) {
     std::lock_guard lock(mutex);
@@ -263,6 +270,8 @@ private:
 
   // Store and table.
   awaitable<void> commit(tenant_change change);
+  void count(const std::vector<tenant_event>& events) const; // built-in metrics
+  std::string node_label_;
   tenant_event make_event(const entry& e, tenant_event_kind kind, bool ok, std::string error) const;
   void publish(const entry& e);
   void unpublish(const std::string& id);
@@ -307,6 +316,7 @@ tenant_event manager_server::make_event(const entry& e, tenant_event_kind kind, 
 /// process holds is published, an erase unpublished), and only then its
 /// events go to the relay: a sink that heard of a change finds it in fetch().
 awaitable<void> manager_server::commit(tenant_change change) {
+  count(change.events);
   if (!shared_->options.event_sink) change.events.clear(); // nobody to deliver them to
   if (!change.put && !change.erase && change.events.empty()) co_return;
   tenant_store* store = shared_->store.get();
@@ -388,8 +398,47 @@ void manager_server::complete(entry& e, bool ok, std::string error) {
 
 // -- warm-up -----------------------------------------------------------------------
 
+namespace {
+struct tenant_families {
+  explicit tenant_families(telemetry::metric_registry& r)
+      : events(r.make_counter("grove_tenant_transitions_total",
+                              "Lifecycle events of tenants (install, update, uninstall, error_occurred, restarted, "
+                              "gave_up, dropped), by outcome (ok, error).",
+                              {"node", "manager", "event", "outcome"})) {}
+  telemetry::counter_family events;
+};
+} // namespace
+
+void manager_server::count(const std::vector<tenant_event>& events) const {
+  if (!shared_->events_family) return;
+  for (const tenant_event& e : events) {
+    shared_->events_family->with({node_label_, shared_->options.name, to_string(e.kind), e.ok ? "ok" : "error"}).inc();
+  }
+}
+
 awaitable<void> manager_server::init() {
   shared_->set(&tenant_manager_shared::manager, self());
+  if (telemetry::metric_registry* r = this_process().node().metrics(); r && !shared_->events_family) {
+    node_label_ = std::to_string(this_process().node().id());
+    shared_->events_family = &r->part<tenant_families>().events;
+    tenant_manager_shared* shared = shared_.get();
+    shared_->states_collector = telemetry::scoped_collector(
+        *r, "grove_tenants", "Tenants, by lifecycle state.", telemetry::metric_type::gauge, {"node", "manager", "state"},
+        [shared, node = node_label_] {
+          std::array<std::size_t, 5> by_state{};
+          shared->table.for_each([&](const std::string&, const std::shared_ptr<const tenant_view>& v) {
+            ++by_state[static_cast<std::size_t>(v->record.state)];
+          });
+          std::vector<telemetry::sample> out;
+          for (std::size_t i = 0; i < by_state.size(); ++i) {
+            out.push_back({{node, shared->options.name, std::string(to_string(static_cast<tenant_state>(i)))},
+                           static_cast<double>(by_state[i])});
+          }
+          return out;
+        });
+  } else if (shared_->events_family) {
+    node_label_ = std::to_string(this_process().node().id());
+  }
   tenants_ = dynamic_supervisor(shared_->get(&tenant_manager_shared::tenants));
   shared_->table.clear();
   if (shared_->options.event_sink) {

@@ -122,6 +122,7 @@ struct tenant_manager_options {
   backoff_policy sink_backoff = backoff_policy::exponential(
       {.initial = std::chrono::milliseconds(200), .max = std::chrono::seconds(30)}); ///< wait before retrying a failed event (default 200 ms, x1.6, at most 30 s)
   std::optional<std::size_t> max_tenants{};    ///< most tenants at once (default unlimited)
+  std::string name = "tenants";                ///< the `manager` label of its metrics, when the node has a registry (default "tenants")
   duration start_timeout = std::chrono::seconds(60); ///< how long warm-up may take before start fails (default 60 s)
   std::optional<std::size_t> worker{};         ///< worker the manager's process runs on (default: round-robin)
 };

@@ -1,4 +1,5 @@
 #include <grove/erps/detail/link.hpp>
+#include <grove/erps/detail/metrics.hpp>
 
 #include <grove/core/event.hpp>
 
@@ -104,6 +105,7 @@ void link::start() {
 }
 
 void link::log(log_level level, std::string_view event, const std::string& text) const {
+  if (config_.metrics && level >= log_level::warning) config_.metrics->error(event);
   if (config_.log) config_.log(log_record{level, event, peer_, text});
 }
 
@@ -272,6 +274,7 @@ asio::awaitable<void> link::read_loop(std::shared_ptr<link> self) {
   if (self->config_.handshake_first) handshake = co_await self->transport_->handshake();
   if (self->closed_) co_return;
   if (handshake) {
+    if (self->config_.metrics) self->config_.metrics->tls_handshake_failures.inc();
     std::string reason = "TLS handshake failed: " + describe(handshake);
     if (auto detail = self->transport_->handshake_detail(); !detail.empty()) reason += " (" + detail + ")";
     self->log_close(log_level::warning, "handshake_failed", reason);
@@ -328,6 +331,7 @@ asio::awaitable<void> link::read_loop(std::shared_ptr<link> self) {
       co_return;
     }
     self->decoder_.commit(n);
+    if (self->config_.metrics) self->config_.metrics->bytes_in.inc(n);
     self->last_received_ = clock::now();
   }
 }
@@ -346,6 +350,7 @@ asio::awaitable<void> link::write_loop(std::shared_ptr<link> self) {
       auto [e, n] =
           co_await self->transport_->write(asio::buffer(self->writing_.data() + at, std::min(chunk, self->writing_.size() - at)));
       error = e;
+      if (self->config_.metrics) self->config_.metrics->bytes_out.inc(n);
     }
     self->write_started_.reset();
     self->writing_.clear();

@@ -71,7 +71,11 @@ struct link_counters {
   std::atomic<std::uint64_t> rejected_frames{0};
   std::atomic<std::uint64_t> tls_handshakes{0}; ///< completed
   std::atomic<std::uint64_t> tls_resumed{0};    ///< of those, resumed sessions
+  std::atomic<std::uint64_t> accepted{0};       ///< the daemon's: connections accepted
+  std::atomic<std::uint64_t> refused{0};        ///< the daemon's: refused for max_connections
 };
+
+struct daemon_series;
 
 struct link_config {
   std::uint32_t max_payload = default_max_payload;
@@ -94,6 +98,7 @@ struct link_config {
   std::size_t pause_reading_bytes = 1u << 20;       ///< stop reading while this much is unsent
   log_function log{};
   std::shared_ptr<link_counters> counters{};
+  std::shared_ptr<const daemon_series> metrics{}; ///< a daemon's, when its node has a registry
 };
 
 /// Throws grove::error (errc::invalid_argument): "<owner>.<field>: <why>".

@@ -5,6 +5,7 @@
 #include <grove/erps/detail/link.hpp>
 #include <grove/erps/server.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -37,6 +38,7 @@ private:
   struct pending_call {
     json id;
     std::shared_ptr<grove::detail::reply_slot<json>> slot;
+    std::chrono::steady_clock::time_point arrived{}; // when metrics are on
   };
 
   grove::detail::handler_outcome on_call(server& s, std::string_view payload, const session_dispatch& d);

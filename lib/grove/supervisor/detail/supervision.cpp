@@ -1,6 +1,8 @@
 #include <grove/supervisor/detail/supervision.hpp>
 
 #include <grove/core/event.hpp>
+#include <grove/core/node.hpp>
+#include <grove/telemetry/metrics.hpp>
 
 #include <cstdio>
 #include <exception>
@@ -116,6 +118,32 @@ std::optional<std::string> validate(const child_spec& spec) {
     return "child_spec \"" + spec.id + "\": shutdown timeout is negative (expected >= 0, brutal_kill or infinity)";
   }
   return std::nullopt;
+}
+
+struct supervisor_metrics::families {
+  explicit families(telemetry::metric_registry& r)
+      : restarts(r.make_counter("grove_supervisor_restarts_total", "Children restarted, by child id.", {"node", "child"})),
+        intensity_exceeded(r.make_counter("grove_supervisor_intensity_exceeded_total",
+                                          "Supervisors that gave up: more restarts than their intensity allows.",
+                                          {"node"})) {}
+  telemetry::counter_family restarts;
+  telemetry::counter_family intensity_exceeded;
+};
+
+supervisor_metrics::supervisor_metrics(process& self) {
+  if (telemetry::metric_registry* r = self.node().metrics()) {
+    families_ = &r->part<families>();
+    node_ = std::to_string(self.node().id());
+  }
+}
+
+// Restarts are rare: the series is looked up each time.
+void supervisor_metrics::restarted(const std::string& child_id) const {
+  if (families_) families_->restarts.with({node_, child_id}).inc();
+}
+
+void supervisor_metrics::gave_up() const {
+  if (families_) families_->intensity_exceeded.with({node_}).inc();
 }
 
 } // namespace grove::detail

@@ -100,6 +100,20 @@ bool stopped_cleanly(const stop_outcome& o, shutdown_policy policy);
 
 void report(const std::function<void(const supervisor_report&)>& hook, supervisor_report r) noexcept;
 
+/// A supervisor's built-in metrics (restarts per child, intensity
+/// exceeded), on the registry of its node, if it has one.
+class supervisor_metrics {
+public:
+  explicit supervisor_metrics(process& self);
+  void restarted(const std::string& child_id) const;
+  void gave_up() const;
+
+private:
+  struct families;
+  families* families_ = nullptr;
+  std::string node_;
+};
+
 /// "child \"db\"" or, for an unnamed child, "child <1.0.5>".
 std::string child_name(const std::string& id, const pid& p);
 
