@@ -1,4 +1,6 @@
 #include <grove/admin/admin_server.hpp>
+#include <grove/admin/tree.hpp>
+#include <grove/supervisor/supervisor.hpp>
 
 #include <grove/core/error.hpp>
 #include <grove/core/node.hpp>
@@ -9,6 +11,8 @@
 #include "../temp_dir.hpp"
 
 #include <doctest/doctest.h>
+
+#include <nlohmann/json.hpp>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
@@ -82,6 +86,17 @@ public:
   response get(const std::string& path) {
     send("GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     return read();
+  }
+  /// Everything up to and including `delimiter` (empty if the server
+  /// closed the connection first).
+  std::string read_through(const std::string& delimiter) {
+    std::size_t end;
+    while ((end = buffer_.find(delimiter)) == std::string::npos) {
+      if (!fill()) return {};
+    }
+    std::string out = buffer_.substr(0, end + delimiter.size());
+    buffer_.erase(0, end + delimiter.size());
+    return out;
   }
   /// Whether the server closed the connection (reads until it does).
   bool closed_by_server() {
@@ -304,4 +319,118 @@ TEST_CASE("over TLS: mutual by default, one-way when asked; curl checks the serv
   REQUIRE_FALSE(started);
   CHECK(started.what().find("admin_server: tls.certificate_file \"/nonexistent.pem\": cannot read the file") !=
         std::string::npos);
+}
+
+namespace {
+
+class idle_worker : public grove::gen_server {};
+
+/// The first process in `nodes` (a /tree children array) whose `key` is `value`.
+const nlohmann::json* find_in(const nlohmann::json& nodes, const std::string& key, const std::string& value) {
+  for (const auto& p : nodes) {
+    if (p.contains(key) && p[key].is_string() && p[key] == value) return &p;
+    if (const nlohmann::json* deeper = find_in(p["children"], key, value)) return deeper;
+  }
+  return nullptr;
+}
+
+} // namespace
+
+TEST_CASE("/tree shows a supervisor's strategy, its children's ids, pids and restart counts, live") {
+  fixture f({});
+  std::vector<grove::child_spec> children{grove::server_child<idle_worker>("alpha"),
+                                          grove::server_child<idle_worker>("beta")};
+  grove::supervisor_options so{.strategy = grove::restart_strategy::one_for_one, .max_restarts = 5, .report = nullptr};
+  const grove::supervisor sup = f.n.block_on(grove::supervisor::start(f.n, children, so));
+  const grove::pid alpha = f.n.block_on(sup.child_pid("alpha"));
+  raw_client c(f.admin.port());
+  const response first = c.get("/tree");
+  REQUIRE(first.status == 200);
+  CHECK(first.header("Content-Type") == "application/json");
+  const nlohmann::json tree = nlohmann::json::parse(first.body);
+  CHECK(tree["node"] == f.n.id());
+  CHECK(tree["processes"].get<std::size_t>() == f.n.process_count());
+  const nlohmann::json* s = find_in(tree["roots"], "pid", sup.id().to_string());
+  REQUIRE(s != nullptr);
+  CHECK((*s)["kind"] == "supervisor");
+  CHECK((*s)["supervisor"]["strategy"] == "one_for_one");
+  CHECK((*s)["supervisor"]["max_restarts"] == 5);
+  REQUIRE((*s)["children"].size() == 2);
+  CHECK((*s)["children"][0]["id"] == "alpha");
+  CHECK((*s)["children"][0]["pid"] == alpha.to_string());
+  CHECK((*s)["children"][0]["kind"] == "gen_server");
+  CHECK((*s)["children"][0]["restarts"] == 0);
+  CHECK((*s)["children"][1]["id"] == "beta");
+
+  // Kill alpha: the supervisor restarts it, and the next /tree shows that.
+  f.n.block_on([alpha](grove::process& self) -> grove::awaitable<void> {
+    self.monitor(alpha);
+    grove::exit(alpha, grove::exit_reason::kill());
+    (void)co_await self.receive(); // its down message
+  });
+  const grove::pid alpha_again = f.n.block_on(sup.child_pid("alpha")); // answered after the restart
+  REQUIRE(alpha_again);
+  CHECK(alpha_again != alpha);
+  const nlohmann::json after = nlohmann::json::parse(c.get("/tree").body);
+  const nlohmann::json* s2 = find_in(after["roots"], "pid", sup.id().to_string());
+  REQUIRE(s2 != nullptr);
+  CHECK((*s2)["supervisor"]["restarts"] == 1);
+  CHECK((*s2)["children"][0]["pid"] == alpha_again.to_string());
+  CHECK((*s2)["children"][0]["restarts"] == 1);
+  CHECK((*s2)["children"][1]["restarts"] == 0);
+  f.n.block_on(sup.stop());
+}
+
+TEST_CASE("/tree shows at most tree_max_children under one parent and counts the rest") {
+  fixture f({.tree_max_children = 3});
+  std::vector<grove::child_spec> children;
+  for (int i = 0; i < 5; ++i) children.push_back(grove::server_child<idle_worker>("w" + std::to_string(i)));
+  const grove::supervisor sup = f.n.block_on(grove::supervisor::start(f.n, children, {.report = nullptr}));
+  const nlohmann::json tree = f.n.block_on(grove::admin::process_tree(f.n, 3));
+  const nlohmann::json* s = find_in(tree["roots"], "pid", sup.id().to_string());
+  REQUIRE(s != nullptr);
+  CHECK((*s)["children"].size() == 3);
+  CHECK((*s)["more_children"] == 2);
+  f.n.block_on(sup.stop());
+}
+
+TEST_CASE("/events streams a snapshot at once, then one per interval; a token may come in the query") {
+  grove::telemetry::metric_registry metrics;
+  metrics.make_counter("test_things_total", "Things.", {"kind"}).with({"a"}).inc(2);
+  metrics.make_counter("test_things_total", "Things.", {"kind"}).with({"b"}).inc(3);
+  fixture f({.metrics = &metrics, .bearer_token = "s3cret", .dashboard_interval = 100ms});
+  {
+    raw_client refused(f.admin.port());
+    CHECK(refused.get("/events?access_token=wrong").status == 401);
+    CHECK(refused.get("/tree").status == 401);
+    CHECK(refused.get("/tree?access_token=s3cret").status == 200);
+  }
+  raw_client c(f.admin.port());
+  c.send("GET /events?access_token=s3cret HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+  const std::string head = c.read_through("\r\n\r\n");
+  CHECK(head.find("200 OK") != std::string::npos);
+  CHECK(head.find("Content-Type: text/event-stream") != std::string::npos);
+  for (int i = 0; i < 2; ++i) {
+    const std::string event = c.read_through("\n\n");
+    REQUIRE(event.rfind("event: snapshot\ndata: ", 0) == 0);
+    const nlohmann::json data = nlohmann::json::parse(event.substr(event.find("data: ") + 6));
+    CHECK(data["tree"]["node"] == f.n.id());
+    CHECK(data["tree"]["roots"].is_array());
+    CHECK(data["metrics"]["test_things_total"] == 5.0); // the family's series summed
+    CHECK(data["at"].get<std::int64_t>() > 0);
+  }
+}
+
+TEST_CASE("/ serves the dashboard page: HTML with its script inline, no external assets") {
+  fixture f({});
+  raw_client c(f.admin.port());
+  const response page = c.get("/");
+  REQUIRE(page.status == 200);
+  CHECK(page.header("Content-Type") == "text/html; charset=utf-8");
+  CHECK(page.body.find("<script>") != std::string::npos);
+  CHECK(page.body.find("EventSource(") != std::string::npos);
+  CHECK(page.body.find("src=") == std::string::npos);
+  CHECK(page.body.find("http://") == std::string::npos);
+  CHECK(page.body.find("https://") == std::string::npos);
+  CHECK(c.get("/tree").status == 200);
 }

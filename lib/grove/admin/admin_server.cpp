@@ -1,4 +1,6 @@
 #include <grove/admin/admin_server.hpp>
+#include <grove/admin/detail/dashboard.hpp>
+#include <grove/admin/tree.hpp>
 
 #include <grove/core/detail/deadline.hpp>
 #include <grove/core/error.hpp>
@@ -7,6 +9,7 @@
 #include <grove/telemetry/metrics.hpp>
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -17,6 +20,9 @@
 #include <boost/beast/http/string_body.hpp>
 
 #include <atomic>
+#include <charconv>
+#include <chrono>
+#include <map>
 #include <mutex>
 #include <set>
 
@@ -68,6 +74,55 @@ std::string wire(const reply& r, bool head) {
 
 enum class read_outcome { request, closed, timed_out, too_large, malformed };
 
+/// The value of query parameter `name` in `target` (no percent-decoding:
+/// the dashboard passes the token as it was given).
+std::string_view query_value(std::string_view target, std::string_view name) {
+  const std::size_t q = target.find('?');
+  if (q == std::string_view::npos) return {};
+  std::string_view rest = target.substr(q + 1);
+  while (!rest.empty()) {
+    const std::size_t amp = rest.find('&');
+    const std::string_view pair = rest.substr(0, amp);
+    if (pair.size() > name.size() && pair.substr(0, name.size()) == name && pair[name.size()] == '=') {
+      return pair.substr(name.size() + 1);
+    }
+    if (amp == std::string_view::npos) break;
+    rest = rest.substr(amp + 1);
+  }
+  return {};
+}
+
+/// Each family's series summed (histograms by _count and _sum), from the
+/// exposition text: what the dashboard turns into rates.
+nlohmann::json metric_totals(const std::string& text) {
+  std::map<std::string, double, std::less<>> sums;
+  std::size_t at = 0;
+  while (at < text.size()) {
+    std::size_t end = text.find('\n', at);
+    if (end == std::string::npos) end = text.size();
+    const std::string_view line(text.data() + at, end - at);
+    at = end + 1;
+    if (line.empty() || line.front() == '#') continue;
+    const std::size_t name_end = line.find_first_of("{ ");
+    const std::size_t value_at = line.rfind(' ');
+    if (name_end == std::string_view::npos || value_at == std::string_view::npos) continue;
+    const std::string_view name = line.substr(0, name_end);
+    if (name.ends_with("_bucket")) continue;
+    double value = 0;
+    const std::string_view number = line.substr(value_at + 1);
+    if (std::from_chars(number.data(), number.data() + number.size(), value).ec != std::errc()) continue;
+    sums[std::string(name)] += value;
+  }
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& [name, value] : sums) out[name] = value;
+  return out;
+}
+
+std::int64_t unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 } // namespace
 
 struct admin_server::state {
@@ -79,15 +134,32 @@ struct admin_server::state {
   std::shared_ptr<erps::detail::tls_context> tls; // when options.tls
   std::mutex mutex;
   std::set<pid> connections;
+  node* owner = nullptr; // set by start()
 
-  reply route(const request_parser::value_type& req) const {
+  static std::string_view path_of(const request_parser::value_type& req) {
     std::string_view target = req.target();
-    target = target.substr(0, target.find('?'));
-    const bool known = target == "/metrics" || target == "/healthz" || target == "/readyz";
-    if (!known) return reply{.status = 404, .body = "no such path: " + std::string(target) + "\n"};
+    return target.substr(0, target.find('?'));
+  }
+
+  awaitable<reply> route(const request_parser::value_type& req) const {
+    const std::string_view target = path_of(req);
+    const bool known = target == "/" || target == "/metrics" || target == "/healthz" || target == "/readyz" ||
+                       target == "/tree" || target == "/events";
+    if (!known) co_return reply{.status = 404, .body = "no such path: " + std::string(target) + "\n"};
     if (req.method() != http::verb::get && req.method() != http::verb::head) {
-      return reply{.status = 405, .body = "only GET and HEAD\n", .allow = "GET, HEAD"};
+      co_return reply{.status = 405, .body = "only GET and HEAD\n", .allow = "GET, HEAD"};
     }
+    if (target == "/") {
+      co_return reply{.content_type = "text/html; charset=utf-8", .body = std::string(detail::dashboard_html())};
+    }
+    if (target == "/tree") {
+      nlohmann::json tree = co_await process_tree(*owner, options.tree_max_children);
+      co_return reply{.content_type = "application/json", .body = tree.dump() + "\n"};
+    }
+    co_return plain_route(target);
+  }
+
+  reply plain_route(std::string_view target) const {
     if (target == "/healthz") return reply{.body = "ok\n"};
     if (target == "/readyz") {
       readiness r;
@@ -158,12 +230,47 @@ struct admin_server::state {
   /// compared in constant time.
   bool authorized(const request_parser::value_type& req) const {
     if (options.bearer_token.empty()) return true;
-    const std::string expected = "Bearer " + options.bearer_token;
-    const std::string_view given = req[http::field::authorization];
+    const std::string_view header = req[http::field::authorization];
+    if (header.starts_with("Bearer ") && same_secret(header.substr(7), options.bearer_token)) return true;
+    const std::string_view query = query_value(req.target(), "access_token");
+    return !query.empty() && same_secret(query, options.bearer_token);
+  }
+
+  /// Compared in constant time (for a given length).
+  static bool same_secret(std::string_view given, std::string_view expected) {
     if (given.size() != expected.size()) return false;
     unsigned char differ = 0;
     for (std::size_t i = 0; i < given.size(); ++i) differ |= static_cast<unsigned char>(given[i] ^ expected[i]);
     return differ == 0;
+  }
+
+  /// One server-sent event "snapshot" (see /events).
+  awaitable<std::string> snapshot_event() const {
+    nlohmann::json tree = co_await process_tree(*owner, options.tree_max_children);
+    nlohmann::json data = nlohmann::json::object();
+    data["tree"] = std::move(tree);
+    data["at"] = unix_ms();
+    data["metrics"] = options.metrics ? metric_totals(options.metrics->prometheus_text()) : nlohmann::json::object();
+    co_return "event: snapshot\ndata: " + data.dump() + "\n\n";
+  }
+
+  /// /events: the stream's headers, then a snapshot now and every
+  /// dashboard_interval, until the client goes away (a write fails or
+  /// stalls past request_timeout) or the server stops.
+  awaitable<void> stream_events(transport& io, bool head) {
+    const std::string headers =
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n";
+    const bool started = co_await send(io, headers);
+    if (!started || head) co_return;
+    asio::steady_timer timer(io.executor());
+    for (;;) {
+      const std::string event = co_await snapshot_event();
+      const bool sent = co_await send(io, event);
+      if (!sent) co_return;
+      timer.expires_after(options.dashboard_interval);
+      auto waited = co_await timer.async_wait(use_tuple);
+      if (std::get<0>(waited)) co_return;
+    }
   }
 
   /// One connection: requests in turn until either side closes.
@@ -192,8 +299,13 @@ struct admin_server::state {
         r = reply{.status = 400, .body = "not an HTTP/1.1 request\n", .close = true};
       } else if (!authorized(parser.get())) {
         r = reply{.status = 401, .body = "a bearer token is required\n", .authenticate = true};
+      } else if (path_of(parser.get()) == "/events" &&
+                 (parser.get().method() == http::verb::get || parser.get().method() == http::verb::head)) {
+        served.fetch_add(1, std::memory_order_relaxed);
+        co_await stream_events(io, parser.get().method() == http::verb::head);
+        co_return;
       } else {
-        r = route(parser.get());
+        r = co_await route(parser.get());
         head = parser.get().method() == http::verb::head;
         r.close = r.close || !parser.get().keep_alive();
       }
@@ -214,6 +326,10 @@ admin_server::admin_server(admin_options o) {
   if (o.request_timeout <= duration::zero()) throw bad("request_timeout: not positive (expected a positive duration)");
   if (o.idle_timeout <= duration::zero()) throw bad("idle_timeout: not positive (expected a positive duration)");
   if (o.max_connections == 0) throw bad("max_connections: 0 (expected at least 1)");
+  if (o.tree_max_children == 0) throw bad("tree_max_children: 0 (expected at least 1)");
+  if (o.dashboard_interval < std::chrono::milliseconds(50)) {
+    throw bad("dashboard_interval: under 50 ms (expected a duration of at least 50 ms)");
+  }
   state_ = std::make_shared<state>(std::move(o));
 }
 
@@ -250,10 +366,13 @@ awaitable<void> admin_server::start(node& n) {
                                                    std::to_string(o.port) + ": " + error.message());
   }
   state_->port = acceptor.local_endpoint().port();
+  state_->owner = &n;
   std::shared_ptr<state> st = state_;
   acceptor_ = grove::spawn(
       n,
       [st, &n, acceptor = std::move(acceptor)](process& self) mutable -> awaitable<void> {
+        self.set_label("admin listener " + st->options.address + ":" + std::to_string(st->port.load()) +
+                       (st->tls ? " (HTTPS)" : " (HTTP)"));
         for (;;) {
           tcp::socket socket(acceptor.get_executor());
           auto accepted = co_await acceptor.async_accept(socket, use_tuple);
@@ -267,6 +386,9 @@ awaitable<void> admin_server::start(node& n) {
           const pid conn = grove::spawn(
               n,
               [st, over, s = std::move(socket)](process& me) mutable -> awaitable<void> {
+                boost::system::error_code no_peer;
+                const tcp::endpoint peer = s.remote_endpoint(no_peer);
+                if (!no_peer) me.set_label("admin connection " + peer.address().to_string() + ":" + std::to_string(peer.port()));
                 struct leave {
                   std::shared_ptr<state> st;
                   pid me;

@@ -9,10 +9,30 @@
 //   co_await admin.stop();
 //
 // Paths (GET or HEAD):
+//   /         the dashboard: one HTML page (no external assets) showing the
+//             supervision tree and the main rates, live over /events
 //   /metrics  the registry in Prometheus's text format 0.0.4 (404 without a registry)
 //   /healthz  200 "ok": the node runs and answers
 //   /readyz   200 "ready", or 503 with the reason `ready()` gives
-// With a bearer_token, a request without it gets 401 (WWW-Authenticate).
+//   /tree     JSON: the node's live process tree (below)
+//   /events   server-sent events: every dashboard_interval, an event
+//             "snapshot" whose data is {"tree": <as /tree>, "metrics":
+//             {family: sum of its series}, "at": unix ms}; the first at once
+// With a bearer_token, a request without it gets 401 (WWW-Authenticate);
+// the token may also come as ?access_token=<it> (RFC 6750), which is how
+// the dashboard's EventSource passes it on.
+//
+// /tree: {"node": id, "processes": count, "roots": [process...]}, where a
+// process is {"pid", "kind", "label", "mailbox", "links", "monitors",
+// "trap_exit", "children": [...]} and, for a supervisor, "supervisor":
+// {"strategy", "max_restarts", "max_seconds", "restarts", "max_children"}
+// with its children in start order, each also carrying the supervisor's
+// "id", "type", "restart", "status" and "restarts" for it (a stopped
+// child has no pid). Other processes nest under the process that spawned
+// them; a process whose spawner is gone is a root. An erps session's label
+// names its peer ("erps session 127.0.0.1:51234"). A node with more than
+// tree_max_children children under one parent shows that many and
+// "more_children": how many were left out.
 // With tls, HTTPS only (mutual TLS by default, as erps).
 // Anything else: 404; another method: 405 (with Allow); a request line and
 // headers, or a body, over max_request_bytes: 413; what is not HTTP: 400;
@@ -64,6 +84,8 @@ struct admin_options {
                                                      ///< is false, erps's policy (default: plain HTTP)
   std::string bearer_token{};                        ///< when set, every request needs "Authorization: Bearer <it>",
                                                      ///< else 401 (default none)
+  std::size_t tree_max_children = 200;               ///< /tree: children shown per parent (default 200)
+  duration dashboard_interval = std::chrono::seconds(1); ///< /events: time between snapshots (default 1 s)
 };
 
 class admin_server {
