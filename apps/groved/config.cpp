@@ -104,7 +104,7 @@ const std::vector<option>& options() {
     };
     listener("tcp", &config::tcp, "plain TCP clients");
     listener("tls", &config::tls, "TLS clients");
-    listener("admin", &config::admin, "the admin endpoint (HTTP: /metrics, /healthz, /readyz)");
+    listener("admin", &config::admin, "the admin endpoint (HTTP: /, /metrics, /healthz, /readyz, /tree, /events)");
     t.push_back({"tls.certificate", kind::text, "PEM certificate chain the daemon presents",
                  [](const config& c) { return json(c.tls_certificate); },
                  [](config& c, const json& v) { c.tls_certificate = to_text("tls.certificate", v, false); }});

@@ -122,6 +122,7 @@ struct groved_main {
   const config* settings;
   const logger* log;
   std::shared_ptr<boost::asio::signal_set> signals;
+  grove::telemetry::metric_registry* metrics; // the node's, when the admin endpoint is on
 
   grove::awaitable<int> operator()(grove::process& self) {
     grove::node& n = self.node();
@@ -184,12 +185,11 @@ struct groved_main {
       if (!d) continue;
       ready[slot == tls_slot ? "tls" : "tcp"] = {{"address", d.address()}, {"port", d.port()}};
     }
-    grove::telemetry::metric_registry metrics;
     std::optional<grove::admin::admin_server> admin;
     if (c.admin.enabled) {
       try {
-        admin.emplace(admin_options_for(c, metrics, state));
-        add_metrics(metrics, n, state);
+        admin.emplace(admin_options_for(c, *metrics, state));
+        add_metrics(*metrics, state);
         co_await admin->start(n);
       } catch (const std::exception& e) {
         log->log(log_level::error, "start_failed", {{"msg", std::string("admin: ") + e.what()}});
@@ -315,9 +315,12 @@ int main(int argc, char** argv) {
   // through groved's own logger, in its format and at its level.
   node_options.events = log.events();
   node_options.min_event_level = grove::event_level::debug; // the logger filters by its own level
+  // grove's built-in metrics are recorded only when something serves them.
+  grove::telemetry::metric_registry metrics; // outlives the node
+  if (c.admin.enabled) node_options.metrics = &metrics;
   grove::node n(node_options);
   // Installed before anything listens, so a signal during start-up is
   // handled like any other (it stops groved once it is up).
   auto signals = std::make_shared<boost::asio::signal_set>(n.context(0), SIGINT, SIGTERM, SIGHUP);
-  return n.block_on(groved_main{&c, &log, signals});
+  return n.block_on(groved_main{&c, &log, signals, &metrics});
 }

@@ -98,6 +98,7 @@ std::vector<grove::erps::daemon> service_state::daemons() const {
 shard::shard(std::shared_ptr<service_state> state, std::size_t index) : state_(std::move(state)), index_(index) {}
 
 void shard::init() {
+  this_process().set_label("groved store shard " + std::to_string(index_));
   if (std::optional<json> part = state_->take_initial(index_)) {
     data_.reserve(part->size());
     for (auto it = part->begin(); it != part->end(); ++it) data_.emplace(it.key(), std::move(it.value()));

@@ -19,6 +19,7 @@ grove::erps::daemon_options daemon_options_for(const config& c, bool tls, const 
   const listener_config& l = tls ? c.tls : c.tcp;
   o.bind_address = l.address;
   o.port = l.port;
+  o.name = tls ? "tls" : "tcp";
   o.link.identifier = c.identifier;
   o.link.max_payload = c.max_payload;
   o.link.max_depth = c.max_depth;

@@ -653,9 +653,30 @@ TEST_CASE("the admin endpoint serves groved's metrics, health and readiness; pro
   const result metrics = run({"curl", "-sS", base + "/metrics"});
   CHECK(metrics.out.find("groved_calls_total 3\n") != std::string::npos);
   CHECK(metrics.out.find("groved_keys 1\n") != std::string::npos);
-  CHECK(metrics.out.find("grove_erps_accepted_total{listener=\"tcp\"} 1\n") != std::string::npos);
-  CHECK(metrics.out.find("grove_node_processes ") != std::string::npos);
+  // grove's built-in metrics, the listener named by its section.
+  CHECK(metrics.out.find("grove_erps_accepted_total{node=\"1\",daemon=\"tcp\"} 1\n") != std::string::npos);
+  CHECK(metrics.out.find("grove_erps_calls_total{node=\"1\",daemon=\"tcp\"} 3\n") != std::string::npos);
+  CHECK(metrics.out.find("grove_erps_call_duration_seconds_count{node=\"1\",daemon=\"tcp\"} 3\n") != std::string::npos);
+  CHECK(metrics.out.find("grove_processes{node=\"1\"} ") != std::string::npos);
+  CHECK(metrics.out.find("grove_registry_names{node=\"1\",") != std::string::npos);
   const result checked = run({"promtool", "check", "metrics"}, metrics.out);
   CHECK(checked.status == 0);
+
+  // /tree: the root supervisor, the store's shards, the listener and a live session.
+  raw_connection mine(d.tcp_port());
+  REQUIRE(mine.send(erps_frame(4, R"([7,{"op":"get","key":"a"}])")));
+  REQUIRE(mine.next_frame()); // answered: its session runs
+  const result tree = run({"curl", "-sS", base + "/tree"});
+  const json t = json::parse(tree.out);
+  CHECK(t["node"] == 1);
+  std::string text = tree.out;
+  CHECK(text.find("\"strategy\":\"rest_for_one\"") != std::string::npos);
+  CHECK(text.find("\"id\":\"store\"") != std::string::npos);
+  CHECK(text.find("\"id\":\"shard-0\"") != std::string::npos);
+  CHECK(text.find("\"label\":\"groved store shard 0\"") != std::string::npos);
+  CHECK(text.find("\"label\":\"erps listener 127.0.0.1:" + std::to_string(d.tcp_port()) + " (TCP)\"") != std::string::npos);
+  CHECK(text.find("\"label\":\"erps session 127.0.0.1:") != std::string::npos);
+  const result page = run({"curl", "-sS", base + "/"});
+  CHECK(page.out.find("EventSource(") != std::string::npos);
   CHECK(d.stop() == 0);
 }
