@@ -40,14 +40,15 @@
 namespace groved {
 namespace {
 
-/// The admin endpoint's options: /readyz is ready while every enabled
-/// listener is up.
+/// The admin endpoint's options: /readyz is ready while the root
+/// supervisor is up and every enabled listener is up.
 grove::admin::admin_options admin_options_for(const config& c, const grove::telemetry::metric_registry& metrics,
-                                              std::shared_ptr<service_state> state) {
+                                              std::shared_ptr<service_state> state, grove::pid top) {
   grove::admin::admin_options o;
   o.address = c.admin.address;
   o.port = c.admin.port;
   o.metrics = &metrics;
+  o.supervisors = {top};
   o.ready = [state, tcp = c.tcp.enabled, tls = c.tls.enabled] {
     const auto daemons = state->daemons();
     if (tcp && !daemons[tcp_slot]) return grove::admin::readiness{false, "the tcp listener is not up"};
@@ -188,7 +189,7 @@ struct groved_main {
     std::optional<grove::admin::admin_server> admin;
     if (c.admin.enabled) {
       try {
-        admin.emplace(admin_options_for(c, *metrics, state));
+        admin.emplace(admin_options_for(c, *metrics, state, top.id()));
         add_metrics(*metrics, state);
         co_await admin->start(n);
       } catch (const std::exception& e) {

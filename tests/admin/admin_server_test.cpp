@@ -1,5 +1,6 @@
 #include <grove/admin/admin_server.hpp>
 #include <grove/admin/tree.hpp>
+#include <grove/erps/server.hpp>
 #include <grove/supervisor/supervisor.hpp>
 
 #include <grove/core/error.hpp>
@@ -170,6 +171,37 @@ TEST_CASE("readyz answers 503 with the reason the check gives; healthz stays 200
   ready = true;
   CHECK(c.get("/readyz").status == 200);
   CHECK(c.get("/metrics").status == 404); // no registry given
+}
+
+namespace {
+class plain_server : public grove::erps::server {};
+} // namespace
+
+TEST_CASE("readyz is 503 naming a watched daemon that stopped listening or a watched supervisor that is down") {
+  grove::node n{{.threads = 2, .events = nullptr}};
+  grove::erps::daemon_options serve;
+  serve.link.log = nullptr;
+  const grove::erps::daemon d = n.block_on(grove::erps::daemon::start<plain_server>(n, serve));
+  const grove::supervisor sup = n.block_on(grove::supervisor::start(n, {}, {.report = nullptr}));
+  grove::admin::admin_server admin({.daemons = {d}, .supervisors = {sup.id()}});
+  n.block_on(admin.start(n));
+  raw_client c(admin.port());
+  CHECK(c.get("/readyz").status == 200);
+  n.block_on(d.shutdown(5s));
+  const response no_daemon = c.get("/readyz");
+  CHECK(no_daemon.status == 503);
+  CHECK(no_daemon.body == "the erps daemon on 127.0.0.1:" + std::to_string(d.port()) + " is not listening\n");
+  grove::admin::admin_server second({.supervisors = {sup.id()}});
+  n.block_on(second.start(n));
+  raw_client c2(second.port());
+  CHECK(c2.get("/readyz").status == 200);
+  (void)n.block_on(sup.stop());
+  const response no_supervisor = c2.get("/readyz");
+  CHECK(no_supervisor.status == 503);
+  CHECK(no_supervisor.body == "the supervisor " + sup.id().to_string() + " is down\n");
+  CHECK(c2.get("/healthz").status == 200);
+  n.block_on(second.stop());
+  n.block_on(admin.stop());
 }
 
 TEST_CASE("bad requests get their status and lose only their own connection") {

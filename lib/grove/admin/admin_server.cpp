@@ -163,7 +163,16 @@ struct admin_server::state {
     if (target == "/healthz") return reply{.body = "ok\n"};
     if (target == "/readyz") {
       readiness r;
-      if (options.ready) {
+      for (const erps::daemon& d : options.daemons) {
+        if (!d || !alive(d.id()) || d.port() == 0) {
+          r = readiness{false, "the erps daemon on " + d.address() + ":" + std::to_string(d.port()) + " is not listening"};
+          break;
+        }
+      }
+      for (const pid& s : options.supervisors) {
+        if (r.ready && !alive(s)) r = readiness{false, "the supervisor " + s.to_string() + " is down"};
+      }
+      if (r.ready && options.ready) {
         try {
           r = options.ready();
         } catch (const std::exception& e) {

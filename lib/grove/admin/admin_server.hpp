@@ -13,7 +13,9 @@
 //             supervision tree and the main rates, live over /events
 //   /metrics  the registry in Prometheus's text format 0.0.4 (404 without a registry)
 //   /healthz  200 "ok": the node runs and answers
-//   /readyz   200 "ready", or 503 with the reason `ready()` gives
+//   /readyz   200 "ready", or 503 with the reason: a daemon in `daemons`
+//             that is not listening, a supervisor in `supervisors` that is
+//             down, or what `ready()` says (checked in that order)
 //   /tree     JSON: the node's live process tree (below)
 //   /events   server-sent events: every dashboard_interval, an event
 //             "snapshot" whose data is {"tree": <as /tree>, "metrics":
@@ -49,6 +51,7 @@
 #include <grove/core/node.hpp>
 #include <grove/core/pid.hpp>
 #include <grove/core/process.hpp>
+#include <grove/erps/daemon.hpp>
 #include <grove/erps/tls.hpp>
 
 #include <chrono>
@@ -57,6 +60,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace grove::telemetry {
 class metric_registry;
@@ -74,7 +78,9 @@ struct admin_options {
   std::string address = "127.0.0.1";                 ///< where to listen (default 127.0.0.1: this machine only)
   std::uint16_t port = 0;                            ///< 0: any free port; read it back with port() (default 0)
   const telemetry::metric_registry* metrics = nullptr; ///< served at /metrics (default none: 404)
-  std::function<readiness()> ready{};                ///< asked by /readyz, on the server's worker (default: ready)
+  std::vector<erps::daemon> daemons{};               ///< /readyz: each must be listening (default none)
+  std::vector<pid> supervisors{};                    ///< /readyz: each must be alive, e.g. the service's root supervisors (default none)
+  std::function<readiness()> ready{};                ///< also asked by /readyz, on the server's worker (default: ready)
   std::size_t max_request_bytes = 16 * 1024;         ///< request line + headers, and body, each (default 16 KiB)
   duration request_timeout = std::chrono::seconds(10); ///< from a request's first byte to its last (default 10 s)
   duration idle_timeout = std::chrono::seconds(60);  ///< between requests on a kept-alive connection (default 60 s)
