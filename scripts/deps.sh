@@ -6,7 +6,7 @@ grove_packages=(
   libboost1.81-dev libssl-dev openssl nlohmann-json3-dev libsimdjson-dev libsqlite3-dev zlib1g-dev doctest-dev libbenchmark-dev
   clang libclang-rt-14-dev
   testssl.sh bsdextrautils
-  curl prometheus chromium
+  curl prometheus chromium erlang-nox
 )
 
 grove_install_deps() {

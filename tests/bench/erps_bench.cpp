@@ -5,8 +5,11 @@
 // Run: scripts/bench   (or build-release/tests/bench/erps_bench)
 #include <grove/core/node.hpp>
 #include <grove/erps/client.hpp>
+#include <grove/erps/codec.hpp>
 #include <grove/erps/daemon.hpp>
+#include <grove/erps/etf.hpp>
 #include <grove/erps/frame.hpp>
+#include <grove/erps/term.hpp>
 
 #include <benchmark/benchmark.h>
 
@@ -31,6 +34,69 @@ using grove::erps::frame_type;
 using grove::erps::json;
 
 std::string payload_of(std::size_t size) { return std::string(size, 'p'); }
+
+// --- payload codecs: ETF beside JSON ---------------------------------------------
+// A small call ({7, #{op => put, key => <<"k">>, value => 42}} and its JSON
+// twin [7,{"op":"put","key":"k","value":42}]), and a call carrying a 16 KiB
+// binary (a 16 KiB string in JSON).
+
+grove::erps::term etf_call(std::size_t blob) {
+  using grove::erps::term;
+  std::vector<std::pair<term, term>> m{{term::atom("op"), term::atom("put")}, {term::atom("key"), term::binary("k")}};
+  if (blob == 0) m.emplace_back(term::atom("value"), term::integer(std::int64_t{42}));
+  else m.emplace_back(term::atom("value"), term::binary(std::string(blob, 'v')));
+  return term::tuple({term::integer(std::int64_t{7}), term::map(std::move(m))});
+}
+
+json json_request(std::size_t blob) {
+  json r{{"op", "put"}, {"key", "k"}};
+  if (blob == 0) r["value"] = 42;
+  else r["value"] = std::string(blob, 'v');
+  return r;
+}
+
+void etf_encode(benchmark::State& state) {
+  const grove::erps::term t = etf_call(static_cast<std::size_t>(state.range(0)));
+  std::string out;
+  for (auto _ : state) {
+    out.clear();
+    grove::erps::etf::encode_into(out, t);
+    benchmark::DoNotOptimize(out.data());
+  }
+}
+BENCHMARK(etf_encode)->Arg(0)->Arg(16 * 1024);
+
+void etf_decode(benchmark::State& state) {
+  const std::string bytes = grove::erps::etf::encode(etf_call(static_cast<std::size_t>(state.range(0))));
+  for (auto _ : state) {
+    grove::erps::term t = grove::erps::etf::decode(bytes);
+    benchmark::DoNotOptimize(&t);
+  }
+}
+BENCHMARK(etf_decode)->Arg(0)->Arg(16 * 1024);
+
+void json_encode(benchmark::State& state) {
+  const json request = json_request(static_cast<std::size_t>(state.range(0)));
+  const auto& codec = grove::erps::json_codec();
+  std::string out;
+  for (auto _ : state) {
+    out.clear();
+    codec.write_call(out, 7, request);
+    benchmark::DoNotOptimize(out.data());
+  }
+}
+BENCHMARK(json_encode)->Arg(0)->Arg(16 * 1024);
+
+void json_decode(benchmark::State& state) {
+  const auto& codec = grove::erps::json_codec();
+  std::string bytes;
+  codec.write_call(bytes, 7, json_request(static_cast<std::size_t>(state.range(0))));
+  for (auto _ : state) {
+    auto call = codec.read_call(bytes, {});
+    benchmark::DoNotOptimize(&call);
+  }
+}
+BENCHMARK(json_decode)->Arg(0)->Arg(16 * 1024);
 
 // --- frames ---------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 // Replays the frame decoder's fuzz seed corpus through the fuzz body in
 // every ordinary build, so the corpus and the body stay in working order
 // even where clang's libFuzzer is not run.
+#include "../fuzz/etf_fuzz.hpp"
 #include "../fuzz/frame_decoder_fuzz.hpp"
 
 #include <doctest/doctest.h>
@@ -11,17 +12,32 @@
 #include <string>
 #include <vector>
 
-TEST_CASE("every seed of the frame decoder's fuzz corpus decodes without a failed check") {
-  const std::filesystem::path corpus = std::filesystem::path(GROVE_SOURCE_ROOT) / "tests/fuzz/corpus/frame_decoder";
+namespace {
+
+/// Runs `body` (a fuzz body) on every seed of tests/fuzz/corpus/TARGET;
+/// the number of seeds.
+template <class Body>
+std::size_t replay(const char* target, Body body) {
+  const std::filesystem::path corpus = std::filesystem::path(GROVE_SOURCE_ROOT) / "tests/fuzz/corpus" / target;
   std::size_t seeds = 0;
   for (const auto& entry : std::filesystem::directory_iterator(corpus)) {
     std::ifstream in(entry.path(), std::ios::binary);
     std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     CAPTURE(entry.path().filename().string());
-    CHECK(grove_fuzz::decode_frames(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()) == 0);
+    CHECK(body(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()) == 0);
     ++seeds;
   }
-  CHECK(seeds >= 10);
+  return seeds;
+}
+
+} // namespace
+
+TEST_CASE("every seed of the frame decoder's fuzz corpus decodes without a failed check") {
+  CHECK(replay("frame_decoder", grove_fuzz::decode_frames) >= 10);
+}
+
+TEST_CASE("every seed of the ETF decoder's fuzz corpus decodes or is refused, and round-trips") {
+  CHECK(replay("etf", grove_fuzz::decode_etf) >= 20);
 }
 
 // The codec reads with simdjson and writes common values itself; both must
