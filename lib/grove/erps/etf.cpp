@@ -79,14 +79,36 @@ std::optional<std::vector<std::uint32_t>> code_points(std::string_view s) {
   return out;
 }
 
+/// Whether a UTF-8 name is all Latin-1 (ASCII, or two-byte sequences led
+/// by C2 or C3), without allocating: the common case of an atom.
+bool latin1(std::string_view s) noexcept {
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) continue;
+    if ((c != 0xC2 && c != 0xC3) || i + 1 == s.size() || (static_cast<unsigned char>(s[i + 1]) & 0xC0) != 0x80) return false;
+    ++i;
+  }
+  return true;
+}
+
 void encode_atom(std::string& out, const std::string& name, int minor_version) {
-  if (minor_version < 2) {
-    if (auto cps = code_points(name); cps && std::all_of(cps->begin(), cps->end(), [](std::uint32_t c) { return c < 256; })) {
-      out.push_back(static_cast<char>(atom_ext));
-      put_u16(out, static_cast<std::uint32_t>(cps->size()));
-      for (std::uint32_t c : *cps) out.push_back(static_cast<char>(c));
-      return;
+  if (minor_version < 2 && latin1(name)) {
+    out.push_back(static_cast<char>(atom_ext));
+    const std::size_t length_at = out.size();
+    out.append(2, '\0');
+    std::size_t characters = 0;
+    for (std::size_t i = 0; i < name.size(); ++i, ++characters) {
+      const auto c = static_cast<unsigned char>(name[i]);
+      if (c < 0x80) {
+        out.push_back(static_cast<char>(c));
+      } else {
+        out.push_back(static_cast<char>(((c & 0x03) << 6) | (static_cast<unsigned char>(name[i + 1]) & 0x3F)));
+        ++i;
+      }
     }
+    out[length_at] = static_cast<char>(characters >> 8);
+    out[length_at + 1] = static_cast<char>(characters);
+    return;
   }
   if (name.size() < 256) {
     out.push_back(static_cast<char>(small_atom_utf8_ext));
