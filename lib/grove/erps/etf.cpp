@@ -575,3 +575,180 @@ std::string encode(const term& t, const encode_options& options) {
 term decode(std::string_view bytes, const decode_options& options) { return reader(bytes, options).top(); }
 
 } // namespace grove::erps::etf
+
+namespace grove::erps::etf {
+
+namespace {
+
+bool valid_utf8(std::string_view s) {
+  for (std::size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    const std::size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    if (n == 0 || i + n > s.size()) return false;
+    for (std::size_t k = 1; k < n; ++k) {
+      if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
+    }
+    i += n;
+  }
+  return true;
+}
+
+nlohmann::json to_json_at(const term& t, std::uint32_t depth) {
+  if (depth > max_depth_limit) throw codec_error("etf: a term nested deeper than " + std::to_string(max_depth_limit));
+  using json = nlohmann::json;
+  switch (t.type()) {
+  case term::kind::integer: return *t.as_integer();
+  case term::kind::big_integer: {
+    const std::string& m = *t.big_magnitude();
+    if (!t.big_negative() && m.size() <= 8) {
+      std::uint64_t v = 0;
+      for (std::size_t i = m.size(); i-- > 0;) v = (v << 8) | static_cast<unsigned char>(m[i]);
+      return v;
+    }
+    throw codec_error("etf: the integer " + t.to_string() + " has no JSON form (past 64 bits)");
+  }
+  case term::kind::floating: return *t.as_floating();
+  case term::kind::atom: {
+    const std::string& name = *t.atom_name();
+    if (name == "true") return true;
+    if (name == "false") return false;
+    if (name == "nil" || name == "undefined") return nullptr;
+    return name;
+  }
+  case term::kind::binary: {
+    const std::string& b = *t.bytes();
+    if (!valid_utf8(b)) throw codec_error("etf: a binary that is not UTF-8 has no JSON form");
+    return b;
+  }
+  case term::kind::nil: return json::array();
+  case term::kind::list: {
+    if (!t.list_tail().is_nil()) throw codec_error("etf: an improper list has no JSON form");
+    json out = json::array();
+    for (const term& e : t.list_elements()) out.push_back(to_json_at(e, depth + 1));
+    return out;
+  }
+  case term::kind::tuple: {
+    json out = json::array();
+    for (const term& e : *t.elements()) out.push_back(to_json_at(e, depth + 1));
+    return out;
+  }
+  case term::kind::map: {
+    json out = json::object();
+    for (const auto& [k, v] : *t.entries()) {
+      const std::string* key = k.type() == term::kind::atom ? k.atom_name() : k.type() == term::kind::binary ? k.bytes() : nullptr;
+      if (!key) throw codec_error("etf: a map key " + k.to_string() + " has no JSON form (atom or binary keys only)");
+      if (k.type() == term::kind::binary && !valid_utf8(*key)) throw codec_error("etf: a map key that is not UTF-8");
+      if (out.contains(*key)) throw codec_error("etf: a map with two keys named \"" + *key + "\" (an atom and a binary)");
+      out[*key] = to_json_at(v, depth + 1);
+    }
+    return out;
+  }
+  case term::kind::bit_binary: throw codec_error("etf: a bit string has no JSON form");
+  case term::kind::pid:
+  case term::kind::port:
+  case term::kind::reference:
+  case term::kind::fun: break;
+  }
+  throw codec_error("etf: a pid, port, reference or fun has no JSON form");
+}
+
+term from_json_at(const nlohmann::json& j, std::uint32_t depth) {
+  if (depth > max_depth_limit) throw codec_error("etf: a value nested deeper than " + std::to_string(max_depth_limit));
+  using json = nlohmann::json;
+  switch (j.type()) {
+  case json::value_t::null: return term::atom("nil");
+  case json::value_t::boolean: return term::boolean(j.get<bool>());
+  case json::value_t::number_integer: return term::integer(j.get<std::int64_t>());
+  case json::value_t::number_unsigned: return term::integer(j.get<std::uint64_t>());
+  case json::value_t::number_float: return term::floating(j.get<double>());
+  case json::value_t::string: return term::binary(j.get<std::string>());
+  case json::value_t::array: {
+    std::vector<term> e;
+    e.reserve(j.size());
+    for (const json& x : j) e.push_back(from_json_at(x, depth + 1));
+    return term::list(std::move(e));
+  }
+  case json::value_t::object: {
+    std::vector<std::pair<term, term>> e;
+    e.reserve(j.size());
+    for (auto it = j.begin(); it != j.end(); ++it) e.emplace_back(term::binary(it.key()), from_json_at(it.value(), depth + 1));
+    return term::map(std::move(e));
+  }
+  case json::value_t::binary: return term::binary(std::string(j.get_binary().begin(), j.get_binary().end()));
+  case json::value_t::discarded: break;
+  }
+  throw codec_error("etf: a discarded JSON value");
+}
+
+/// erps's envelopes in ETF: {Ref, Request} for a call, {Reply, Ref} for a reply.
+class etf_payload_codec final : public payload_codec {
+public:
+  std::string_view name() const noexcept override { return "etf"; }
+
+  void write_call(std::string& out, const json& id, const json& request) const override {
+    encode_into(out, term::tuple({from_json(id), from_json(request)}));
+  }
+  void write_reply(std::string& out, const json& id, const json& reply) const override {
+    encode_into(out, term::tuple({from_json(reply), from_json(id)}));
+  }
+  void write_value(std::string& out, const json& value) const override { encode_into(out, from_json(value)); }
+  void write_error(std::string& out, const json*, const json& error) const override {
+    // erps's error frame is a binary string; it names no call.
+    encode_into(out, term::binary(error.is_string() ? error.get<std::string>() : error.dump()));
+  }
+
+  decoded_call read_call(std::string_view payload, const decode_limits& limits) const override {
+    const term t = decode(payload, {.max_depth = limits.max_depth});
+    const auto* e = t.elements();
+    if (!e || e->size() != 2) throw codec_error("etf: a call is {Ref, Request}; got " + shape(t));
+    return decoded_call{to_json(e->at(0)), to_json(e->at(1))};
+  }
+  decoded_reply read_reply(std::string_view payload, const decode_limits& limits) const override {
+    const term t = decode(payload, {.max_depth = limits.max_depth});
+    const auto* e = t.elements();
+    if (!e || e->size() != 2) throw codec_error("etf: a reply is {Reply, Ref}; got " + shape(t));
+    return decoded_reply{to_json(e->at(1)), to_json(e->at(0))};
+  }
+  json read_value(std::string_view payload, const decode_limits& limits) const override {
+    return to_json(decode(payload, {.max_depth = limits.max_depth}));
+  }
+  decoded_error read_error(std::string_view payload, const decode_limits& limits) const override {
+    const term t = decode(payload, {.max_depth = limits.max_depth});
+    if (const std::string* b = t.bytes(); b && t.type() == term::kind::binary && valid_utf8(*b)) return decoded_error{std::nullopt, *b};
+    return decoded_error{std::nullopt, t.to_string()};
+  }
+  std::optional<json> read_call_id(std::string_view payload) const override { return element_of(payload, 0); }
+  std::optional<json> read_reply_id(std::string_view payload) const override { return element_of(payload, 1); }
+
+private:
+  static std::string shape(const term& t) {
+    std::string s = t.to_string();
+    if (s.size() > 80) s = s.substr(0, 77) + "...";
+    return s;
+  }
+  /// Element `i` of a two-tuple payload, if the payload reads and it has
+  /// one. Only on a refusal's path (a body too deep, a value with no JSON
+  /// form), so it reads the whole payload, up to the deepest any limit allows.
+  static std::optional<json> element_of(std::string_view payload, std::size_t i) {
+    try {
+      const term t = decode(payload, {.max_depth = max_depth_limit});
+      const auto* e = t.elements();
+      if (!e || e->size() != 2) return std::nullopt;
+      return to_json(e->at(i));
+    } catch (const codec_error&) {
+      return std::nullopt;
+    }
+  }
+};
+
+} // namespace
+
+nlohmann::json to_json(const term& t) { return to_json_at(t, 0); }
+term from_json(const nlohmann::json& j) { return from_json_at(j, 0); }
+
+const payload_codec& etf_codec() noexcept {
+  static const etf_payload_codec codec;
+  return codec;
+}
+
+} // namespace grove::erps::etf
