@@ -1,5 +1,7 @@
 #include "cli.hpp"
 
+#include <grove/erps/etf.hpp>
+
 #include <grove/core/error.hpp>
 
 #include <charconv>
@@ -93,6 +95,11 @@ bool parse_endpoint_flag(int argc, char** argv, int& i, endpoint& e) {
     e.server_name = value_of(argc, argv, i, "--server-name", arg);
   } else if (is_flag(arg, "--identifier")) {
     e.identifier = value_of(argc, argv, i, "--identifier", arg);
+  } else if (is_flag(arg, "--codec")) {
+    e.codec = value_of(argc, argv, i, "--codec", arg);
+    if (e.codec != "json" && e.codec != "etf") {
+      throw failure(bad_input, "--codec: expected json or etf, got \"" + e.codec + "\"");
+    }
   } else if (is_flag(arg, "--timeout")) {
     e.timeout = std::chrono::milliseconds(number_of("--timeout", value_of(argc, argv, i, "--timeout", arg), 1, 86'400'000));
   } else if (arg == "-v" || arg == "--verbose") {
@@ -114,6 +121,8 @@ const char* endpoint_help() {
          "  --no-cert            TLS without a client certificate (implies --tls)\n"
          "  --server-name NAME   name the server's certificate must carry (default: --host)\n"
          "  --identifier ID      erps identifier sent in every frame (default empty)\n"
+         "  --codec json|etf     payloads as JSON, or as Erlang terms as Elixir's erps sends them\n"
+         "                       (requests and replies still read and print as JSON) (default json)\n"
          "  --timeout MS         connect, reply and push timeout in milliseconds (default 5000)\n"
          "  -v, --verbose        log the client's events on stderr\n";
 }
@@ -172,6 +181,7 @@ std::shared_ptr<connected_client> connected_client::open(node& n, const endpoint
   o.host = e.host;
   o.port = e.port != 0 ? e.port : (e.tls ? 7401 : 7400);
   o.link.identifier = e.identifier;
+  if (e.codec == "etf") o.link.codec = &erps::etf::etf_codec();
   if (e.tls) {
     const std::string dir = GROVE_CERTS_DIR;
     erps::tls_client_options t;

@@ -44,6 +44,7 @@ struct endpoint {
   std::string private_key;
   std::string server_name;
   std::string identifier;
+  std::string codec = "json"; // or "etf"
   std::chrono::milliseconds timeout{5000};
   bool verbose = false;
 };

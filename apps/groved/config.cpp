@@ -141,6 +141,13 @@ const std::vector<option>& options() {
                    c.identifier = to_text("identifier", v, true);
                    if (c.identifier.size() > 32) bad("identifier", "at most 32 bytes", v);
                  }});
+    t.push_back({"codec", kind::choice, "payloads: \"json\", or \"etf\" (Erlang terms, as Elixir's erps sends them)",
+                 [](const config& c) { return json(c.codec); },
+                 [](config& c, const json& v) {
+                   const std::string s = v.is_string() ? v.get<std::string>() : "";
+                   if (s != "json" && s != "etf") bad("codec", "\"json\" or \"etf\"", v);
+                   c.codec = s;
+                 }});
     t.push_back({"workers", kind::integer, "worker threads; 0: one per core",
                  [](const config& c) { return json(c.workers); },
                  [](config& c, const json& v) { c.workers = to_uint("workers", v, 0, 256); }});

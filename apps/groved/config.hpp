@@ -35,6 +35,7 @@ struct config {
   bool tls_session_tickets = true;
 
   std::string identifier;
+  std::string codec = "json"; // or "etf"
   std::size_t workers = 0; // 0: one per core
   std::size_t shards = 0;  // 0: one per worker
   std::size_t max_connections = 10'000;

@@ -1,5 +1,7 @@
 #include "tree.hpp"
 
+#include <grove/erps/etf.hpp>
+
 #include <grove/supervisor/supervisor.hpp>
 
 namespace groved {
@@ -21,6 +23,7 @@ grove::erps::daemon_options daemon_options_for(const config& c, bool tls, const 
   o.port = l.port;
   o.name = tls ? "tls" : "tcp";
   o.link.identifier = c.identifier;
+  if (c.codec == "etf") o.link.codec = &grove::erps::etf::etf_codec();
   o.link.max_payload = c.max_payload;
   o.link.max_depth = c.max_depth;
   o.max_connections = c.max_connections;

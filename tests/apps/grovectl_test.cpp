@@ -125,6 +125,7 @@ TEST_CASE("subscribe --count N exits after N pushes; a daemon gone past --retry-
   REQUIRE(forever.wait_stdout("incr", 30s));
   CHECK(d.stop() == 0);
   CHECK(forever.wait(30s) == std::optional<int>(3));
+  INFO("grovectl's stderr: " << forever.err());
   CHECK(forever.err().find("connection lost and not made again within 300 ms (--retry-for)") != std::string::npos);
   CHECK(forever.out().find(R"("link":"down")") != std::string::npos);
 }

@@ -680,3 +680,19 @@ TEST_CASE("the admin endpoint serves groved's metrics, health and readiness; pro
   CHECK(page.out.find("EventSource(") != std::string::npos);
   CHECK(d.stop() == 0);
 }
+
+TEST_CASE("groved with --codec=etf serves grovectl --codec etf and a real Erlang erps client") {
+  groved d({"--codec=etf"});
+  std::vector<std::string> flags = d.tcp();
+  flags.push_back("--codec=etf");
+  const result r = script(flags, {call({{"op", "put"}, {"key", "k"}, {"value", {{"n", 1}, {"list", {1, 2}}}}}, {{"ok", true}}),
+                                  call({{"op", "get"}, {"key", "k"}}, {{"ok", true}, {"value", {{"n", 1}, {"list", {1, 2}}}}})});
+  CHECK(r.status == 0);
+  // A JSON client on an ETF daemon: its frame is not ETF, refused with an error frame.
+  const result wrong = script(d.tcp(), {call({{"op", "ping"}}, {{"ok", true}})});
+  CHECK(wrong.status != 0);
+  const std::string peer = (std::filesystem::path(GROVE_SOURCE_ROOT) / "tests/erps/erps_peer.escript").string();
+  const result erl = run({"escript", peer, "groved", std::to_string(d.tcp_port())});
+  CHECK(erl.out == "ok put_atom_keys\nok get_binary_keys\nok get_missing\ndone\n");
+  CHECK(d.stop() == 0);
+}

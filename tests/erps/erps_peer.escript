@@ -6,6 +6,8 @@
 %%       talks to a grove ETF daemon whose server echoes, keeps the last
 %%       cast and pushes on request; prints "ok NAME" or "fail NAME WHY" per
 %%       step, then "done".
+%%   erps_peer.escript groved PORT
+%%       puts and gets a key in a groved started with --codec=etf.
 %%   erps_peer.escript server
 %%       listens on 127.0.0.1, port 0, prints "port N", serves one client:
 %%       a call {Ref, Req} is answered {Req, Ref}, a cast is kept and
@@ -29,6 +31,16 @@ main(["client", Port]) ->
     step("still_served", S, {107, <<"after">>}, fun(R) -> R =:= {reply, {<<"after">>, 107}} end),
     gen_tcp:close(S),
     io:format("done~n");
+main(["groved", Port]) ->
+    {ok, S} = gen_tcp:connect({127, 0, 0, 1}, list_to_integer(Port), [binary, {active, false}, {packet, raw}]),
+    step("put_atom_keys", S, {201, #{op => put, key => <<"a">>, value => 1}},
+         fun({reply, {#{<<"ok">> := true}, 201}}) -> true; (_) -> false end),
+    step("get_binary_keys", S, {202, #{<<"op">> => <<"get">>, <<"key">> => <<"a">>}},
+         fun(R) -> R =:= {reply, {#{<<"ok">> => true, <<"value">> => 1}, 202}} end),
+    step("get_missing", S, {203, #{op => get, key => <<"nobody">>}},
+         fun({reply, {#{<<"ok">> := false}, 203}}) -> true; (_) -> false end),
+    gen_tcp:close(S),
+    io:format("done~n");
 main(["server"]) ->
     {ok, L} = gen_tcp:listen(0, [binary, {active, false}, {packet, raw}, {ip, {127, 0, 0, 1}}, {reuseaddr, true}]),
     {ok, Port} = inet:port(L),
@@ -36,7 +48,7 @@ main(["server"]) ->
     {ok, S} = gen_tcp:accept(L, 30000),
     serve(S);
 main(_) ->
-    io:format(standard_error, "usage: erps_peer.escript client PORT | server~n", []),
+    io:format(standard_error, "usage: erps_peer.escript client PORT | groved PORT | server~n", []),
     halt(2).
 
 serve(S) ->
