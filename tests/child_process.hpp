@@ -24,14 +24,15 @@ public:
   explicit child_process(std::vector<std::string> argv) : argv_(std::move(argv)) {
     int ends[2];
     if (::pipe2(ends, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
+    // Built before fork: the child of a multithreaded process may call only
+    // async-signal-safe functions until exec (a malloc there can deadlock on
+    // a lock another thread held at the fork, ASan's allocator's say).
+    std::vector<char*> args = exec_args(argv_);
     pid_ = ::fork();
     if (pid_ < 0) throw std::runtime_error("fork failed");
     if (pid_ == 0) {
       ::setpgid(0, 0);
       ::dup2(ends[1], STDOUT_FILENO);
-      std::vector<char*> args;
-      for (auto& a : argv_) args.push_back(a.data());
-      args.push_back(nullptr);
       ::execvp(args[0], args.data());
       ::_exit(127);
     }
@@ -90,18 +91,24 @@ public:
   /// Runs argv to its end (stdout and stderr as the test's); its exit
   /// status, or -1 if it did not exit normally.
   static int run(std::vector<std::string> argv) {
+    std::vector<char*> args = exec_args(argv); // (before fork: see the constructor)
     const pid_t pid = ::fork();
     if (pid < 0) throw std::runtime_error("fork failed");
     if (pid == 0) {
-      std::vector<char*> args;
-      for (auto& a : argv) args.push_back(a.data());
-      args.push_back(nullptr);
       ::execvp(args[0], args.data());
       ::_exit(127);
     }
     int status = 0;
     ::waitpid(pid, &status, 0);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+
+  /// argv as execvp takes it (pointing into `argv`, which must outlive it).
+  static std::vector<char*> exec_args(std::vector<std::string>& argv) {
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    return args;
   }
 
 private:

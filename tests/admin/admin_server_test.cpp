@@ -303,7 +303,7 @@ TEST_CASE("a real Prometheus server scrapes /metrics and answers queries with gr
     REQUIRE(scraped.wait_for(lock, 60s, [&] { return scrapes >= 2; }));
   }
   test_support::child_process query(
-      {"curl", "-sS", "-w", "\\n",
+      {"curl", "-sS", "--max-time", "30", "-w", "\\n",
        "http://127.0.0.1:" + std::to_string(web_port) + "/api/v1/query?query=test_calls_total%7Bkind%3D%22call%22%7D"});
   const std::string answer = query.read_line();
   CHECK(answer.find("\"status\":\"success\"") != std::string::npos);
@@ -331,17 +331,18 @@ TEST_CASE("over TLS: mutual by default, one-way when asked; curl checks the serv
                                       .ca_file = cert("ca.pem")};
   fixture mutual({.tls = tls});
   const std::string url = "https://127.0.0.1:" + std::to_string(mutual.admin.port()) + "/healthz";
-  test_support::child_process with_cert({"curl", "-sS", "-w", "\\n", "--cacert", cert("ca.pem"), "--cert",
+  test_support::child_process with_cert({"curl", "-sS", "--max-time", "30", "-w", "\\n", "--cacert", cert("ca.pem"), "--cert",
                                          cert("client.pem"), "--key", cert("client.key"), url});
   CHECK(with_cert.read_line() == "ok");
-  CHECK(test_support::child_process::run({"curl", "-s", "-o", "/dev/null", "--cacert", cert("ca.pem"), url}) != 0);
+  // (Bounded: a test must not wait for ever on a program it runs.)
+  CHECK(test_support::child_process::run({"curl", "-s", "--max-time", "30", "-o", "/dev/null", "--cacert", cert("ca.pem"), url}) != 0);
   raw_client plain(mutual.admin.port()); // plain HTTP to a TLS port: closed, the server goes on
   plain.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
   CHECK(plain.closed_by_server());
 
   tls.require_client_certificate = false;
   fixture one_way({.tls = tls});
-  test_support::child_process anyone({"curl", "-sS", "-w", "\\n", "--cacert", cert("ca.pem"),
+  test_support::child_process anyone({"curl", "-sS", "--max-time", "30", "-w", "\\n", "--cacert", cert("ca.pem"),
                                       "https://127.0.0.1:" + std::to_string(one_way.admin.port()) + "/healthz"});
   CHECK(anyone.read_line() == "ok");
 

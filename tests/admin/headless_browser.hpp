@@ -30,6 +30,11 @@ public:
     std::vector<std::string> argv{"chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                                   "--disable-extensions", "--remote-debugging-pipe", "--window-size=1280,900",
                                   "--user-data-dir=" + profile_dir.string(), "about:blank"};
+    // Built before fork: until exec the child may call only async-signal-safe
+    // functions (no malloc: another thread may have held its lock at the fork).
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
     pid_ = ::fork();
     if (pid_ < 0) throw std::runtime_error("fork failed");
     if (pid_ == 0) {
@@ -38,9 +43,6 @@ public:
       if (::dup2(commands[0], 3) < 0 || ::dup2(answers[1], 4) < 0) ::_exit(126);
       const int null = ::open("/dev/null", O_WRONLY);
       if (null >= 0) ::dup2(null, STDERR_FILENO); // Chromium's own chatter
-      std::vector<char*> args;
-      for (auto& a : argv) args.push_back(a.data());
-      args.push_back(nullptr);
       ::execvp(args[0], args.data());
       ::_exit(127);
     }
