@@ -17,6 +17,7 @@
 #include <doctest/doctest.h>
 
 #include <fstream>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -59,7 +60,8 @@ class idle_worker : public grove::gen_server {};
 grove::awaitable<void> kill_and_wait(grove::process& self, grove::pid p) {
   self.monitor(p);
   grove::exit(p, grove::exit_reason::kill());
-  (void)co_await self.receive(); // its down message
+  const std::optional<grove::message> down = co_await self.receive_for(std::chrono::seconds(60));
+  if (!down) throw std::runtime_error("no down message within 60 s");
 }
 
 struct empty_state {};
@@ -113,8 +115,9 @@ TEST_CASE("supervisors count restarts per child and giving up") {
   const std::string id = std::to_string(n.id());
   std::vector<grove::child_spec> children{grove::server_child<idle_worker>("steady"),
                                           grove::server_child<idle_worker>("flaky")};
-  const grove::supervisor sup =
-      n.block_on(grove::supervisor::start(n, children, {.max_restarts = 2, .report = nullptr}));
+  // (An hour's intensity window: the third restart is one too many however slow the machine.)
+  const grove::supervisor sup = n.block_on(
+      grove::supervisor::start(n, children, {.max_restarts = 2, .max_seconds = std::chrono::seconds(3600), .report = nullptr}));
   for (int i = 0; i < 2; ++i) {
     const grove::pid flaky = n.block_on(sup.child_pid("flaky"));
     n.block_on([flaky](grove::process& self) { return kill_and_wait(self, flaky); });
@@ -127,7 +130,9 @@ TEST_CASE("supervisors count restarts per child and giving up") {
   n.block_on([sup, flaky](grove::process& self) -> grove::awaitable<void> {
     self.monitor(sup.id());
     grove::exit(flaky, grove::exit_reason::kill());
-    (void)co_await self.receive(); // the supervisor's own down: it gave up
+    // The supervisor's own down: it gave up.
+    const std::optional<grove::message> down = co_await self.receive_for(std::chrono::seconds(60));
+    if (!down) throw std::runtime_error("the supervisor did not give up within 60 s");
   });
   CHECK(value_of(metrics, "grove_supervisor_intensity_exceeded_total{node=\"" + id + "\"}") == 1);
 }
