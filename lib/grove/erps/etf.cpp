@@ -224,7 +224,15 @@ void encode_term(std::string& out, const term& t, int minor_version, std::uint32
       out += *s;
       return;
     }
-    const std::vector<term> elements = t.list_elements();
+    // A list kept as elements is encoded in place; only a string past
+    // STRING_EXT's 65535 bytes is spelled out as integers.
+    std::vector<term> spelled;
+    const std::vector<term>* items = t.list_items();
+    if (!items) {
+      spelled = t.list_elements();
+      items = &spelled;
+    }
+    const std::vector<term>& elements = *items;
     if (t.list_tail().is_nil() && byte_list(elements)) {
       out.push_back(static_cast<char>(string_ext));
       put_u16(out, static_cast<std::uint32_t>(elements.size()));
@@ -624,7 +632,11 @@ nlohmann::json to_json_at(const term& t, std::uint32_t depth) {
   case term::kind::list: {
     if (!t.list_tail().is_nil()) throw codec_error("etf: an improper list has no JSON form");
     json out = json::array();
-    for (const term& e : t.list_elements()) out.push_back(to_json_at(e, depth + 1));
+    if (const std::vector<term>* items = t.list_items()) {
+      for (const term& e : *items) out.push_back(to_json_at(e, depth + 1));
+    } else {
+      for (unsigned char c : *t.string_bytes()) out.push_back(c);
+    }
     return out;
   }
   case term::kind::tuple: {

@@ -267,6 +267,10 @@ std::size_t term::list_size() const noexcept {
   if (const auto* s = std::get_if<string_value>(&value_)) return s->bytes.size();
   return 0;
 }
+const std::vector<term>* term::list_items() const noexcept {
+  const auto* l = std::get_if<list_value>(&value_);
+  return l ? &l->elements : nullptr;
+}
 const std::string* term::string_bytes() const noexcept {
   const auto* s = std::get_if<string_value>(&value_);
   return s ? &s->bytes : nullptr;
@@ -379,17 +383,28 @@ int term::compare(const term& a, const term& b) noexcept {
     const auto* xs = std::get_if<string_value>(&a.value_);
     const auto* ys = std::get_if<string_value>(&b.value_);
     if (xs && ys) return compare_bytes(xs->bytes, ys->bytes);
-    const std::vector<term> x = a.list_elements(), y = b.list_elements();
-    for (std::size_t i = 0; i < x.size() && i < y.size(); ++i) {
-      if (int c = compare(x[i], y[i])) return c;
+    // Element by element, in place: a string's element is made as an integer.
+    const std::vector<term>* xl = a.list_items();
+    const std::vector<term>* yl = b.list_items();
+    const std::size_t nx = a.list_size(), ny = b.list_size();
+    term xb, yb;
+    for (std::size_t i = 0; i < nx && i < ny; ++i) {
+      const term& xi = xl ? (*xl)[i] : (xb = term(static_cast<std::int64_t>(static_cast<unsigned char>(xs->bytes[i]))));
+      const term& yi = yl ? (*yl)[i] : (yb = term(static_cast<std::int64_t>(static_cast<unsigned char>(ys->bytes[i]))));
+      if (int c = compare(xi, yi)) return c;
     }
-    if (x.size() != y.size()) {
-      // The shorter list goes on with its tail against the longer one's next element.
-      const term& tail = x.size() < y.size() ? a.list_tail() : b.list_tail();
-      const term rest = x.size() < y.size() ? term::list(std::vector<term>(y.begin() + static_cast<std::ptrdiff_t>(x.size()), y.end()), b.list_tail())
-                                            : term::list(std::vector<term>(x.begin() + static_cast<std::ptrdiff_t>(y.size()), x.end()), a.list_tail());
-      const int c = compare(tail, rest);
-      return x.size() < y.size() ? c : -c;
+    if (nx != ny) {
+      // The shorter list goes on with its tail against the rest of the longer:
+      // a proper one ends there ([] sorts before any list), so it is less.
+      const bool x_shorter = nx < ny;
+      const term& tail = x_shorter ? a.list_tail() : b.list_tail();
+      if (tail.is_nil()) return x_shorter ? -1 : 1;
+      // (An improper shorter list: its tail against the longer's rest, built once.)
+      const term& longer = x_shorter ? b : a;
+      std::vector<term> rest = longer.list_elements();
+      rest.erase(rest.begin(), rest.begin() + static_cast<std::ptrdiff_t>(x_shorter ? nx : ny));
+      const int c = compare(tail, term::list(std::move(rest), longer.list_tail()));
+      return x_shorter ? c : -c;
     }
     return compare(a.list_tail(), b.list_tail());
   }

@@ -119,6 +119,9 @@ public:
   std::vector<term> list_elements() const;
   const term& list_tail() const noexcept;
   std::size_t list_size() const noexcept;
+  /// A list kept as elements, without a copy (nullptr for a string-kind
+  /// list, which string_bytes gives, and for any other kind).
+  const std::vector<term>* list_items() const noexcept;
   /// A string-kind list's bytes (nullptr for a list kept as elements).
   const std::string* string_bytes() const noexcept;
   /// A map's entries, in the term order of their keys.
