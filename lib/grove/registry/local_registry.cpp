@@ -1,5 +1,4 @@
 #include <grove/registry/local_registry.hpp>
-#include <grove/telemetry/metrics.hpp>
 
 #include <grove/core/event.hpp>
 #include <grove/core/node.hpp>
@@ -324,21 +323,20 @@ local_registry::local_registry(grove::node& n, local_registry_options options)
     tables_->claims_granted = f.claims.with({node, name, "granted"});
     tables_->claims_held = f.claims.with({node, name, "held"});
     tables_->claims_queued = f.claims.with({node, name, "queued"});
-    metrics_ = r;
     std::shared_ptr<const tables> t = tables_;
-    collector_ids_.push_back(r->add_collector(
-        "grove_registry_names", "Names registered.", telemetry::metric_type::gauge, {"node", "registry"},
-        [t, node, name] { return std::vector<telemetry::sample>{{{node, name}, static_cast<double>(t->names.size())}}; }));
-    collector_ids_.push_back(r->add_collector(
-        "grove_registry_groups", "Groups with at least one member.", telemetry::metric_type::gauge, {"node", "registry"},
-        [t, node, name] { return std::vector<telemetry::sample>{{{node, name}, static_cast<double>(t->groups.size())}}; }));
+    const std::vector<std::string> labels{"node", "registry"};
+    collectors_.emplace_back(*r, "grove_registry_names", "Names registered.", telemetry::metric_type::gauge, labels,
+                             [t, node, name] {
+                               return std::vector<telemetry::sample>{{{node, name}, static_cast<double>(t->names.size())}};
+                             });
+    collectors_.emplace_back(*r, "grove_registry_groups", "Groups with at least one member.",
+                             telemetry::metric_type::gauge, labels, [t, node, name] {
+                               return std::vector<telemetry::sample>{{{node, name}, static_cast<double>(t->groups.size())}};
+                             });
   }
 }
 
-local_registry::~local_registry() {
-  for (std::uint64_t id : collector_ids_) metrics_->remove_collector(id);
-  grove::exit(server_, exit_reason::shutdown());
-}
+local_registry::~local_registry() { grove::exit(server_, exit_reason::shutdown()); }
 
 awaitable<void> local_registry::do_register_name(std::string name, pid owner) {
   register_request request{name, owner};

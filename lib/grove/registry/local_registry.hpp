@@ -16,15 +16,12 @@
 
 #include <grove/registry/registry.hpp>
 #include <grove/registry/supervised.hpp>
+#include <grove/telemetry/metrics.hpp>
 
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <vector>
-
-namespace grove::telemetry {
-class metric_registry;
-}
 
 namespace grove {
 
@@ -73,8 +70,7 @@ protected:
 private:
   std::shared_ptr<tables> tables_;
   pid server_;
-  telemetry::metric_registry* metrics_ = nullptr; // the node's, when it has one
-  std::vector<std::uint64_t> collector_ids_;
+  std::vector<telemetry::scoped_collector> collectors_; // when the node has a metrics registry
 };
 
 } // namespace grove
