@@ -1,6 +1,6 @@
 #include "config.hpp"
 
-#include <grove/erps/codec.hpp>
+#include <grove/erps/json_codec.hpp>
 
 #include <nlohmann/json.hpp>
 

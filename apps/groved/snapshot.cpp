@@ -1,6 +1,6 @@
 #include "snapshot.hpp"
 
-#include <grove/erps/codec.hpp>
+#include <grove/erps/json_codec.hpp>
 
 #include <fcntl.h>
 #include <sys/stat.h>

@@ -5,7 +5,7 @@
 // Run: scripts/bench   (or build-release/tests/bench/erps_bench)
 #include <grove/core/node.hpp>
 #include <grove/erps/client.hpp>
-#include <grove/erps/codec.hpp>
+#include <grove/erps/json_codec.hpp>
 #include <grove/erps/daemon.hpp>
 #include <grove/erps/etf.hpp>
 #include <grove/erps/frame.hpp>

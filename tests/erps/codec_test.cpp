@@ -2,7 +2,7 @@
 // while it is read, on both read paths (simdjson, and nlohmann for what
 // simdjson leaves to it), with the limit named; ids are found without
 // reading the body; writers refuse what they could not write safely.
-#include <grove/erps/codec.hpp>
+#include <grove/erps/json_codec.hpp>
 
 #include <doctest/doctest.h>
 
@@ -14,7 +14,7 @@ using grove::erps::codec_error;
 using grove::erps::decode_limits;
 using grove::erps::json;
 
-const grove::erps::payload_codec& codec = grove::erps::json_codec();
+const grove::erps::basic_codec<grove::erps::json>& codec = grove::erps::json_codec();
 
 std::string nested_arrays(std::size_t depth, std::string_view inside = "1") {
   return std::string(depth, '[') + std::string(inside) + std::string(depth, ']');

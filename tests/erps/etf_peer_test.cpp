@@ -5,6 +5,7 @@
 #include <grove/erps/client.hpp>
 #include <grove/erps/daemon.hpp>
 #include <grove/erps/etf.hpp>
+#include <grove/erps/term_json.hpp>
 #include <grove/erps/server.hpp>
 
 #include "../child_process.hpp"

@@ -1,6 +1,6 @@
 // Identifier, version requirement and HMAC signatures: a refused frame gets
 // an error frame (for a call, naming its id) and the connection stays open.
-#include <grove/erps/codec.hpp>
+#include <grove/erps/json_codec.hpp>
 
 #include "erps_support.hpp"
 
@@ -130,11 +130,11 @@ TEST_CASE("the json codec maps calls, replies, values and errors as DESIGN.md sa
   codec.write_reply(out, "id", json::array({1, 2}));
   CHECK(out == R"([[1,2],"id"])");
   out.clear();
-  codec.write_error(out, nullptr, json("no"));
+  codec.write_error(out, nullptr, "no");
   CHECK(out == R"("no")");
   out.clear();
   json id = 3;
-  codec.write_error(out, &id, json("refused"));
+  codec.write_error(out, &id, "refused");
   CHECK(out == R"([3,"refused"])");
   auto call = codec.read_call(R"(["a",{"x":1}])", {});
   CHECK(call.id == "a");
@@ -145,7 +145,16 @@ TEST_CASE("the json codec maps calls, replies, values and errors as DESIGN.md sa
   auto error = codec.read_error(R"([9,"why"])", {});
   REQUIRE(error.id);
   CHECK(*error.id == 9);
-  CHECK(codec.read_error(R"("plain")", {}).error == "plain");
+  CHECK(error.text == "why");
+  CHECK(codec.read_error(R"("plain")", {}).text == "plain");
+  CHECK(codec.read_error(R"({"not":"text"})", {}).text == R"({"not":"text"})");
+  // What the link writes for a frame it refuses: by the call's id when it reads.
+  out.clear();
+  codec.write_refusal(out, "refused", R"([12,{"deep":[]}])");
+  CHECK(out == R"([12,"refused"])");
+  out.clear();
+  codec.write_refusal(out, "refused", "[nonsense");
+  CHECK(out == R"("refused")");
   CHECK_THROWS_AS(codec.read_call("[1]", {}), grove::erps::codec_error);
   CHECK_THROWS_AS(codec.read_call("[1.5,2]", {}), grove::erps::codec_error);
   CHECK_THROWS_AS(codec.read_reply("{}", {}), grove::erps::codec_error);

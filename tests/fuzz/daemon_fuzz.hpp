@@ -28,7 +28,7 @@
 #include "tree.hpp"
 
 #include <grove/core/node.hpp>
-#include <grove/erps/codec.hpp>
+#include <grove/erps/json_codec.hpp>
 #include <grove/erps/daemon.hpp>
 #include <grove/erps/detail/memory_transport.hpp>
 #include <grove/erps/frame.hpp>

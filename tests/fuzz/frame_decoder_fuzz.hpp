@@ -12,7 +12,7 @@
 // same text.
 #pragma once
 
-#include <grove/erps/codec.hpp>
+#include <grove/erps/json_codec.hpp>
 #include <grove/erps/frame.hpp>
 
 #include <algorithm>

@@ -1,5 +1,7 @@
 #include <grove/erps/client.hpp>
 
+#include <grove/erps/term.hpp>
+
 #include <grove/erps/detail/link.hpp>
 #include <grove/erps/detail/link_messages.hpp>
 #include <grove/erps/detail/transport.hpp>
@@ -31,43 +33,53 @@ std::string text_of(const message& info) {
 
 } // namespace
 
-void client_options::validate() const {
+template <class V>
+void basic_client_options<V>::validate() const {
   constexpr std::string_view at = "client_options";
   if (host.empty()) detail::bad_option(at, "host", "empty: expected an address or a name, e.g. 127.0.0.1");
   if (port == 0) detail::bad_option(at, "port", "0: expected the daemon's port (1-65535)");
   link.validate(at);
+  detail::check_codec_for<V>(link, at);
 }
 
-client::client(client_options options) : connection(options.connection), options_(std::move(options)) {
+template <class V>
+basic_client<V>::basic_client(options_type options) : connection(options.connection), options_(std::move(options)) {
   options_.validate();
   if (options_.link.codec == nullptr) options_.link.codec = &json_codec();
+  codec_ = codec_for<V>(*options_.link.codec);
   if (options_.tls) tls_ = detail::tls_context::client(*options_.tls);
 }
 
-client::~client() { close_link(); }
+template <class V>
+basic_client<V>::~basic_client() { close_link(); }
 
 namespace {
 // Bad options and unreadable TLS files are the caller's error, thrown here
 // as std::invalid_argument rather than as a failed start.
-void check_before_start(const client_options& options) {
+template <class V>
+void check_before_start(const basic_client_options<V>& options) {
   options.validate();
   if (options.tls) detail::tls_context::client(*options.tls);
 }
 } // namespace
 
-awaitable<client_ref> client::start(node& n, client_options options) {
+template <class V>
+awaitable<basic_client_ref<V>> basic_client<V>::start(node& n, options_type options) {
   check_before_start(options);
-  co_return client_ref(co_await grove::start<client>(n, std::move(options)));
+  co_return basic_client_ref<V>(co_await grove::start<basic_client<V>>(n, std::move(options)));
 }
 
-awaitable<client_ref> client::start_link(node& n, client_options options) {
+template <class V>
+awaitable<basic_client_ref<V>> basic_client<V>::start_link(node& n, options_type options) {
   check_before_start(options);
-  co_return client_ref(co_await grove::start_link<client>(n, std::move(options)));
+  co_return basic_client_ref<V>(co_await grove::start_link<basic_client<V>>(n, std::move(options)));
 }
 
-action client::init() { return grove::connect(); }
+template <class V>
+action basic_client<V>::init() { return grove::connect(); }
 
-awaitable<connect_result> client::connect(message) {
+template <class V>
+awaitable<connect_result> basic_client<V>::connect(message) {
   auto executor = co_await boost::asio::this_coro::executor;
   tcp::resolver resolver(executor);
   // (std::get, not a structured binding of a co_await: clang 14 corrupts
@@ -122,16 +134,17 @@ awaitable<connect_result> client::connect(message) {
   co_return connect_result{}; // connected
 }
 
-void client::send_setup_calls() {
+template <class V>
+void basic_client<V>::send_setup_calls() {
   if (!options_.setup_calls) return;
-  for (json& request : options_.setup_calls()) {
+  for (V& request : options_.setup_calls()) {
     const std::uint64_t id = ++next_id_;
-    const json wire_id = id;
+    const V wire_id = codec_->make_id(id);
     try {
-      if (!link_->send(frame_type::call, [&](std::string& out) { options_.link.codec->write_call(out, wire_id, request); })) return;
+      if (!link_->send(frame_type::call, [&](std::string& out) { codec_->write_call(out, wire_id, request); })) return;
     } catch (const codec_error& e) {
       if (options_.on_setup_reply) {
-        options_.on_setup_reply(setup_reply{links_, std::move(request), std::nullopt,
+        options_.on_setup_reply(basic_setup_reply<V>{links_, std::move(request), std::nullopt,
                                             std::string("the request could not be written: ") + e.what()});
       }
       continue;
@@ -140,16 +153,18 @@ void client::send_setup_calls() {
   }
 }
 
-bool client::answer_setup(std::uint64_t id, std::optional<json> reply, const std::string& error) {
+template <class V>
+bool basic_client<V>::answer_setup(std::uint64_t id, std::optional<V> reply, const std::string& error) {
   auto it = setup_pending_.find(id);
   if (it == setup_pending_.end()) return false;
-  setup_reply answer{links_, std::move(it->second), std::move(reply), error};
+  basic_setup_reply<V> answer{links_, std::move(it->second), std::move(reply), error};
   setup_pending_.erase(it);
   if (options_.on_setup_reply) options_.on_setup_reply(answer);
   return true;
 }
 
-disconnect_result client::disconnect(message info) {
+template <class V>
+disconnect_result basic_client<V>::disconnect(message info) {
   const std::string why = text_of(info);
   setup_pending_.clear(); // made again on the next link
   close_link();
@@ -157,13 +172,15 @@ disconnect_result client::disconnect(message info) {
   return grove::connect(); // at once; if that fails, connect backs off
 }
 
-void client::close_link() noexcept {
+template <class V>
+void basic_client<V>::close_link() noexcept {
   if (!link_) return;
   link_->abandon();
   link_.reset();
 }
 
-void client::fail_pending(std::error_code code, const std::string& why) {
+template <class V>
+void basic_client<V>::fail_pending(std::error_code code, const std::string& why) {
   for (auto& [id, waiting] : pending_) {
     if (why.empty()) {
       waiting.fail(code);
@@ -175,53 +192,61 @@ void client::fail_pending(std::error_code code, const std::string& why) {
   sweep_at_ = 64;
 }
 
-void client::fail_unreadable_reply(std::string_view payload, const std::string& why) {
-  const std::optional<json> id = options_.link.codec->read_reply_id(payload);
-  if (!id || !(id->is_number_unsigned() || id->is_number_integer())) return;
-  if (answer_setup(id->get<std::uint64_t>(), std::nullopt, "the reply could not be read: " + why)) return;
-  auto it = pending_.find(id->get<std::uint64_t>());
+template <class V>
+void basic_client<V>::fail_unreadable_reply(std::string_view payload, const std::string& why) {
+  std::optional<std::uint64_t> id;
+  try {
+    if (const std::optional<V> wire_id = codec_->read_reply_id(payload)) id = codec_->id_number(*wire_id);
+  } catch (const codec_error&) { // an id with no form in our values
+  }
+  if (!id) return;
+  if (answer_setup(*id, std::nullopt, "the reply could not be read: " + why)) return;
+  auto it = pending_.find(*id);
   if (it == pending_.end()) return;
   it->second.fail(erps_errc::bad_payload, "the reply could not be read: " + why);
   pending_.erase(it);
 }
 
-void client::forget_abandoned() {
+template <class V>
+void basic_client<V>::forget_abandoned() {
   if (pending_.size() < sweep_at_) return;
   std::erase_if(pending_, [](const auto& entry) { return !entry.second.pending(); });
   sweep_at_ = std::max<std::size_t>(64, pending_.size() * 2);
 }
 
-call_result<json> client::handle_call(erps::call c, from<json> reply) {
+template <class V>
+call_result<V> basic_client<V>::handle_call(basic_call<V> c, from<V> reply) {
   if (!link_ || link_->closed()) {
     reply.fail(connection_errc::disconnected);
-    return call_result<json>(noreply);
+    return call_result<V>(noreply);
   }
   const std::uint64_t id = ++next_id_;
-  const json wire_id = id;
+  const V wire_id = codec_->make_id(id);
   bool queued = false;
   try {
-    queued = link_->send(frame_type::call, [&](std::string& out) { options_.link.codec->write_call(out, wire_id, c.request); });
+    queued = link_->send(frame_type::call, [&](std::string& out) { codec_->write_call(out, wire_id, c.request); });
   } catch (const codec_error& e) {
     reply.fail(erps_errc::bad_payload, std::string("the request could not be written: ") + e.what());
-    return call_result<json>(noreply);
+    return call_result<V>(noreply);
   }
   if (!queued) {
     reply.fail(connection_errc::disconnected, "the call could not be queued: the link is closing");
-    return call_result<json>(noreply);
+    return call_result<V>(noreply);
   }
   forget_abandoned();
   pending_.emplace(id, std::move(reply));
-  return call_result<json>(noreply);
+  return call_result<V>(noreply);
 }
 
-action client::handle_cast(erps::cast c) {
+template <class V>
+action basic_client<V>::handle_cast(basic_cast<V> c) {
   std::string payload;
   try {
     if (link_ && !link_->closed()) {
-      link_->send(frame_type::cast, [&](std::string& out) { options_.link.codec->write_value(out, c.request); });
+      link_->send(frame_type::cast, [&](std::string& out) { codec_->write_value(out, c.request); });
       return {};
     }
-    options_.link.codec->write_value(payload, c.request);
+    codec_->write_value(payload, c.request);
   } catch (const codec_error& e) {
     if (options_.link.log) {
       options_.link.log(log_record{log_level::error, "cast_dropped", {}, std::string("a cast was dropped: ") + e.what()});
@@ -241,19 +266,20 @@ action client::handle_cast(erps::cast c) {
   return {};
 }
 
-action client::handle_info(message m) {
+template <class V>
+action basic_client<V>::handle_info(message m) {
   if (auto* f = m.get_if<detail::link_frame>()) {
     if (!link_ || f->link != link_->id()) return {}; // from an earlier link
     try {
       switch (f->type) {
       case frame_type::reply: {
-        decoded_reply r = options_.link.codec->read_reply(f->payload, link_->config().limits);
-        if (r.id.is_number_unsigned() || r.id.is_number_integer()) {
-          if (setup_pending_.contains(r.id.get<std::uint64_t>())) {
-            answer_setup(r.id.get<std::uint64_t>(), std::move(r.reply), {});
+        decoded_reply<V> r = codec_->read_reply(f->payload, link_->config().limits);
+        if (const std::optional<std::uint64_t> id = codec_->id_number(r.id)) {
+          if (setup_pending_.contains(*id)) {
+            answer_setup(*id, std::move(r.reply), {});
             break;
           }
-          auto it = pending_.find(r.id.get<std::uint64_t>());
+          auto it = pending_.find(*id);
           if (it != pending_.end()) {
             it->second.reply(std::move(r.reply)); // dropped if the caller gave up
             pending_.erase(it);
@@ -262,17 +288,17 @@ action client::handle_info(message m) {
         break;
       }
       case frame_type::push: {
-        json value = options_.link.codec->read_value(f->payload, link_->config().limits);
-        if (options_.push_to) grove::send(options_.push_to, push_message{value});
+        V value = codec_->read_value(f->payload, link_->config().limits);
+        if (options_.push_to) grove::send(options_.push_to, basic_push_message<V>{value});
         if (options_.on_push) options_.on_push(value);
         break;
       }
       case frame_type::error: {
-        decoded_error e = options_.link.codec->read_error(f->payload, link_->config().limits);
-        const std::string text = e.error.is_string() ? e.error.get<std::string>() : e.error.dump();
-        if (e.id && (e.id->is_number_unsigned() || e.id->is_number_integer())) {
-          if (answer_setup(e.id->get<std::uint64_t>(), std::nullopt, text)) break;
-          auto it = pending_.find(e.id->get<std::uint64_t>());
+        decoded_error<V> e = codec_->read_error(f->payload, link_->config().limits);
+        const std::string& text = e.text;
+        if (const std::optional<std::uint64_t> id = e.id ? codec_->id_number(*e.id) : std::nullopt) {
+          if (answer_setup(*id, std::nullopt, text)) break;
+          auto it = pending_.find(*id);
           if (it != pending_.end()) {
             it->second.fail(erps_errc::remote, text);
             pending_.erase(it);
@@ -300,21 +326,32 @@ action client::handle_info(message m) {
   return {};
 }
 
-void client::terminate(const exit_reason&) {
+template <class V>
+void basic_client<V>::terminate(const exit_reason&) {
   close_link();
   fail_pending(errc::exited, "the client stopped");
 }
 
-awaitable<json> client_ref::call(json request, duration timeout) const {
+template <class V>
+awaitable<V> basic_client_ref<V>::call(V request, duration timeout) const {
   call_options options;
   options.timeout = timeout;
   return call(std::move(request), options);
 }
 
-awaitable<json> client_ref::call(json request, call_options options) const {
-  return ref_.call(erps::call(std::move(request)), options);
+template <class V>
+awaitable<V> basic_client_ref<V>::call(V request, call_options options) const {
+  return ref_.call(basic_call<V>(std::move(request)), options);
 }
 
-void client_ref::cast(json value) const { ref_.cast(erps::cast(std::move(value))); }
+template <class V>
+void basic_client_ref<V>::cast(V value) const { ref_.cast(basic_cast<V>(std::move(value))); }
+
+template struct basic_client_options<json>;
+template class basic_client<json>;
+template class basic_client_ref<json>;
+template struct basic_client_options<term>;
+template class basic_client<term>;
+template class basic_client_ref<term>;
 
 } // namespace grove::erps

@@ -1,4 +1,4 @@
-#include <grove/erps/codec.hpp>
+#include <grove/erps/json_codec.hpp>
 #include <grove/erps/error.hpp>
 
 #include <simdjson.h>
@@ -193,7 +193,7 @@ json parse(std::string_view payload, std::string_view what, const decode_limits&
 
 bool valid_id(const json& id) { return id.is_number_integer() || id.is_number_unsigned() || id.is_string(); }
 
-class json_payload_codec final : public payload_codec {
+class json_payload_codec final : public basic_codec<json> {
 public:
   std::string_view name() const noexcept override { return "json"; }
 
@@ -215,7 +215,8 @@ public:
 
   void write_value(std::string& out, const json& value) const override { append_json(out, value); }
 
-  void write_error(std::string& out, const json* id, const json& error) const override {
+  void write_error(std::string& out, const json* id, std::string_view text) const override {
+    const json error(text);
     if (id == nullptr) {
       append_json(out, error);
       return;
@@ -227,7 +228,7 @@ public:
     out += ']';
   }
 
-  decoded_call read_call(std::string_view payload, const decode_limits& limits) const override {
+  decoded_call<json> read_call(std::string_view payload, const decode_limits& limits) const override {
     json value = parse(payload, "call payload", limits);
     if (!value.is_array() || value.size() != 2 || !valid_id(value[0])) {
       throw codec_error("call payload must be [call_id, request] with a number or string id");
@@ -235,7 +236,7 @@ public:
     return {std::move(value[0]), std::move(value[1])};
   }
 
-  decoded_reply read_reply(std::string_view payload, const decode_limits& limits) const override {
+  decoded_reply<json> read_reply(std::string_view payload, const decode_limits& limits) const override {
     json value = parse(payload, "reply payload", limits);
     if (!value.is_array() || value.size() != 2 || !valid_id(value[1])) {
       throw codec_error("reply payload must be [reply, call_id] with a number or string id");
@@ -247,12 +248,19 @@ public:
     return parse(payload, "value payload", limits);
   }
 
-  decoded_error read_error(std::string_view payload, const decode_limits& limits) const override {
+  decoded_error<json> read_error(std::string_view payload, const decode_limits& limits) const override {
     json value = parse(payload, "error payload", limits);
     if (value.is_array() && value.size() == 2 && valid_id(value[0])) {
-      return {std::move(value[0]), std::move(value[1])};
+      return {std::move(value[0]), text_of(value[1])};
     }
-    return {std::nullopt, std::move(value)};
+    return {std::nullopt, text_of(value)};
+  }
+
+  json make_id(std::uint64_t n) const override { return json(n); }
+  std::optional<std::uint64_t> id_number(const json& id) const override {
+    if (id.is_number_unsigned()) return id.get<std::uint64_t>();
+    if (id.is_number_integer() && id.get<std::int64_t>() >= 0) return static_cast<std::uint64_t>(id.get<std::int64_t>());
+    return std::nullopt;
   }
 
   // The id of [id, ...] or [..., id], found by scanning from that end (a
@@ -292,6 +300,7 @@ public:
   }
 
 private:
+  static std::string text_of(const json& error) { return error.is_string() ? error.get<std::string>() : error.dump(-1, ' ', false, json::error_handler_t::replace); }
   static bool json_space(char c) noexcept { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
   static std::size_t skip_space_forward(std::string_view text, std::size_t at) noexcept {
     while (at < text.size() && json_space(text[at])) ++at;
@@ -319,7 +328,7 @@ private:
 
 } // namespace
 
-const payload_codec& json_codec() noexcept {
+const basic_codec<json>& json_codec() noexcept {
   static const json_payload_codec codec;
   return codec;
 }

@@ -1,15 +1,18 @@
-// grove/erps/codec.hpp — how values become frame payloads and back. JSON
-// (nlohmann) is the default; the interface is the seam for another codec
-// (Erlang's External Term Format) without touching daemon, server or client.
+// grove/erps/codec.hpp — how values become frame payloads and back: the
+// seam between the wire and the values servers and clients work with.
 //
-//   const grove::erps::payload_codec& codec = grove::erps::json_codec();
+// A codec trades bytes for values of its own type: the JSON codec
+// (erps/json_codec.hpp) for nlohmann::json, the ETF codec (erps/etf.hpp)
+// for Erlang terms (erps/term.hpp). Neither knows the other. A server or
+// client is written against one value type (server: JSON, term_server:
+// terms) and works on a link whose codec has a view of that type: the
+// codec's own, or one through a mapping the codec defines (the ETF codec
+// can be seen as JSON through etf::to_json/from_json, and JSON as terms).
+//
+//   const grove::erps::basic_codec<grove::erps::json>& codec = grove::erps::json_codec();
 //   std::string payload;
 //   codec.write_call(payload, 7, {{"op", "get"}});        // [7,{"op":"get"}]
 //   auto call = codec.read_call(payload, {});             // call.id == 7
-//
-// JSON shapes (DESIGN.md): call [call_id, request]; reply [reply, call_id];
-// push and cast the bare value; error a string, or [call_id, error] when it
-// answers one call. A call id is a number or a string.
 //
 // Depth: a payload from the network is untrusted, and a value nested
 // 100,000 levels deep would overflow the stack of whatever recurses over it
@@ -19,17 +22,15 @@
 #pragma once
 
 #include <grove/erps/error.hpp>
-#include <nlohmann/json.hpp>
 
 #include <cstdint>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <typeinfo>
 
 namespace grove::erps {
-
-using json = nlohmann::json;
 
 /// A payload the codec cannot read or write: a grove::error with code
 /// erps_errc::bad_payload; what() says why, in one line.
@@ -52,20 +53,42 @@ struct decode_limits {
   std::uint32_t max_depth = default_max_depth;
 };
 
+template <class V>
 struct decoded_call {
-  json id;
-  json request;
+  V id;
+  V request;
 };
+template <class V>
 struct decoded_reply {
-  json id;
-  json reply;
+  V id;
+  V reply;
 };
+template <class V>
 struct decoded_error {
-  std::optional<json> id; ///< the call it answers, if any
-  json error;             ///< usually a string
+  std::optional<V> id{}; ///< the call it answers, if the codec's errors name one
+  std::string text;      ///< what the peer said (a value that is not text, printed)
 };
 
-/// A payload codec. What an implementation must guarantee:
+/// A payload codec, seen without its value type: what the link needs to
+/// refuse a frame before anything is decoded. Every codec is a
+/// basic_codec<V>; see there for what an implementation guarantees.
+class payload_codec {
+public:
+  virtual ~payload_codec() = default;
+  virtual std::string_view name() const noexcept = 0;
+  /// The type of the values it reads and writes itself.
+  virtual const std::type_info& value_typeid() const noexcept = 0;
+  /// Appends an error frame's payload saying `text`: answering the call
+  /// whose payload is `call_payload` when its id can be read cheaply (and
+  /// the codec's error frames name calls), a bare one otherwise.
+  virtual void write_refusal(std::string& out, std::string_view text, std::string_view call_payload) const = 0;
+  /// This codec as a basic_codec of the value type `as` (a
+  /// `const basic_codec<As>*`, type-erased): itself when `as` is its value
+  /// type, a view through a mapping it defines, or null. Use codec_as<V>.
+  virtual const void* view_as(const std::type_info& as) const noexcept = 0;
+};
+
+/// A codec of values of type V. What an implementation must guarantee:
 /// - it is immutable and shared by every connection: const and thread-safe;
 /// - write_* append one payload to `out`, and throw codec_error (leaving
 ///   whatever they appended) for a value they cannot write, e.g. one nested
@@ -78,30 +101,59 @@ struct decoded_error {
 ///   body could not be read, cheaply and without decoding the body, so that
 ///   the refusal can answer (or fail) that one call; nullopt when the id
 ///   itself cannot be read.
-class payload_codec {
+/// A call id is whatever the peer chose; this side's clients make theirs
+/// from numbers (make_id) and find them again (id_number).
+template <class V>
+class basic_codec : public payload_codec {
 public:
-  virtual ~payload_codec() = default;
-  virtual std::string_view name() const noexcept = 0;
+  using value_type = V;
 
-  virtual void write_call(std::string& out, const json& id, const json& request) const = 0;
-  virtual void write_reply(std::string& out, const json& id, const json& reply) const = 0;
-  virtual void write_value(std::string& out, const json& value) const = 0; ///< push and cast
-  virtual void write_error(std::string& out, const json* id, const json& error) const = 0;
+  virtual void write_call(std::string& out, const V& id, const V& request) const = 0;
+  virtual void write_reply(std::string& out, const V& id, const V& reply) const = 0;
+  virtual void write_value(std::string& out, const V& value) const = 0; ///< push and cast
+  /// An error frame; `id` names the call it answers, if the codec's error
+  /// frames can (JSON's can, erps's ETF ones cannot).
+  virtual void write_error(std::string& out, const V* id, std::string_view text) const = 0;
 
-  virtual decoded_call read_call(std::string_view payload, const decode_limits& limits) const = 0;
-  virtual decoded_reply read_reply(std::string_view payload, const decode_limits& limits) const = 0;
-  virtual json read_value(std::string_view payload, const decode_limits& limits) const = 0;
-  virtual decoded_error read_error(std::string_view payload, const decode_limits& limits) const = 0;
-  virtual std::optional<json> read_call_id(std::string_view payload) const = 0;
-  virtual std::optional<json> read_reply_id(std::string_view payload) const = 0;
+  virtual decoded_call<V> read_call(std::string_view payload, const decode_limits& limits) const = 0;
+  virtual decoded_reply<V> read_reply(std::string_view payload, const decode_limits& limits) const = 0;
+  virtual V read_value(std::string_view payload, const decode_limits& limits) const = 0;
+  virtual decoded_error<V> read_error(std::string_view payload, const decode_limits& limits) const = 0;
+  virtual std::optional<V> read_call_id(std::string_view payload) const = 0;
+  virtual std::optional<V> read_reply_id(std::string_view payload) const = 0;
+
+  /// The id a client gives its n-th call.
+  virtual V make_id(std::uint64_t n) const = 0;
+  /// The number back from an id make_id made; nullopt for any other.
+  virtual std::optional<std::uint64_t> id_number(const V& id) const = 0;
+
+  const std::type_info& value_typeid() const noexcept final { return typeid(V); }
+  void write_refusal(std::string& out, std::string_view text, std::string_view call_payload) const final {
+    const std::optional<V> id = call_payload.empty() ? std::nullopt : read_call_id(call_payload);
+    write_error(out, id ? &*id : nullptr, text);
+  }
+  const void* view_as(const std::type_info& as) const noexcept override {
+    return as == typeid(V) ? static_cast<const basic_codec<V>*>(this) : nullptr;
+  }
 };
 
-/// The JSON codec (one shared instance).
-const payload_codec& json_codec() noexcept;
+/// `codec` as a codec of V values (itself, or its view), or null.
+template <class V>
+const basic_codec<V>* codec_as(const payload_codec& codec) noexcept {
+  return static_cast<const basic_codec<V>*>(codec.view_as(typeid(V)));
+}
 
-/// Reads one JSON text with the codec's reader and its limits (for JSON that
-/// does not come in a frame: a snapshot, a file a user edited). `what` names
-/// the text in the error, e.g. "snapshot". Throws codec_error.
-json read_json(std::string_view text, const decode_limits& limits, std::string_view what);
+class term;
+
+/// How a server or client of V values finds its codec on a link: the
+/// codec's own or its view (codec_as<V>), or for terms also a view of the
+/// JSON codec through etf's mapping (etf::to_json, etf::from_json), so a
+/// term server works on a JSON link too. Null when there is none.
+template <class V>
+const basic_codec<V>* codec_for(const payload_codec& codec) noexcept {
+  return codec_as<V>(codec);
+}
+template <>
+const basic_codec<term>* codec_for<term>(const payload_codec& codec) noexcept; // in etf.cpp
 
 } // namespace grove::erps

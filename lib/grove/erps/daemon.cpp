@@ -265,7 +265,7 @@ private:
     // The link runs on its socket's worker, not necessarily ours.
     asio::post(l->stream().executor(), [l, reason] {
       l->start();
-      l->send_error(nullptr, reason);
+      l->send_error(reason);
       l->close_after_flush(reason, true);
     });
   }

@@ -101,14 +101,16 @@ public:
   /// option or TLS file, naming it) or grove::error start_failed (e.g. the
   /// port is taken: reason() says so).
   template <class S, class... Args>
-    requires std::derived_from<S, server> && std::constructible_from<S, Args...> && (std::copy_constructible<Args> && ...)
+    requires std::derived_from<S, server_base> && std::constructible_from<S, Args...> && (std::copy_constructible<Args> && ...)
   static awaitable<daemon> start(node& n, daemon_options options, Args... args) {
+    detail::check_codec_for<typename S::value_type>(options.link, "daemon_options");
     return start_impl(n, std::move(options), factory<S>(std::move(args)...), false);
   }
   /// start(), linked to the calling process.
   template <class S, class... Args>
-    requires std::derived_from<S, server> && std::constructible_from<S, Args...> && (std::copy_constructible<Args> && ...)
+    requires std::derived_from<S, server_base> && std::constructible_from<S, Args...> && (std::copy_constructible<Args> && ...)
   static awaitable<daemon> start_link(node& n, daemon_options options, Args... args) {
+    detail::check_codec_for<typename S::value_type>(options.link, "daemon_options");
     return start_impl(n, std::move(options), factory<S>(std::move(args)...), true);
   }
 

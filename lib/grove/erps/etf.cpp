@@ -1,4 +1,5 @@
 #include <grove/erps/etf.hpp>
+#include <grove/erps/term_json.hpp>
 
 #include <zlib.h>
 
@@ -692,75 +693,202 @@ term from_json_at(const nlohmann::json& j, std::uint32_t depth) {
   throw codec_error("etf: a discarded JSON value");
 }
 
-/// erps's envelopes in ETF: {Ref, Request} for a call, {Reply, Ref} for a reply.
-class etf_payload_codec final : public payload_codec {
+std::string shape(const term& t) {
+  std::string s = t.to_string();
+  if (s.size() > 80) s = s.substr(0, 77) + "...";
+  return s;
+}
+
+std::optional<std::uint64_t> id_number_of(const term& id) {
+  if (const auto n = id.as_integer(); n && *n >= 0) return static_cast<std::uint64_t>(*n);
+  if (id.type() == term::kind::big_integer) {
+    const std::string* magnitude = id.big_magnitude();
+    if (magnitude && !id.big_negative() && magnitude->size() <= 8) {
+      std::uint64_t n = 0;
+      for (std::size_t i = magnitude->size(); i-- > 0;) n = (n << 8) | static_cast<unsigned char>((*magnitude)[i]);
+      return n;
+    }
+  }
+  return std::nullopt;
+}
+
+/// erps's envelopes in ETF: {Ref, Request} for a call, {Reply, Ref} for a
+/// reply, a cast and a push the bare term, an error a binary. The codec of
+/// terms; seen as a codec of JSON values, json_over_etf.
+class etf_term_codec final : public basic_codec<term> {
 public:
   std::string_view name() const noexcept override { return "etf"; }
 
-  void write_call(std::string& out, const json& id, const json& request) const override {
-    encode_into(out, term::tuple({from_json(id), from_json(request)}));
+  void write_call(std::string& out, const term& id, const term& request) const override {
+    encode_into(out, term::tuple({id, request}));
   }
-  void write_reply(std::string& out, const json& id, const json& reply) const override {
-    encode_into(out, term::tuple({from_json(reply), from_json(id)}));
+  void write_reply(std::string& out, const term& id, const term& reply) const override {
+    encode_into(out, term::tuple({reply, id}));
   }
-  void write_value(std::string& out, const json& value) const override { encode_into(out, from_json(value)); }
-  void write_error(std::string& out, const json*, const json& error) const override {
-    // erps's error frame is a binary string; it names no call.
-    encode_into(out, term::binary(error.is_string() ? error.get<std::string>() : error.dump()));
+  void write_value(std::string& out, const term& value) const override { encode_into(out, value); }
+  void write_error(std::string& out, const term*, std::string_view text) const override {
+    encode_into(out, term::binary(std::string(text))); // erps's error frame is a binary; it names no call
   }
 
-  decoded_call read_call(std::string_view payload, const decode_limits& limits) const override {
-    const term t = decode(payload, {.max_depth = limits.max_depth});
-    const auto* e = t.elements();
+  decoded_call<term> read_call(std::string_view payload, const decode_limits& limits) const override {
+    term t = decode(payload, {.max_depth = limits.max_depth});
+    auto* e = t.elements();
     if (!e || e->size() != 2) throw codec_error("etf: a call is {Ref, Request}; got " + shape(t));
-    return decoded_call{to_json(e->at(0)), to_json(e->at(1))};
+    return {std::move(t.elements()->at(0)), std::move(t.elements()->at(1))};
   }
-  decoded_reply read_reply(std::string_view payload, const decode_limits& limits) const override {
-    const term t = decode(payload, {.max_depth = limits.max_depth});
-    const auto* e = t.elements();
+  decoded_reply<term> read_reply(std::string_view payload, const decode_limits& limits) const override {
+    term t = decode(payload, {.max_depth = limits.max_depth});
+    auto* e = t.elements();
     if (!e || e->size() != 2) throw codec_error("etf: a reply is {Reply, Ref}; got " + shape(t));
-    return decoded_reply{to_json(e->at(1)), to_json(e->at(0))};
+    return {std::move(t.elements()->at(1)), std::move(t.elements()->at(0))};
   }
-  json read_value(std::string_view payload, const decode_limits& limits) const override {
-    return to_json(decode(payload, {.max_depth = limits.max_depth}));
+  term read_value(std::string_view payload, const decode_limits& limits) const override {
+    return decode(payload, {.max_depth = limits.max_depth});
   }
-  decoded_error read_error(std::string_view payload, const decode_limits& limits) const override {
+  decoded_error<term> read_error(std::string_view payload, const decode_limits& limits) const override {
     const term t = decode(payload, {.max_depth = limits.max_depth});
-    if (const std::string* b = t.bytes(); b && t.type() == term::kind::binary && valid_utf8(*b)) return decoded_error{std::nullopt, *b};
-    return decoded_error{std::nullopt, t.to_string()};
+    if (const std::string* b = t.bytes(); b && t.type() == term::kind::binary && valid_utf8(*b)) return {std::nullopt, *b};
+    return {std::nullopt, t.to_string()};
   }
-  std::optional<json> read_call_id(std::string_view payload) const override { return element_of(payload, 0); }
-  std::optional<json> read_reply_id(std::string_view payload) const override { return element_of(payload, 1); }
+  std::optional<term> read_call_id(std::string_view payload) const override { return element_of(payload, 0); }
+  std::optional<term> read_reply_id(std::string_view payload) const override { return element_of(payload, 1); }
+
+  term make_id(std::uint64_t n) const override { return term::integer(n); }
+  std::optional<std::uint64_t> id_number(const term& id) const override { return id_number_of(id); }
+
+  const void* view_as(const std::type_info& as) const noexcept override;
 
 private:
-  static std::string shape(const term& t) {
-    std::string s = t.to_string();
-    if (s.size() > 80) s = s.substr(0, 77) + "...";
-    return s;
-  }
   /// Element `i` of a two-tuple payload, if the payload reads and it has
-  /// one. Only on a refusal's path (a body too deep, a value with no JSON
-  /// form), so it reads the whole payload, up to the deepest any limit allows.
-  static std::optional<json> element_of(std::string_view payload, std::size_t i) {
+  /// one. Only on a refusal's path (a body too deep), so it reads the
+  /// whole payload, up to the deepest any limit allows.
+  static std::optional<term> element_of(std::string_view payload, std::size_t i) {
     try {
-      const term t = decode(payload, {.max_depth = max_depth_limit});
-      const auto* e = t.elements();
+      term t = decode(payload, {.max_depth = max_depth_limit});
+      auto* e = t.elements();
       if (!e || e->size() != 2) return std::nullopt;
-      return to_json(e->at(i));
+      return std::move(e->at(i));
     } catch (const codec_error&) {
       return std::nullopt;
     }
   }
 };
 
+const etf_term_codec& the_etf_codec() noexcept {
+  static const etf_term_codec codec;
+  return codec;
+}
+
+/// A codec of From values seen as a codec of To values: the same bytes,
+/// the values crossing by `to` and `from` (which throw codec_error for a
+/// value with no form on the other side). Ids that do not cross are
+/// treated as unreadable.
+template <class To, class From, To (*to)(const From&), From (*from)(const To&)>
+class mapped_codec final : public basic_codec<To> {
+public:
+  explicit mapped_codec(const basic_codec<From>& (*inner)() noexcept) : inner_(inner) {}
+  std::string_view name() const noexcept override { return inner_().name(); }
+
+  void write_call(std::string& out, const To& id, const To& request) const override {
+    inner_().write_call(out, from(id), from(request));
+  }
+  void write_reply(std::string& out, const To& id, const To& reply) const override {
+    inner_().write_reply(out, from(id), from(reply));
+  }
+  void write_value(std::string& out, const To& value) const override { inner_().write_value(out, from(value)); }
+  void write_error(std::string& out, const To* id, std::string_view text) const override {
+    std::optional<From> inner_id;
+    if (id) inner_id = crossed<From, To, from>(*id);
+    inner_().write_error(out, inner_id ? &*inner_id : nullptr, text);
+  }
+
+  decoded_call<To> read_call(std::string_view payload, const decode_limits& limits) const override {
+    auto c = inner_().read_call(payload, limits);
+    return {to(c.id), to(c.request)};
+  }
+  decoded_reply<To> read_reply(std::string_view payload, const decode_limits& limits) const override {
+    auto r = inner_().read_reply(payload, limits);
+    return {to(r.id), to(r.reply)};
+  }
+  To read_value(std::string_view payload, const decode_limits& limits) const override {
+    return to(inner_().read_value(payload, limits));
+  }
+  decoded_error<To> read_error(std::string_view payload, const decode_limits& limits) const override {
+    auto e = inner_().read_error(payload, limits);
+    std::optional<To> id;
+    if (e.id) id = crossed<To, From, to>(*e.id);
+    return {std::move(id), std::move(e.text)};
+  }
+  std::optional<To> read_call_id(std::string_view payload) const override {
+    auto id = inner_().read_call_id(payload);
+    return id ? crossed<To, From, to>(*id) : std::nullopt;
+  }
+  std::optional<To> read_reply_id(std::string_view payload) const override {
+    auto id = inner_().read_reply_id(payload);
+    return id ? crossed<To, From, to>(*id) : std::nullopt;
+  }
+
+  To make_id(std::uint64_t n) const override { return to(inner_().make_id(n)); }
+  std::optional<std::uint64_t> id_number(const To& id) const override {
+    auto inner_id = crossed<From, To, from>(id);
+    return inner_id ? inner_().id_number(*inner_id) : std::nullopt;
+  }
+
+  const void* view_as(const std::type_info& as) const noexcept override {
+    if (as == typeid(From)) return &inner_();
+    return basic_codec<To>::view_as(as);
+  }
+
+private:
+  template <class A, class B, A (*convert)(const B&)>
+  static std::optional<A> crossed(const B& value) {
+    try {
+      return convert(value);
+    } catch (const codec_error&) {
+      return std::nullopt;
+    }
+  }
+
+  const basic_codec<From>& (*inner_)() noexcept;
+};
+
+const basic_codec<term>& etf_as_is() noexcept { return the_etf_codec(); }
+const basic_codec<nlohmann::json>& json_as_is() noexcept { return json_codec(); }
+
+using json_over_etf = mapped_codec<nlohmann::json, term, to_json, from_json>;
+using terms_over_json = mapped_codec<term, nlohmann::json, from_json, to_json>;
+
+const json_over_etf& the_json_over_etf() noexcept {
+  static const json_over_etf codec(etf_as_is);
+  return codec;
+}
+
+const void* etf_term_codec::view_as(const std::type_info& as) const noexcept {
+  if (as == typeid(nlohmann::json)) return static_cast<const basic_codec<nlohmann::json>*>(&the_json_over_etf());
+  return basic_codec<term>::view_as(as);
+}
+
+const terms_over_json& the_terms_over_json() noexcept {
+  static const terms_over_json codec(json_as_is);
+  return codec;
+}
+
 } // namespace
 
 nlohmann::json to_json(const term& t) { return to_json_at(t, 0); }
 term from_json(const nlohmann::json& j) { return from_json_at(j, 0); }
 
-const payload_codec& etf_codec() noexcept {
-  static const etf_payload_codec codec;
-  return codec;
-}
+const basic_codec<term>& etf_codec() noexcept { return the_etf_codec(); }
 
 } // namespace grove::erps::etf
+
+namespace grove::erps {
+
+template <>
+const basic_codec<term>* codec_for<term>(const payload_codec& codec) noexcept {
+  if (const auto* own = codec_as<term>(codec)) return own;
+  if (codec_as<json>(codec) == &json_codec()) return &etf::the_terms_over_json();
+  return nullptr;
+}
+
+} // namespace grove::erps

@@ -55,33 +55,12 @@ void encode_into(std::string& out, const term& t, const encode_options& options 
 /// The term `bytes` hold: exactly one, starting with 131. Throws codec_error.
 term decode(std::string_view bytes, const decode_options& options = {});
 
-// -- terms and JSON ------------------------------------------------------------
-// So that a handler written for JSON serves an ETF peer, and a JSON value
-// reaches one. The rules, each way:
-//
-//   term                         JSON                    JSON            term
-//   integer (to 64 bits)         number                  null            nil
-//   float                        number                  true, false     true, false
-//   true, false                  true, false             integer         integer
-//   nil, undefined               null                    float           float
-//   other atom                   string                  string          binary
-//   binary (UTF-8)               string                  array           list
-//   list, [], tuple              array                   object          map, binary keys
-//   map (atom or binary keys)    object
-//
-// Refused (codec_error naming the kind): integers past 64 bits, binaries
-// that are not UTF-8, bit strings, improper lists, maps with other keys
-// (or two keys naming one string), pids, ports, references and funs.
-
-nlohmann::json to_json(const term& t);
-term from_json(const nlohmann::json& j);
-
 /// The erps payload codec for Erlang peers: ETF as Elixir's erps writes it
 /// (a call {Ref, Request}, a reply {Reply, Ref}, a cast and a push the bare
-/// term, an error frame a binary), the values crossing to and from JSON by
-/// the rules above, so the daemon, its servers and the client work with an
-/// Elixir or Erlang peer unchanged. Writes OTP 25's term_to_binary/1 bytes.
-/// Set it as link_options::codec on both sides.
-const payload_codec& etf_codec() noexcept;
+/// term, an error frame a binary), in OTP 25's term_to_binary/1 bytes. Set
+/// it as link_options::codec. Term servers and clients (erps/terms.hpp) use
+/// it as it is; JSON ones see it through the mapping of erps/term_json.hpp,
+/// so they work with an Elixir or Erlang peer unchanged.
+const basic_codec<term>& etf_codec() noexcept;
 
 } // namespace grove::erps::etf

@@ -43,4 +43,13 @@ struct link_options {
   void validate(std::string_view owner) const;
 };
 
+namespace detail {
+/// Throws grove::error (errc::invalid_argument) naming `<owner>.link.codec`
+/// when the codec (json_codec() when null) has no view of V values, the
+/// values a server or client of `owner` is written against. Defined for
+/// json and term.
+template <class V>
+void check_codec_for(const link_options& o, std::string_view owner);
+} // namespace detail
+
 } // namespace grove::erps

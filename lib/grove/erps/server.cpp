@@ -1,5 +1,7 @@
 #include <grove/erps/server.hpp>
 
+#include <grove/erps/term.hpp>
+
 #include <grove/erps/detail/link.hpp>
 #include <grove/erps/detail/link_messages.hpp>
 #include <grove/erps/detail/metrics.hpp>
@@ -38,38 +40,51 @@ private:
 
 } // namespace
 
-session::session(std::shared_ptr<link> l, pid self) : link_(std::move(l)), self_(self) {}
+template <class V>
+session<V>::session(std::shared_ptr<link> l, pid self, const basic_codec<V>& codec)
+    : link_(std::move(l)), self_(self), codec_(&codec) {}
 
-session::~session() {
+template <class V>
+session<V>::~session() {
   // Whatever was never answered: tell the client, and complete the slots
   // so their deferred_reply waiters are freed.
   for (auto& [sequence, pending] : pending_) {
     if (pending.slot->fail(errc::exited)) {
-      link_->send_error(&pending.id, "the server stopped before it replied");
+      send_error(&pending.id, "the server stopped before it replied");
     }
   }
   pending_.clear();
   link_->close_after_flush("the server stopped", false);
 }
 
-void session::reply(std::uint64_t sequence) {
+template <class V>
+void session<V>::send_error(const V* id, std::string_view text) {
+  try {
+    link_->send(frame_type::error, [&](std::string& out) { codec_->write_error(out, id, text); });
+  } catch (const codec_error&) { // the id has no form in the wire's codec: the error names no call
+    link_->send_error(text);
+  }
+}
+
+template <class V>
+void session<V>::reply(std::uint64_t sequence) {
   auto it = pending_.find(sequence);
   if (it == pending_.end()) return;
   pending_call call = std::move(it->second);
   pending_.erase(it);
   if (!call.slot->error()) {
-    json value = call.slot->take();
+    V value = call.slot->take();
     try {
-      link_->send(frame_type::reply, [&](std::string& out) { link_->config().codec->write_reply(out, call.id, value); });
+      link_->send(frame_type::reply, [&](std::string& out) { codec_->write_reply(out, call.id, value); });
     } catch (const codec_error& e) {
       // The handler's value, not the client, is at fault: the caller is
       // told, the connection goes on.
       const std::string why = std::string("the reply could not be written: ") + e.what();
       link_->log(log_level::error, "reply_unwritable", why);
-      link_->send_error(&call.id, why);
+      send_error(&call.id, why);
     }
   } else {
-    link_->send_error(&call.id, "the call failed: " + std::string(grove::error(call.slot->error()).what()));
+    send_error(&call.id, "the call failed: " + std::string(grove::error(call.slot->error()).what()));
     if (const auto& m = link_->config().metrics) m->error("call_failed");
   }
   if (const auto& m = link_->config().metrics) {
@@ -80,7 +95,8 @@ void session::reply(std::uint64_t sequence) {
   maybe_finish_drain();
 }
 
-void session::settle(std::uint64_t sequence) {
+template <class V>
+void session<V>::settle(std::uint64_t sequence) {
   auto it = pending_.find(sequence);
   if (it == pending_.end()) return;
   if (it->second.slot->completed()) {
@@ -90,13 +106,15 @@ void session::settle(std::uint64_t sequence) {
   }
 }
 
-awaitable<action> session::settle_later(session* s, awaitable<action> handler, std::uint64_t sequence) {
+template <class V>
+awaitable<action> session<V>::settle_later(session* s, awaitable<action> handler, std::uint64_t sequence) {
   action next = co_await std::move(handler);
   s->settle(sequence);
   co_return next;
 }
 
-void session::finish_then_close(std::string reason) {
+template <class V>
+void session<V>::finish_then_close(std::string reason) {
   if (!draining_) {
     draining_ = true;
     close_reason_ = std::move(reason);
@@ -105,31 +123,37 @@ void session::finish_then_close(std::string reason) {
   maybe_finish_drain();
 }
 
-void session::maybe_finish_drain() {
+template <class V>
+void session<V>::maybe_finish_drain() {
   if (draining_ && pending_.empty() && link_->calls_in_flight() == 0) {
     link_->close_after_flush(close_reason_, false);
   }
 }
 
-handler_outcome session::on_call(server& s, std::string_view payload, const session_dispatch& d) {
-  decoded_call c;
+template <class V>
+handler_outcome session<V>::on_call(server_base& s, std::string_view payload, const session_dispatch& d) {
+  decoded_call<V> c;
   try {
-    c = link_->config().codec->read_call(payload, link_->config().limits);
+    c = codec_->read_call(payload, link_->config().limits);
   } catch (const codec_error& e) {
     link_->log(log_level::warning, "bad_payload", e.what());
     // Answer by id when the id can be read, so the caller fails at once.
-    const std::optional<json> id = link_->config().codec->read_call_id(payload);
-    link_->send_error(id ? &*id : nullptr, e.what());
+    std::optional<V> id;
+    try {
+      id = codec_->read_call_id(payload);
+    } catch (const codec_error&) { // an id with no form in the server's values
+    }
+    send_error(id ? &*id : nullptr, e.what());
     link_->call_done();
     return action{};
   }
   if (d.call == nullptr) {
-    link_->send_error(&c.id, "this server takes no calls");
+    send_error(&c.id, "this server takes no calls");
     link_->call_done();
     return action{};
   }
   const std::uint64_t sequence = ++sequence_;
-  auto slot = std::make_shared<reply_slot<json>>();
+  auto slot = std::make_shared<reply_slot<V>>();
   slot->set_caller(self_); // a process never calls itself, so this marks a remote call
   std::chrono::steady_clock::time_point arrived{};
   if (const auto& m = link_->config().metrics) {
@@ -137,7 +161,7 @@ handler_outcome session::on_call(server& s, std::string_view payload, const sess
     arrived = std::chrono::steady_clock::now();
   }
   pending_.emplace(sequence, pending_call{std::move(c.id), slot, arrived});
-  grove::detail::envelope env{.body = erps::call(std::move(c.request)),
+  grove::detail::envelope env{.body = basic_call<V>(std::move(c.request)),
                               .reply = slot,
                               .dispatch = d.call,
                               .kind = grove::detail::envelope_kind::call};
@@ -150,26 +174,28 @@ handler_outcome session::on_call(server& s, std::string_view payload, const sess
   return settle_later(this, outcome.take_pending(), sequence);
 }
 
-handler_outcome session::on_cast(server& s, std::string_view payload, const session_dispatch& d) {
-  json value;
+template <class V>
+handler_outcome session<V>::on_cast(server_base& s, std::string_view payload, const session_dispatch& d) {
+  V value;
   try {
-    value = link_->config().codec->read_value(payload, link_->config().limits);
+    value = codec_->read_value(payload, link_->config().limits);
   } catch (const codec_error& e) {
     link_->log(log_level::warning, "bad_payload", e.what());
-    link_->send_error(nullptr, e.what());
+    link_->send_error(e.what());
     return action{};
   }
   if (d.cast == nullptr) {
-    link_->send_error(nullptr, "this server takes no casts");
+    link_->send_error("this server takes no casts");
     return action{};
   }
   if (const auto& m = link_->config().metrics) m->casts.inc();
   grove::detail::envelope env{
-      .body = erps::cast(std::move(value)), .dispatch = d.cast, .kind = grove::detail::envelope_kind::cast};
+      .body = basic_cast<V>(std::move(value)), .dispatch = d.cast, .kind = grove::detail::envelope_kind::cast};
   return d.cast(s, env);
 }
 
-handler_outcome session::on_message(server& s, message&& m, const session_dispatch& d) {
+template <class V>
+handler_outcome session<V>::on_message(server_base& s, message&& m, const session_dispatch& d) {
   if (auto* f = m.get_if<link_frame>()) {
     if (f->link != link_->id()) return action{};
     switch (f->type) {
@@ -183,7 +209,7 @@ handler_outcome session::on_message(server& s, message&& m, const session_dispat
     default:
       link_->log(log_level::warning, "unexpected_frame",
                  "a client sent a " + std::string(to_string(f->type)) + " frame (only call, cast and keepalive are expected)");
-      link_->send_error(nullptr, "unexpected " + std::string(to_string(f->type)) + " frame from a client");
+      link_->send_error("unexpected " + std::string(to_string(f->type)) + " frame from a client");
       return action{};
     }
   }
@@ -192,7 +218,7 @@ handler_outcome session::on_message(server& s, message&& m, const session_dispat
     return action{};
   }
   if (m.is<drain>()) {
-    link_->send_error(nullptr, "the server is shutting down: calls in flight are finished, no new ones are read");
+    link_->send_error("the server is shutting down: calls in flight are finished, no new ones are read");
     finish_then_close("the daemon is shutting down");
     return action{};
   }
@@ -207,17 +233,41 @@ bool session_access::is_session_message(const message& m) noexcept {
   return m.is<link_frame>() || m.is<remote_reply_ready>() || m.is<link_down>() || m.is<drain>();
 }
 
-handler_outcome session_access::on_message(server& s, message&& m, const session_dispatch& d) {
+template <class V>
+bool session<V>::push(const V& value) {
+  auto& l = *link_;
+  try {
+    const bool sent = l.send(frame_type::push, [&](std::string& out) { codec_->write_value(out, value); });
+    if (sent && l.config().metrics) l.config().metrics->pushes.inc();
+    return sent;
+  } catch (const codec_error& e) {
+    l.log(log_level::error, "push_unwritable", std::string("a push could not be written: ") + e.what());
+    return false;
+  }
+}
+
+template class session<json>;
+template class session<term>;
+
+handler_outcome session_access::on_message(server_base& s, message&& m, const session_dispatch& d) {
   if (!s.session_) return action{}; // a locally started server has no client
   return s.session_->on_message(s, std::move(m), d);
 }
 
-void session_access::attach(server& s, const std::shared_ptr<pending_session>& pending, process& self) {
+template <class V>
+void session_access::attach(server_base& s, const std::shared_ptr<pending_session>& pending, process& self) {
+  const basic_codec<V>* codec = codec_for<V>(*pending->config.codec);
+  if (codec == nullptr) { // the daemon checked this when it started
+    throw std::invalid_argument("the " + std::string(pending->config.codec->name()) + " codec has no view of this server's values");
+  }
   auto l = std::make_shared<link>(std::move(pending->stream), std::move(pending->config), self.self(), pending->link_id);
-  s.session_ = std::make_unique<session>(l, self.self());
+  s.session_ = std::make_unique<session<V>>(l, self.self(), *codec);
   self.set_label("erps session " + l->peer());
   l->start();
 }
+
+template void session_access::attach<json>(server_base&, const std::shared_ptr<pending_session>&, process&);
+template void session_access::attach<term>(server_base&, const std::shared_ptr<pending_session>&, process&);
 
 spawn_options session_spawn_options(std::size_t worker) {
   spawn_options options;
@@ -232,33 +282,27 @@ awaitable<pid> await_session_start(std::shared_ptr<grove::detail::reply_slot<pid
 
 } // namespace detail
 
-server::server() = default;
-server::~server() = default;
+server_base::server_base() = default;
+server_base::~server_base() = default;
 
-bool server::push(const json& value) {
+template <class V>
+bool basic_server<V>::push(const V& value) {
   if (!session_) return false;
-  auto& l = *session_->channel();
-  try {
-    const bool sent = l.send(frame_type::push, [&](std::string& out) { l.config().codec->write_value(out, value); });
-    if (sent && l.config().metrics) l.config().metrics->pushes.inc();
-    return sent;
-  } catch (const codec_error& e) {
-    l.log(log_level::error, "push_unwritable", std::string("a push could not be written: ") + e.what());
-    return false;
-  }
+  return static_cast<detail::session<V>&>(*session_).push(value);
 }
 
-bool server::is_remote(const from<json>& f) const noexcept { return session_ && f.caller() == self(); }
+template class basic_server<json>;
+template class basic_server<term>;
 
-bool server::has_client() const noexcept { return session_ != nullptr; }
+bool server_base::has_client() const noexcept { return session_ != nullptr; }
 
-std::string server::peer() const { return session_ ? session_->channel()->peer() : std::string(); }
+std::string server_base::peer() const { return session_ ? session_->channel()->peer() : std::string(); }
 
-std::string server::peer_subject() const { return session_ ? session_->channel()->stream().peer_subject() : std::string(); }
+std::string server_base::peer_subject() const { return session_ ? session_->channel()->stream().peer_subject() : std::string(); }
 
-std::size_t server::remote_calls_pending() const noexcept { return session_ ? session_->pending() : 0; }
+std::size_t server_base::remote_calls_pending() const noexcept { return session_ ? session_->pending() : 0; }
 
-void server::close_connection(std::string reason) {
+void server_base::close_connection(std::string reason) {
   if (session_) session_->finish_then_close(std::move(reason));
 }
 

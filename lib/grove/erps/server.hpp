@@ -1,6 +1,10 @@
 // grove/erps/server.hpp — the server behind one erps client: a gen_server
-// whose calls and casts are JSON values. The daemon starts one per accepted
-// connection; it is also an ordinary gen_server that local processes call.
+// whose calls and casts are values of one type: JSON for `server`, Erlang
+// terms for `term_server` (erps/terms.hpp). The daemon starts one per
+// accepted connection; it is also an ordinary gen_server that local
+// processes call. Either works on a link of either codec: the link's codec
+// is seen as a codec of the server's values (codec_for), so a JSON server
+// serves an ETF peer through the mapping of erps/term_json.hpp.
 //
 //   class kv : public grove::erps::server {
 //   public:
@@ -25,6 +29,7 @@
 
 #include <grove/core/gen_server.hpp>
 #include <grove/erps/codec.hpp>
+#include <grove/erps/json_codec.hpp>
 
 #include <concepts>
 #include <memory>
@@ -34,39 +39,36 @@
 namespace grove::erps {
 
 /// A call's request, from the remote client or a local caller
-/// (`co_await ref.call(grove::erps::call(request))`). The reply is a json.
-struct call {
-  using reply_type = json;
-  explicit call(json r) : request(std::move(r)) {}
-  json request;
+/// (`co_await ref.call(grove::erps::call(request))`). The reply is a V.
+template <class V>
+struct basic_call {
+  using reply_type = V;
+  explicit basic_call(V r) : request(std::move(r)) {}
+  V request;
 };
 
 /// A cast's value, from the remote client or a local `ref.cast(...)`.
-struct cast {
-  explicit cast(json r) : request(std::move(r)) {}
-  json request;
+template <class V>
+struct basic_cast {
+  explicit basic_cast(V r) : request(std::move(r)) {}
+  V request;
 };
 
+using call = basic_call<json>;
+using cast = basic_cast<json>;
+
 namespace detail {
-class session;
+class session_base;
 class session_access;
 struct pending_session;
 } // namespace detail
 
-/// Base of a per-client erps server. Derive from it as from gen_server.
-class server : public gen_server {
+/// What every erps server has, whatever its values.
+class server_base : public gen_server {
 public:
-  server();
-  ~server() override;
+  server_base();
+  ~server_base() override;
 
-  /// Sends a push frame to this server's client. false when there is no
-  /// client (a locally started server) or its connection is closing, or the
-  /// client is not reading (its queue passed the daemon's max_queued_bytes:
-  /// the connection is closed), or the codec cannot write the value (e.g.
-  /// nested deeper than max_depth_limit: logged as push_unwritable).
-  bool push(const json& value);
-  /// Whether the call behind `f` came from the remote client.
-  bool is_remote(const from<json>& f) const noexcept;
   /// Whether this server serves a client connection.
   bool has_client() const noexcept;
   /// The client's address ("127.0.0.1:51234"); empty without a client.
@@ -80,10 +82,33 @@ public:
   /// then stops (reason normal).
   void close_connection(std::string reason);
 
-private:
+protected:
   friend class detail::session_access;
-  std::unique_ptr<detail::session> session_;
+  std::unique_ptr<detail::session_base> session_;
 };
+
+/// Base of a per-client erps server of V values. Derive from it as from
+/// gen_server: handle_call(basic_call<V>, from<V>), handle_cast(basic_cast<V>).
+template <class V>
+class basic_server : public server_base {
+public:
+  using value_type = V;
+
+  /// Sends a push frame to this server's client. false when there is no
+  /// client (a locally started server) or its connection is closing, or the
+  /// client is not reading (its queue passed the daemon's max_queued_bytes:
+  /// the connection is closed), or the codec cannot write the value (e.g.
+  /// nested deeper than max_depth_limit, or with no form in the link's
+  /// codec: logged as push_unwritable).
+  bool push(const V& value);
+  /// Whether the call behind `f` came from the remote client.
+  bool is_remote(const from<V>& f) const noexcept { return session_ && f.caller() == self(); }
+};
+
+extern template class basic_server<json>;
+
+/// A server of JSON values.
+using server = basic_server<json>;
 
 namespace detail {
 
@@ -99,9 +124,10 @@ struct session_dispatch {
 
 template <class S>
 constexpr session_dispatch make_session_dispatch() {
+  using V = typename S::value_type;
   session_dispatch d;
-  if constexpr (handles_call<S, erps::call>) d.call = &grove::detail::dispatch_call<S, erps::call>;
-  if constexpr (handles_cast<S, erps::cast>) d.cast = &grove::detail::dispatch_cast<S, erps::cast>;
+  if constexpr (handles_call<S, basic_call<V>>) d.call = &grove::detail::dispatch_call<S, basic_call<V>>;
+  if constexpr (handles_cast<S, basic_cast<V>>) d.cast = &grove::detail::dispatch_cast<S, basic_cast<V>>;
   return d;
 }
 
@@ -113,9 +139,11 @@ public:
   /// Whether `m` is for the session layer (a frame, a link event, a
   /// deferred reply, a drain).
   static bool is_session_message(const message& m) noexcept;
-  static grove::detail::handler_outcome on_message(server& s, message&& m, const session_dispatch& d);
-  /// Connects a freshly constructed server to its client (before init).
-  static void attach(server& s, const std::shared_ptr<pending_session>& pending, process& self);
+  static grove::detail::handler_outcome on_message(server_base& s, message&& m, const session_dispatch& d);
+  /// Connects a freshly constructed server of V values to its client
+  /// (before init). Defined for json and term.
+  template <class V>
+  static void attach(server_base& s, const std::shared_ptr<pending_session>& pending, process& self);
 };
 
 /// The body of a session process: S constructed from the daemon's
@@ -132,7 +160,7 @@ struct session_body {
     try {
       server = std::apply([](Args&... a) { return std::make_unique<S>(a...); }, args);
       grove::detail::bind(*server, self);
-      session_access::attach(*server, pending, self);
+      session_access::attach<typename S::value_type>(*server, pending, self);
       init = grove::detail::run_init(*server);
     } catch (const std::exception& e) {
       return grove::detail::start_failed(self, std::move(started), exit_reason::error(e.what()));
@@ -168,12 +196,12 @@ namespace grove::detail {
 /// Plugs erps servers into the gen_server loop: frames from the client and
 /// deferred replies are the session's; everything else is the server's.
 template <class S>
-  requires std::derived_from<S, erps::server>
+  requires std::derived_from<S, erps::server_base>
 struct server_extension<S> {
   static constexpr bool enabled = true;
   static handler_outcome info(gen_server& base, message&& m) {
     if (erps::detail::session_access::is_session_message(m)) {
-      return erps::detail::session_access::on_message(static_cast<erps::server&>(base), std::move(m),
+      return erps::detail::session_access::on_message(static_cast<erps::server_base&>(base), std::move(m),
                                                       erps::detail::session_dispatch_for<S>);
     }
     return hook_info<S>(base, std::move(m));

@@ -248,6 +248,10 @@ const std::vector<term>* term::elements() const noexcept {
   const auto* t = std::get_if<tuple_value>(&value_);
   return t ? &t->elements : nullptr;
 }
+std::vector<term>* term::elements() noexcept {
+  auto* t = std::get_if<tuple_value>(&value_);
+  return t ? &t->elements : nullptr;
+}
 std::vector<term> term::list_elements() const {
   if (const auto* l = std::get_if<list_value>(&value_)) return l->elements;
   std::vector<term> out;

@@ -112,8 +112,9 @@ public:
   /// A big integer's sign and little-endian magnitude.
   bool big_negative() const noexcept;
   const std::string* big_magnitude() const noexcept;
-  /// A tuple's elements.
+  /// A tuple's elements (changeable in place: a term is a value).
   const std::vector<term>* elements() const noexcept;
+  std::vector<term>* elements() noexcept;
   /// A list's elements (a string's, as integers, made on demand), and its
   /// tail ([] for a proper list).
   std::vector<term> list_elements() const;

@@ -312,7 +312,7 @@ struct server_body {
     handler_outcome init = action{};
     try {
       server = std::apply([](Args&... a) { return std::make_unique<S>(std::move(a)...); }, args);
-      bind(*server, self);
+      grove::detail::bind(*server, self);
       init = run_init(*server);
     } catch (const std::exception& e) {
       return start_failed(self, std::move(started), exit_reason::error(e.what()));

@@ -114,8 +114,8 @@ void link::log_close(log_level level, std::string_view event, const std::string&
   close_logged_ = true;
 }
 
-bool link::send_error(const json* call_id, const std::string& text) {
-  return send(frame_type::error, [&](std::string& out) { config_.codec->write_error(out, call_id, json(text)); });
+bool link::send_error(std::string_view text, std::string_view call_payload) {
+  return send(frame_type::error, [&](std::string& out) { config_.codec->write_refusal(out, text, call_payload); });
 }
 
 bool link::enqueue(std::string frame) {
@@ -235,9 +235,9 @@ void link::handle(const frame_decoder::frame& f) {
     log(log_level::warning, "frame_refused", *problem);
     // Answer a refused call with its id when its payload can be read, so
     // the caller fails at once instead of timing out.
-    std::optional<json> id;
-    if (f.header.type == frame_type::call) id = config_.codec->read_call_id(f.payload);
-    if (f.header.type != frame_type::error) send_error(id ? &*id : nullptr, *problem);
+    if (f.header.type != frame_type::error) {
+      send_error(*problem, f.header.type == frame_type::call ? f.payload : std::string_view());
+    }
     return;
   }
   if (f.header.type == frame_type::call) {
@@ -310,7 +310,7 @@ asio::awaitable<void> link::read_loop(std::shared_ptr<link> self) {
     if (self->decoder_.failed()) {
       std::string reason = "bad frame: " + self->decoder_.error_text();
       self->log_close(log_level::warning, "bad_frame", reason);
-      self->send_error(nullptr, reason);
+      self->send_error(reason);
       self->close_after_flush(std::move(reason), true);
       co_return;
     }
@@ -419,7 +419,7 @@ asio::awaitable<void> link::heartbeat(std::shared_ptr<link> self) {
     }
     if (auto overdue = self->frame_overdue(now)) {
       self->log_close(log_level::warning, "frame_timeout", *overdue);
-      self->send_error(nullptr, *overdue);
+      self->send_error(*overdue);
       self->close_after_flush(std::move(*overdue), true);
       continue;
     }
@@ -443,7 +443,7 @@ asio::awaitable<void> link::heartbeat(std::shared_ptr<link> self) {
         now - self->last_activity_ >= *c.idle_timeout) {
       std::string reason = "idle for " + seconds_text(*c.idle_timeout) + " (no call or cast)";
       self->log_close(log_level::info, "idle_timeout", reason);
-      self->send_error(nullptr, "closing: " + reason);
+      self->send_error("closing: " + reason);
       self->close_after_flush(std::move(reason), false);
       continue;
     }

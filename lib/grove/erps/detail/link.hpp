@@ -139,8 +139,9 @@ public:
     config_.writer.seal(type, frame);
     return enqueue(std::move(frame));
   }
-  /// An error frame: a string, or [call_id, text] when it answers a call.
-  bool send_error(const json* call_id, const std::string& text);
+  /// An error frame saying `text`; answering the call whose payload is
+  /// `call_payload` when the codec can name it (JSON: [call_id, text]).
+  bool send_error(std::string_view text, std::string_view call_payload = {});
 
   /// A call handed to the owner was answered (or refused): may resume reading.
   void call_done() noexcept;

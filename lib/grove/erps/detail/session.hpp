@@ -22,36 +22,54 @@ struct pending_session {
   std::uint64_t link_id = 0;
 };
 
-class session {
+/// A session, whatever its server's values: what the server and the
+/// gen_server loop reach it through.
+class session_base {
 public:
-  session(std::shared_ptr<link> l, pid self);
-  ~session();
-
-  grove::detail::handler_outcome on_message(server& s, message&& m, const session_dispatch& d);
-  const std::shared_ptr<link>& channel() const noexcept { return link_; }
+  virtual ~session_base() = default;
+  virtual grove::detail::handler_outcome on_message(server_base& s, message&& m, const session_dispatch& d) = 0;
+  virtual const std::shared_ptr<link>& channel() const noexcept = 0;
   /// Reads no more calls; closes once every remote call taken is answered
   /// and sent (a daemon's drain, or the server's close_connection).
-  void finish_then_close(std::string reason);
-  std::size_t pending() const noexcept { return pending_.size(); }
+  virtual void finish_then_close(std::string reason) = 0;
+  virtual std::size_t pending() const noexcept = 0;
+};
+
+/// The session of a server of V values: the link's codec seen as a codec
+/// of V (codec_for<V>) reads its calls and writes its replies.
+template <class V>
+class session final : public session_base {
+public:
+  session(std::shared_ptr<link> l, pid self, const basic_codec<V>& codec);
+  ~session() override;
+
+  grove::detail::handler_outcome on_message(server_base& s, message&& m, const session_dispatch& d) override;
+  const std::shared_ptr<link>& channel() const noexcept override { return link_; }
+  void finish_then_close(std::string reason) override;
+  std::size_t pending() const noexcept override { return pending_.size(); }
+  /// Sends a push frame; see basic_server::push.
+  bool push(const V& value);
 
 private:
   struct pending_call {
-    json id;
-    std::shared_ptr<grove::detail::reply_slot<json>> slot;
+    V id;
+    std::shared_ptr<grove::detail::reply_slot<V>> slot;
     std::chrono::steady_clock::time_point arrived{}; // when metrics are on
   };
 
-  grove::detail::handler_outcome on_call(server& s, std::string_view payload, const session_dispatch& d);
-  grove::detail::handler_outcome on_cast(server& s, std::string_view payload, const session_dispatch& d);
+  grove::detail::handler_outcome on_call(server_base& s, std::string_view payload, const session_dispatch& d);
+  grove::detail::handler_outcome on_cast(server_base& s, std::string_view payload, const session_dispatch& d);
   /// After the handler of call `sequence` returned: reply now if it did,
-  /// else wait for its from<json>.
+  /// else wait for its from<V>.
   void settle(std::uint64_t sequence);
   void reply(std::uint64_t sequence);
+  void send_error(const V* id, std::string_view text);
   void maybe_finish_drain();
   static awaitable<action> settle_later(session* s, awaitable<action> handler, std::uint64_t sequence);
 
   std::shared_ptr<link> link_;
   pid self_;
+  const basic_codec<V>* codec_;
   std::uint64_t sequence_ = 0;
   std::unordered_map<std::uint64_t, pending_call> pending_;
   bool draining_ = false;
