@@ -160,6 +160,27 @@ public:
     }
   }
 
+  /// Up to `n` raw bytes, as the server sent them, within `limit` (fewer
+  /// on timeout or close). Not to be mixed with read_frame.
+  std::string read_bytes(std::size_t n, std::chrono::milliseconds limit = 10s) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    std::string out;
+    while (out.size() < n && !closed_) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left <= 0ms) break;
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
+      char chunk[64 * 1024];
+      auto got = ::recv(fd_, chunk, std::min(sizeof chunk, n - out.size()), 0);
+      if (got <= 0) {
+        closed_ = true;
+        break;
+      }
+      out.append(chunk, static_cast<std::size_t>(got));
+    }
+    return out;
+  }
+
   /// Whether the server closes the connection within `limit` (frames
   /// before the close are read and dropped).
   bool closed_within(std::chrono::milliseconds limit = 10s) {

@@ -4,8 +4,10 @@
 // grove, and terms grove encodes read back by erl (tests/erps/etf_judge.escript).
 #include <grove/erps/etf.hpp>
 #include <grove/erps/term.hpp>
+#include <grove/erps/terms.hpp>
 
 #include "../child_process.hpp"
+#include "erps_support.hpp"
 #include "../temp_dir.hpp"
 
 #include <doctest/doctest.h>
@@ -18,6 +20,8 @@
 #include <vector>
 
 using grove::erps::term;
+using erps_test::raw_client;
+using namespace std::chrono_literals;
 namespace etf = grove::erps::etf;
 
 namespace {
@@ -54,14 +58,20 @@ struct captured {
   std::string payload;
 };
 
-std::vector<captured> payloads_of(const std::string& capture) {
+/// A capture's byte streams: "conn dir" ("1 c2s") -> every byte, in order.
+std::map<std::string, std::string> streams_of(const std::string& capture) {
   std::ifstream in(source_root / "tests" / "erps" / "golden" / (capture + ".log"));
   REQUIRE(in.good());
-  std::map<std::string, std::string> streams; // "conn dir" -> bytes so far
+  std::map<std::string, std::string> streams;
   for (std::string line; std::getline(in, line);) {
     const auto w = words(line);
     if (w.size() == 4) streams[w[0] + " " + w[1]] += unhex(w[3]);
   }
+  return streams;
+}
+
+std::vector<captured> payloads_of(const std::string& capture) {
+  auto streams = streams_of(capture);
   std::vector<captured> out;
   for (auto& [key, stream] : streams) {
     const std::string& bytes = stream; // (a structured binding cannot be captured before C++20's P1091 in clang 14)
@@ -103,6 +113,33 @@ std::string decode_error(const std::string& bytes, const etf::decode_options& o 
     return e.what();
   }
   return "decoded";
+}
+
+/// What the Elixir server of the captures does: echo a call, keep a cast,
+/// answer :last_cast with it.
+class golden_server : public grove::erps::term_server {
+public:
+  term handle_call(grove::erps::term_call c) {
+    if (c.request.is_atom("last_cast")) return last_cast_;
+    return std::move(c.request);
+  }
+  void handle_cast(grove::erps::term_cast c) { last_cast_ = std::move(c.request); }
+
+private:
+  term last_cast_;
+};
+
+/// A daemon set up as the captures' server was: ETF, identifier "grove"
+/// and versions "~> 1.2" for all but tcp_default.
+grove::erps::daemon start_golden_daemon(grove::node& n, const std::string& capture) {
+  grove::erps::daemon_options o;
+  o.link.codec = &etf::etf_codec();
+  o.link.log = nullptr;
+  if (capture != "tcp_default") {
+    o.link.identifier = "grove";
+    o.version_requirement = "~> 1.2";
+  }
+  return n.block_on(grove::erps::daemon::start<golden_server>(n, o));
 }
 
 } // namespace
@@ -167,6 +204,62 @@ TEST_CASE("every payload captured from Elixir's erps decodes, and re-encodes to 
   // G1 and G2 of frames.md, by value.
   const auto g = payloads_of("tcp_default");
   CHECK(etf::decode(g[0].payload) == term::tuple({term::integer(std::int64_t{108462924}), term::integer(std::int64_t{42})}));
+}
+
+TEST_CASE("replaying Elixir erps clients' captured bytes to a grove ETF daemon gives the captured server bytes exactly") {
+  grove::node n{{.threads = 2, .events = nullptr}};
+  for (const std::string capture : {"tcp_default", "tcp_versioned"}) {
+    CAPTURE(capture);
+    auto streams = streams_of(capture);
+    const std::string& sent = streams["1 c2s"];
+    const std::string& answered = streams["1 s2c"];
+    REQUIRE(!answered.empty());
+    const auto d = start_golden_daemon(n, capture);
+    {
+      raw_client c(d.port());
+      c.send(sent); // calls (compressed ones in tcp_versioned), a cast, keepalives, verbatim
+      const std::string got = c.read_bytes(answered.size(), 20s);
+      CHECK(hex(got) == hex(answered));
+      CHECK(c.read_bytes(1, 200ms).empty()); // and nothing more: keepalives are not answered
+    }
+    n.block_on(d.shutdown(5s));
+  }
+}
+
+TEST_CASE("the captured clients with a wrong identifier or version get an error frame as erps's, and the daemon goes on") {
+  // erps's server answers the first such frame with "wrong identifier" or
+  // "incompatible version" and then says nothing; grove's error frames have
+  // the same header and form (a binary), say why in full, and answer every
+  // refused frame so that no caller waits for its timeout.
+  grove::node n{{.threads = 2, .events = nullptr}};
+  for (const std::string capture : {"tcp_wrong_identifier", "tcp_wrong_version"}) {
+    CAPTURE(capture);
+    auto streams = streams_of(capture);
+    const std::string& answered = streams["1 s2c"];
+    REQUIRE(answered.size() > 96);
+    const auto d = start_golden_daemon(n, capture);
+    {
+      raw_client c(d.port());
+      c.send(streams["1 c2s"]);
+      const std::size_t frames = payloads_of(capture).size() - 1; // all the client's frames but keepalives
+      for (std::size_t i = 0; i < frames; ++i) {
+        const std::string header = c.read_bytes(96, 10s);
+        REQUIRE(header.size() == 96);
+        CHECK(hex(header.substr(8)) == hex(answered.substr(8, 88))); // type error, 0.0.0, no identifier, unsigned
+        const auto u = [&](std::size_t k) { return static_cast<std::uint32_t>(static_cast<unsigned char>(header[k])); };
+        const std::string payload = c.read_bytes((u(4) << 24) | (u(5) << 16) | (u(6) << 8) | u(7), 10s);
+        const term why = etf::decode(payload);
+        REQUIRE(why.type() == term::kind::binary);
+        CHECK(why.bytes()->find(capture == "tcp_wrong_identifier" ? "identifier mismatch" : "is not allowed") != std::string::npos);
+      }
+    }
+    raw_client again(d.port()); // the daemon serves the next client
+    again.send(streams_of("tcp_versioned")["1 c2s"].substr(0, 106));
+    const auto reply = again.read_frame(10s);
+    REQUIRE(reply);
+    CHECK(reply->type == grove::erps::frame_type::reply);
+    n.block_on(d.shutdown(5s));
+  }
 }
 
 TEST_CASE("the BEAM as the judge: 400 random terms encoded by erl decode in grove and re-encode to erl's bytes") {

@@ -194,7 +194,18 @@ TEST_CASE("version requirements take Elixir's comparisons") {
   CHECK(version_requirement::parse("1.0.0").allows({1, 0, 0}));
   CHECK_THROWS_AS(version_requirement::parse(">= 1.2"), grove::error);
   CHECK_THROWS_AS(version_requirement::parse(">= 1.2.0,"), grove::error);
-  CHECK_THROWS_AS(version_requirement::parse("~> 1.2.0"), grove::error);
+  auto about = version_requirement::parse("~> 1.2"); // what the golden captures' erps server requires
+  CHECK(about.allows({1, 2, 0}));
+  CHECK(about.allows({1, 9, 3}));
+  CHECK_FALSE(about.allows({1, 1, 9}));
+  CHECK_FALSE(about.allows({2, 0, 0}));
+  auto about_patch = version_requirement::parse("~> 1.2.3");
+  CHECK(about_patch.allows({1, 2, 9}));
+  CHECK_FALSE(about_patch.allows({1, 2, 2}));
+  CHECK_FALSE(about_patch.allows({1, 3, 0}));
+  CHECK_THROWS_AS(version_requirement::parse("~> 1"), grove::error);
+  CHECK_THROWS_AS(version_requirement::parse("~> 255.0"), grove::error);
+  CHECK_THROWS_AS(version_requirement::parse("=~ 1.2.0"), grove::error);
 }
 
 TEST_CASE("a signed frame verifies with its key and fails with a changed payload or key") {

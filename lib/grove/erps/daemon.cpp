@@ -92,6 +92,9 @@ std::function<void(const supervisor_report&)> supervisor_log(const log_function&
 link_config make_link_config(const daemon_options& o, const std::shared_ptr<link_counters>& counters) {
   link_config c = detail::make_link_config(o.link);
   c.server = true;
+  // A server's frames carry version 0.0.0 and no identifier, as erps's
+  // server's do: only a client's are checked.
+  c.writer = frame_writer{protocol_version{0, 0, 0}, std::string(), o.link.signing};
   c.versions = version_requirement::parse(o.version_requirement);
   c.idle_timeout = o.idle_timeout;
   if (o.tls) c.handshake_timeout = o.tls->handshake_timeout;

@@ -147,7 +147,10 @@ version_requirement version_requirement::parse(std::string_view text) {
   std::size_t i = skip_space(0);
   while (i < text.size()) {
     op comparison = op::eq;
-    if (text.substr(i, 2) == ">=") {
+    bool about = false; // ~>: Elixir's "at least this, below the next release of the part before the last given"
+    if (text.substr(i, 2) == "~>") {
+      about = true, i += 2;
+    } else if (text.substr(i, 2) == ">=") {
       comparison = op::ge, i += 2;
     } else if (text.substr(i, 2) == "<=") {
       comparison = op::le, i += 2;
@@ -166,7 +169,24 @@ version_requirement version_requirement::parse(std::string_view text) {
     std::size_t end = i;
     while (end < text.size() && ((text[end] >= '0' && text[end] <= '9') || text[end] == '.')) ++end;
     try {
-      r.clauses_.push_back({comparison, protocol_version::parse(text.substr(i, end - i))});
+      const std::string_view given = text.substr(i, end - i);
+      if (about) {
+        // ~> 1.2 means >= 1.2.0 and < 2.0.0; ~> 1.2.3 means >= 1.2.3 and < 1.3.0.
+        const bool two_parts = std::count(given.begin(), given.end(), '.') == 1;
+        const protocol_version low = protocol_version::parse(two_parts ? std::string(given) + ".0" : std::string(given));
+        protocol_version high = low;
+        if (two_parts) {
+          if (high.major == 255) throw fail();
+          high = {static_cast<std::uint8_t>(high.major + 1), 0, 0};
+        } else {
+          if (high.minor == 255) throw fail();
+          high = {high.major, static_cast<std::uint8_t>(high.minor + 1), 0};
+        }
+        r.clauses_.push_back({op::ge, low});
+        r.clauses_.push_back({op::lt, high});
+      } else {
+        r.clauses_.push_back({comparison, protocol_version::parse(given)});
+      }
     } catch (const grove::error&) {
       throw fail();
     }

@@ -61,7 +61,9 @@ struct protocol_version {
 };
 
 /// A version requirement as Elixir's Version spells it: comparisons joined
-/// by "," or "and", e.g. ">= 1.2.0, < 2.0.0" or "== 0.4.0". Empty allows all.
+/// by "," or "and", e.g. ">= 1.2.0, < 2.0.0", "== 0.4.0", or "~> 1.2"
+/// (>= 1.2.0 and < 2.0.0; "~> 1.2.3" is >= 1.2.3 and < 1.3.0). Empty
+/// allows all.
 class version_requirement {
 public:
   version_requirement() = default;

@@ -15,6 +15,7 @@ link_config make_link_config(const link_options& o) {
   link_config c;
   c.max_payload = o.max_payload;
   c.writer = frame_writer{o.version, o.identifier, o.signing};
+  c.identifier = o.identifier;
   c.codec = o.codec != nullptr ? o.codec : &json_codec();
   c.limits.max_depth = o.max_depth;
   c.verify_keys = o.verify_keys;

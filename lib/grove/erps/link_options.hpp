@@ -23,8 +23,8 @@
 namespace grove::erps {
 
 struct link_options {
-  std::string identifier{};                              ///< sent in every frame; a peer's must match it exactly (default empty)
-  protocol_version version{0, 4, 0};                     ///< the version our frames carry (default 0.4.0)
+  std::string identifier{};                              ///< a client sends it in every frame; a daemon requires it, exactly, in every frame it reads (default empty)
+  protocol_version version{0, 4, 0};                     ///< the version a client's frames carry (default 0.4.0); a daemon's frames carry 0.0.0 and no identifier, as erps's server's do
   std::optional<signing_key> signing{};                  ///< sign our frames with this key (default unsigned)
   std::vector<signing_key> verify_keys{};                ///< keys a peer may sign frames with (default none)
   bool require_signed = false;                           ///< refuse unsigned or badly signed frames (default false)

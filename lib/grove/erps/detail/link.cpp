@@ -209,9 +209,9 @@ asio::awaitable<void> link::wait(asio::steady_timer& timer) {
 }
 
 std::optional<std::string> link::check(const frame_decoder::frame& f) const {
-  if (config_.server && f.header.identifier != config_.writer.identifier) {
+  if (config_.server && f.header.identifier != config_.identifier) {
     std::string got(f.header.identifier);
-    return "identifier mismatch: this server is \"" + config_.writer.identifier + "\", the frame says \"" + got + "\"";
+    return "identifier mismatch: this server is \"" + config_.identifier + "\", the frame says \"" + got + "\"";
   }
   if (config_.server && !config_.versions.allows(f.header.version)) {
     return "protocol version " + f.header.version.to_string() + " is not allowed: this server requires " +

@@ -80,6 +80,7 @@ struct daemon_series;
 struct link_config {
   std::uint32_t max_payload = default_max_payload;
   frame_writer writer{};
+  std::string identifier{};                         ///< server: what a peer's frames must carry
   const payload_codec* codec = nullptr;
   decode_limits limits{};                           ///< what the codec enforces on every payload read
   bool server = false;                              ///< the daemon's side: checks identifier and version
