@@ -4,6 +4,7 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   // For the process's life: libFuzzer ends it without unwinding.
-  static grove_daemon_fuzz::rig* daemon = new grove_daemon_fuzz::rig();
-  return grove_daemon_fuzz::run_one(*daemon, data, size);
+  static grove_daemon_fuzz::rig* json_daemon = new grove_daemon_fuzz::rig(false);
+  static grove_daemon_fuzz::rig* etf_daemon = new grove_daemon_fuzz::rig(true);
+  return grove_daemon_fuzz::run_input(*json_daemon, *etf_daemon, data, size);
 }

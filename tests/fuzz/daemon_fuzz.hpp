@@ -5,7 +5,12 @@
 // built from a grammar: requests groved knows and ones it does not, values
 // deep (to 100,000 levels) and wide, numbers past 64 bits, escapes,
 // surrogates, bad UTF-8, malformed text, and frames split at any byte, with
-// bad headers now and then.
+// bad headers now and then. An input that starts with 'E' goes to a second
+// groved, whose codec is ETF: frames carry Erlang terms from a grammar of
+// ETF bytes (maps with atom and binary keys, every integer width, floats,
+// binaries, strings, improper lists, pids, nesting to 100,000 levels,
+// compressed terms, and bytes flipped or cut), so the frame + ETF path and
+// the term-to-JSON mapping groved's handlers sit behind are fuzzed too.
 //
 // What must hold, for any input:
 //   - nothing crashes (ASan/UBSan watch the daemon, the crash report hook
@@ -14,8 +19,8 @@
 //     reads;
 //   - when every frame sent was whole and of a known type, every call is
 //     answered, by a reply or an error frame naming its id (or, for a call
-//     whose id cannot be read, an error frame without one), and a ping sent
-//     last comes back;
+//     whose id cannot be read, an error frame without one; ETF error frames
+//     never name one), and a ping sent last comes back;
 //   - after the peer's end of stream the daemon closes the connection;
 //   - the daemon keeps serving: each input is a new connection.
 // Shared by the libFuzzer target (tests/fuzz/daemon_fuzz.cpp) and a doctest
@@ -28,6 +33,7 @@
 #include "tree.hpp"
 
 #include <grove/core/node.hpp>
+#include <grove/erps/etf.hpp>
 #include <grove/erps/json_codec.hpp>
 #include <grove/erps/daemon.hpp>
 #include <grove/erps/detail/memory_transport.hpp>
@@ -194,10 +200,186 @@ inline std::string request(choices& in) {
   return out;
 }
 
+// --- the ETF grammar ------------------------------------------------------------
+// ETF bytes written directly (no term objects: a term 100,000 levels deep
+// would take the harness's own stack with it).
+
+inline void put_u32(std::string& out, std::uint32_t v) {
+  for (int i = 3; i >= 0; --i) out += static_cast<char>((v >> (8 * i)) & 0xff);
+}
+
+inline void etf_atom(std::string& out, std::string_view name) {
+  out += '\x77'; // SMALL_ATOM_UTF8_EXT
+  out += static_cast<char>(name.size());
+  out += name;
+}
+
+inline void etf_binary(std::string& out, std::string_view bytes) {
+  out += '\x6d'; // BINARY_EXT
+  put_u32(out, static_cast<std::uint32_t>(bytes.size()));
+  out += bytes;
+}
+
+inline void etf_integer(choices& in, std::string& out) {
+  switch (in.below(5)) {
+    case 0: out += '\x61', out += static_cast<char>(in.byte()); return;         // SMALL_INTEGER_EXT
+    case 1: out += '\x62', put_u32(out, in.u32()); return;                      // INTEGER_EXT
+    case 2: {                                                                   // SMALL_BIG_EXT, 1 to 12 bytes
+      const std::size_t n = 1 + in.below(12);
+      out += '\x6e', out += static_cast<char>(n), out += static_cast<char>(in.below(2));
+      for (std::size_t i = 0; i < n; ++i) out += static_cast<char>(in.byte());
+      return;
+    }
+    case 3: out += "\x6e\x08\x00\xff\xff\xff\xff\xff\xff\xff\xff"; return; // 2^64 - 1
+    default: out += "\x6e\x00\x00"; return;                                   // a big integer of no digits
+  }
+}
+
+inline void etf_value(choices& in, std::string& out, int depth);
+
+inline void etf_map(choices& in, std::string& out, int depth, std::string_view op) {
+  static const char* const fields[] = {"key", "value", "by", "prefix", "limit", "topic", "data", "op"};
+  const std::size_t n = in.below(4);
+  out += '\x74'; // MAP_EXT
+  put_u32(out, static_cast<std::uint32_t>(n + (op.empty() ? 0 : 1)));
+  auto key = [&](std::string_view name) { in.below(2) ? etf_atom(out, name) : etf_binary(out, name); };
+  if (!op.empty()) {
+    key("op");
+    in.below(2) ? etf_atom(out, op) : etf_binary(out, op);
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    key(fields[in.below(std::size(fields))]); // a key twice is Erlang's to refuse, and ours
+    if (in.below(3) == 0) {
+      std::string room = "room/";
+      string_body(in, room);
+      etf_binary(out, room);
+    } else {
+      etf_value(in, out, depth + 1);
+    }
+  }
+}
+
+inline void etf_value(choices& in, std::string& out, int depth) {
+  if (depth > 12) {
+    etf_integer(in, out);
+    return;
+  }
+  switch (in.below(14)) {
+    case 0: etf_atom(out, in.below(2) ? "nil" : in.below(2) ? "true" : "false"); return;
+    case 1: etf_integer(in, out); return;
+    case 2: { // NEW_FLOAT_EXT: any bits, NaN and infinities included
+      out += '\x46';
+      for (int i = 0; i < 8; ++i) out += static_cast<char>(in.byte());
+      return;
+    }
+    case 3: {
+      std::string bytes;
+      string_body(in, bytes);
+      etf_binary(out, bytes);
+      return;
+    }
+    case 4: { // SMALL_TUPLE_EXT
+      const std::size_t n = in.below(4);
+      out += '\x68', out += static_cast<char>(n);
+      for (std::size_t i = 0; i < n; ++i) etf_value(in, out, depth + 1);
+      return;
+    }
+    case 5: { // LIST_EXT, proper or not
+      const std::size_t n = 1 + in.below(4);
+      out += '\x6c', put_u32(out, static_cast<std::uint32_t>(n));
+      for (std::size_t i = 0; i <= n; ++i) {
+        if (i == n && in.below(4) != 0) out += '\x6a'; else etf_value(in, out, depth + 1);
+      }
+      return;
+    }
+    case 6: etf_map(in, out, depth, {}); return;
+    case 7: { // STRING_EXT
+      std::string bytes;
+      string_body(in, bytes);
+      out += '\x6b', out += static_cast<char>(bytes.size() >> 8), out += static_cast<char>(bytes.size() & 0xff), out += bytes;
+      return;
+    }
+    case 8: { // a pid: no JSON form
+      out += '\x58';
+      etf_atom(out, "nonode@nohost");
+      put_u32(out, in.u32()), put_u32(out, in.u32()), put_u32(out, in.u32());
+      return;
+    }
+    case 9: { // deep: 100 to 100,000 levels of tuples or lists
+      static const std::size_t depths[] = {100, 127, 128, 129, 1024, 1025, 100'000};
+      const std::size_t d = depths[in.below(std::size(depths))];
+      const bool lists = in.below(2) != 0;
+      for (std::size_t i = 0; i < d; ++i) out += lists ? std::string_view("\x6c\x00\x00\x00\x01", 5) : std::string_view("\x68\x01", 2);
+      out += "\x61\x01";
+      if (lists) out.append(d, '\x6a');
+      return;
+    }
+    case 10: { // wide: a list of up to 6,000 small integers
+      const std::size_t n = 1 + in.below(4) * 2000;
+      out += '\x6c', put_u32(out, static_cast<std::uint32_t>(n));
+      for (std::size_t i = 0; i < n; ++i) out += "\x61\x00";
+      out += '\x6a';
+      return;
+    }
+    case 11: out += '\x6a'; return; // []
+    case 12: { // a size that lies
+      out += in.below(2) ? '\x6d' : '\x6c';
+      put_u32(out, in.u32());
+      return;
+    }
+    default: out += static_cast<char>(in.byte()); return; // any tag
+  }
+}
+
+/// A request: most often a map with an op groved knows, else any term.
+inline std::string etf_request_body(choices& in) {
+  static const char* const ops[] = {"ping", "get", "put", "delete", "incr", "keys", "subscribe", "unsubscribe",
+                                    "stats", "", "nope"};
+  std::string out;
+  if (in.below(8) == 0) {
+    etf_value(in, out, 0);
+  } else {
+    etf_map(in, out, 1, ops[in.below(std::size(ops))]);
+  }
+  return out;
+}
+
+/// A whole payload: 131, then `body`; now and then compressed (as erps's
+/// compressed: option sends), a byte flipped, or cut short.
+inline std::string etf_payload(choices& in, const std::string& body) {
+  std::string out = "\x83" + body;
+  switch (in.below(12)) {
+    case 0:
+      try { // compressed, when it reads
+        out = grove::erps::etf::encode(grove::erps::etf::decode(out), {.compress = 6});
+      } catch (const grove::erps::codec_error&) {
+      }
+      break;
+    case 1:
+      if (!out.empty()) out[in.below(out.size())] = static_cast<char>(in.byte());
+      break;
+    case 2: out.resize(in.below(out.size() + 1)); break;
+    default: break;
+  }
+  return out;
+}
+
+inline std::string etf_integer_id(std::uint64_t id) {
+  std::string out = "\x62";
+  put_u32(out, static_cast<std::uint32_t>(id));
+  return out;
+}
+
+/// {Id, Request}, as an erps client sends a call.
+inline std::string etf_call(choices& in, std::uint64_t id) {
+  return etf_payload(in, "\x68\x02" + etf_integer_id(id) + etf_request_body(in));
+}
+
 // --- the daemon -------------------------------------------------------------------
 
 struct rig {
   std::atomic<std::uint64_t> crashes{0};
+  bool etf = false; // groved's codec is ETF, and inputs are read with the ETF grammar
   grove::node node;
   groved::config settings;
   groved::logger log{groved::log_level::error, groved::log_format::logfmt};
@@ -206,7 +388,7 @@ struct rig {
   grove::supervisor top;
   grove::erps::daemon daemon;
 
-  rig()
+  explicit rig(bool speak_etf = false)
       : node(grove::node_options{.threads = 2, .events = [this](const grove::event& e) {
                                    if (e.layer == "core" && e.name == "process_crashed") ++crashes;
                                    grove::logfmt_to_stderr(e);
@@ -216,6 +398,8 @@ struct rig {
     settings.tls.enabled = false;
     settings.max_payload = 256 * 1024; // small, so the length limit is within reach
     settings.shards = 2;
+    etf = speak_etf;
+    if (etf) settings.codec = "etf";
     state = std::make_shared<groved::service_state>(names, settings, log, settings.shards);
     state->set_initial(groved::json::object());
     grove::supervisor_options o;
@@ -235,19 +419,24 @@ class answer_reader {
 public:
   std::set<std::uint64_t> ids;  // call ids answered by reply or error frame
   std::size_t without_id = 0;   // error frames answering no id
+  std::size_t replies = 0;      // reply frames, whatever their id
 
-  explicit answer_reader(bool full) : full_(full) {}
+  answer_reader(bool full, bool etf) : full_(full), etf_(etf) {}
 
   void update(std::string_view all) {
     decoder_.feed(all.substr(seen_));
     seen_ = all.size();
-    const auto& codec = grove::erps::json_codec();
+    // ETF answers read as JSON ones do: through the codec's JSON view, which
+    // reads everything the daemon may write (groved's values are JSON).
+    const auto& codec = etf_ ? *grove::erps::codec_as<grove::erps::json>(grove::erps::etf::etf_codec())
+                             : grove::erps::json_codec();
     const grove::erps::decode_limits any{.max_depth = grove::erps::max_depth_limit};
     while (auto f = decoder_.next()) {
       if (f.keepalive()) continue;
       std::optional<grove::erps::json> id;
       switch (f.header.type) {
         case grove::erps::frame_type::reply:
+          ++replies;
           id = full_ ? std::optional(codec.read_reply(f.payload, any).id) : codec.read_reply_id(f.payload);
           break;
         case grove::erps::frame_type::error:
@@ -259,7 +448,9 @@ public:
           break;
         default: fail("the daemon wrote a " + std::string(grove::erps::to_string(f.header.type)) + " frame");
       }
-      if (id && id->is_number_unsigned()) ids.insert(id->get<std::uint64_t>());
+      if (id) {
+        if (const auto n = codec.id_number(*id)) ids.insert(*n);
+      }
     }
     require(!decoder_.failed(), "the daemon wrote bytes that are not erps frames");
   }
@@ -267,6 +458,7 @@ public:
 
 private:
   bool full_;
+  bool etf_;
   grove::erps::frame_decoder decoder_{64u << 20};
   std::size_t seen_ = 0;
 };
@@ -284,30 +476,38 @@ inline int run_one(rig& r, const std::uint8_t* data, std::size_t size) {
   std::string stream;             // what this input sends, split below
   std::set<std::uint64_t> calls;  // ids of whole, well-formed-header calls
   std::size_t unreadable_calls = 0;
+  std::size_t etf_calls = 0; // ETF: each answered by a reply or an error frame (naming no call); a flipped byte may change its id
   bool whole = true;              // every frame whole and of a known type
   std::uint64_t next_id = 1;
   for (std::size_t frames = 0; !in.empty() && frames < 64; ++frames) {
     const std::size_t what = in.below(10);
     if (what <= 4) { // a call
       const std::uint64_t id = next_id++;
-      std::string payload = "[" + std::to_string(id) + "," + request(in) + "]";
-      if (in.below(24) == 0) payload.resize(in.below(payload.size() + 1)); // cut short: the id may go with it
+      std::string payload;
+      if (r.etf) {
+        payload = etf_call(in, id);
+      } else {
+        payload = "[" + std::to_string(id) + "," + request(in) + "]";
+        if (in.below(24) == 0) payload.resize(in.below(payload.size() + 1)); // cut short: the id may go with it
+      }
       stream += writer.frame(grove::erps::frame_type::call, payload);
       if (payload.size() > r.settings.max_payload) {
         whole = false; // refused from its header: the stream ends there
+      } else if (r.etf) {
+        ++etf_calls;
       } else if (grove::erps::json_codec().read_call_id(payload)) {
         calls.insert(id);
       } else {
         ++unreadable_calls;
       }
     } else if (what <= 6) { // a cast
-      std::string payload = request(in);
+      std::string payload = r.etf ? etf_payload(in, etf_request_body(in)) : request(in);
       if (payload.size() > r.settings.max_payload) whole = false;
       stream += writer.frame(grove::erps::frame_type::cast, payload);
     } else if (what == 7) {
       stream += grove::erps::frame_writer::keepalive();
     } else if (what == 8) { // any type byte: one a client does not send, an unknown one, a keepalive with a length
-      std::string f = writer.frame(grove::erps::frame_type::push, request(in));
+      std::string f = writer.frame(grove::erps::frame_type::push, r.etf ? etf_payload(in, etf_request_body(in)) : request(in));
       const auto type = static_cast<std::uint8_t>(in.byte() % 10);
       f[8] = static_cast<char>(type);
       // 1-4 and 8 are frames the daemon answers (or refuses) and goes on; the rest end the stream.
@@ -315,7 +515,7 @@ inline int run_one(rig& r, const std::uint8_t* data, std::size_t size) {
       if (f.size() > grove::erps::header_size + r.settings.max_payload) whole = false;
       stream += f;
     } else { // a header that lies: a wrong magic, or a length past the frame (or past the maximum)
-      std::string f = writer.frame(grove::erps::frame_type::call, request(in));
+      std::string f = writer.frame(grove::erps::frame_type::call, r.etf ? etf_call(in, next_id++) : request(in));
       if (in.below(2) == 0) {
         f[in.below(4)] = static_cast<char>(in.byte());
       } else {
@@ -327,7 +527,15 @@ inline int run_one(rig& r, const std::uint8_t* data, std::size_t size) {
     }
   }
   const std::uint64_t sentinel = next_id;
-  stream += writer.frame(grove::erps::frame_type::call, "[" + std::to_string(sentinel) + ",{\"op\":\"ping\"}]");
+  if (r.etf) {
+    std::string ping = "\x83\x68\x02" + etf_integer_id(sentinel) + "\x74";
+    put_u32(ping, 1);
+    etf_atom(ping, "op");
+    etf_atom(ping, "ping");
+    stream += writer.frame(grove::erps::frame_type::call, ping);
+  } else {
+    stream += writer.frame(grove::erps::frame_type::call, "[" + std::to_string(sentinel) + ",{\"op\":\"ping\"}]");
+  }
 
   // Sent in pieces of the sizes the input chose at its start (1 byte to
   // 64 KiB, varying piece by piece), the rest in one piece after 256.
@@ -341,12 +549,13 @@ inline int run_one(rig& r, const std::uint8_t* data, std::size_t size) {
 
   if (whole) {
     // Every call answered, the ping last sent among them.
-    answer_reader waiting(false);
+    answer_reader waiting(false, r.etf);
     auto all_answered = [&] {
       if (!waiting.ids.contains(sentinel)) return false;
       for (std::uint64_t id : calls) {
         if (!waiting.ids.contains(id)) return false;
       }
+      if (r.etf) return waiting.replies + waiting.without_id >= etf_calls + 1;
       return waiting.without_id >= unreadable_calls;
     };
     peer.wait_for(20s, [&](std::string_view bytes) {
@@ -356,15 +565,23 @@ inline int run_one(rig& r, const std::uint8_t* data, std::size_t size) {
     require(waiting.ids.contains(sentinel), "the ping after the input was not answered within 20 s");
     for (std::uint64_t id : calls) require(waiting.ids.contains(id), "a call was not answered");
     require(waiting.without_id >= unreadable_calls, "a call whose id could not be read got no error frame");
+    require(!r.etf || waiting.replies + waiting.without_id >= etf_calls + 1, "an ETF call got neither a reply nor an error frame");
   }
   peer.close();
   const std::string out = peer.wait_for(20s, [](std::string_view) { return false; });
   require(peer.closed_by_daemon(), "the daemon did not close the connection after the peer's end of stream");
-  answer_reader written(true);
+  answer_reader written(true, r.etf);
   written.update(out);
   require(written.complete(), "the daemon closed in the middle of a frame it wrote");
   require(r.crashes.load() == 0, "a process crashed");
   return 0;
+}
+
+/// One input: to the ETF daemon when it starts with 'E' (the rest is the
+/// program), else to the JSON one.
+inline int run_input(rig& json_daemon, rig& etf_daemon, const std::uint8_t* data, std::size_t size) {
+  if (size > 0 && data[0] == 'E') return run_one(etf_daemon, data + 1, size - 1);
+  return run_one(json_daemon, data, size);
 }
 
 } // namespace grove_daemon_fuzz
