@@ -42,6 +42,12 @@ struct stop_without_reply {
 struct park {
   using reply_type = int;
 };
+struct forget { // answered noreply, and its from dropped
+  using reply_type = int;
+};
+struct hand_to_doomed { // its from given to a process that ends without answering
+  using reply_type = int;
+};
 struct release {
   int value;
 };
@@ -84,6 +90,15 @@ public:
   grove::call_result<int> handle_call(stop_without_reply) { return grove::stop(grove::exit_reason::shutdown("silent")); }
   grove::call_result<int> handle_call(park, grove::from<int> from) {
     parked_.push_back(from);
+    return grove::noreply;
+  }
+  grove::call_result<int> handle_call(forget, grove::from<int>) { return grove::noreply; }
+  grove::call_result<int> handle_call(hand_to_doomed, grove::from<int> from) {
+    grove::spawn(this_process().node(), [from](grove::process&) -> awaitable<void> {
+      (void)from; // held, never answered
+      throw std::runtime_error("the helper fails before it answers");
+      co_return;
+    });
     return grove::noreply;
   }
   awaitable<int> handle_call(slow s) {
@@ -307,6 +322,46 @@ TEST_CASE("stop_without_a_reply_fails_the_caller_with_the_exit_reason") {
     }
     CHECK(exited);
     CHECK(j.terminated == 1);
+  }(node));
+}
+
+TEST_CASE("a_call_whose_from_is_dropped_unanswered_fails_at_once_not_at_its_timeout") {
+  grove::node node{{.threads = 2, .events = nullptr}};
+  node.block_on([](grove::node& nd) -> awaitable<void> {
+    auto ref = co_await grove::start<counter>(nd);
+    // A timeout far longer than the test's bound: only the drop can end these calls.
+    for (bool helper : {false, true}) {
+      CAPTURE(helper);
+      std::string why;
+      try {
+        if (helper) {
+          (void)co_await ref.call(hand_to_doomed{}, std::chrono::hours(1));
+        } else {
+          (void)co_await ref.call(forget{}, std::chrono::hours(1));
+        }
+      } catch (const grove::error& e) {
+        CHECK(e.code() == grove::errc::exited);
+        why = e.what();
+      }
+      CHECK(why.find("no reply") != std::string::npos);
+    }
+    CHECK(co_await ref.call(get{}) == 0); // the server carries on
+  }(node));
+}
+
+TEST_CASE("a_parked_call_of_a_server_that_is_stopped_fails_with_the_servers_exit_reason") {
+  grove::node node{{.threads = 2, .events = nullptr}};
+  node.block_on([](grove::node& nd) -> awaitable<void> {
+    auto ref = co_await grove::start<counter>(nd);
+    auto parked_then_stopped = [](grove::server_ref<counter> r) -> awaitable<std::string> {
+      try {
+        (void)co_await (r.call(park{}, std::chrono::hours(1)) && exit_now(r.id(), grove::exit_reason::shutdown("asked")));
+      } catch (const grove::error& e) {
+        co_return e.reason() ? e.reason()->to_string() : std::string("no reason");
+      }
+      co_return "answered";
+    };
+    CHECK(co_await parked_then_stopped(ref) == grove::exit_reason::shutdown("asked").to_string());
   }(node));
 }
 

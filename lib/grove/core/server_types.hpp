@@ -154,14 +154,50 @@ private:
   action then_;
 };
 
+template <class R>
+class from;
+namespace detail {
+/// The gen_server loop's own handle of a call it dispatched, let go once
+/// the handler returned: failing the caller if it was the last one and the
+/// call is unanswered (`fail_if_last`), or quietly when the server is
+/// ending (its exit reason answers the call).
+template <class R>
+void release_from(from<R>& f, bool fail_if_last) noexcept;
+} // namespace detail
+
 /// Where a call came from; answer it with reply(), now or later, from any
 /// thread or process. Copyable; the first reply wins and later ones (or one
-/// after the caller gave up) are dropped.
+/// after the caller gave up) are dropped. When the last copy goes away with
+/// the call unanswered (a handler returned noreply and kept none, or the
+/// process holding it ended), the caller fails at once with errc::exited
+/// and a reason that says so, instead of waiting out its timeout.
 template <class R>
 class from {
 public:
   from() = default;
-  explicit from(std::shared_ptr<detail::reply_slot<R>> slot) noexcept : slot_(std::move(slot)) {}
+  explicit from(std::shared_ptr<detail::reply_slot<R>> slot) noexcept : slot_(std::move(slot)) {
+    if (slot_) slot_->retain_answerer();
+  }
+  from(const from& other) noexcept : slot_(other.slot_) {
+    if (slot_) slot_->retain_answerer();
+  }
+  from(from&& other) noexcept : slot_(std::move(other.slot_)) {}
+  from& operator=(const from& other) noexcept {
+    if (this != &other) {
+      if (other.slot_) other.slot_->retain_answerer();
+      drop();
+      slot_ = other.slot_;
+    }
+    return *this;
+  }
+  from& operator=(from&& other) noexcept {
+    if (this != &other) {
+      drop();
+      slot_ = std::move(other.slot_);
+    }
+    return *this;
+  }
+  ~from() { drop(); }
 
   /// true if this reply reached the caller's slot (false: already answered,
   /// timed out, or the caller is gone).
@@ -185,8 +221,29 @@ public:
   explicit operator bool() const noexcept { return slot_ != nullptr; }
 
 private:
+  template <class X>
+  friend void detail::release_from(from<X>& f, bool fail_if_last) noexcept;
+
+  void drop() noexcept {
+    if (slot_) {
+      slot_->release_answerer();
+      slot_.reset();
+    }
+  }
+
   std::shared_ptr<detail::reply_slot<R>> slot_;
 };
+
+template <class R>
+void detail::release_from(from<R>& f, bool fail_if_last) noexcept {
+  if (!f.slot_) return;
+  if (fail_if_last) {
+    f.slot_->release_answerer();
+  } else {
+    f.slot_->release_answerer_quietly();
+  }
+  f.slot_.reset();
+}
 
 /// What a call does when the server's call gate does not let it through
 /// now (a connection while its link is down). Servers without a gate serve

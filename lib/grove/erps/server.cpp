@@ -47,11 +47,20 @@ session<V>::session(std::shared_ptr<link> l, pid self, const basic_codec<V>& cod
 template <class V>
 session<V>::~session() {
   // Whatever was never answered: tell the client, and complete the slots
-  // so their deferred_reply waiters are freed.
+  // so their deferred_reply waiters are freed. A reply that was given but
+  // not sent yet (its wake-up came too late) still goes out; a call that
+  // failed as the server went (its from dropped with it) says so.
   for (auto& [sequence, pending] : pending_) {
-    if (pending.slot->fail(errc::exited)) {
-      send_error(&pending.id, "the server stopped before it replied");
+    const bool unanswered = pending.slot->fail(errc::exited);
+    if (!unanswered && !pending.slot->error()) {
+      V value = pending.slot->take();
+      try {
+        link_->send(frame_type::reply, [&](std::string& out) { codec_->write_reply(out, pending.id, value); });
+        continue;
+      } catch (const codec_error&) {
+      }
     }
+    send_error(&pending.id, "the server stopped before it replied");
   }
   pending_.clear();
   link_->close_after_flush("the server stopped", false);

@@ -103,16 +103,29 @@ decltype(auto) invoke_call(S& s, Req&& req, from<reply_of<Req>>& f) {
   }
 }
 
+// The loop holds its own from<R> of each call while the handler runs, and
+// lets go of it here: a call left unanswered with no other handle fails at
+// once ("no reply"), unless the server is ending (a stop, or the handler
+// threw), whose exit reason then answers it.
 template <class R>
-action settle_call(call_result<R> result, const from<R>& f) {
+action settle_call(call_result<R> result, from<R>& f) {
   if (result.reply()) f.reply(std::move(*result.reply()));
-  return std::move(result.then());
+  action next = std::move(result.then());
+  release_from(f, !(next.stops() || next.ignores()));
+  return next;
 }
 
 template <class R, class X>
 awaitable<action> settle_call_later(awaitable<X> work, from<R> f) {
-  call_result<R> result = co_await std::move(work);
-  co_return settle_call(std::move(result), f);
+  std::optional<call_result<R>> result;
+  try {
+    X value = co_await std::move(work);
+    result.emplace(std::move(value));
+  } catch (...) {
+    release_from(f, false);
+    throw;
+  }
+  co_return settle_call(std::move(*result), f);
 }
 
 template <class S, class Req>
@@ -128,7 +141,12 @@ handler_outcome dispatch_call(gen_server& base, envelope& env) {
   if constexpr (is_awaitable<std::decay_t<result>>::value) {
     return settle_call_later<R, value>(invoke_call(server, std::move(request), f), f);
   } else {
-    return settle_call<R>(call_result<R>(invoke_call(server, std::move(request), f)), f);
+    try {
+      return settle_call<R>(call_result<R>(invoke_call(server, std::move(request), f)), f);
+    } catch (...) {
+      release_from(f, false);
+      throw;
+    }
   }
 }
 

@@ -60,6 +60,22 @@ public:
     if (previous == completed_marker()) w->wake(*this);
   }
 
+  /// from<R> handles count themselves here: the last one to go away with
+  /// the call unanswered fails it (errc::exited, "no reply"), so a caller
+  /// never waits out its timeout for an answer nobody can give any more.
+  void retain_answerer() noexcept { answerers_.fetch_add(1, std::memory_order_relaxed); }
+  void release_answerer() noexcept {
+    if (answerers_.fetch_sub(1, std::memory_order_acq_rel) == 1 && !completed()) {
+      fail(make_error_code(errc::exited),
+           exit_reason::error("no reply: the call was let go of without an answer (its from was dropped, or the "
+                              "process holding it ended)"));
+    }
+  }
+
+  /// Lets go of a from<R> without failing the call: its server is ending,
+  /// and the exit reason will answer it.
+  void release_answerer_quietly() noexcept { answerers_.fetch_sub(1, std::memory_order_acq_rel); }
+
   /// The error it completed with (none for a value) and its exit reason.
   /// Caller side, after completion.
   const std::error_code& error() const noexcept { return error_; }
@@ -98,6 +114,7 @@ private:
   exit_reason reason_;
   pid caller_;
   std::atomic<reply_waiter*> waiter_{nullptr};
+  std::atomic<std::uint32_t> answerers_{0};
 };
 
 /// A slot whose reply is an R.
