@@ -50,7 +50,8 @@ session<V>::~session() {
   // so their deferred_reply waiters are freed. A reply that was given but
   // not sent yet (its wake-up came too late) still goes out; a call that
   // failed as the server went (its from dropped with it) says so.
-  for (auto& [sequence, pending] : pending_) {
+  for (auto& entry : pending_) {
+    pending_call& pending = entry.second; // (not a structured binding: clang 14 cannot capture one)
     const bool unanswered = pending.slot->fail(errc::exited);
     if (!unanswered && !pending.slot->error()) {
       V value = pending.slot->take();
