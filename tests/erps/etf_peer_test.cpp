@@ -91,6 +91,27 @@ const std::vector<std::string> term_steps{
     "ok echo 307", "ok echo 308", "ok echo 309", "ok echo 310", "ok echo 311", "ok echo 312",
     "ok echo 313", "ok echo 314", "ok echo 315", "ok cast_then_call", "ok push_frame", "ok reply_after_push"};
 
+/// Options for a client of V values that talks ETF to the Erlang server
+/// announced on `port`, keeping each push it gets in `pushes`.
+template <class V>
+grove::erps::basic_client_options<V> etf_client_options(std::uint16_t port, std::mutex& m, std::vector<V>& pushes) {
+  grove::erps::basic_client_options<V> o;
+  o.port = port;
+  o.link.codec = &grove::erps::etf::etf_codec();
+  o.link.log = nullptr;
+  o.connection.on_event = nullptr;
+  o.on_push = [&m, &pushes](const V& p) {
+    std::lock_guard lock(m);
+    pushes.push_back(p);
+  };
+  return o;
+}
+
+std::uint16_t announced_port(const std::string& line) {
+  REQUIRE(line.rfind("port ", 0) == 0);
+  return static_cast<std::uint16_t>(std::stoi(line.substr(5)));
+}
+
 } // namespace
 
 TEST_CASE("an Erlang erps client calls, casts and gets pushes from a grove daemon speaking ETF") {
@@ -111,20 +132,11 @@ TEST_CASE("an Erlang erps client calls, casts and gets pushes from a grove daemo
 
 TEST_CASE("a grove client speaking ETF calls an Erlang erps server and gets its pushes") {
   test_support::child_process erl({"escript", peer_script.string(), "server"});
-  const std::string announced = erl.read_line(60s);
-  REQUIRE(announced.rfind("port ", 0) == 0);
+  const std::uint16_t port = announced_port(erl.read_line(60s));
   grove::node n{{.threads = 2, .events = nullptr}};
   std::mutex m;
   std::vector<json> pushes;
-  grove::erps::client_options o;
-  o.port = static_cast<std::uint16_t>(std::stoi(announced.substr(5)));
-  o.link.codec = &grove::erps::etf::etf_codec();
-  o.link.log = nullptr;
-  o.connection.on_event = nullptr;
-  o.on_push = [&](const json& p) {
-    std::lock_guard lock(m);
-    pushes.push_back(p);
-  };
+  const grove::erps::client_options o = etf_client_options(port, m, pushes);
   const auto c = n.block_on(grove::erps::client::start(n, o));
   json question = json{{"op", "get"}, {"keys", {1, 2, 3}}, {"big", 18446744073709551615u}, {"none", nullptr}};
   CHECK(n.block_on(c.call(question)) == question); // through term_to_binary and back
@@ -159,21 +171,12 @@ TEST_CASE("a term server gives an Erlang client back exactly what it sent: pids,
 
 TEST_CASE("a term client calls an Erlang erps server over mutual TLS and gets its pushes as terms") {
   test_support::child_process erl({"escript", peer_script.string(), "server", cert_dir.string()});
-  const std::string announced = erl.read_line(60s);
-  REQUIRE(announced.rfind("port ", 0) == 0);
+  const std::uint16_t port = announced_port(erl.read_line(60s));
   grove::node n{{.threads = 2, .events = nullptr}};
   std::mutex m;
   std::vector<term> pushes;
-  grove::erps::term_client_options o;
-  o.port = static_cast<std::uint16_t>(std::stoi(announced.substr(5)));
+  grove::erps::term_client_options o = etf_client_options(port, m, pushes);
   o.tls = client_tls();
-  o.link.codec = &grove::erps::etf::etf_codec();
-  o.link.log = nullptr;
-  o.connection.on_event = nullptr;
-  o.on_push = [&](const term& p) {
-    std::lock_guard lock(m);
-    pushes.push_back(p);
-  };
   const auto c = n.block_on(grove::erps::term_client::start(n, o));
   const term question = term::tuple({term::atom("get"), term::big_integer(true, std::string(12, '\x7f')),
                                      term::list({term::atom("a")}, term::atom("b")), term::bit_binary("\xe0", 3)});
