@@ -199,9 +199,28 @@ const std::vector<option>& options() {
                  [](const config& c) { return json(c.max_subscriptions); },
                  [](config& c, const json& v) { c.max_subscriptions = to_uint("max_subscriptions", v, 1, 1'000'000); }});
     t.push_back({"data_path", kind::text,
-                 "snapshot file: loaded on start, written on graceful stop; empty: keep nothing",
+                 "snapshot file, with its write-ahead log in PATH.wal/: loaded on start, every write logged, "
+                 "the snapshot rewritten every snapshot_interval_ms and on graceful stop; empty: keep nothing",
                  [](const config& c) { return json(c.data_path); },
                  [](config& c, const json& v) { c.data_path = to_text("data_path", v, true); }});
+    t.push_back({"durability", kind::choice,
+                 "when a write is acknowledged: \"always\" (after fdatasync: survives kill -9 and power loss), "
+                 "\"batch\" (after write(2), fdatasync every durability_interval_ms: survives kill -9), "
+                 "\"none\" (at once; the log is written soon after)",
+                 [](const config& c) { return json(c.durability); },
+                 [](config& c, const json& v) {
+                   const std::string s = v.is_string() ? v.get<std::string>() : "";
+                   if (s != "always" && s != "batch" && s != "none") bad("durability", "\"always\", \"batch\" or \"none\"", v);
+                   c.durability = s;
+                 }});
+    t.push_back({"durability_interval_ms", kind::milliseconds,
+                 "with durability \"batch\": the longest time a write stays unsynced (what power loss can take)",
+                 [](const config& c) { return json(c.durability_interval.count()); },
+                 [](config& c, const json& v) { c.durability_interval = to_ms("durability_interval_ms", v, 1, 60'000); }});
+    t.push_back({"snapshot_interval_ms", kind::milliseconds,
+                 "rewrite the snapshot (and drop the log it holds) this often; 0: only at a graceful stop",
+                 [](const config& c) { return json(c.snapshot_interval.count()); },
+                 [](config& c, const json& v) { c.snapshot_interval = to_ms("snapshot_interval_ms", v, 0, 30 * one_day_ms); }});
     t.push_back({"shutdown_timeout_ms", kind::milliseconds,
                  "on SIGTERM/SIGINT: how long clients get to finish calls in flight",
                  [](const config& c) { return json(c.shutdown_timeout.count()); },

@@ -51,6 +51,9 @@ struct config {
   std::size_t max_key_bytes = 1024;
   std::size_t max_subscriptions = 1024;
   std::string data_path; // empty: nothing is persisted
+  std::string durability = "always";                 // or "batch", "none" (see wal.hpp)
+  std::chrono::milliseconds durability_interval{10}; // batch: fdatasync at most this often
+  std::chrono::milliseconds snapshot_interval{300'000}; // 0: only at a graceful stop
   std::chrono::milliseconds shutdown_timeout{5'000};
   log_level level = log_level::info;
   log_format format = log_format::logfmt;

@@ -14,6 +14,7 @@
 #include "metrics.hpp"
 #include "service.hpp"
 #include "snapshot.hpp"
+#include "wal.hpp"
 #include "tree.hpp"
 
 #include <grove/admin/admin_server.hpp>
@@ -125,6 +126,78 @@ struct groved_main {
   std::shared_ptr<boost::asio::signal_set> signals;
   grove::telemetry::metric_registry* metrics; // the node's, when the admin endpoint is on
 
+  // The snapshot, then the log from its generation on; then this run's log.
+  bool load_store(service_state& state) const {
+    const config& c = *settings;
+    recovered_store r;
+    try {
+      r = recover_store(c.data_path, c.max_depth, false);
+    } catch (const snapshot_error& e) {
+      log->log(log_level::error, "snapshot_unreadable",
+               {{"path", c.data_path}, {"msg", std::string(e.what()) + "; not starting, so it is not overwritten"}});
+      return false;
+    } catch (const wal_error& e) {
+      log->log(log_level::error, "wal_unreadable", {{"path", wal_directory(c.data_path)}, {"msg", e.what()}});
+      return false;
+    }
+    for (const auto& at : r.replay.torn_at) {
+      log->log(log_level::warning, "wal_torn_record",
+               {{"at", at}, {"msg", "a record cut short by a crash was dropped (it had not been acknowledged)"}});
+    }
+    log->log(log_level::info, r.snapshot_found ? "snapshot_loaded" : "snapshot_absent",
+             {{"path", c.data_path},
+              {"keys", r.data.size()},
+              {"log_files", r.replay.files},
+              {"log_records", r.replay.records},
+              {"msg", r.snapshot_found || r.replay.records > 0 ? "store loaded" : "starting empty"}});
+    state.keys = static_cast<std::int64_t>(r.data.size());
+    state.set_initial(std::move(r.data));
+    write_ahead_log::options o;
+    o.directory = wal_directory(c.data_path);
+    o.generation = r.next_generation;
+    o.mode = durability_from(c.durability).value_or(durability::always);
+    o.batch_interval = c.durability_interval;
+    o.shards = state.shards;
+    try {
+      state.wal = std::make_shared<write_ahead_log>(o, *log);
+    } catch (const wal_error& e) {
+      log->log(log_level::error, "start_failed", {{"msg", e.what()}});
+      return false;
+    }
+    // Left by a crash between a snapshot and the removal of what it holds.
+    state.wal->remove_before(r.snapshot_generation);
+    return true;
+  }
+
+  // A new log generation, then every shard's keys (each once its waiting
+  // writes are stored), written as the snapshot holding the older
+  // generations, which are then removed.
+  grove::awaitable<bool> write_store_snapshot(grove::registry& names, service_state& state) const {
+    const config& c = *settings;
+    const std::uint64_t next = state.wal->generation() + 1;
+    try {
+      state.wal->rotate(next);
+      json data = json::object();
+      for (std::size_t i = 0; i < state.shards; ++i) {
+        grove::pid p = names.whereis(service_state::shard_name(i));
+        if (!p) throw snapshot_error("shard " + std::to_string(i) + " is not running");
+        json part = co_await grove::server_ref<shard>(p).call(dump_request{}, std::chrono::seconds(60));
+        if (!part.contains("data")) {
+          throw snapshot_error("shard " + std::to_string(i) + ": " + part["error"].value("message", std::string("failed")));
+        }
+        for (auto it = part["data"].begin(); it != part["data"].end(); ++it) data[it.key()] = std::move(it.value());
+      }
+      write_snapshot(c.data_path, data, next);
+      state.wal->remove_before(next);
+      log->log(log_level::info, "snapshot_written", {{"path", c.data_path}, {"keys", data.size()}, {"wal_generation", next}});
+      co_return true;
+    } catch (const std::exception& e) {
+      log->log(log_level::error, "snapshot_failed",
+               {{"path", c.data_path}, {"msg", std::string(e.what()) + "; the log still holds every write"}});
+    }
+    co_return false;
+  }
+
   grove::awaitable<int> operator()(grove::process& self) {
     grove::node& n = self.node();
     grove::spawn(n, signal_watcher{signals, self.self()}, grove::spawn_options{.worker = 0});
@@ -141,22 +214,7 @@ struct groved_main {
     auto state = std::make_shared<service_state>(names, c, *log, shards);
 
     if (!c.data_path.empty()) {
-      std::optional<json> data;
-      try {
-        data = load_snapshot(c.data_path, c.max_depth);
-      } catch (const snapshot_error& e) {
-        log->log(log_level::error, "snapshot_unreadable",
-                 {{"path", c.data_path}, {"msg", std::string(e.what()) + "; not starting, so it is not overwritten"}});
-        co_return 1;
-      }
-      if (data) {
-        state->keys = static_cast<std::int64_t>(data->size());
-        log->log(log_level::info, "snapshot_loaded", {{"path", c.data_path}, {"keys", data->size()}});
-        state->set_initial(std::move(*data));
-      } else {
-        state->set_initial(json::object());
-        log->log(log_level::info, "snapshot_absent", {{"path", c.data_path}, {"msg", "starting empty"}});
-      }
+      if (!load_store(*state)) co_return 1;
     } else {
       state->set_initial(json::object());
     }
@@ -203,8 +261,15 @@ struct groved_main {
     std::cout << ready.dump() << std::endl;
 
     int status = 0;
+    struct snapshot_tick {};
+    if (state->wal && c.snapshot_interval.count() > 0) grove::send_after(self.self(), c.snapshot_interval, snapshot_tick{});
     for (;;) {
       grove::message m = co_await self.receive();
+      if (m.get_if<snapshot_tick>()) {
+        co_await write_store_snapshot(names, *state);
+        grove::send_after(self.self(), c.snapshot_interval, snapshot_tick{});
+        continue;
+      }
       if (auto* d = m.get_if<grove::down_message>(); d && d->ref == top_down) {
         log->log(log_level::error, "tree_failed",
                  {{"reason", d->reason.to_string()}, {"msg", "the supervision tree gave up; stopping"}});
@@ -234,22 +299,7 @@ struct groved_main {
     co_await drain_listeners(self, state->daemons(), c.shutdown_timeout);
     if (admin) co_await admin->stop();
     // 2. Everything acknowledged is in the shards now: snapshot it.
-    if (!c.data_path.empty()) {
-      try {
-        json data = json::object();
-        for (std::size_t i = 0; i < shards; ++i) {
-          grove::pid p = names.whereis(service_state::shard_name(i));
-          if (!p) throw snapshot_error("shard " + std::to_string(i) + " is not running");
-          json part = co_await grove::server_ref<shard>(p).call(dump_request{}, std::chrono::seconds(30));
-          for (auto it = part.begin(); it != part.end(); ++it) data[it.key()] = std::move(it.value());
-        }
-        write_snapshot(c.data_path, data);
-        log->log(log_level::info, "snapshot_written", {{"path", c.data_path}, {"keys", data.size()}});
-      } catch (const std::exception& e) {
-        log->log(log_level::error, "snapshot_failed", {{"path", c.data_path}, {"msg", e.what()}});
-        status = 1;
-      }
-    }
+    if (state->wal && !co_await write_store_snapshot(names, *state)) status = 1;
     // 3. Stop the tree, last started first.
     self.demonitor(top_down);
     grove::monitor_ref down = self.monitor(top.id());
@@ -301,6 +351,9 @@ int main(int argc, char** argv) {
   }
   const logger log(c.level, c.format);
   std::signal(SIGPIPE, SIG_IGN);
+  // A file size limit (ulimit -f) makes a write fail with EFBIG, answered
+  // as a storage error, instead of killing the daemon.
+  std::signal(SIGXFSZ, SIG_IGN);
   // One descriptor per client: take the hard limit (often 1024 soft by default).
   rlimit files{};
   if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {

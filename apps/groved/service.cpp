@@ -53,7 +53,7 @@ constexpr const char* known_ops = "ping, get, put, delete, incr, keys, subscribe
 service_state::service_state(grove::registry& r, const config& c, logger l, std::size_t shard_count)
     : registry(&r), shards(shard_count), max_keys(c.max_keys), max_key_bytes(c.max_key_bytes),
       max_subscriptions(c.max_subscriptions), max_reply_bytes(c.max_payload / 2), chaos_ops(c.debug_chaos_ops), log(l),
-      initial_(shard_count) {
+      data_path(c.data_path), max_depth(c.max_depth), initial_(shard_count) {
   for (std::size_t i = 0; i < shard_count; ++i) shard_names_.push_back(shard_name(i));
 }
 
@@ -97,40 +97,149 @@ std::vector<grove::erps::daemon> service_state::daemons() const {
 
 shard::shard(std::shared_ptr<service_state> state, std::size_t index) : state_(std::move(state)), index_(index) {}
 
+void shard::load(json part) {
+  data_.reserve(part.size());
+  for (auto it = part.begin(); it != part.end(); ++it) data_.emplace(it.key(), std::move(it.value()));
+}
+
 void shard::init() {
   this_process().set_label("groved store shard " + std::to_string(index_));
   if (std::optional<json> part = state_->take_initial(index_)) {
-    data_.reserve(part->size());
-    for (auto it = part->begin(); it != part->end(); ++it) data_.emplace(it.key(), std::move(it.value()));
-    // The loaded keys were counted when the snapshot was read.
-  } else {
+    load(std::move(*part)); // the loaded keys were counted when the store was read
+    return;
+  }
+  if (!state_->wal) {
     state_->log.log(log_level::warning, "shard_started_empty",
                     {{"shard", index_}, {"msg", "a store shard restarted after a failure; the keys it held are lost"}});
+    return;
   }
+  // Restarted after a crash: the disk holds every write it acknowledged.
+  // What its last incarnation queued is written first, so nothing it logged
+  // is missed; other shards keep appending, so a cut-short record at the
+  // end of the newest file is theirs and ends the reading.
+  state_->wal->reset(index_);
+  state_->wal->flush();
+  recovered_store r = recover_store(state_->data_path, state_->max_depth, true,
+                                    [this](std::string_view key) { return state_->shard_of(key) == index_; });
+  const std::size_t count = r.data.size();
+  load(std::move(r.data));
+  state_->keys.fetch_add(static_cast<std::int64_t>(count), std::memory_order_relaxed);
+  state_->log.log(log_level::warning, "shard_recovered",
+                  {{"shard", index_},
+                   {"keys", count},
+                   {"records", r.replay.records},
+                   {"msg", "a store shard restarted after a failure and read its keys back from the snapshot and the log"}});
 }
 
 void shard::terminate(const grove::exit_reason&) {
+  // Waiting callers learn that their call got no reply (their from handles go).
   state_->keys.fetch_sub(static_cast<std::int64_t>(data_.size()), std::memory_order_relaxed);
 }
 
 void shard::handle_cast(store_op op) {
   json result;
+  std::optional<change> changed;
+  push_list pushes;
   try {
-    result = apply(op);
+    result = apply(op, changed, pushes);
   } catch (const bad_request& e) {
     result = error_reply(e.code, e.message);
   }
-  if (op.reply) {
-    op.reply.reply(std::move(result));
-  } else if (!result.value("ok", false)) {
+  waiting w;
+  w.reply = std::move(op.reply);
+  w.result = std::move(result);
+  w.pushes = std::move(pushes);
+  if (!w.reply) w.cast_key = op.key;
+  if (changed && state_->wal) {
+    w.lsn = state_->wal->append(index_, this_process().self(), changed->key, changed->now);
+    if (w.lsn == 0) {
+      // The log refuses this shard's writes: as if the write never happened.
+      restore(*changed);
+      w.pushes.clear();
+      w.result = error_reply("storage_error", "the write was not stored: " + state_->wal->error(index_));
+    } else if (state_->wal->mode() != durability::none) {
+      w.undo = std::move(changed);
+      waiting_.push_back(std::move(w));
+      return;
+    }
+  }
+  if (!waiting_.empty()) {
+    waiting_.push_back(std::move(w)); // behind the writes it may have seen
+    return;
+  }
+  finish(w);
+}
+
+void shard::finish(waiting& w) {
+  for (auto& [to, event] : w.pushes) {
+    grove::send(to, topic_event{std::move(event)});
+    state_->pushes.fetch_add(1, std::memory_order_relaxed);
+  }
+  if (w.keys_reply) {
+    w.keys_reply.reply(std::move(w.keys));
+    return;
+  }
+  if (w.reply) {
+    w.reply.reply(std::move(w.result));
+  } else if (!w.result.value("ok", false)) {
     // A cast has nobody to answer; say what went wrong in the log.
     state_->errors.fetch_add(1, std::memory_order_relaxed);
     state_->log.log(log_level::warning, "cast_failed",
-                    {{"key", op.key}, {"msg", result["error"]["message"].get<std::string>()}});
+                    {{"key", w.cast_key}, {"msg", w.result["error"]["message"].get<std::string>()}});
   }
 }
 
-json shard::apply(store_op& op) {
+void shard::restore(change& c) {
+  auto it = data_.find(c.key);
+  if (c.previous) {
+    if (it == data_.end()) {
+      data_.emplace(c.key, std::move(*c.previous));
+      state_->keys.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      it->second = std::move(*c.previous);
+    }
+  } else if (it != data_.end()) {
+    data_.erase(it);
+    state_->keys.fetch_sub(1, std::memory_order_relaxed);
+  }
+}
+
+void shard::fail_waiting(const std::string& why) {
+  for (auto it = waiting_.rbegin(); it != waiting_.rend(); ++it) {
+    if (it->undo) restore(*it->undo);
+  }
+  const std::string message = "the write was not stored: " + why;
+  state_->log.log(log_level::error, "writes_refused",
+                  {{"shard", index_}, {"waiting", waiting_.size()}, {"msg", "undone and answered with storage_error: " + why}});
+  for (auto& w : waiting_) {
+    w.pushes.clear();
+    if (w.keys_reply) {
+      // A listing that may have shown an undone key: the caller gets no reply and an error.
+      w.keys_reply = {};
+      continue;
+    }
+    w.result = error_reply("storage_error", w.undo ? message : "an earlier write failed to be stored: " + why);
+    finish(w);
+  }
+  waiting_.clear();
+  state_->wal->reset(index_);
+}
+
+void shard::handle_info(grove::message m) {
+  auto* done = m.get_if<wal_done>();
+  if (!done) return;
+  if (!done->error.empty()) {
+    fail_waiting(done->error);
+    return;
+  }
+  while (!waiting_.empty() && waiting_.front().lsn <= done->upto) {
+    waiting w = std::move(waiting_.front());
+    waiting_.pop_front();
+    finish(w);
+  }
+}
+
+json shard::apply(store_op& op, std::optional<change>& changed, push_list& pushes) {
   switch (op.what) {
     case store_op::kind::get: {
       auto it = data_.find(op.key);
@@ -142,6 +251,7 @@ json shard::apply(store_op& op) {
     case store_op::kind::put: {
       auto it = data_.find(op.key);
       const bool created = it == data_.end();
+      std::optional<json> previous;
       if (created) {
         if (state_->keys.fetch_add(1, std::memory_order_relaxed) >= static_cast<std::int64_t>(state_->max_keys)) {
           state_->keys.fetch_sub(1, std::memory_order_relaxed);
@@ -150,18 +260,23 @@ json shard::apply(store_op& op) {
         }
         it = data_.emplace(op.key, std::move(op.value)).first;
       } else {
+        previous = std::move(it->second);
         it->second = std::move(op.value);
       }
-      publish(op.key, "put", &it->second);
+      changed = change{op.key, std::move(previous), &it->second};
+      publish(op.key, "put", &it->second, pushes);
       json r = ok();
       r["created"] = created;
       return r;
     }
     case store_op::kind::erase: {
-      const bool deleted = data_.erase(op.key) > 0;
+      auto it = data_.find(op.key);
+      const bool deleted = it != data_.end();
       if (deleted) {
+        changed = change{op.key, std::move(it->second), nullptr};
+        data_.erase(it);
         state_->keys.fetch_sub(1, std::memory_order_relaxed);
-        publish(op.key, "delete", nullptr);
+        publish(op.key, "delete", nullptr, pushes);
       }
       json r = ok();
       r["deleted"] = deleted;
@@ -184,6 +299,7 @@ json shard::apply(store_op& op) {
           throw bad_request{"overflow", "incr of key '" + op.key + "' by " + std::to_string(op.by) +
                                             " leaves the 64-bit signed range"};
         }
+        changed = change{op.key, std::move(it->second), nullptr};
         it->second = now;
       } else {
         if (state_->keys.fetch_add(1, std::memory_order_relaxed) >= static_cast<std::int64_t>(state_->max_keys)) {
@@ -193,8 +309,10 @@ json shard::apply(store_op& op) {
         }
         now = op.by;
         it = data_.emplace(op.key, json(now)).first;
+        changed = change{op.key, std::nullopt, nullptr};
       }
-      publish(op.key, "incr", &it->second);
+      changed->now = &it->second;
+      publish(op.key, "incr", &it->second, pushes);
       json r = ok();
       r["value"] = now;
       return r;
@@ -203,8 +321,9 @@ json shard::apply(store_op& op) {
   throw bad_request{"bad_request", "unknown store operation"};
 }
 
-// Key "a/b/c" is under topics "a", "a/b" and "a/b/c".
-void shard::publish(const std::string& key, const char* event, const json* value) {
+// Key "a/b/c" is under topics "a", "a/b" and "a/b/c". The pushes are built
+// now (the value as it is) and sent when the write is stored.
+void shard::publish(const std::string& key, const char* event, const json* value, push_list& out) {
   std::string group;
   for (std::size_t end = 0;; ++end) {
     end = key.find('/', end);
@@ -222,28 +341,40 @@ void shard::publish(const std::string& key, const char* event, const json* value
           if (value) e["value"] = *value;
           built = std::make_shared<const json>(std::move(e));
         }
-        grove::send(member.process, topic_event{built});
-        state_->pushes.fetch_add(1, std::memory_order_relaxed);
+        out.emplace_back(member.process, built);
       });
     }
     if (end == std::string::npos) break;
   }
 }
 
-std::vector<std::string> shard::handle_call(keys_request r) {
+grove::call_result<std::vector<std::string>> shard::handle_call(keys_request r,
+                                                                 grove::from<std::vector<std::string>> reply) {
   std::vector<std::string> out;
   for (const auto& [key, value] : data_) {
     if (key.compare(0, r.prefix.size(), r.prefix) == 0) out.push_back(key);
   }
   std::sort(out.begin(), out.end());
   if (out.size() > r.limit) out.resize(r.limit);
-  return out;
+  if (waiting_.empty()) return out;
+  waiting w;
+  w.keys_reply = std::move(reply);
+  w.keys = std::move(out);
+  waiting_.push_back(std::move(w));
+  return grove::noreply;
 }
 
-json shard::handle_call(dump_request) {
+grove::call_result<json> shard::handle_call(dump_request, grove::from<json> reply) {
+  json data = json::object();
+  for (const auto& [key, value] : data_) data[key] = value;
   json out = json::object();
-  for (const auto& [key, value] : data_) out[key] = value;
-  return out;
+  out["data"] = std::move(data);
+  if (waiting_.empty()) return out;
+  waiting w;
+  w.reply = std::move(reply);
+  w.result = std::move(out);
+  waiting_.push_back(std::move(w));
+  return grove::noreply;
 }
 
 // --- session ----------------------------------------------------------------
@@ -329,6 +460,7 @@ grove::awaitable<json> session::serve(json& request, const grove::from<json>& re
     if (op == "unsubscribe") co_return co_await subscribe(request, false);
     if (op == "stats") co_return stats();
     if (op == "debug.kill_sessions") co_return co_await kill_sessions(request);
+    if (op == "debug.kill_shard") co_return kill_shard(request);
     throw bad_request{"unknown_op", "unknown op '" + op + "'; expected one of " + std::string(known_ops)};
   } catch (const bad_request& e) {
     co_return error_reply(e.code, e.message);
@@ -366,6 +498,26 @@ grove::awaitable<json> session::kill_sessions(const json& request) {
   json r = ok();
   r["killed"] = sessions.size();
   co_return r;
+}
+
+// For chaos tests: kills one store shard, as a crash would; its supervisor
+// restarts it and it reads its keys back from the disk.
+json session::kill_shard(const json& request) {
+  if (!state_->chaos_ops) {
+    throw bad_request{"unknown_op", "debug.kill_shard is off; start groved with --debug.chaos_ops=true (tests only)"};
+  }
+  auto s = request.find("shard");
+  if (s == request.end() || !s->is_number_unsigned() || s->get<std::uint64_t>() >= state_->shards) {
+    throw bad_request{"bad_request", "shard: expected an integer from 0 to " + std::to_string(state_->shards - 1)};
+  }
+  const std::size_t index = s->get<std::size_t>();
+  const grove::pid target = state_->registry->whereis(state_->name_of_shard(index));
+  if (!target) throw bad_request{"unavailable", "shard " + std::to_string(index) + " is restarting"};
+  grove::exit(target, grove::exit_reason::kill());
+  state_->log.log(log_level::warning, "shard_killed", {{"shard", index}, {"msg", "debug.kill_shard"}});
+  json r = ok();
+  r["killed"] = index;
+  return r;
 }
 
 grove::awaitable<json> session::keys(const json& request) {
@@ -462,6 +614,15 @@ json session::stats() const {
   r["accepted"] = accepted;
   r["refused"] = refused;
   r["subscriptions"] = state_->subscriptions.load(std::memory_order_relaxed);
+  if (state_->wal) {
+    const auto w = state_->wal->stats();
+    r["wal"] = {{"durability", std::string(to_string(state_->wal->mode()))},
+                {"generation", state_->wal->generation()},
+                {"records", w.records},
+                {"bytes", w.bytes},
+                {"syncs", w.syncs},
+                {"failures", w.failures}};
+  }
   return r;
 }
 

@@ -15,12 +15,17 @@
 //   {"op":"stats"}                        -> {"ok":true,"keys":N,"connections":N,...}
 //   {"op":"debug.kill_sessions"[,"count":N]} -> {"ok":true,"killed":N}  (only with debug.chaos_ops: kills
 //                                            N random other client sessions, as a crash would)
+//   {"op":"debug.kill_shard","shard":I}   -> {"ok":true,"killed":I}  (only with debug.chaos_ops: kills a
+//                                            store shard; it restarts and reads its keys back from disk)
+// With a data_path, a write that could not be stored in the log is undone
+// and answered {"ok":false,"error":{"code":"storage_error",...}}.
 // A subscriber to topic T gets a push for every put, delete or incr of key
 // T or of a key under it ("T/..."):
 //   {"topic":T,"event":"put"|"delete"|"incr","key":K[,"value":V]}
 #pragma once
 
 #include "logger.hpp"
+#include "wal.hpp"
 
 #include <grove/erps/daemon.hpp>
 #include <grove/erps/server.hpp>
@@ -28,6 +33,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -53,6 +59,10 @@ struct service_state {
   std::size_t max_reply_bytes; // a keys reply stops (truncated) before this
   bool chaos_ops;              // debug.kill_sessions is served (tests only)
   logger log;
+  std::string data_path;                  // the snapshot; empty: nothing persisted
+  std::uint32_t max_depth;
+  std::shared_ptr<write_ahead_log> wal;   // set before the store starts when data_path is
+
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
 
   std::atomic<std::int64_t> keys{0};
@@ -68,8 +78,9 @@ struct service_state {
   const std::string& name_of_shard(std::size_t index) const noexcept { return shard_names_[index]; }
   static std::string topic_group(std::string_view topic);
 
-  /// Loaded from the snapshot: each shard takes its part once, at its first
-  /// start (a shard restarted after a crash starts empty and says so).
+  /// Loaded from the snapshot and the log: each shard takes its part once,
+  /// at its first start (a shard restarted after a crash reads its keys
+  /// from the disk again, or starts empty when nothing is persisted).
   void set_initial(json data);
   std::optional<json> take_initial(std::size_t shard);
 
@@ -104,7 +115,9 @@ struct keys_request {
   std::size_t limit;
 };
 
-/// Everything one shard holds, as a JSON object (for the snapshot).
+/// Everything one shard holds once its pending writes are stored, for the
+/// snapshot: {"data":{key: value, ...}}, or {"error":"..."} when one of them
+/// failed.
 struct dump_request {
   using reply_type = json;
 };
@@ -116,23 +129,55 @@ struct topic_event {
 
 /// One shard of the store: a process owning its keys, so every operation on
 /// a key (incr included) is atomic without a lock.
+///
+/// With a write-ahead log, a write is applied at once (the next operation
+/// sees it) and logged; its reply and its pushes wait until the log says it
+/// is stored (durability always and batch), and so does every reply after
+/// it, so nobody learns of a write that could still be lost. A failed log
+/// write undoes the shard's waiting writes, newest first, and answers each
+/// with storage_error.
 class shard : public grove::gen_server {
 public:
   shard(std::shared_ptr<service_state> state, std::size_t index);
 
   void init();
   void handle_cast(store_op op);
-  std::vector<std::string> handle_call(keys_request r);
-  json handle_call(dump_request);
+  grove::call_result<std::vector<std::string>> handle_call(keys_request r, grove::from<std::vector<std::string>> reply);
+  grove::call_result<json> handle_call(dump_request, grove::from<json> reply);
+  void handle_info(grove::message m);
   void terminate(const grove::exit_reason& reason);
 
 private:
-  json apply(store_op& op);
-  void publish(const std::string& key, const char* event, const json* value);
+  using push_list = std::vector<std::pair<grove::pid, std::shared_ptr<const json>>>;
+  // A change to one key, as it can be undone.
+  struct change {
+    std::string key;
+    std::optional<json> previous; // nullopt: the key was absent
+    const json* now = nullptr;    // the key's value after it; null: deleted
+  };
+  // A reply (and the pushes of a write) waiting for the log.
+  struct waiting {
+    std::uint64_t lsn = 0; // 0: no write of its own, only behind earlier ones
+    std::optional<change> undo;
+    grove::from<json> reply;
+    json result;
+    push_list pushes;
+    grove::from<std::vector<std::string>> keys_reply;
+    std::vector<std::string> keys;
+    std::string cast_key; // a cast's key, to log a failure nobody else hears of
+  };
+
+  json apply(store_op& op, std::optional<change>& changed, push_list& pushes);
+  void publish(const std::string& key, const char* event, const json* value, push_list& out);
+  void restore(change& c);
+  void finish(waiting& w);
+  void fail_waiting(const std::string& why);
+  void load(json part);
 
   std::shared_ptr<service_state> state_;
   std::size_t index_;
   std::unordered_map<std::string, json> data_;
+  std::deque<waiting> waiting_;
 };
 
 /// One client's session: checks each request, forwards key operations to
@@ -151,6 +196,7 @@ private:
   grove::awaitable<json> serve(json& request, const grove::from<json>& reply, bool& forwarded);
   grove::awaitable<json> keys(const json& request);
   grove::awaitable<json> kill_sessions(const json& request);
+  json kill_shard(const json& request);
   grove::awaitable<json> subscribe(const json& request, bool on);
   json stats() const;
 

@@ -32,7 +32,7 @@ std::string utc_now() {
 
 } // namespace
 
-std::optional<nlohmann::json> load_snapshot(const std::string& path, std::uint32_t max_depth) {
+std::optional<loaded_snapshot> load_snapshot(const std::string& path, std::uint32_t max_depth) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     if (errno == ENOENT) return std::nullopt;
@@ -55,15 +55,25 @@ std::optional<nlohmann::json> load_snapshot(const std::string& path, std::uint32
   if (document.value("version", 0) != 1) {
     throw snapshot_error("snapshot '" + path + "' has version " + document["version"].dump() + "; this groved reads version 1");
   }
-  return std::move(document["data"]);
+  loaded_snapshot out;
+  const auto generation = document.find("wal_generation");
+  if (generation != document.end()) {
+    if (!generation->is_number_unsigned()) {
+      throw snapshot_error("snapshot '" + path + "': wal_generation is " + generation->dump() + ", expected a count");
+    }
+    out.wal_generation = generation->get<std::uint64_t>();
+  }
+  out.data = std::move(document["data"]);
+  return out;
 }
 
-void write_snapshot(const std::string& path, const nlohmann::json& data) {
+void write_snapshot(const std::string& path, const nlohmann::json& data, std::uint64_t wal_generation) {
   nlohmann::json document = nlohmann::json::object();
   document["format"] = "groved-snapshot";
   document["version"] = 1;
   document["written_at"] = utc_now();
   document["keys"] = data.size();
+  document["wal_generation"] = wal_generation;
   document["data"] = data;
   const std::string text = document.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 

@@ -181,8 +181,12 @@ result run(const std::vector<std::string>& argv, const std::string& input, std::
   return r;
 }
 
-groved::groved(std::vector<std::string> extra) {
-  std::vector<std::string> argv{groved_path(), "--tcp.port=0", "--tls.port=0", "--log.format=json", "--workers=2"};
+groved::groved(std::vector<std::string> extra, std::vector<std::string> launcher) {
+  std::vector<std::string> argv = std::move(launcher);
+  for (std::string a : {groved_path(), std::string("--tcp.port=0"), std::string("--tls.port=0"),
+                        std::string("--log.format=json"), std::string("--workers=2")}) {
+    argv.push_back(std::move(a));
+  }
   argv.insert(argv.end(), extra.begin(), extra.end());
   process_ = std::make_unique<child>(argv);
   if (!process_->wait_stdout("\n", 60s)) {

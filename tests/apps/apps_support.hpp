@@ -77,7 +77,8 @@ result run(const std::vector<std::string>& argv, const std::string& input = {}, 
 /// groved on 127.0.0.1, both listeners on port 0, logging JSON lines.
 class groved {
 public:
-  explicit groved(std::vector<std::string> extra = {});
+  /// `launcher` comes first on the command line (e.g. prlimit --fsize=N --).
+  explicit groved(std::vector<std::string> extra = {}, std::vector<std::string> launcher = {});
   /// Sends SIGTERM and waits; the exit code.
   int stop(int signal_number = 15);
 
