@@ -34,6 +34,30 @@ void add_metrics(grove::telemetry::metric_registry& metrics, std::shared_ptr<ser
     metrics.add_collector(m.name, m.help, m.type, {},
                           [state, read = m.read] { return std::vector<sample>{{{}, read(*state)}}; });
   }
+  if (!state->wal) return;
+  // The write-ahead log (with a data_path): one read of its counters per metric.
+  struct wal_metric {
+    const char* name;
+    const char* help;
+    metric_type type;
+    double (*read)(const write_ahead_log&);
+  };
+  static constexpr wal_metric wal_metrics[] = {
+      {"groved_wal_records_total", "Writes stored in the write-ahead log.", metric_type::counter,
+       [](const write_ahead_log& w) { return static_cast<double>(w.stats().records); }},
+      {"groved_wal_bytes_total", "Bytes written to the write-ahead log.", metric_type::counter,
+       [](const write_ahead_log& w) { return static_cast<double>(w.stats().bytes); }},
+      {"groved_wal_syncs_total", "fdatasync calls on the write-ahead log (one per group of writes with durability always).",
+       metric_type::counter, [](const write_ahead_log& w) { return static_cast<double>(w.stats().syncs); }},
+      {"groved_wal_write_failures_total", "Rounds of writes the disk refused (answered with storage_error).",
+       metric_type::counter, [](const write_ahead_log& w) { return static_cast<double>(w.stats().failures); }},
+      {"groved_wal_generation", "The write-ahead log's current generation (a snapshot moves it on).", metric_type::gauge,
+       [](const write_ahead_log& w) { return static_cast<double>(w.generation()); }},
+  };
+  for (const wal_metric& m : wal_metrics) {
+    metrics.add_collector(m.name, m.help, m.type, {},
+                          [state, read = m.read] { return std::vector<sample>{{{}, read(*state->wal)}}; });
+  }
 }
 
 } // namespace groved

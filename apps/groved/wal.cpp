@@ -7,9 +7,9 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -38,15 +38,47 @@ std::uint32_t get_u32(const char* p) {
   return v;
 }
 
-std::uint32_t checksum(const char* data, std::size_t size) {
-  uLong crc = ::crc32(0L, Z_NULL, 0);
-  while (size > 0) {
-    const uInt chunk = static_cast<uInt>(std::min<std::size_t>(size, 1u << 30));
-    crc = ::crc32(crc, reinterpret_cast<const Bytef*>(data), chunk);
-    data += chunk;
-    size -= chunk;
+// CRC-32C (Castagnoli): the SSE4.2 instruction where the CPU has it (about
+// 20 GB/s, where zlib's CRC-32 did 1-2), a table otherwise; same result.
+std::array<std::uint32_t, 256> crc32c_table() {
+  std::array<std::uint32_t, 256> t{};
+  for (std::uint32_t i = 0; i < 256; ++i) {
+    std::uint32_t c = i;
+    for (int k = 0; k < 8; ++k) c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+    t[i] = c;
   }
-  return static_cast<std::uint32_t>(crc);
+  return t;
+}
+
+std::uint32_t crc32c_portable(const char* data, std::size_t size) {
+  static const std::array<std::uint32_t, 256> table = crc32c_table();
+  std::uint32_t c = 0xFFFFFFFFu;
+  for (std::size_t i = 0; i < size; ++i) c = table[(c ^ static_cast<unsigned char>(data[i])) & 0xff] ^ (c >> 8);
+  return c ^ 0xFFFFFFFFu;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("sse4.2"))) std::uint32_t crc32c_sse42(const char* data, std::size_t size) {
+  std::uint64_t c = 0xFFFFFFFFu;
+  while (size >= 8) {
+    std::uint64_t word;
+    std::memcpy(&word, data, 8);
+    c = __builtin_ia32_crc32di(c, word);
+    data += 8;
+    size -= 8;
+  }
+  auto c32 = static_cast<std::uint32_t>(c);
+  while (size-- > 0) c32 = __builtin_ia32_crc32qi(c32, static_cast<unsigned char>(*data++));
+  return c32 ^ 0xFFFFFFFFu;
+}
+#endif
+
+std::uint32_t checksum(const char* data, std::size_t size) {
+#if defined(__x86_64__)
+  static const bool sse42 = __builtin_cpu_supports("sse4.2");
+  if (sse42) return crc32c_sse42(data, size);
+#endif
+  return crc32c_portable(data, size);
 }
 
 std::string errno_text(int e) { return std::strerror(e); }
@@ -125,6 +157,8 @@ std::optional<durability> durability_from(std::string_view text) noexcept {
   if (text == "none") return durability::none;
   return std::nullopt;
 }
+
+std::uint32_t wal_checksum(std::string_view bytes) noexcept { return checksum(bytes.data(), bytes.size()); }
 
 std::string wal_directory(const std::string& data_path) { return data_path + ".wal"; }
 

@@ -5,7 +5,7 @@
 //
 //   <data_path>.wal/0000000000000007.log
 //     header  "GRVWAL01" u64-le generation                      (16 bytes)
-//     record  u32-le body size, u32-le CRC-32 of the body, body
+//     record  u32-le body size, u32-le CRC-32C of the body, body
 //     body    u8 kind (1 put, 2 delete), u32-le key size, key,
 //             and for a put the value as MessagePack
 //
@@ -63,6 +63,9 @@ struct wal_done {
   std::uint64_t upto = 0;
   std::string error;
 };
+
+/// A record body's checksum: CRC-32C.
+std::uint32_t wal_checksum(std::string_view bytes) noexcept;
 
 /// The log directory of a snapshot path.
 std::string wal_directory(const std::string& data_path);

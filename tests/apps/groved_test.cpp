@@ -639,7 +639,8 @@ TEST_CASE("chaos under load: sessions killed, SIGHUP, SIGSTOP past the keepalive
 }
 
 TEST_CASE("the admin endpoint serves groved's metrics, health and readiness; promtool accepts the metrics") {
-  groved d({"--admin.enabled=true", "--admin.port=0"});
+  temp_dir dir;
+  groved d({"--admin.enabled=true", "--admin.port=0", "--data_path=" + dir.file("store.json")});
   REQUIRE(d.admin_port() != 0);
   result calls = script(d.tcp(), {call({{"op", "put"}, {"key", "a"}, {"value", 1}}, {{"ok", true}}),
                                   call({{"op", "get"}, {"key", "a"}}, {{"ok", true}, {"value", 1}}),
@@ -653,6 +654,9 @@ TEST_CASE("the admin endpoint serves groved's metrics, health and readiness; pro
   const result metrics = run({"curl", "-sS", base + "/metrics"});
   CHECK(metrics.out.find("groved_calls_total 3\n") != std::string::npos);
   CHECK(metrics.out.find("groved_keys 1\n") != std::string::npos);
+  CHECK(metrics.out.find("groved_wal_records_total 1\n") != std::string::npos); // the put, stored before its reply
+  CHECK(metrics.out.find("groved_wal_generation 1\n") != std::string::npos);
+  CHECK(metrics.out.find("groved_wal_write_failures_total 0\n") != std::string::npos);
   // grove's built-in metrics, the listener named by its section.
   CHECK(metrics.out.find("grove_erps_accepted_total{node=\"1\",daemon=\"tcp\"} 1\n") != std::string::npos);
   CHECK(metrics.out.find("grove_erps_calls_total{node=\"1\",daemon=\"tcp\"} 3\n") != std::string::npos);

@@ -51,6 +51,24 @@ groved::logger quiet() { return groved::logger(groved::log_level::error, groved:
 
 } // namespace
 
+TEST_CASE("records are checksummed with CRC-32C, whichever way the CPU computes it") {
+  CHECK(groved::wal_checksum("123456789") == 0xE3069283u); // the standard check value
+  CHECK(groved::wal_checksum("") == 0u);
+  // Every length and alignment against the bitwise definition.
+  std::string bytes;
+  for (int i = 0; i < 300; ++i) bytes.push_back(static_cast<char>((i * 131 + 7) & 0xff));
+  for (std::size_t begin : {0u, 1u, 3u, 7u}) {
+    for (std::size_t size = 0; begin + size <= bytes.size(); size += 13) {
+      std::uint32_t c = 0xFFFFFFFFu;
+      for (std::size_t i = begin; i < begin + size; ++i) {
+        c ^= static_cast<unsigned char>(bytes[i]);
+        for (int k = 0; k < 8; ++k) c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+      }
+      CHECK(groved::wal_checksum(std::string_view(bytes).substr(begin, size)) == (c ^ 0xFFFFFFFFu));
+    }
+  }
+}
+
 TEST_CASE("a log replays puts, deletes and counters in order, after the snapshot, across generations") {
   test_support::temp_dir dir;
   const std::string data = dir.file("store.json");
