@@ -51,6 +51,8 @@ void add_metrics(grove::telemetry::metric_registry& metrics, std::shared_ptr<ser
        metric_type::counter, [](const write_ahead_log& w) { return static_cast<double>(w.stats().syncs); }},
       {"groved_wal_write_failures_total", "Rounds of writes the disk refused (answered with storage_error).",
        metric_type::counter, [](const write_ahead_log& w) { return static_cast<double>(w.stats().failures); }},
+      {"groved_wal_stalls_total", "Writes that waited because the log's queue was full (the disk fell behind).",
+       metric_type::counter, [](const write_ahead_log& w) { return static_cast<double>(w.stats().stalls); }},
       {"groved_wal_generation", "The write-ahead log's current generation (a snapshot moves it on).", metric_type::gauge,
        [](const write_ahead_log& w) { return static_cast<double>(w.generation()); }},
   };

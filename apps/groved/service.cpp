@@ -621,7 +621,8 @@ json session::stats() const {
                 {"records", w.records},
                 {"bytes", w.bytes},
                 {"syncs", w.syncs},
-                {"failures", w.failures}};
+                {"failures", w.failures},
+                {"stalls", w.stalls}};
   }
   return r;
 }

@@ -329,6 +329,7 @@ write_ahead_log::~write_ahead_log() {
     stopping_ = true;
   }
   wake_.notify_all();
+  room_.notify_all();
   thread_.join();
   if (fd_ >= 0) {
     if (unsynced_ && ::fdatasync(fd_) != 0) {
@@ -341,6 +342,12 @@ write_ahead_log::~write_ahead_log() {
 std::uint64_t write_ahead_log::append(std::size_t shard, const grove::pid& owner, std::string_view key,
                                       const nlohmann::json* value) {
   std::unique_lock lock(mutex_);
+  if (buffer_.size() >= options_.max_queued_bytes && !stopping_) {
+    // The disk is slower than the writes coming in: hold this shard (and
+    // so its clients) until the log thread takes the queue.
+    ++counters_.stalls;
+    room_.wait(lock, [&] { return buffer_.size() < options_.max_queued_bytes || stopping_ || broken_; });
+  }
   if (broken_ || !failed_[shard].empty()) return 0;
   encode_record(buffer_, key, value);
   const std::uint64_t lsn = next_lsn_++;
@@ -460,6 +467,7 @@ void write_ahead_log::run() {
       round.swap(queue_);
       queue_.clear();
     }
+    room_.notify_all();
     std::string failure;
     {
       std::lock_guard file(file_mutex_);

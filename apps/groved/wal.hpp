@@ -113,6 +113,8 @@ public:
     durability mode = durability::always;
     std::chrono::milliseconds batch_interval{10};
     std::size_t shards = 1;
+    /// Appends wait (a write stall) while this much is queued and not yet written.
+    std::size_t max_queued_bytes = 64u << 20;
   };
 
   /// Creates the directory and the generation's file (synced). Throws wal_error.
@@ -148,6 +150,7 @@ public:
     std::uint64_t bytes = 0;
     std::uint64_t syncs = 0;
     std::uint64_t failures = 0;
+    std::uint64_t stalls = 0; // appends that waited for the queue to drain
   };
   counters stats() const;
 
@@ -166,6 +169,7 @@ private:
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   std::condition_variable written_;
+  std::condition_variable room_;
   std::string buffer_;
   std::vector<queued> queue_;
   std::vector<std::string> failed_; // per shard: why its records are refused ("" when taken)

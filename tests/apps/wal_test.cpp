@@ -10,6 +10,8 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <thread>
+#include <vector>
 
 namespace {
 
@@ -200,4 +202,25 @@ TEST_CASE("the log writes what is appended, rotates to a new generation, and rem
   CHECK_THROWS_WITH_AS(groved::write_ahead_log(o, quiet()), doctest::Contains("cannot create the log"), groved::wal_error);
   CHECK(groved::durability_from("batch") == groved::durability::batch);
   CHECK_FALSE(groved::durability_from("sometimes").has_value());
+}
+
+TEST_CASE("a full queue holds writers until the log thread takes it, and loses nothing") {
+  test_support::temp_dir dir;
+  const std::string data = dir.file("store.json");
+  groved::write_ahead_log::options o;
+  o.directory = groved::wal_directory(data);
+  o.mode = groved::durability::none;
+  o.max_queued_bytes = 256; // about one record: nearly every append waits for a round
+  groved::write_ahead_log log(o, quiet());
+  const json value = std::string(200, 'v');
+  std::vector<std::thread> writers;
+  for (int t = 0; t < 2; ++t) {
+    writers.emplace_back([&, t] {
+      for (int i = 0; i < 500; ++i) log.append(0, grove::pid{}, "k" + std::to_string(t) + "/" + std::to_string(i), &value);
+    });
+  }
+  for (auto& w : writers) w.join();
+  REQUIRE(log.flush());
+  CHECK(log.stats().records == 1000);
+  CHECK(recover_store(data, 128, false).data.size() == 1000);
 }
