@@ -8,9 +8,14 @@
 #   expired-client.pem / .key       client signed by ca, valid 2020-01-01 .. 2020-01-02 only
 #   other-ca.pem / other-ca.key     a second CA, trusted by nothing
 #   other-client.pem / .key         client signed by other-ca
+#   tenant-a.pem / .key             client "grove tenant a", URI:grove://tenant/a (signed by ca)
+#   tenant-b.pem / .key             client "grove tenant b", URI:grove://tenant/b, DNS:b.tenants.grove.test (signed by ca)
 #
 # Certificates are valid for 20 years (except the expired one), so the
 # committed files do not need regenerating.
+#
+#   certs/make-certs.sh             all of them, CAs included
+#   certs/make-certs.sh NAME...     only these (e.g. tenant-a), signed by the CAs already here
 set -euo pipefail
 cd "$(dirname "$0")"
 days=7300
@@ -67,11 +72,29 @@ client_ext='basicConstraints=CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=clientAuth'
 
-make_ca ca "/CN=grove test CA"
-make_ca other-ca "/CN=grove other test CA"
-sign server ca "/CN=localhost" "$server_ext"
-sign client ca "/CN=grove test client" "$client_ext"
-sign other-client other-ca "/CN=grove other client" "$client_ext"
-sign expired-client ca "/CN=grove expired client" "$client_ext" -startdate 20200101000000Z -enddate 20200102000000Z
+# leaf NAME: makes one certificate (and its key) with its CA.
+leaf() {
+  case "$1" in
+    server) sign server ca "/CN=localhost" "$server_ext" ;;
+    client) sign client ca "/CN=grove test client" "$client_ext" ;;
+    other-client) sign other-client other-ca "/CN=grove other client" "$client_ext" ;;
+    # Clients named by subject alternative names, as a tenant's identity is.
+    tenant-a) sign tenant-a ca "/CN=grove tenant a" "$client_ext
+subjectAltName=URI:grove://tenant/a" ;;
+    tenant-b) sign tenant-b ca "/CN=grove tenant b" "$client_ext
+subjectAltName=URI:grove://tenant/b,DNS:b.tenants.grove.test" ;;
+    expired-client) sign expired-client ca "/CN=grove expired client" "$client_ext" -startdate 20200101000000Z -enddate 20200102000000Z ;;
+    *) echo "make-certs.sh: no certificate named '$1'" >&2; exit 2 ;;
+  esac
+}
+
+if [ "$#" -gt 0 ]; then
+  # Only the named certificates, signed by the CAs already here.
+  for name in "$@"; do leaf "$name"; done
+else
+  make_ca ca "/CN=grove test CA"
+  make_ca other-ca "/CN=grove other test CA"
+  for name in server client other-client tenant-a tenant-b expired-client; do leaf "$name"; done
+fi
 chmod 644 ./*.key ./*.pem
-echo "certs: regenerated $(ls ./*.pem | wc -l) certificates in $(pwd) (for tests only)"
+echo "certs: made ${*:-every certificate} in $(pwd) (for tests only)"

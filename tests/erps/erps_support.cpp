@@ -54,6 +54,7 @@ grove::call_result<json> test_server::handle_call(grove::erps::call c, grove::fr
     return json(true);
   }
   if (op == "peer_subject") return json(peer_subject());
+  if (op == "peer_alt_names") return json(peer_alt_names());
   if (op == "stop") return grove::call_result<json>(json("bye"), grove::stop());
   if (op == "stop_noreply") return grove::stop();
   if (op == "continue") return grove::call_result<json>(json(true), grove::continue_with(r.at("value")));

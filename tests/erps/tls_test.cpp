@@ -131,6 +131,29 @@ TEST_CASE("mutual TLS: a client with a certificate from the CA is served and see
   CHECK(r.call(c, json{{"op", "peer_subject"}}) == "/CN=grove test client");
 }
 
+TEST_CASE("a client certificate's alternative names reach its server, on a resumed session too") {
+  grove::erps::daemon_options o;
+  o.tls = server_tls();
+  o.idle_timeout = 300ms; // the daemon drops the idle link; the client comes back, resuming
+  rig r(o);
+  auto states = std::make_shared<event_log>();
+  auto b = r.connect(client_tls("tenant-b"), [&](grove::erps::client_options& co) {
+    co.connection.on_event = record_states(states);
+    co.connection.backoff = grove::backoff_policy::constant(10ms);
+  });
+  const json names = json::array({"URI:grove://tenant/b", "DNS:b.tenants.grove.test"});
+  CHECK(r.call(b, json{{"op", "peer_alt_names"}}) == names);
+  CHECK(r.call(b, json{{"op", "peer_subject"}}) == "/CN=grove tenant b");
+  REQUIRE(states->wait_for([](const auto& v) { return std::count(v.begin(), v.end(), "connected") >= 2; }));
+  CHECK(r.call(b, json{{"op", "peer_alt_names"}}) == names);
+  CHECK(r.server.stats().tls_resumed >= 1);
+  // Another certificate, another identity; one without alternative names has none.
+  auto a = r.connect(client_tls("tenant-a"));
+  CHECK(r.call(a, json{{"op", "peer_alt_names"}}) == json::array({"URI:grove://tenant/a"}));
+  auto plain = r.connect(client_tls());
+  CHECK(r.call(plain, json{{"op", "peer_alt_names"}}) == json::array());
+}
+
 TEST_CASE("one-way TLS: a client without a certificate is served when the daemon does not require one") {
   grove::erps::daemon_options o;
   o.tls = server_tls();

@@ -310,6 +310,10 @@ std::string server_base::peer() const { return session_ ? session_->channel()->p
 
 std::string server_base::peer_subject() const { return session_ ? session_->channel()->stream().peer_subject() : std::string(); }
 
+std::vector<std::string> server_base::peer_alt_names() const {
+  return session_ ? session_->channel()->stream().peer_alt_names() : std::vector<std::string>();
+}
+
 std::size_t server_base::remote_calls_pending() const noexcept { return session_ ? session_->pending() : 0; }
 
 void server_base::close_connection(std::string reason) {

@@ -75,6 +75,12 @@ public:
   std::string peer() const;
   /// TLS: the client certificate's subject ("/CN=grove test client"); empty otherwise.
   std::string peer_subject() const;
+  /// TLS: the client certificate's subject alternative names, in the
+  /// certificate's order, each with its kind: "DNS:b.tenants.example",
+  /// "URI:spiffe://example/tenant/a", "email:ops@example.com",
+  /// "IP:10.0.0.7" (other kinds are left out). Empty otherwise. An identity
+  /// to map a client to (a tenant, a role) by.
+  std::vector<std::string> peer_alt_names() const;
   /// Remote calls not answered yet.
   std::size_t remote_calls_pending() const noexcept;
   /// Reads no more from the client, answers the calls already taken (this

@@ -54,6 +54,8 @@ public:
   virtual std::string peer() const = 0;
   /// TLS: the verified peer certificate's subject, one line; empty otherwise.
   virtual std::string peer_subject() const { return {}; }
+  /// TLS: the verified peer certificate's alternative names ("DNS:…", "URI:…", "email:…", "IP:…").
+  virtual std::vector<std::string> peer_alt_names() const { return {}; }
   /// Whether this is TLS.
   virtual bool encrypted() const noexcept { return false; }
   /// TLS, after the handshake: whether it resumed an earlier session.

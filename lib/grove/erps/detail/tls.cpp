@@ -18,6 +18,9 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
+#include <openssl/x509v3.h>
+
+#include <arpa/inet.h>
 
 #include <array>
 #include <cstring>
@@ -271,6 +274,40 @@ std::string subject_of(SSL* ssl) {
   return line;
 }
 
+// The peer certificate's subject alternative names, each as "DNS:name",
+// "URI:uri", "email:address" or "IP:address" (other kinds are left out,
+// and so is a name with a NUL in it: it could only be a forgery).
+std::vector<std::string> alt_names_of(SSL* ssl) {
+  X509* cert = SSL_get1_peer_certificate(ssl);
+  if (cert == nullptr) return {};
+  std::vector<std::string> out;
+  auto* names = static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+  auto text = [](const ASN1_STRING* s) {
+    return std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)), static_cast<std::size_t>(ASN1_STRING_length(s)));
+  };
+  for (int i = 0; names != nullptr && i < sk_GENERAL_NAME_num(names); ++i) {
+    const GENERAL_NAME* n = sk_GENERAL_NAME_value(names, i);
+    std::string name;
+    switch (n->type) {
+      case GEN_DNS: name = "DNS:" + text(n->d.dNSName); break;
+      case GEN_URI: name = "URI:" + text(n->d.uniformResourceIdentifier); break;
+      case GEN_EMAIL: name = "email:" + text(n->d.rfc822Name); break;
+      case GEN_IPADD: {
+        const std::string raw = text(n->d.iPAddress);
+        char printed[INET6_ADDRSTRLEN] = {};
+        const int family = raw.size() == 4 ? AF_INET : raw.size() == 16 ? AF_INET6 : 0;
+        if (family != 0 && ::inet_ntop(family, raw.data(), printed, sizeof printed) != nullptr) name = std::string("IP:") + printed;
+        break;
+      }
+      default: break;
+    }
+    if (!name.empty() && name.find('\0') == std::string::npos) out.push_back(std::move(name));
+  }
+  GENERAL_NAMES_free(names);
+  X509_free(cert);
+  return out;
+}
+
 class tls_transport final : public stream_transport<ssl::stream<asio::ip::tcp::socket>> {
 public:
   tls_transport(asio::ip::tcp::socket socket, std::shared_ptr<shared_context> ctx, ssl::stream_base::handshake_type role,
@@ -298,6 +335,7 @@ public:
       if (verify != X509_V_OK) verify_error_ = X509_verify_cert_error_string(verify);
     } else {
       subject_ = subject_of(stream_.native_handle());
+      alt_names_ = alt_names_of(stream_.native_handle());
       handshake_done_ = true;
     }
     co_return error;
@@ -319,6 +357,7 @@ public:
   }
 
   std::string peer_subject() const override { return subject_; }
+  std::vector<std::string> peer_alt_names() const override { return alt_names_; }
   std::string handshake_detail() const override { return verify_error_; }
   bool encrypted() const noexcept override { return true; }
   bool resumed() const override { return SSL_session_reused(const_cast<tls_transport*>(this)->stream_.native_handle()) == 1; }
@@ -329,6 +368,7 @@ private:
   std::shared_ptr<shared_context> context_;
   ssl::stream_base::handshake_type role_;
   std::string subject_;
+  std::vector<std::string> alt_names_;
   std::string verify_error_;
   bool handshake_done_ = false;
 };
