@@ -479,7 +479,7 @@ void write_ahead_log::run() {
       }
       if (failure.empty()) {
         good_size_ += writing.size();
-        if (!writing.empty()) unsynced_ = options_.mode != durability::always;
+        if (!writing.empty() && options_.mode != durability::always) unsynced_ = true;
         const auto now = std::chrono::steady_clock::now();
         if (options_.mode == durability::always) {
           last_sync_ = now;

@@ -26,6 +26,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -186,7 +187,7 @@ private:
   int fd_ = -1;
   std::uint64_t generation_;
   std::uint64_t good_size_ = 0; // the file's size after the last good write
-  bool unsynced_ = false;
+  std::atomic<bool> unsynced_{false}; // read by the thread's wait, written under file_mutex_
   std::chrono::steady_clock::time_point last_sync_;
   std::thread thread_;
 };
