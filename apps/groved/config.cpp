@@ -198,6 +198,14 @@ const std::vector<option>& options() {
     t.push_back({"max_subscriptions", kind::integer, "topics one client may subscribe to",
                  [](const config& c) { return json(c.max_subscriptions); },
                  [](config& c, const json& v) { c.max_subscriptions = to_uint("max_subscriptions", v, 1, 1'000'000); }});
+    t.push_back({"access.policy", kind::text,
+                 "who may connect and what each may do: a JSON policy file, or an http(s):// URL serving one "
+                 "(see the README); empty: every client the listeners accept may do everything",
+                 [](const config& c) { return json(c.access_policy); },
+                 [](config& c, const json& v) { c.access_policy = to_text("access.policy", v, true); }});
+    t.push_back({"access.refresh_ms", kind::milliseconds, "how often the access policy is read again (SIGHUP reads it at once)",
+                 [](const config& c) { return json(c.access_refresh.count()); },
+                 [](config& c, const json& v) { c.access_refresh = to_ms("access.refresh_ms", v, 100, one_day_ms); }});
     t.push_back({"data_path", kind::text,
                  "snapshot file, with its write-ahead log in PATH.wal/: loaded on start, every write logged, "
                  "the snapshot rewritten every snapshot_interval_ms and on graceful stop; empty: keep nothing",

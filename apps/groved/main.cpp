@@ -22,6 +22,8 @@
 #include <grove/core/process.hpp>
 #include <grove/erps/daemon.hpp>
 #include <grove/registry/local_registry.hpp>
+#include <grove/remote_term/http_fetcher.hpp>
+#include <grove/remote_term/remote_term.hpp>
 #include <grove/supervisor/supervisor.hpp>
 
 #include <boost/asio/post.hpp>
@@ -169,6 +171,41 @@ struct groved_main {
     return true;
   }
 
+  // The access policy as a remote term: read once before anything listens
+  // (a policy that cannot be read stops the start), then every
+  // access.refresh_ms and on SIGHUP; each new one is sent to the sessions.
+  grove::awaitable<std::unique_ptr<grove::remote_term<access_policy>>> start_access(
+      grove::node& n, std::shared_ptr<service_state> state) const {
+    const config& c = *settings;
+    grove::remote_term_options<access_policy> o;
+    o.name = "groved.access";
+    if (c.access_policy.rfind("http://", 0) == 0 || c.access_policy.rfind("https://", 0) == 0) {
+      grove::http_fetcher_options h;
+      h.url = c.access_policy;
+      o.fetcher = grove::http_fetcher(std::move(h));
+    } else {
+      o.fetcher = grove::file_fetcher(c.access_policy);
+    }
+    o.interval = c.access_refresh;
+    o.sync_first_load = true;
+    o.retry_backoff = grove::backoff_policy::exponential({.initial = std::chrono::seconds(1), .max = c.access_refresh});
+    o.max_bytes = 16u << 20;
+    o.deserialize = [](std::string_view bytes) { return parse_access_policy(bytes); };
+    o.on_span = [&n, state, l = *log](const grove::term_span& span) {
+      if (span.what == grove::term_span::phase::stop && span.status == grove::term_status::updated) {
+        l.log(log_level::info, "access_policy_loaded", {{"msg", "a new access policy is in force"}});
+        grove::spawn(n, [state](grove::process&) -> grove::awaitable<void> { co_await notify_sessions(state); });
+      } else if (span.what == grove::term_span::phase::exception) {
+        l.log(log_level::error, "access_policy_refused",
+              {{"msg", span.error + "; the policy in force stays (if there is one)"}});
+      }
+    };
+    auto term = std::make_unique<grove::remote_term<access_policy>>(std::move(o));
+    co_await term->start(n);
+    if (!term->loaded()) throw std::runtime_error(term->stats().last_error);
+    co_return term;
+  }
+
   // A new log generation, then every shard's keys (each once its waiting
   // writes are stored), written as the snapshot holding the older
   // generations, which are then removed.
@@ -217,6 +254,17 @@ struct groved_main {
       if (!load_store(*state)) co_return 1;
     } else {
       state->set_initial(json::object());
+    }
+
+    std::unique_ptr<grove::remote_term<access_policy>> access;
+    if (!c.access_policy.empty()) {
+      try {
+        access = co_await start_access(n, state);
+      } catch (const std::exception& e) {
+        log->log(log_level::error, "start_failed", {{"msg", std::string("access.policy: ") + e.what()}});
+        co_return 1;
+      }
+      state->access = access.get();
     }
 
     grove::supervisor_options top_options;
@@ -278,9 +326,10 @@ struct groved_main {
       auto* s = m.get_if<signal_received>();
       if (!s) continue;
       if (s->number == SIGHUP) {
+        if (access) access->update(); // the new policy applies once read; a bad one is refused, logged
         const auto tls = state->daemons()[tls_slot];
         if (!tls) {
-          log->log(log_level::info, "sighup_ignored", {{"msg", "no TLS listener to reload"}});
+          if (!access) log->log(log_level::info, "sighup_ignored", {{"msg", "no TLS listener or access policy to reload"}});
           continue;
         }
         try {
@@ -310,6 +359,7 @@ struct groved_main {
       log->log(log_level::error, "tree_stop_timeout", {{"msg", "the supervision tree did not stop in time"}});
       status = 1;
     }
+    if (access) co_await access->stop(std::chrono::seconds(10));
     log->log(log_level::info, "exit", {{"status", status}});
     co_return status;
   }

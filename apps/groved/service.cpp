@@ -3,6 +3,7 @@
 #include <random>
 
 #include <grove/core/process.hpp>
+#include <grove/remote_term/remote_term.hpp>
 
 #include <algorithm>
 #include <functional>
@@ -379,7 +380,46 @@ grove::call_result<json> shard::handle_call(dump_request, grove::from<json> repl
 
 // --- session ----------------------------------------------------------------
 
-session::session(std::shared_ptr<service_state> state) : state_(std::move(state)) {}
+session::session(std::shared_ptr<service_state> state, bool tls) : state_(std::move(state)), tls_(tls) {}
+
+// The certificate's alternative names, then its subject (access.hpp); read
+// once the TLS handshake is over, which a request proves.
+void session::identify() {
+  if (!identities_.empty()) return;
+  identities_ = peer_alt_names();
+  if (const std::string subject = peer_subject(); !subject.empty()) identities_.push_back("subject:" + subject);
+  if (identities_.empty()) identities_.push_back(tls_ ? "anonymous" : "tcp");
+}
+
+void session::check_access(std::string_view op) {
+  if (!state_->access) return;
+  identify();
+  const auto policy = state_->access->get();
+  std::optional<access_match> m = policy ? match(*policy, identities_) : std::nullopt;
+  std::string names;
+  for (const auto& id : identities_) names += (names.empty() ? "" : ", ") + id;
+  if (!m) {
+    if (!refused_) {
+      state_->log.log(log_level::warning, "access_refused",
+                      {{"peer", peer()}, {"identities", identities_}, {"msg", "not in the access policy; closing"}});
+    }
+    refused_ = true;
+    throw bad_request{"forbidden", "this client (" + names + ") is not in groved's access policy"};
+  }
+  if (const role needed = required_role(op); m->granted < needed) {
+    throw bad_request{"forbidden", "op '" + std::string(op) + "' needs role " + std::string(to_string(needed)) + "; " +
+                                       m->identity + " has role " + std::string(to_string(m->granted))};
+  }
+}
+
+grove::awaitable<void> notify_sessions(std::shared_ptr<service_state> state) {
+  for (const auto& d : state->daemons()) {
+    if (!d) continue;
+    for (const auto& child : co_await d.supervisor().which_children(std::chrono::seconds(5))) {
+      if (child.process) grove::send(child.process, policy_changed{});
+    }
+  }
+}
 
 grove::awaitable<grove::call_result<json>> session::handle_call(grove::erps::call c, grove::from<json> reply) {
   state_->calls.fetch_add(1, std::memory_order_relaxed);
@@ -387,6 +427,7 @@ grove::awaitable<grove::call_result<json>> session::handle_call(grove::erps::cal
   json result = co_await serve(c.request, reply, forwarded);
   if (forwarded) co_return grove::call_result<json>(grove::noreply);
   if (!result.value("ok", false)) state_->errors.fetch_add(1, std::memory_order_relaxed);
+  if (refused_) close_connection("not in the access policy"); // after this reply
   co_return grove::call_result<json>(std::move(result));
 }
 
@@ -399,10 +440,26 @@ grove::awaitable<void> session::handle_cast(grove::erps::cast c) {
     state_->log.log(log_level::warning, "cast_failed",
                     {{"peer", peer()}, {"msg", result["error"]["message"].get<std::string>()}});
   }
+  if (refused_) close_connection("not in the access policy");
 }
 
 void session::handle_info(grove::message m) {
-  if (auto* e = m.get_if<topic_event>()) push(*e->value);
+  if (auto* e = m.get_if<topic_event>()) {
+    push(*e->value);
+    return;
+  }
+  if (m.get_if<policy_changed>() && state_->access && !refused_) {
+    // A TLS client still in its handshake is checked at its first request.
+    if (identities_.empty() && tls_ && peer_subject().empty()) return;
+    identify();
+    const auto policy = state_->access->get();
+    if (policy && !match(*policy, identities_)) {
+      refused_ = true;
+      state_->log.log(log_level::warning, "access_revoked",
+                      {{"peer", peer()}, {"identities", identities_}, {"msg", "no longer in the access policy; closing"}});
+      close_connection("no longer in the access policy");
+    }
+  }
 }
 
 void session::terminate(const grove::exit_reason&) {
@@ -413,12 +470,14 @@ void session::terminate(const grove::exit_reason&) {
 
 grove::awaitable<json> session::serve(json& request, const grove::from<json>& reply, bool& forwarded) {
   try {
+    check_access("ping"); // who the client is (every role may read)
     if (!request.is_object()) throw bad_request{"bad_request", "a request is a JSON object with an \"op\""};
     auto op_it = request.find("op");
     if (op_it == request.end() || !op_it->is_string()) {
       throw bad_request{"bad_request", "op: expected a string, one of " + std::string(known_ops)};
     }
     const std::string& op = op_it->get_ref<const std::string&>();
+    if (required_role(op) != role::read) check_access(op);
     std::optional<store_op::kind> kind;
     if (op == "get") kind = store_op::kind::get;
     else if (op == "put") kind = store_op::kind::put;

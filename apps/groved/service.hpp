@@ -24,6 +24,7 @@
 //   {"topic":T,"event":"put"|"delete"|"incr","key":K[,"value":V]}
 #pragma once
 
+#include "access.hpp"
 #include "logger.hpp"
 #include "wal.hpp"
 
@@ -42,9 +43,18 @@
 #include <unordered_set>
 #include <vector>
 
+namespace grove {
+template <class T>
+class remote_term;
+} // namespace grove
+
 namespace groved {
 
 using json = nlohmann::json;
+
+/// Sent to every session when a new access policy is published: a client
+/// the policy no longer names is closed.
+struct policy_changed {};
 
 /// What every shard and session of one daemon share. Counters are atomic;
 /// the daemon handles are written by the tree's start functions.
@@ -62,6 +72,9 @@ struct service_state {
   std::string data_path;                  // the snapshot; empty: nothing persisted
   std::uint32_t max_depth;
   std::shared_ptr<write_ahead_log> wal;   // set before the store starts when data_path is
+  // The access policy (access.policy), owned by main and outliving the
+  // tree; null: every client is served with every op.
+  const grove::remote_term<access_policy>* access = nullptr;
 
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
 
@@ -185,7 +198,8 @@ private:
 /// rest itself, and pushes topic events to its client.
 class session : public grove::erps::server {
 public:
-  explicit session(std::shared_ptr<service_state> state);
+  /// `tls`: the session of a TLS listener (its client is named by its certificate).
+  explicit session(std::shared_ptr<service_state> state, bool tls = false);
 
   grove::awaitable<grove::call_result<json>> handle_call(grove::erps::call c, grove::from<json> reply);
   grove::awaitable<void> handle_cast(grove::erps::cast c);
@@ -200,9 +214,19 @@ private:
   grove::awaitable<json> subscribe(const json& request, bool on);
   json stats() const;
 
+  /// Checks the access policy for `op`; throws bad_request "forbidden".
+  void check_access(std::string_view op);
+  void identify();
+
   std::shared_ptr<service_state> state_;
   std::unordered_set<std::string> topics_;
+  bool tls_;
+  std::vector<std::string> identities_; // what the access policy knows this client by, in order
+  bool refused_ = false;                // the policy names none of them: close after the reply
 };
+
+/// Tells every session of every listener that the access policy changed.
+grove::awaitable<void> notify_sessions(std::shared_ptr<service_state> state);
 
 /// {"ok":false,"error":{"code":code,"message":message}}
 json error_reply(std::string_view code, std::string message);

@@ -9,7 +9,7 @@ namespace {
 
 grove::awaitable<grove::pid> start_listener(grove::node& n, grove::erps::daemon_options options,
                                             std::shared_ptr<service_state> state, std::size_t slot) {
-  grove::erps::daemon d = co_await grove::erps::daemon::start_link<session>(n, std::move(options), state);
+  grove::erps::daemon d = co_await grove::erps::daemon::start_link<session>(n, std::move(options), state, slot == tls_slot);
   state->set_daemon(slot, d);
   co_return d.id();
 }

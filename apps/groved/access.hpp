@@ -1,0 +1,64 @@
+// groved's access policy: which client identities are served, and what
+// each may do. A JSON document, read from a file or an HTTP(S) URL as a
+// remote term (refreshed every access.refresh_ms and on SIGHUP; every
+// request reads it lock-free):
+//
+//   {"format": "groved-access", "version": 1,
+//    "identities": {
+//      "URI:grove://tenant/a":          {"role": "write"},
+//      "subject:/CN=grove tenant b":    {"role": "read"},
+//      "URI:grove://ops":               {"role": "admin"},
+//      "tcp":                           {"role": "write"}}}
+//
+// A TLS client's identities are its certificate's subject alternative
+// names ("URI:…", "DNS:…", "email:…", "IP:…", in the certificate's order)
+// and then "subject:" with its subject; the first one the policy names
+// decides. A plain TCP client is "tcp"; a TLS client without a
+// certificate (one-way TLS) is "anonymous".
+//
+// Roles: "read" (ping, get, keys, subscribe, unsubscribe, stats), "write"
+// (also put, delete, incr), "admin" (everything, debug ops included).
+// Without access.policy every client the listeners accept is served with
+// every op, as before.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace groved {
+
+enum class role : std::uint8_t { read, write, admin };
+
+std::string_view to_string(role r) noexcept;
+
+struct access_policy {
+  std::unordered_map<std::string, role> identities;
+};
+
+class access_error : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Parses and checks a policy. Throws access_error naming what is wrong
+/// (the field, and the expected form).
+access_policy parse_access_policy(std::string_view bytes);
+
+/// The role of the first identity the policy names, and that identity;
+/// nullopt when it names none.
+struct access_match {
+  role granted;
+  std::string identity;
+};
+std::optional<access_match> match(const access_policy& p, const std::vector<std::string>& identities);
+
+/// The least role that may run `op` (unknown ops: read, so that they get
+/// unknown_op rather than forbidden).
+role required_role(std::string_view op) noexcept;
+
+} // namespace groved
