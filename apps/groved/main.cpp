@@ -122,6 +122,13 @@ grove::awaitable<void> drain_listeners(grove::process& self, const std::vector<g
   co_await await_down(self, std::move(drains), deadline + std::chrono::seconds(30));
 }
 
+// Tells the sessions of a new access policy (a process of its own: the
+// listing waits on the listeners' supervisors).
+struct session_notifier {
+  std::shared_ptr<service_state> state;
+  grove::awaitable<void> operator()(grove::process&) const { co_await notify_sessions(state); }
+};
+
 struct groved_main {
   const config* settings;
   const logger* log;
@@ -194,7 +201,7 @@ struct groved_main {
     o.on_span = [&n, state, l = *log](const grove::term_span& span) {
       if (span.what == grove::term_span::phase::stop && span.status == grove::term_status::updated) {
         l.log(log_level::info, "access_policy_loaded", {{"msg", "a new access policy is in force"}});
-        grove::spawn(n, [state](grove::process&) -> grove::awaitable<void> { co_await notify_sessions(state); });
+        grove::spawn(n, session_notifier{state});
       } else if (span.what == grove::term_span::phase::exception) {
         l.log(log_level::error, "access_policy_refused",
               {{"msg", span.error + "; the policy in force stays (if there is one)"}});

@@ -116,10 +116,12 @@ void shard::init() {
   }
   // Restarted after a crash: the disk holds every write it acknowledged.
   // What its last incarnation queued is written first, so nothing it logged
-  // is missed; other shards keep appending, so a cut-short record at the
-  // end of the newest file is theirs and ends the reading.
-  state_->wal->reset(index_);
+  // is missed (and a failure of those writes, reported to the dead
+  // incarnation, is cleared after); other shards keep appending, so a
+  // cut-short record at the end of the newest file is theirs and ends the
+  // reading.
   state_->wal->flush();
+  state_->wal->reset(index_);
   recovered_store r = recover_store(state_->data_path, state_->max_depth, true,
                                     [this](std::string_view key) { return state_->shard_of(key) == index_; });
   const std::size_t count = r.data.size();
