@@ -146,6 +146,16 @@ bool child::wait_stderr(const std::string& needle, std::chrono::milliseconds tim
   }) && state_->err.find(needle) != std::string::npos;
 }
 
+bool child::wait_stderr_count(const std::string& needle, std::size_t count, std::chrono::milliseconds timeout) {
+  auto seen = [&] {
+    std::size_t n = 0;
+    for (std::size_t at = 0; (at = state_->err.find(needle, at)) != std::string::npos; at += needle.size()) ++n;
+    return n >= count;
+  };
+  std::unique_lock lock(state_->mutex);
+  return state_->changed.wait_for(lock, timeout, [&] { return seen() || state_->status.has_value(); }) && seen();
+}
+
 std::optional<int> child::wait(std::chrono::milliseconds timeout) {
   std::unique_lock lock(state_->mutex);
   state_->changed.wait_for(lock, timeout, [&] { return state_->status.has_value(); });

@@ -49,6 +49,8 @@ public:
   /// Waits until stdout (or stderr) holds `needle`; false after `timeout`.
   bool wait_stdout(const std::string& needle, std::chrono::milliseconds timeout = 30s);
   bool wait_stderr(const std::string& needle, std::chrono::milliseconds timeout = 30s);
+  /// Waits until stderr holds `needle` at least `count` times.
+  bool wait_stderr_count(const std::string& needle, std::size_t count, std::chrono::milliseconds timeout = 30s);
   /// Waits for the exit; the exit code, 128 + signal if killed, nullopt after `timeout`.
   std::optional<int> wait(std::chrono::milliseconds timeout = 60s);
 

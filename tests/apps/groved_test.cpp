@@ -1004,3 +1004,24 @@ TEST_CASE("an access policy that cannot be read stops the start, naming the opti
   CHECK(bad.status == 1);
   CHECK(bad.err.find("\\\"bob\\\" is no identity") != std::string::npos);
 }
+
+TEST_CASE("an access policy served over HTTP is read at start and again on SIGHUP") {
+  temp_dir dir;
+  write_file(dir.file("access.json"), access_policy({{"URI:grove://tenant/a", {{"role", "write"}}}}));
+  // A real HTTP server on a free loopback port, serving the directory.
+  child http({"python3", "-u", "-m", "http.server", "--bind", "127.0.0.1", "--directory", dir.path(), "0"});
+  REQUIRE(http.wait_stdout("(http://127.0.0.1:", 30s));
+  const std::string out = http.out();
+  const std::size_t at = out.find("(http://127.0.0.1:") + 18;
+  const std::string port = out.substr(at, out.find('/', at) - at);
+  groved d({"--access.policy=http://127.0.0.1:" + port + "/access.json", "--access.refresh_ms=3600000"});
+  CHECK(script(tls_as(d, "tenant-a"), {call({{"op", "put"}, {"key", "k"}, {"value", 1}}, {{"ok", true}})}).status == 0);
+  CHECK(script(tls_as(d, "tenant-b"), {call({{"op", "ping"}}, forbidden)}).status == 0);
+  replace_file(dir.file("access.json"), access_policy({{"URI:grove://tenant/b", {{"role", "read"}}}}));
+  d.process().signal(SIGHUP);
+  // The first load was logged at start; this is the second.
+  REQUIRE(d.process().wait_stderr_count("\"event\":\"access_policy_loaded\"", 2, 30s));
+  CHECK(script(tls_as(d, "tenant-b"), {call({{"op", "get"}, {"key", "k"}}, {{"value", 1}})}).status == 0);
+  CHECK(script(tls_as(d, "tenant-a"), {call({{"op", "ping"}}, forbidden)}).status == 0);
+  CHECK(d.stop() == 0);
+}
