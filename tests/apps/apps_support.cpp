@@ -1,5 +1,7 @@
 #include "apps_support.hpp"
 
+#include <csignal>
+
 #include <doctest/doctest.h>
 
 #include <arpa/inet.h>
@@ -206,6 +208,17 @@ groved::groved(std::vector<std::string> extra, std::vector<std::string> launcher
   if (ready.contains("tcp")) tcp_ = ready["tcp"]["port"].get<std::uint16_t>();
   if (ready.contains("tls")) tls_ = ready["tls"]["port"].get<std::uint16_t>();
   if (ready.contains("admin")) admin_ = ready["admin"]["port"].get<std::uint16_t>();
+}
+
+groved::~groved() {
+  if (!process_) return;
+  const std::optional<int> status = process_->wait(std::chrono::milliseconds(0));
+  if (status && (*status == 66 || *status == 128 + SIGABRT || *status == 128 + SIGSEGV || *status == 128 + SIGBUS)) {
+    process_->finish_output();
+    const std::string err = process_->err();
+    FAIL_CHECK("groved died with status " << *status << "; the end of its stderr:\n"
+                                          << err.substr(err.size() > 12000 ? err.size() - 12000 : 0));
+  }
 }
 
 int groved::stop(int signal_number) {

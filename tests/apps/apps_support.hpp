@@ -81,6 +81,12 @@ class groved {
 public:
   /// `launcher` comes first on the command line (e.g. prlimit --fsize=N --).
   explicit groved(std::vector<std::string> extra = {}, std::vector<std::string> launcher = {});
+  /// A groved that died of a sanitizer report or a crash (exit 66, SIGABRT,
+  /// SIGSEGV, SIGBUS) fails the test with the end of its stderr, where the
+  /// report is; otherwise it is killed if still running.
+  ~groved();
+  groved(groved&&) = default;
+  groved& operator=(groved&&) = default;
   /// Sends SIGTERM and waits; the exit code.
   int stop(int signal_number = 15);
 

@@ -1025,3 +1025,12 @@ TEST_CASE("an access policy served over HTTP is read at start and again on SIGHU
   CHECK(script(tls_as(d, "tenant-a"), {call({{"op", "ping"}}, forbidden)}).status == 0);
   CHECK(d.stop() == 0);
 }
+
+// The harness itself: a groved that crashes (or stops on a sanitizer's
+// report) fails the test that ran it, with its stderr, even when no check
+// looks at it. This case must fail.
+TEST_CASE("a groved that crashes fails its test with its stderr" * doctest::should_fail()) {
+  groved d;
+  d.process().signal(SIGSEGV);
+  REQUIRE(d.process().wait().has_value());
+}
