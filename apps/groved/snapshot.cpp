@@ -1,5 +1,7 @@
 #include "snapshot.hpp"
 
+#include "file_io.hpp"
+
 #include <grove/erps/json_codec.hpp>
 
 #include <fcntl.h>
@@ -80,20 +82,11 @@ void write_snapshot(const std::string& path, const nlohmann::json& data, std::ui
   const std::string temporary = path + ".tmp";
   const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) fail("cannot create", temporary);
-  const char* at = text.data();
-  std::size_t left = text.size();
-  while (left > 0) {
-    const ssize_t n = ::write(fd, at, left);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const int saved = errno;
-      ::close(fd);
-      ::unlink(temporary.c_str());
-      errno = saved;
-      fail("cannot write", temporary);
-    }
-    at += n;
-    left -= static_cast<std::size_t>(n);
+  if (const int e = write_all(fd, text.data(), text.size()); e != 0) {
+    ::close(fd);
+    ::unlink(temporary.c_str());
+    errno = e;
+    fail("cannot write", temporary);
   }
   if (::fsync(fd) != 0) {
     const int saved = errno;
@@ -107,11 +100,10 @@ void write_snapshot(const std::string& path, const nlohmann::json& data, std::ui
   // The rename itself is durable once the directory is synced.
   std::filesystem::path dir = std::filesystem::path(path).parent_path();
   if (dir.empty()) dir = ".";
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) fail("cannot open directory", dir.string());
-  const int rc = ::fsync(dfd);
-  ::close(dfd);
-  if (rc != 0) fail("cannot fsync directory", dir.string());
+  if (const int e = sync_directory(dir.string()); e != 0) {
+    errno = e;
+    fail("cannot fsync directory", dir.string());
+  }
 }
 
 } // namespace groved

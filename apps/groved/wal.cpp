@@ -1,5 +1,6 @@
 #include "wal.hpp"
 
+#include "file_io.hpp"
 #include "snapshot.hpp"
 
 #include <grove/core/process.hpp>
@@ -89,27 +90,11 @@ std::string file_name(std::uint64_t generation) {
   return name;
 }
 
-void sync_directory(const std::string& directory) {
-  const int dfd = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) throw wal_error("cannot open the log directory '" + directory + "': " + errno_text(errno));
-  const int rc = ::fsync(dfd);
-  const int saved = errno;
-  ::close(dfd);
-  if (rc != 0) throw wal_error("cannot fsync the log directory '" + directory + "': " + errno_text(saved));
-}
-
-bool write_all(int fd, const char* at, std::size_t left, int& error) {
-  while (left > 0) {
-    const ssize_t n = ::write(fd, at, left);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      error = n < 0 ? errno : ENOSPC;
-      return false;
-    }
-    at += n;
-    left -= static_cast<std::size_t>(n);
+// The log directory synced, or wal_error.
+void sync_log_directory(const std::string& directory) {
+  if (const int e = sync_directory(directory); e != 0) {
+    throw wal_error("cannot fsync the log directory '" + directory + "': " + errno_text(e));
   }
-  return true;
 }
 
 // A new log file with its header, synced, and its directory entry synced.
@@ -119,14 +104,14 @@ int create_log(const std::string& directory, std::uint64_t generation) {
   if (fd < 0) throw wal_error("cannot create the log '" + path + "': " + errno_text(errno));
   std::string header(magic, sizeof magic);
   for (int i = 0; i < 8; ++i) header.push_back(static_cast<char>((generation >> (8 * i)) & 0xff));
-  int error = 0;
-  if (!write_all(fd, header.data(), header.size(), error) || ::fdatasync(fd) != 0) {
+  int error = write_all(fd, header.data(), header.size());
+  if (error != 0 || ::fdatasync(fd) != 0) {
     if (error == 0) error = errno;
     ::close(fd);
     ::unlink(path.c_str());
     throw wal_error("cannot write the log '" + path + "': " + errno_text(error));
   }
-  sync_directory(directory);
+  sync_log_directory(directory);
   return fd;
 }
 
@@ -409,11 +394,8 @@ void write_ahead_log::remove_before(std::uint64_t generation) {
     }
   }
   if (removed) {
-    try {
-      sync_directory(options_.directory);
-    } catch (const wal_error&) {
-      // Harmless: a removed file that comes back is older than the snapshot and skipped.
-    }
+    // A failure is harmless: a removed file that comes back is older than the snapshot and skipped.
+    (void)sync_directory(options_.directory);
   }
 }
 
@@ -471,8 +453,8 @@ void write_ahead_log::run() {
     std::string failure;
     {
       std::lock_guard file(file_mutex_);
-      int error = 0;
-      if (!writing.empty() && !write_all(fd_, writing.data(), writing.size(), error)) {
+      const int error = writing.empty() ? 0 : write_all(fd_, writing.data(), writing.size());
+      if (error != 0) {
         failure = "cannot write the log: " + errno_text(error);
       } else if (!writing.empty() && options_.mode == durability::always && ::fdatasync(fd_) != 0) {
         failure = "cannot fdatasync the log: " + errno_text(errno);
