@@ -29,6 +29,10 @@ const char* usage =
     "                                          with --retry-for, a connection down longer than\n"
     "                                          MS milliseconds ends it with exit code 3\n"
     "       grovectl [FLAGS] script [FILE]     run a session from JSON lines (stdin by default)\n"
+    "       grovectl [FLAGS] tenant list | get ID | install ID [CONFIG] | update ID CONFIG | uninstall ID\n"
+    "                                          groved's tenant ops (an admin identity's; CONFIG is a\n"
+    "                                          JSON object of limits, e.g. '{\"max_keys\":1000}');\n"
+    "                                          --cert/--key pick the identity for this one command\n"
     "\n"
     "FLAGS\n";
 
@@ -220,7 +224,7 @@ int run(int argc, char** argv) {
     if (arg.size() > 1 && arg[0] == '-') throw failure(bad_input, "unknown flag " + arg + " (grovectl --help)");
     words.push_back(arg);
   }
-  if (words.empty()) throw failure(bad_input, "expected a command: call, cast, subscribe or script (grovectl --help)");
+  if (words.empty()) throw failure(bad_input, "expected a command: call, cast, subscribe, script or tenant (grovectl --help)");
   const std::string command = words[0];
 
   // Blocked in every thread the node starts; only subscribe's waiter takes them.
@@ -233,7 +237,7 @@ int run(int argc, char** argv) {
   }
   signal(SIGPIPE, SIG_IGN);
 
-  auto arguments = [&](std::size_t n, const char* what) {
+  auto arguments = [&](std::size_t n, const std::string& what) {
     if (words.size() != n + 1) throw failure(bad_input, command + ": expected " + what);
   };
   if (command == "call" || command == "cast") {
@@ -246,6 +250,33 @@ int run(int argc, char** argv) {
       confirm_casts(n, *c, e.timeout);
       return ok;
     }
+    json reply = call(n, *c, std::move(request), e.timeout);
+    print(reply);
+    if (is_error_reply(reply)) throw failure(remote_error, error_text(reply));
+    return ok;
+  }
+  if (command == "tenant") {
+    // groved's tenant.* ops as words: grovectl tenant install shop '{"max_keys":100}'
+    const std::string what = words.size() > 1 ? words[1] : "";
+    json request = json::object();
+    request["op"] = "tenant." + what;
+    if (what == "list") {
+      arguments(1, "tenant list (no more arguments)");
+    } else if (what == "get" || what == "uninstall") {
+      arguments(2, "tenant " + what + " ID");
+      request["tenant"] = words[2];
+    } else if (what == "install" || what == "update") {
+      if (words.size() != 4 && !(what == "install" && words.size() == 3)) {
+        throw failure(bad_input, "tenant " + what + ": expected ID" + (what == "install" ? " [CONFIG]" : " CONFIG") +
+                                     " (CONFIG: a JSON object of limits)");
+      }
+      request["tenant"] = words[2];
+      if (words.size() == 4) request["config"] = parse_json_argument(words[3], "tenant " + what);
+    } else {
+      throw failure(bad_input, "tenant: expected list, get, install, update or uninstall (grovectl --help)");
+    }
+    grove::node n({.threads = 1});
+    auto c = connected_client::open(n, e, {});
     json reply = call(n, *c, std::move(request), e.timeout);
     print(reply);
     if (is_error_reply(reply)) throw failure(remote_error, error_text(reply));
@@ -266,7 +297,7 @@ int run(int argc, char** argv) {
     }
     return run_script(n, e, std::cin);
   }
-  throw failure(bad_input, "unknown command '" + command + "' (expected call, cast, subscribe or script)");
+  throw failure(bad_input, "unknown command '" + command + "' (expected call, cast, subscribe, script or tenant)");
 }
 
 } // namespace

@@ -5,10 +5,10 @@
 //
 //   {"format": "groved-access", "version": 1,
 //    "identities": {
-//      "URI:grove://tenant/a":          {"role": "write"},
-//      "subject:/CN=grove tenant b":    {"role": "read"},
+//      "URI:grove://tenant/a":          {"role": "write", "tenant": "a"},
+//      "subject:/CN=grove tenant b":    {"role": "read",  "tenant": "b"},
 //      "URI:grove://ops":               {"role": "admin"},
-//      "tcp":                           {"role": "write"}}}
+//      "tcp":                           {"role": "write", "tenant": "dev"}}}
 //
 // A TLS client's identities are its certificate's subject alternative
 // names ("URI:…", "DNS:…", "email:…", "IP:…", in the certificate's order)
@@ -17,9 +17,13 @@
 // certificate (one-way TLS) is "anonymous".
 //
 // Roles: "read" (ping, get, keys, subscribe, unsubscribe, stats), "write"
-// (also put, delete, incr), "admin" (everything, debug ops included).
+// (also put, delete, incr), "admin" (everything: tenant.* and debug ops).
+// "tenant" (optional; 1 to 64 of A-Z a-z 0-9 _ . -) is the tenant whose
+// keys the identity reaches; without it, tenants.default. A tenant the
+// policy names need not be installed yet: its clients are refused
+// (no_tenant) until an admin installs it.
 // Without access.policy every client the listeners accept is served with
-// every op, as before.
+// every op, in tenants.default.
 #pragma once
 
 #include <cstdint>
@@ -36,8 +40,18 @@ enum class role : std::uint8_t { read, write, admin };
 
 std::string_view to_string(role r) noexcept;
 
+/// The form of a tenant id, for messages.
+inline constexpr std::string_view tenant_id_form =
+    "1 to 64 characters of A-Z a-z 0-9 _ . - (not starting with . or -)";
+bool is_tenant_id(std::string_view id) noexcept;
+
+struct grant {
+  role granted = role::read;
+  std::string tenant; // empty: tenants.default
+};
+
 struct access_policy {
-  std::unordered_map<std::string, role> identities;
+  std::unordered_map<std::string, grant> identities;
 };
 
 class access_error : public std::runtime_error {
@@ -54,6 +68,7 @@ access_policy parse_access_policy(std::string_view bytes);
 struct access_match {
   role granted;
   std::string identity;
+  std::string tenant; // empty: tenants.default
 };
 std::optional<access_match> match(const access_policy& p, const std::vector<std::string>& identities);
 

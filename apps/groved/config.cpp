@@ -1,5 +1,7 @@
 #include "config.hpp"
 
+#include "access.hpp"
+
 #include <grove/erps/json_codec.hpp>
 
 #include <nlohmann/json.hpp>
@@ -151,7 +153,7 @@ const std::vector<option>& options() {
     t.push_back({"workers", kind::integer, "worker threads; 0: one per core",
                  [](const config& c) { return json(c.workers); },
                  [](config& c, const json& v) { c.workers = to_uint("workers", v, 0, 256); }});
-    t.push_back({"shards", kind::integer, "store shards (processes), keys spread by hash; 0: one per worker",
+    t.push_back({"shards", kind::integer, "store shards (processes) of each tenant, keys spread by hash; 0: one per worker (a tenant's config may set its own at install)",
                  [](const config& c) { return json(c.shards); },
                  [](config& c, const json& v) { c.shards = to_uint("shards", v, 0, 1024); }});
     t.push_back({"max_connections", kind::integer, "clients beyond this many are refused with an error; 0: no limit",
@@ -189,13 +191,26 @@ const std::vector<option>& options() {
                  "bytes per second a large frame may take on top of frame_timeout_ms; 0: frame_timeout_ms alone",
                  [](const config& c) { return json(c.min_frame_rate); },
                  [](config& c, const json& v) { c.min_frame_rate = to_uint("min_frame_rate", v, 0, 1ull << 32); }});
-    t.push_back({"max_keys", kind::integer, "keys the store holds at most; a put of a new key beyond fails with store_full",
+    t.push_back({"tenants.default", kind::text,
+                 "the tenant of every client when there is no access.policy, and of a policy entry naming no "
+                 "tenant; installed at start if missing (and never uninstalled)",
+                 [](const config& c) { return json(c.default_tenant); },
+                 [](config& c, const json& v) {
+                   std::string id = to_text("tenants.default", v, false);
+                   if (!is_tenant_id(id)) {
+                     throw config_error("tenants.default: expected " + std::string(tenant_id_form) + ", got \"" + id + "\"");
+                   }
+                   c.default_tenant = std::move(id);
+                 }});
+    t.push_back({"max_keys", kind::integer,
+                 "keys a tenant's store holds at most (a tenant's config may set its own); a put of a new key beyond "
+                 "fails with store_full",
                  [](const config& c) { return json(c.max_keys); },
                  [](config& c, const json& v) { c.max_keys = to_uint("max_keys", v, 1, 1'000'000'000); }});
-    t.push_back({"max_key_bytes", kind::integer, "longest key (and topic) accepted, in bytes",
+    t.push_back({"max_key_bytes", kind::integer, "longest key (and topic) accepted, in bytes (a tenant's config may set its own)",
                  [](const config& c) { return json(c.max_key_bytes); },
                  [](config& c, const json& v) { c.max_key_bytes = to_uint("max_key_bytes", v, 1, 65536); }});
-    t.push_back({"max_subscriptions", kind::integer, "topics one client may subscribe to",
+    t.push_back({"max_subscriptions", kind::integer, "topics one client may subscribe to (a tenant's config may set its own)",
                  [](const config& c) { return json(c.max_subscriptions); },
                  [](config& c, const json& v) { c.max_subscriptions = to_uint("max_subscriptions", v, 1, 1'000'000); }});
     t.push_back({"access.policy", kind::text,

@@ -2,19 +2,19 @@
 // served over erps (plain TCP and mutual TLS), built only from grove's
 // public API. groved --help lists the options; service.hpp the requests.
 //
-// The supervision tree (rest_for_one: if the store fails, the listeners
-// restart after it):
+// The supervision tree (rest_for_one: if the tenants fail, the listeners
+// restart after them):
 //   groved
-//   ├── store            supervisor, one_for_one
-//   │   └── shard-0..N   one process per shard, registered as groved.shard.I
+//   ├── tenants          the tenant manager (tenants.hpp)
+//   │   └── tenant ID    one process per tenant, owning its store
+//   │       └── shard-0..N  its shards, registered as groved.shard.ID/I
 //   ├── tcp              erps daemon: listener + a dynamic supervisor with one
 //   └── tls              session process per client
 #include "config.hpp"
 #include "logger.hpp"
 #include "metrics.hpp"
 #include "service.hpp"
-#include "snapshot.hpp"
-#include "wal.hpp"
+#include "tenants.hpp"
 #include "tree.hpp"
 
 #include <grove/admin/admin_server.hpp>
@@ -135,49 +135,6 @@ struct groved_main {
   std::shared_ptr<boost::asio::signal_set> signals;
   grove::telemetry::metric_registry* metrics; // the node's, when the admin endpoint is on
 
-  // The snapshot, then the log from its generation on; then this run's log.
-  bool load_store(service_state& state) const {
-    const config& c = *settings;
-    recovered_store r;
-    try {
-      r = recover_store(c.data_path, c.max_depth, false);
-    } catch (const snapshot_error& e) {
-      log->log(log_level::error, "snapshot_unreadable",
-               {{"path", c.data_path}, {"msg", std::string(e.what()) + "; not starting, so it is not overwritten"}});
-      return false;
-    } catch (const wal_error& e) {
-      log->log(log_level::error, "wal_unreadable", {{"path", wal_directory(c.data_path)}, {"msg", e.what()}});
-      return false;
-    }
-    for (const auto& at : r.replay.torn_at) {
-      log->log(log_level::warning, "wal_torn_record",
-               {{"at", at}, {"msg", "a record cut short by a crash was dropped (it had not been acknowledged)"}});
-    }
-    log->log(log_level::info, r.snapshot_found ? "snapshot_loaded" : "snapshot_absent",
-             {{"path", c.data_path},
-              {"keys", r.data.size()},
-              {"log_files", r.replay.files},
-              {"log_records", r.replay.records},
-              {"msg", r.snapshot_found || r.replay.records > 0 ? "store loaded" : "starting empty"}});
-    state.keys = static_cast<std::int64_t>(r.data.size());
-    state.set_initial(std::move(r.data));
-    write_ahead_log::options o;
-    o.directory = wal_directory(c.data_path);
-    o.generation = r.next_generation;
-    o.mode = durability_from(c.durability).value_or(durability::always);
-    o.batch_interval = c.durability_interval;
-    o.shards = state.shards;
-    try {
-      state.wal = std::make_shared<write_ahead_log>(o, *log);
-    } catch (const wal_error& e) {
-      log->log(log_level::error, "start_failed", {{"msg", e.what()}});
-      return false;
-    }
-    // Left by a crash between a snapshot and the removal of what it holds.
-    state.wal->remove_before(r.snapshot_generation);
-    return true;
-  }
-
   // The access policy as a remote term: read once before anything listens
   // (a policy that cannot be read stops the start), then every
   // access.refresh_ms and on SIGHUP; each new one is sent to the sessions.
@@ -213,35 +170,6 @@ struct groved_main {
     co_return term;
   }
 
-  // A new log generation, then every shard's keys (each once its waiting
-  // writes are stored), written as the snapshot holding the older
-  // generations, which are then removed.
-  grove::awaitable<bool> write_store_snapshot(grove::registry& names, service_state& state) const {
-    const config& c = *settings;
-    const std::uint64_t next = state.wal->generation() + 1;
-    try {
-      state.wal->rotate(next);
-      json data = json::object();
-      for (std::size_t i = 0; i < state.shards; ++i) {
-        grove::pid p = names.whereis(service_state::shard_name(i));
-        if (!p) throw snapshot_error("shard " + std::to_string(i) + " is not running");
-        json part = co_await grove::server_ref<shard>(p).call(dump_request{}, std::chrono::seconds(60));
-        if (!part.contains("data")) {
-          throw snapshot_error("shard " + std::to_string(i) + ": " + part["error"].value("message", std::string("failed")));
-        }
-        for (auto it = part["data"].begin(); it != part["data"].end(); ++it) data[it.key()] = std::move(it.value());
-      }
-      write_snapshot(c.data_path, data, next);
-      state.wal->remove_before(next);
-      log->log(log_level::info, "snapshot_written", {{"path", c.data_path}, {"keys", data.size()}, {"wal_generation", next}});
-      co_return true;
-    } catch (const std::exception& e) {
-      log->log(log_level::error, "snapshot_failed",
-               {{"path", c.data_path}, {"msg", std::string(e.what()) + "; the log still holds every write"}});
-    }
-    co_return false;
-  }
-
   grove::awaitable<int> operator()(grove::process& self) {
     grove::node& n = self.node();
     grove::spawn(n, signal_watcher{signals, self.self()}, grove::spawn_options{.worker = 0});
@@ -256,12 +184,6 @@ struct groved_main {
     const std::size_t shards = c.shards == 0 ? n.size() : c.shards;
     grove::local_registry names(n);
     auto state = std::make_shared<service_state>(names, c, *log, shards);
-
-    if (!c.data_path.empty()) {
-      if (!load_store(*state)) co_return 1;
-    } else {
-      state->set_initial(json::object());
-    }
 
     std::unique_ptr<grove::remote_term<access_policy>> access;
     if (!c.access_policy.empty()) {
@@ -317,11 +239,13 @@ struct groved_main {
 
     int status = 0;
     struct snapshot_tick {};
-    if (state->wal && c.snapshot_interval.count() > 0) grove::send_after(self.self(), c.snapshot_interval, snapshot_tick{});
+    if (!c.data_path.empty() && c.snapshot_interval.count() > 0) {
+      grove::send_after(self.self(), c.snapshot_interval, snapshot_tick{});
+    }
     for (;;) {
       grove::message m = co_await self.receive();
       if (m.get_if<snapshot_tick>()) {
-        co_await write_store_snapshot(names, *state);
+        co_await snapshot_tenants(state);
         grove::send_after(self.self(), c.snapshot_interval, snapshot_tick{});
         continue;
       }
@@ -355,7 +279,7 @@ struct groved_main {
     co_await drain_listeners(self, state->daemons(), c.shutdown_timeout);
     if (admin) co_await admin->stop();
     // 2. Everything acknowledged is in the shards now: snapshot it.
-    if (state->wal && !co_await write_store_snapshot(names, *state)) status = 1;
+    if (!c.data_path.empty() && !co_await snapshot_tenants(state)) status = 1;
     // 3. Stop the tree, last started first.
     self.demonitor(top_down);
     grove::monitor_ref down = self.monitor(top.id());

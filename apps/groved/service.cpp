@@ -4,6 +4,7 @@
 
 #include <grove/core/process.hpp>
 #include <grove/remote_term/remote_term.hpp>
+#include <grove/tenant/manager.hpp>
 
 #include <algorithm>
 #include <functional>
@@ -29,12 +30,6 @@ json ok() {
   return r;
 }
 
-// A request that fails a check: answered with an error, nothing changed.
-struct bad_request {
-  std::string code;
-  std::string message;
-};
-
 const std::string& required_string(const json& request, const char* field, std::size_t max_bytes) {
   auto it = request.find(field);
   if (it == request.end() || !it->is_string() || it->get_ref<const std::string&>().empty() ||
@@ -45,43 +40,100 @@ const std::string& required_string(const json& request, const char* field, std::
   return it->get_ref<const std::string&>();
 }
 
-constexpr const char* known_ops = "ping, get, put, delete, incr, keys, subscribe, unsubscribe, stats";
+constexpr const char* known_ops =
+    "ping, get, put, delete, incr, keys, subscribe, unsubscribe, stats, tenant.install, tenant.update, tenant.uninstall, "
+    "tenant.get, tenant.list";
 
 } // namespace
 
-// --- service_state ----------------------------------------------------------
+// --- store -------------------------------------------------------------------
 
-service_state::service_state(grove::registry& r, const config& c, logger l, std::size_t shard_count)
-    : registry(&r), shards(shard_count), max_keys(c.max_keys), max_key_bytes(c.max_key_bytes),
-      max_subscriptions(c.max_subscriptions), max_reply_bytes(c.max_payload / 2), chaos_ops(c.debug_chaos_ops), log(l),
-      data_path(c.data_path), max_depth(c.max_depth), initial_(shard_count) {
-  for (std::size_t i = 0; i < shard_count; ++i) shard_names_.push_back(shard_name(i));
+store::store(std::string t, const tenant_limits& limits, std::string path)
+    : tenant(std::move(t)), shards(limits.shards == 0 ? 1 : limits.shards), data_path(std::move(path)),
+      max_keys(limits.max_keys), max_key_bytes(limits.max_key_bytes), max_subscriptions(limits.max_subscriptions),
+      initial_(shards) {
+  for (std::size_t i = 0; i < shards; ++i) shard_names_.push_back("groved.shard." + tenant + "/" + std::to_string(i));
 }
 
-std::size_t service_state::shard_of(std::string_view key) const noexcept {
-  return std::hash<std::string_view>{}(key) % shards;
+void store::set_limits(const tenant_limits& l) noexcept {
+  max_keys.store(l.max_keys, std::memory_order_relaxed);
+  max_key_bytes.store(l.max_key_bytes, std::memory_order_relaxed);
+  max_subscriptions.store(l.max_subscriptions, std::memory_order_relaxed);
 }
 
-std::string service_state::shard_name(std::size_t index) { return "groved.shard." + std::to_string(index); }
+std::size_t store::shard_of(std::string_view key) const noexcept { return std::hash<std::string_view>{}(key) % shards; }
 
-std::string service_state::topic_group(std::string_view topic) {
+std::string store::topic_group(std::string_view topic) const {
   std::string g = "groved.topic.";
+  g += tenant;
+  g += '/';
   g += topic;
   return g;
 }
 
-void service_state::set_initial(json data) {
+void store::set_initial(json data) {
   std::vector<json> parts(shards, json::object());
   for (auto it = data.begin(); it != data.end(); ++it) parts[shard_of(it.key())][it.key()] = std::move(it.value());
   std::lock_guard lock(mutex_);
   for (std::size_t i = 0; i < shards; ++i) initial_[i] = std::move(parts[i]);
 }
 
-std::optional<json> service_state::take_initial(std::size_t index) {
+std::optional<json> store::take_initial(std::size_t index) {
   std::lock_guard lock(mutex_);
   std::optional<json> part = std::move(initial_[index]);
   initial_[index].reset();
   return part;
+}
+
+// --- service_state ----------------------------------------------------------
+
+service_state::service_state(grove::registry& r, const config& c, logger l, std::size_t default_shards)
+    : registry(&r), defaults{c.max_keys, c.max_key_bytes, c.max_subscriptions, default_shards},
+      max_reply_bytes(c.max_payload / 2), chaos_ops(c.debug_chaos_ops), log(l), data_path(c.data_path),
+      max_depth(c.max_depth), durability(c.durability), durability_interval(c.durability_interval),
+      default_tenant(c.default_tenant) {}
+
+std::string service_state::store_path(const std::string& tenant) const {
+  if (data_path.empty()) return {};
+  if (tenant == default_tenant) return data_path;
+  return data_path + ".tenants/" + tenant + ".json";
+}
+
+std::string service_state::tenants_file() const { return data_path.empty() ? std::string() : data_path + ".tenants.db"; }
+
+std::shared_ptr<store> service_state::find_store(std::string_view tenant) const {
+  std::lock_guard lock(mutex_);
+  auto it = stores_.find(tenant);
+  return it == stores_.end() ? nullptr : it->second;
+}
+
+void service_state::add_store(std::shared_ptr<store> s) {
+  std::lock_guard lock(mutex_);
+  std::shared_ptr<store>& slot = stores_[s->tenant];
+  // Left by a tenant process that was killed: sessions holding it look again.
+  if (slot) slot->open.store(false, std::memory_order_release);
+  slot = std::move(s);
+}
+
+void service_state::remove_store(const std::shared_ptr<store>& s) {
+  s->open.store(false, std::memory_order_release);
+  std::lock_guard lock(mutex_);
+  auto it = stores_.find(s->tenant);
+  if (it != stores_.end() && it->second == s) stores_.erase(it);
+}
+
+std::vector<std::shared_ptr<store>> service_state::stores() const {
+  std::lock_guard lock(mutex_);
+  std::vector<std::shared_ptr<store>> out;
+  for (const auto& [id, s] : stores_) out.push_back(s);
+  return out;
+}
+
+std::int64_t service_state::total_keys() const {
+  std::lock_guard lock(mutex_);
+  std::int64_t n = 0;
+  for (const auto& [id, s] : stores_) n += s->keys.load(std::memory_order_relaxed);
+  return n;
 }
 
 void service_state::set_daemon(std::size_t slot, grove::erps::daemon d) {
@@ -96,7 +148,8 @@ std::vector<grove::erps::daemon> service_state::daemons() const {
 
 // --- shard ------------------------------------------------------------------
 
-shard::shard(std::shared_ptr<service_state> state, std::size_t index) : state_(std::move(state)), index_(index) {}
+shard::shard(std::shared_ptr<service_state> state, std::shared_ptr<store> st, std::size_t index)
+    : state_(std::move(state)), store_(std::move(st)), index_(index) {}
 
 void shard::load(json part) {
   data_.reserve(part.size());
@@ -104,14 +157,16 @@ void shard::load(json part) {
 }
 
 void shard::init() {
-  this_process().set_label("groved store shard " + std::to_string(index_));
-  if (std::optional<json> part = state_->take_initial(index_)) {
+  this_process().set_label("groved store " + store_->tenant + " shard " + std::to_string(index_));
+  if (std::optional<json> part = store_->take_initial(index_)) {
     load(std::move(*part)); // the loaded keys were counted when the store was read
     return;
   }
-  if (!state_->wal) {
+  if (!store_->wal) {
     state_->log.log(log_level::warning, "shard_started_empty",
-                    {{"shard", index_}, {"msg", "a store shard restarted after a failure; the keys it held are lost"}});
+                    {{"tenant", store_->tenant},
+                     {"shard", index_},
+                     {"msg", "a store shard restarted after a failure; the keys it held are lost"}});
     return;
   }
   // Restarted after a crash: the disk holds every write it acknowledged.
@@ -120,15 +175,16 @@ void shard::init() {
   // incarnation, is cleared after); other shards keep appending, so a
   // cut-short record at the end of the newest file is theirs and ends the
   // reading.
-  state_->wal->flush();
-  state_->wal->reset(index_);
-  recovered_store r = recover_store(state_->data_path, state_->max_depth, true,
-                                    [this](std::string_view key) { return state_->shard_of(key) == index_; });
+  store_->wal->flush();
+  store_->wal->reset(index_);
+  recovered_store r = recover_store(store_->data_path, state_->max_depth, true,
+                                    [this](std::string_view key) { return store_->shard_of(key) == index_; });
   const std::size_t count = r.data.size();
   load(std::move(r.data));
-  state_->keys.fetch_add(static_cast<std::int64_t>(count), std::memory_order_relaxed);
+  store_->keys.fetch_add(static_cast<std::int64_t>(count), std::memory_order_relaxed);
   state_->log.log(log_level::warning, "shard_recovered",
-                  {{"shard", index_},
+                  {{"tenant", store_->tenant},
+                   {"shard", index_},
                    {"keys", count},
                    {"records", r.replay.records},
                    {"msg", "a store shard restarted after a failure and read its keys back from the snapshot and the log"}});
@@ -136,7 +192,7 @@ void shard::init() {
 
 void shard::terminate(const grove::exit_reason&) {
   // Waiting callers learn that their call got no reply (their from handles go).
-  state_->keys.fetch_sub(static_cast<std::int64_t>(data_.size()), std::memory_order_relaxed);
+  store_->keys.fetch_sub(static_cast<std::int64_t>(data_.size()), std::memory_order_relaxed);
 }
 
 void shard::handle_cast(store_op op) {
@@ -153,14 +209,14 @@ void shard::handle_cast(store_op op) {
   w.result = std::move(result);
   w.pushes = std::move(pushes);
   if (!w.reply) w.cast_key = op.key;
-  if (changed && state_->wal) {
-    w.lsn = state_->wal->append(index_, this_process().self(), changed->key, changed->now);
+  if (changed && store_->wal) {
+    w.lsn = store_->wal->append(index_, this_process().self(), changed->key, changed->now);
     if (w.lsn == 0) {
       // The log refuses this shard's writes: as if the write never happened.
       restore(*changed);
       w.pushes.clear();
-      w.result = error_reply("storage_error", "the write was not stored: " + state_->wal->error(index_));
-    } else if (state_->wal->mode() != durability::none) {
+      w.result = error_reply("storage_error", "the write was not stored: " + store_->wal->error(index_));
+    } else if (store_->wal->mode() != durability::none) {
       w.undo = std::move(changed);
       waiting_.push_back(std::move(w));
       return;
@@ -188,7 +244,7 @@ void shard::finish(waiting& w) {
     // A cast has nobody to answer; say what went wrong in the log.
     state_->errors.fetch_add(1, std::memory_order_relaxed);
     state_->log.log(log_level::warning, "cast_failed",
-                    {{"key", w.cast_key}, {"msg", w.result["error"]["message"].get<std::string>()}});
+                    {{"tenant", store_->tenant}, {"key", w.cast_key}, {"msg", w.result["error"]["message"].get<std::string>()}});
   }
 }
 
@@ -197,13 +253,13 @@ void shard::restore(change& c) {
   if (c.previous) {
     if (it == data_.end()) {
       data_.emplace(c.key, std::move(*c.previous));
-      state_->keys.fetch_add(1, std::memory_order_relaxed);
+      store_->keys.fetch_add(1, std::memory_order_relaxed);
     } else {
       it->second = std::move(*c.previous);
     }
   } else if (it != data_.end()) {
     data_.erase(it);
-    state_->keys.fetch_sub(1, std::memory_order_relaxed);
+    store_->keys.fetch_sub(1, std::memory_order_relaxed);
   }
 }
 
@@ -213,7 +269,7 @@ void shard::fail_waiting(const std::string& why) {
   }
   const std::string message = "the write was not stored: " + why;
   state_->log.log(log_level::error, "writes_refused",
-                  {{"shard", index_}, {"waiting", waiting_.size()}, {"msg", "undone and answered with storage_error: " + why}});
+                  {{"tenant", store_->tenant}, {"shard", index_}, {"waiting", waiting_.size()}, {"msg", "undone and answered with storage_error: " + why}});
   for (auto& w : waiting_) {
     w.pushes.clear();
     if (w.keys_reply) {
@@ -225,7 +281,7 @@ void shard::fail_waiting(const std::string& why) {
     finish(w);
   }
   waiting_.clear();
-  state_->wal->reset(index_);
+  store_->wal->reset(index_);
 }
 
 void shard::handle_info(grove::message m) {
@@ -256,9 +312,9 @@ json shard::apply(store_op& op, std::optional<change>& changed, push_list& pushe
       const bool created = it == data_.end();
       std::optional<json> previous;
       if (created) {
-        if (state_->keys.fetch_add(1, std::memory_order_relaxed) >= static_cast<std::int64_t>(state_->max_keys)) {
-          state_->keys.fetch_sub(1, std::memory_order_relaxed);
-          throw bad_request{"store_full", "the store holds max_keys (" + std::to_string(state_->max_keys) +
+        if (store_->keys.fetch_add(1, std::memory_order_relaxed) >= static_cast<std::int64_t>(store_->max_keys.load(std::memory_order_relaxed))) {
+          store_->keys.fetch_sub(1, std::memory_order_relaxed);
+          throw bad_request{"store_full", "the store holds max_keys (" + std::to_string(store_->max_keys.load(std::memory_order_relaxed)) +
                                               ") keys; delete some first"};
         }
         it = data_.emplace(op.key, std::move(op.value)).first;
@@ -278,7 +334,7 @@ json shard::apply(store_op& op, std::optional<change>& changed, push_list& pushe
       if (deleted) {
         changed = change{op.key, std::move(it->second), nullptr};
         data_.erase(it);
-        state_->keys.fetch_sub(1, std::memory_order_relaxed);
+        store_->keys.fetch_sub(1, std::memory_order_relaxed);
         publish(op.key, "delete", nullptr, pushes);
       }
       json r = ok();
@@ -305,9 +361,9 @@ json shard::apply(store_op& op, std::optional<change>& changed, push_list& pushe
         changed = change{op.key, std::move(it->second), nullptr};
         it->second = now;
       } else {
-        if (state_->keys.fetch_add(1, std::memory_order_relaxed) >= static_cast<std::int64_t>(state_->max_keys)) {
-          state_->keys.fetch_sub(1, std::memory_order_relaxed);
-          throw bad_request{"store_full", "the store holds max_keys (" + std::to_string(state_->max_keys) +
+        if (store_->keys.fetch_add(1, std::memory_order_relaxed) >= static_cast<std::int64_t>(store_->max_keys.load(std::memory_order_relaxed))) {
+          store_->keys.fetch_sub(1, std::memory_order_relaxed);
+          throw bad_request{"store_full", "the store holds max_keys (" + std::to_string(store_->max_keys.load(std::memory_order_relaxed)) +
                                               ") keys; delete some first"};
         }
         now = op.by;
@@ -332,7 +388,7 @@ void shard::publish(const std::string& key, const char* event, const json* value
     end = key.find('/', end);
     const std::string_view topic = std::string_view(key).substr(0, end == std::string::npos ? key.size() : end);
     if (!topic.empty()) {
-      group = service_state::topic_group(topic);
+      group = store_->topic_group(topic);
       // Built once per topic, on its first subscriber, and shared by all of them.
       std::shared_ptr<const json> built;
       state_->registry->for_each_member(group, [&](const grove::group_member& member) {
@@ -393,25 +449,55 @@ void session::identify() {
   if (identities_.empty()) identities_.push_back(tls_ ? "anonymous" : "tcp");
 }
 
+void session::refuse(std::string code, std::string why) {
+  if (!refused_) {
+    state_->log.log(log_level::warning, "access_refused",
+                    {{"peer", peer()}, {"identities", identities_}, {"msg", why + "; closing"}});
+  }
+  refused_ = true;
+  throw bad_request{std::move(code), std::move(why)};
+}
+
 void session::check_access(std::string_view op) {
-  if (!state_->access) return;
+  if (!state_->access) {
+    role_ = role::admin;
+    if (tenant_.empty()) tenant_ = state_->default_tenant;
+    return;
+  }
   identify();
   const auto policy = state_->access->get();
   std::optional<access_match> m = policy ? match(*policy, identities_) : std::nullopt;
   std::string names;
   for (const auto& id : identities_) names += (names.empty() ? "" : ", ") + id;
-  if (!m) {
-    if (!refused_) {
-      state_->log.log(log_level::warning, "access_refused",
-                      {{"peer", peer()}, {"identities", identities_}, {"msg", "not in the access policy; closing"}});
-    }
-    refused_ = true;
-    throw bad_request{"forbidden", "this client (" + names + ") is not in groved's access policy"};
+  if (!m) refuse("forbidden", "this client (" + names + ") is not in groved's access policy");
+  role_ = m->granted;
+  std::string tenant = m->tenant.empty() ? state_->default_tenant : m->tenant;
+  if (!tenant_.empty() && tenant != tenant_) {
+    refuse("forbidden", "the access policy moved " + m->identity + " from tenant '" + tenant_ + "' to '" + tenant +
+                            "'; connect again");
   }
+  tenant_ = std::move(tenant);
   if (const role needed = required_role(op); m->granted < needed) {
     throw bad_request{"forbidden", "op '" + std::string(op) + "' needs role " + std::string(to_string(needed)) + "; " +
                                        m->identity + " has role " + std::string(to_string(m->granted))};
   }
+}
+
+store& session::tenant_store() {
+  if (store_ && store_->open.load(std::memory_order_acquire)) return *store_;
+  store_ = state_->find_store(tenant_);
+  if (store_) return *store_;
+  std::optional<grove::tenant_record> record;
+  if (state_->tenants) record = state_->tenants->fetch(tenant_);
+  if (!record) {
+    identify();
+    std::string names;
+    for (const auto& id : identities_) names += (names.empty() ? "" : ", ") + id;
+    refuse("no_tenant", "tenant '" + tenant_ + "' (of " + names + ") is not installed");
+  }
+  std::string why = "tenant '" + tenant_ + "' is not running (" + std::string(grove::to_string(record->state));
+  if (!record->last_error.empty()) why += ": " + record->last_error;
+  throw bad_request{"unavailable", why + "); try again later"};
 }
 
 grove::awaitable<void> notify_sessions(std::shared_ptr<service_state> state) {
@@ -429,7 +515,7 @@ grove::awaitable<grove::call_result<json>> session::handle_call(grove::erps::cal
   json result = co_await serve(c.request, reply, forwarded);
   if (forwarded) co_return grove::call_result<json>(grove::noreply);
   if (!result.value("ok", false)) state_->errors.fetch_add(1, std::memory_order_relaxed);
-  if (refused_) close_connection("not in the access policy"); // after this reply
+  if (refused_) close_connection("refused by the access policy"); // after this reply
   co_return grove::call_result<json>(std::move(result));
 }
 
@@ -442,7 +528,7 @@ grove::awaitable<void> session::handle_cast(grove::erps::cast c) {
     state_->log.log(log_level::warning, "cast_failed",
                     {{"peer", peer()}, {"msg", result["error"]["message"].get<std::string>()}});
   }
-  if (refused_) close_connection("not in the access policy");
+  if (refused_) close_connection("refused by the access policy");
 }
 
 void session::handle_info(grove::message m) {
@@ -450,23 +536,37 @@ void session::handle_info(grove::message m) {
     push(*e->value);
     return;
   }
-  if (m.get_if<policy_changed>() && state_->access && !refused_) {
-    // A TLS client still in its handshake is checked at its first request.
-    if (identities_.empty() && tls_ && peer_subject().empty()) return;
-    identify();
-    const auto policy = state_->access->get();
-    if (policy && !match(*policy, identities_)) {
-      refused_ = true;
-      state_->log.log(log_level::warning, "access_revoked",
-                      {{"peer", peer()}, {"identities", identities_}, {"msg", "no longer in the access policy; closing"}});
-      close_connection("no longer in the access policy");
-    }
+  if (!m.get_if<policy_changed>() || refused_) return;
+  // Its tenant was uninstalled: nothing is left to serve this client.
+  if (!tenant_.empty() && state_->tenants && !state_->tenants->fetch(tenant_)) {
+    refused_ = true;
+    state_->log.log(log_level::warning, "tenant_gone",
+                    {{"peer", peer()}, {"tenant", tenant_}, {"msg", "the client's tenant was uninstalled; closing"}});
+    close_connection("its tenant was uninstalled");
+    return;
+  }
+  if (!state_->access) return;
+  // A TLS client still in its handshake is checked at its first request.
+  if (identities_.empty() && tls_ && peer_subject().empty()) return;
+  identify();
+  const auto policy = state_->access->get();
+  if (!policy) return;
+  const std::optional<access_match> now = match(*policy, identities_);
+  const bool moved = now && !tenant_.empty() && (now->tenant.empty() ? state_->default_tenant : now->tenant) != tenant_;
+  if (!now || moved) {
+    refused_ = true;
+    state_->log.log(log_level::warning, "access_revoked",
+                    {{"peer", peer()},
+                     {"identities", identities_},
+                     {"msg", now ? "its tenant changed in the access policy; closing" : "no longer in the access policy; closing"}});
+    close_connection(now ? "its tenant changed in the access policy" : "no longer in the access policy");
   }
 }
 
 void session::terminate(const grove::exit_reason&) {
   // The registry drops this process's group memberships when it ends.
   state_->subscriptions.fetch_sub(static_cast<std::int64_t>(topics_.size()), std::memory_order_relaxed);
+  if (store_) store_->subscriptions.fetch_sub(static_cast<std::int64_t>(topics_.size()), std::memory_order_relaxed);
   topics_.clear();
 }
 
@@ -486,7 +586,8 @@ grove::awaitable<json> session::serve(json& request, const grove::from<json>& re
     else if (op == "delete") kind = store_op::kind::erase;
     else if (op == "incr") kind = store_op::kind::incr;
     if (kind) {
-      std::string key = required_string(request, "key", state_->max_key_bytes);
+      store& st = tenant_store();
+      std::string key = required_string(request, "key", st.max_key_bytes.load(std::memory_order_relaxed));
       json value;
       std::int64_t by = 1;
       if (*kind == store_op::kind::put) {
@@ -503,8 +604,8 @@ grove::awaitable<json> session::serve(json& request, const grove::from<json>& re
           by = b->get<std::int64_t>();
         }
       }
-      const std::size_t index = state_->shard_of(key);
-      grove::pid target = state_->registry->whereis(state_->name_of_shard(index));
+      const std::size_t index = st.shard_of(key);
+      grove::pid target = state_->registry->whereis(st.shard_name(index));
       if (!target) throw bad_request{"unavailable", "the store shard for this key is restarting; try again"};
       grove::server_ref<shard>(target).cast(store_op(*kind, std::move(key), std::move(value), by, reply));
       forwarded = true;
@@ -520,6 +621,7 @@ grove::awaitable<json> session::serve(json& request, const grove::from<json>& re
     if (op == "subscribe") co_return co_await subscribe(request, true);
     if (op == "unsubscribe") co_return co_await subscribe(request, false);
     if (op == "stats") co_return stats();
+    if (op.rfind("tenant.", 0) == 0) co_return co_await tenant_admin(op, request);
     if (op == "debug.kill_sessions") co_return co_await kill_sessions(request);
     if (op == "debug.kill_shard") co_return kill_shard(request);
     throw bad_request{"unknown_op", "unknown op '" + op + "'; expected one of " + std::string(known_ops)};
@@ -561,32 +663,35 @@ grove::awaitable<json> session::kill_sessions(const json& request) {
   co_return r;
 }
 
-// For chaos tests: kills one store shard, as a crash would; its supervisor
-// restarts it and it reads its keys back from the disk.
+// For chaos tests: kills one shard of the client's tenant's store, as a
+// crash would; its supervisor restarts it and it reads its keys back from
+// the disk.
 json session::kill_shard(const json& request) {
   if (!state_->chaos_ops) {
     throw bad_request{"unknown_op", "debug.kill_shard is off; start groved with --debug.chaos_ops=true (tests only)"};
   }
+  store& st = tenant_store();
   auto s = request.find("shard");
-  if (s == request.end() || !s->is_number_unsigned() || s->get<std::uint64_t>() >= state_->shards) {
-    throw bad_request{"bad_request", "shard: expected an integer from 0 to " + std::to_string(state_->shards - 1)};
+  if (s == request.end() || !s->is_number_unsigned() || s->get<std::uint64_t>() >= st.shards) {
+    throw bad_request{"bad_request", "shard: expected an integer from 0 to " + std::to_string(st.shards - 1)};
   }
   const std::size_t index = s->get<std::size_t>();
-  const grove::pid target = state_->registry->whereis(state_->name_of_shard(index));
+  const grove::pid target = state_->registry->whereis(st.shard_name(index));
   if (!target) throw bad_request{"unavailable", "shard " + std::to_string(index) + " is restarting"};
   grove::exit(target, grove::exit_reason::kill());
-  state_->log.log(log_level::warning, "shard_killed", {{"shard", index}, {"msg", "debug.kill_shard"}});
+  state_->log.log(log_level::warning, "shard_killed", {{"tenant", st.tenant}, {"shard", index}, {"msg", "debug.kill_shard"}});
   json r = ok();
   r["killed"] = index;
   return r;
 }
 
 grove::awaitable<json> session::keys(const json& request) {
+  std::shared_ptr<store> st = tenant_store().shared_from_this();
+  const std::size_t max_key_bytes = st->max_key_bytes.load(std::memory_order_relaxed);
   std::string prefix;
   if (auto p = request.find("prefix"); p != request.end()) {
-    if (!p->is_string() || p->get_ref<const std::string&>().size() > state_->max_key_bytes) {
-      throw bad_request{"bad_request",
-                        "prefix: expected a string of at most " + std::to_string(state_->max_key_bytes) + " bytes"};
+    if (!p->is_string() || p->get_ref<const std::string&>().size() > max_key_bytes) {
+      throw bad_request{"bad_request", "prefix: expected a string of at most " + std::to_string(max_key_bytes) + " bytes"};
     }
     prefix = p->get<std::string>();
   }
@@ -598,8 +703,8 @@ grove::awaitable<json> session::keys(const json& request) {
     limit = l->get<std::size_t>();
   }
   std::vector<std::string> all;
-  for (std::size_t i = 0; i < state_->shards; ++i) {
-    grove::pid target = state_->registry->whereis(state_->name_of_shard(i));
+  for (std::size_t i = 0; i < st->shards; ++i) {
+    grove::pid target = state_->registry->whereis(st->shard_name(i));
     if (!target) throw bad_request{"unavailable", "a store shard is restarting; try again"};
     // One more than asked, to tell whether the answer is cut short.
     keys_request r(prefix, limit + 1);
@@ -627,40 +732,66 @@ grove::awaitable<json> session::keys(const json& request) {
 }
 
 grove::awaitable<json> session::subscribe(const json& request, bool on) {
-  const std::string topic = required_string(request, "topic", state_->max_key_bytes);
+  std::shared_ptr<store> st = tenant_store().shared_from_this();
+  const std::string topic = required_string(request, "topic", st->max_key_bytes.load(std::memory_order_relaxed));
   json r = ok();
   r["topic"] = topic;
   if (on) {
     if (!topics_.contains(topic)) {
-      if (topics_.size() >= state_->max_subscriptions) {
-        throw bad_request{"too_many_subscriptions", "this connection already has max_subscriptions (" +
-                                                        std::to_string(state_->max_subscriptions) + ") topics"};
+      const std::size_t most = st->max_subscriptions.load(std::memory_order_relaxed);
+      if (topics_.size() >= most) {
+        throw bad_request{"too_many_subscriptions",
+                          "this connection already has max_subscriptions (" + std::to_string(most) + ") topics"};
       }
-      co_await state_->registry->join(service_state::topic_group(topic));
+      co_await state_->registry->join(st->topic_group(topic));
       topics_.insert(topic);
       state_->subscriptions.fetch_add(1, std::memory_order_relaxed);
+      st->subscriptions.fetch_add(1, std::memory_order_relaxed);
     }
   } else {
     const bool was = topics_.erase(topic) > 0;
     if (was) {
       state_->subscriptions.fetch_sub(1, std::memory_order_relaxed);
-      co_await state_->registry->leave(service_state::topic_group(topic));
+      st->subscriptions.fetch_sub(1, std::memory_order_relaxed);
+      co_await state_->registry->leave(st->topic_group(topic));
     }
     r["was_subscribed"] = was;
   }
   co_return r;
 }
 
-json session::stats() const {
+namespace {
+json wal_stats(const store& st) {
+  const auto w = st.wal->stats();
+  return {{"durability", std::string(to_string(st.wal->mode()))},
+          {"generation", st.wal->generation()},
+          {"records", w.records},
+          {"bytes", w.bytes},
+          {"syncs", w.syncs},
+          {"failures", w.failures},
+          {"stalls", w.stalls}};
+}
+} // namespace
+
+// The client's tenant's figures; an admin also sees the daemon's.
+json session::stats() {
+  store& st = tenant_store();
   json r = ok();
-  r["keys"] = state_->keys.load(std::memory_order_relaxed);
-  r["shards"] = state_->shards;
+  r["tenant"] = st.tenant;
+  r["keys"] = st.keys.load(std::memory_order_relaxed);
+  r["shards"] = st.shards;
+  r["subscriptions"] = st.subscriptions.load(std::memory_order_relaxed);
+  r["limits"] = {{"max_keys", st.max_keys.load(std::memory_order_relaxed)},
+                 {"max_key_bytes", st.max_key_bytes.load(std::memory_order_relaxed)},
+                 {"max_subscriptions", st.max_subscriptions.load(std::memory_order_relaxed)}};
+  if (st.wal) r["wal"] = wal_stats(st);
+  r["uptime_ms"] =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - state_->started).count();
+  if (role_ != role::admin) return r;
   r["calls"] = state_->calls.load(std::memory_order_relaxed);
   r["casts"] = state_->casts.load(std::memory_order_relaxed);
   r["errors"] = state_->errors.load(std::memory_order_relaxed);
   r["pushes"] = state_->pushes.load(std::memory_order_relaxed);
-  r["uptime_ms"] =
-      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - state_->started).count();
   std::int64_t connections = 0;
   std::uint64_t accepted = 0;
   std::uint64_t refused = 0;
@@ -674,17 +805,9 @@ json session::stats() const {
   r["connections"] = connections;
   r["accepted"] = accepted;
   r["refused"] = refused;
-  r["subscriptions"] = state_->subscriptions.load(std::memory_order_relaxed);
-  if (state_->wal) {
-    const auto w = state_->wal->stats();
-    r["wal"] = {{"durability", std::string(to_string(state_->wal->mode()))},
-                {"generation", state_->wal->generation()},
-                {"records", w.records},
-                {"bytes", w.bytes},
-                {"syncs", w.syncs},
-                {"failures", w.failures},
-                {"stalls", w.stalls}};
-  }
+  r["daemon"] = {{"keys", state_->total_keys()},
+                 {"subscriptions", state_->subscriptions.load(std::memory_order_relaxed)},
+                 {"tenants", state_->tenants ? state_->tenants->count() : 1}};
   return r;
 }
 

@@ -1,5 +1,10 @@
-// groved's service: the store (sharded key-value processes) and the erps
-// session process that serves one client.
+// groved's service: the tenants' stores (sharded key-value processes) and
+// the erps session process that serves one client.
+//
+// Every client works in one tenant's keyspace: the tenant its identity maps
+// to in the access policy, or tenants.default without a policy (and for a
+// policy entry that names no tenant). Keys, counters, topics, `keys` and
+// `stats` are that tenant's only.
 //
 // Requests are JSON objects with an "op"; every reply is an object with
 // "ok": true and the result, or "ok": false and "error": {"code", "message"}.
@@ -12,7 +17,17 @@
 //                                            (cut at `limit` keys, and to fit half of max_payload)
 //   {"op":"subscribe","topic":T}          -> {"ok":true,"topic":T}
 //   {"op":"unsubscribe","topic":T}        -> {"ok":true,"topic":T,"was_subscribed":bool}
-//   {"op":"stats"}                        -> {"ok":true,"keys":N,"connections":N,...}
+//   {"op":"stats"}                        -> {"ok":true,"tenant":T,"keys":N,...} (the tenant's figures;
+//                                            the daemon's too, "connections":N,..., for an admin)
+// Admin only (role admin, or any client without an access policy):
+//   {"op":"tenant.install","tenant":ID[,"config":{limits}]} -> {"ok":true,"tenant":RECORD}
+//   {"op":"tenant.update","tenant":ID,"config":{limits}}    -> {"ok":true,"tenant":RECORD}
+//   {"op":"tenant.uninstall","tenant":ID}  -> {"ok":true,"tenant":ID} (its keys are deleted, its clients closed)
+//   {"op":"tenant.get","tenant":ID}        -> {"ok":true,"tenant":RECORD}
+//   {"op":"tenant.list"}                   -> {"ok":true,"tenants":[RECORD...]}
+//   where limits are max_keys, max_key_bytes, max_subscriptions (positive
+//   integers; groved's options are the defaults) and shards (at install only),
+//   and RECORD is {"id","state","config","generation","last_error","keys"}.
 //   {"op":"debug.kill_sessions"[,"count":N]} -> {"ok":true,"killed":N}  (only with debug.chaos_ops: kills
 //                                            N random other client sessions, as a crash would)
 //   {"op":"debug.kill_shard","shard":I}   -> {"ok":true,"killed":I}  (only with debug.chaos_ops: kills a
@@ -35,6 +50,7 @@
 #include <atomic>
 #include <chrono>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -46,6 +62,9 @@
 namespace grove {
 template <class T>
 class remote_term;
+namespace detail {
+class tenant_manager_base;
+} // namespace detail
 } // namespace grove
 
 namespace groved {
@@ -56,40 +75,44 @@ using json = nlohmann::json;
 /// the policy no longer names is closed.
 struct policy_changed {};
 
-/// What every shard and session of one daemon share. Counters are atomic;
-/// the daemon handles are written by the tree's start functions.
-struct service_state {
-  service_state(grove::registry& r, const config& c, logger l, std::size_t shard_count);
+/// A tenant's limits: its record's config over groved's defaults
+/// (tenants.hpp parses and checks them).
+struct tenant_limits {
+  std::size_t max_keys = 0;
+  std::size_t max_key_bytes = 0;
+  std::size_t max_subscriptions = 0;
+  std::size_t shards = 1; // fixed once installed (keys are placed by hash)
+};
 
-  grove::registry* registry;
-  std::size_t shards;
-  std::size_t max_keys;
-  std::size_t max_key_bytes;
-  std::size_t max_subscriptions;
-  std::size_t max_reply_bytes; // a keys reply stops (truncated) before this
-  bool chaos_ops;              // debug.kill_sessions is served (tests only)
-  logger log;
-  std::string data_path;                  // the snapshot; empty: nothing persisted
-  std::uint32_t max_depth;
-  std::shared_ptr<write_ahead_log> wal;   // set before the store starts when data_path is
-  // The access policy (access.policy), owned by main and outliving the
-  // tree; null: every client is served with every op.
-  const grove::remote_term<access_policy>* access = nullptr;
+/// One tenant's store: its shard processes, its snapshot and write-ahead
+/// log, its limits and counters. Built by the tenant's process when it runs
+/// (tenants.hpp) and shared with its shards and with the sessions of its
+/// clients; `open` goes false when the tenant stops or is uninstalled, and a
+/// session holding it looks the tenant up again.
+class store : public std::enable_shared_from_this<store> {
+public:
+  store(std::string tenant, const tenant_limits& limits, std::string data_path);
 
-  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+  const std::string tenant;
+  const std::size_t shards;
+  const std::string data_path;         // the snapshot; empty: nothing persisted
+  std::shared_ptr<write_ahead_log> wal; // set before the shards start when data_path is
 
+  std::atomic<std::size_t> max_keys;
+  std::atomic<std::size_t> max_key_bytes;
+  std::atomic<std::size_t> max_subscriptions;
   std::atomic<std::int64_t> keys{0};
-  std::atomic<std::uint64_t> calls{0};
-  std::atomic<std::uint64_t> casts{0};
-  std::atomic<std::uint64_t> errors{0};
-  std::atomic<std::uint64_t> pushes{0};
-  std::atomic<std::int64_t> subscriptions{0}; // over all clients
+  std::atomic<std::int64_t> subscriptions{0};
+  std::atomic<bool> open{true};
 
+  void set_limits(const tenant_limits& l) noexcept;
   std::size_t shard_of(std::string_view key) const noexcept;
-  static std::string shard_name(std::size_t index);
-  /// The shard's registered name, built once (looked up on every key operation).
-  const std::string& name_of_shard(std::size_t index) const noexcept { return shard_names_[index]; }
-  static std::string topic_group(std::string_view topic);
+  /// The shard's registered name (groved.shard.TENANT/I), built once: it is
+  /// looked up on every key operation. Tenant ids hold no '/', so no two
+  /// tenants' names meet.
+  const std::string& shard_name(std::size_t index) const noexcept { return shard_names_[index]; }
+  /// The registry group of a topic's subscribers: groved.topic.TENANT/TOPIC.
+  std::string topic_group(std::string_view topic) const;
 
   /// Loaded from the snapshot and the log: each shard takes its part once,
   /// at its first start (a shard restarted after a crash reads its keys
@@ -97,13 +120,61 @@ struct service_state {
   void set_initial(json data);
   std::optional<json> take_initial(std::size_t shard);
 
+private:
+  std::vector<std::string> shard_names_;
+  std::mutex mutex_;
+  std::vector<std::optional<json>> initial_;
+};
+
+/// What every shard and session of one daemon share. Counters are atomic;
+/// the daemon handles are written by the tree's start functions.
+struct service_state {
+  service_state(grove::registry& r, const config& c, logger l, std::size_t default_shards);
+
+  grove::registry* registry;
+  tenant_limits defaults;      // a tenant's limits where its config says nothing
+  std::size_t max_reply_bytes; // a keys reply stops (truncated) before this
+  bool chaos_ops;              // debug.kill_sessions is served (tests only)
+  logger log;
+  std::string data_path;       // the default tenant's snapshot; empty: nothing persisted
+  std::uint32_t max_depth;
+  std::string durability;
+  std::chrono::milliseconds durability_interval;
+  std::string default_tenant;  // tenants.default
+  // The access policy (access.policy), owned by main and outliving the
+  // tree; null: every client is served with every op, in the default tenant.
+  const grove::remote_term<access_policy>* access = nullptr;
+  // The tenant manager (tenants.hpp), set by the tree before it starts.
+  const grove::detail::tenant_manager_base* tenants = nullptr;
+
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+
+  std::atomic<std::uint64_t> calls{0};
+  std::atomic<std::uint64_t> casts{0};
+  std::atomic<std::uint64_t> errors{0};
+  std::atomic<std::uint64_t> pushes{0};
+  std::atomic<std::int64_t> subscriptions{0}; // over all clients
+
+  /// Where tenant `id` keeps its snapshot (and its log, beside it): the
+  /// default tenant at data_path, as before tenants; another one at
+  /// DATA_PATH.tenants/ID.json. Empty without a data_path.
+  std::string store_path(const std::string& tenant) const;
+  /// The tenant records' SQLite file (DATA_PATH.tenants.db); empty without a data_path.
+  std::string tenants_file() const;
+
+  /// The open stores, by tenant.
+  std::shared_ptr<store> find_store(std::string_view tenant) const;
+  void add_store(std::shared_ptr<store> s);
+  void remove_store(const std::shared_ptr<store>& s);
+  std::vector<std::shared_ptr<store>> stores() const;
+  std::int64_t total_keys() const;
+
   void set_daemon(std::size_t slot, grove::erps::daemon d);
   std::vector<grove::erps::daemon> daemons() const;
 
 private:
-  std::vector<std::string> shard_names_;
   mutable std::mutex mutex_;
-  std::vector<std::optional<json>> initial_;
+  std::map<std::string, std::shared_ptr<store>, std::less<>> stores_;
   std::vector<grove::erps::daemon> daemons_{2};
 };
 
@@ -151,7 +222,7 @@ struct topic_event {
 /// with storage_error.
 class shard : public grove::gen_server {
 public:
-  shard(std::shared_ptr<service_state> state, std::size_t index);
+  shard(std::shared_ptr<service_state> state, std::shared_ptr<store> store, std::size_t index);
 
   void init();
   void handle_cast(store_op op);
@@ -188,6 +259,7 @@ private:
   void load(json part);
 
   std::shared_ptr<service_state> state_;
+  std::shared_ptr<store> store_;
   std::size_t index_;
   std::unordered_map<std::string, json> data_;
   std::deque<waiting> waiting_;
@@ -212,21 +284,37 @@ private:
   grove::awaitable<json> kill_sessions(const json& request);
   json kill_shard(const json& request);
   grove::awaitable<json> subscribe(const json& request, bool on);
-  json stats() const;
+  json stats();
+  grove::awaitable<json> tenant_admin(const std::string& op, const json& request);
 
-  /// Checks the access policy for `op`; throws bad_request "forbidden".
+  /// Checks the access policy for `op` and settles this client's tenant;
+  /// throws bad_request "forbidden".
   void check_access(std::string_view op);
   void identify();
+  /// The store of this client's tenant; throws bad_request (no_tenant,
+  /// unavailable) when it is not installed or not running.
+  store& tenant_store();
+  /// Refuses this client (logged once) and closes its connection after the reply.
+  [[noreturn]] void refuse(std::string code, std::string why);
 
   std::shared_ptr<service_state> state_;
   std::unordered_set<std::string> topics_;
   bool tls_;
   std::vector<std::string> identities_; // what the access policy knows this client by, in order
   bool refused_ = false;                // the policy names none of them: close after the reply
+  role role_ = role::admin;             // what the policy grants (admin without a policy)
+  std::string tenant_;                  // whose keys this client reaches (settled at its first request)
+  std::shared_ptr<store> store_;        // that tenant's store, while it is open
 };
 
 /// Tells every session of every listener that the access policy changed.
 grove::awaitable<void> notify_sessions(std::shared_ptr<service_state> state);
+
+/// A request that fails a check: answered with an error, nothing changed.
+struct bad_request {
+  std::string code;
+  std::string message;
+};
 
 /// {"ok":false,"error":{"code":code,"message":message}}
 json error_reply(std::string_view code, std::string message);

@@ -1,5 +1,7 @@
 #include "tree.hpp"
 
+#include "tenants.hpp"
+
 #include <grove/erps/etf.hpp>
 
 #include <grove/supervisor/supervisor.hpp>
@@ -48,29 +50,10 @@ grove::erps::daemon_options daemon_options_for(const config& c, bool tls, const 
   return o;
 }
 
-std::vector<grove::child_spec> tree(const config& c, grove::registry& names, const std::shared_ptr<service_state>& state,
-                                    std::size_t workers, const logger& log) {
-  auto report = [log](const grove::supervisor_report& r) {
-    log.log(log_level::error, "supervisor_report",
-            {{"context", r.context}, {"child", r.child_id}, {"reason", r.reason.to_string()}});
-  };
-  std::vector<grove::child_spec> shards;
-  for (std::size_t i = 0; i < state->shards; ++i) {
-    grove::start_options placement;
-    placement.worker = i % workers;
-    placement.trap_exit = true;
-    grove::child_spec spec;
-    spec.id = "shard-" + std::to_string(i);
-    spec.start = grove::child_start::server<shard>(placement, state, i);
-    shards.push_back(grove::registered(names, service_state::shard_name(i), std::move(spec)));
-  }
-  grove::supervisor_options store_options;
-  store_options.strategy = grove::restart_strategy::one_for_one;
-  store_options.max_restarts = 5;
-  store_options.report = report;
-
+std::vector<grove::child_spec> tree(const config& c, grove::registry&, const std::shared_ptr<service_state>& state,
+                                    std::size_t, const logger& log) {
   std::vector<grove::child_spec> children;
-  children.push_back(grove::supervisor_child("store", std::move(shards), store_options));
+  children.push_back(tenants_child(make_tenant_manager(state), state));
   const auto drain = grove::shutdown_policy::timeout(c.shutdown_timeout + std::chrono::seconds(5));
   for (bool tls : {false, true}) {
     if (!(tls ? c.tls.enabled : c.tcp.enabled)) continue;

@@ -1,10 +1,11 @@
 // groved's supervision tree, apart from main() so that a test or a fuzz
-// target can run the same store and sessions (service.hpp) as the daemon:
-//   store            supervisor, one_for_one
-//   └── shard-0..N   one process per shard, registered as groved.shard.I
+// target can run the same tenants, stores and sessions (service.hpp) as the
+// daemon:
+//   tenants          the tenant manager's subtree (tenants.hpp): one process
+//   │                per tenant, each with its store's shards under it
 //   tcp, tls         erps daemons (each: listener + a dynamic supervisor with
 //                    one session process per client), rest_for_one after the
-//                    store, written into the service_state's daemon slots
+//                    tenants, written into the service_state's daemon slots
 #pragma once
 
 #include "config.hpp"

@@ -34,7 +34,23 @@ TEST_CASE("an access policy maps identities to roles; the first identity the pol
   CHECK(groved::required_role("incr") == role::write);
   CHECK(groved::required_role("delete") == role::write);
   CHECK(groved::required_role("debug.kill_shard") == role::admin);
+  CHECK(groved::required_role("tenant.install") == role::admin);
+  CHECK(groved::required_role("tenant.list") == role::admin);
   CHECK(groved::required_role("no-such-op") == role::read); // answered unknown_op, not forbidden
+}
+
+TEST_CASE("an access policy entry names its identity's tenant; without one, the default tenant") {
+  const groved::access_policy p = groved::parse_access_policy(R"({"format":"groved-access","version":1,"identities":{
+      "URI:grove://tenant/a": {"role": "write", "tenant": "a"},
+      "tcp": {"role": "admin"}}})");
+  CHECK(groved::match(p, {"URI:grove://tenant/a"})->tenant == "a");
+  CHECK(groved::match(p, {"tcp"})->tenant.empty());
+  CHECK(groved::is_tenant_id("shop-1.eu_west"));
+  CHECK_FALSE(groved::is_tenant_id(""));
+  CHECK_FALSE(groved::is_tenant_id("a/b"));
+  CHECK_FALSE(groved::is_tenant_id(".."));
+  CHECK_FALSE(groved::is_tenant_id("-x"));
+  CHECK_FALSE(groved::is_tenant_id(std::string(65, 'a')));
 }
 
 TEST_CASE("a bad access policy is refused, naming what is wrong") {
@@ -57,6 +73,12 @@ TEST_CASE("a bad access policy is refused, naming what is wrong") {
         "identities.\"URI:x\".role: expected \"read\", \"write\" or \"admin\"");
   CHECK(refused(R"({"format":"groved-access","version":1,"identities":{"URI:x":"write"}})").find(".role: expected") !=
         std::string::npos);
+  CHECK(refused(R"({"format":"groved-access","version":1,"identities":{"URI:x":{"role":"read","tenant":"../b"}}})")
+            .find("identities.\"URI:x\".tenant: expected 1 to 64 characters") == 0);
+  CHECK(refused(R"({"format":"groved-access","version":1,"identities":{"URI:x":{"role":"read","tenant":7}}})")
+            .find(".tenant: expected") != std::string::npos);
+  CHECK(refused(R"({"format":"groved-access","version":1,"identities":{"URI:x":{"role":"read","tennant":"a"}}})") ==
+        "identities.\"URI:x\".tennant: unknown field (expected \"role\" and \"tenant\")");
   // An empty policy is a policy: nobody is served.
   CHECK(groved::parse_access_policy(R"({"format":"groved-access","version":1,"identities":{}})").identities.empty());
 }

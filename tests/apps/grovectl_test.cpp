@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <csignal>
+#include <fstream>
 
 using namespace apps_test;
 
@@ -171,6 +172,50 @@ TEST_CASE("subscribe rides out a SIGKILL and restart of the daemon: it subscribe
   CHECK(links.size() % 2 == 0);
   for (std::size_t i = 0; i < links.size(); ++i) CHECK(links[i] == (i % 2 == 0 ? 'D' : 'U'));
   CHECK(d->stop() == 0);
+}
+
+TEST_CASE("tenant: groved's tenant ops as words, each command with the certificate it is given") {
+  temp_dir dir;
+  const std::string policy = dir.file("access.json");
+  std::ofstream(policy) << json{{"format", "groved-access"},
+                          {"version", 1},
+                          {"identities",
+                           {{"subject:/CN=grove test client", {{"role", "admin"}}},
+                            {"URI:grove://tenant/a", {{"role", "write"}, {"tenant", "a"}}}}}}
+                               .dump();
+  groved d({"--access.policy=" + policy});
+  auto as = [&](const std::string& who) {
+    return std::vector<std::string>{"--port", std::to_string(d.tls_port()), "--ca", certs_dir() + "/ca.pem", "--cert",
+                                    certs_dir() + "/" + who + ".pem", "--key", certs_dir() + "/" + who + ".key"};
+  };
+  result r = grovectl(as("client"), {"tenant", "install", "a", R"({"max_keys":1})"});
+  INFO(r.out, r.err);
+  REQUIRE(r.status == 0);
+  CHECK(json::parse(r.out)["tenant"]["state"] == "running");
+  CHECK(grovectl(as("tenant-a"), {"call", R"({"op":"put","key":"x","value":1})"}).status == 0);
+  r = grovectl(as("tenant-a"), {"call", R"({"op":"put","key":"y","value":1})"});
+  CHECK(r.status == 1); // a's own limit
+  CHECK(r.err.find("store_full") != std::string::npos);
+  r = grovectl(as("client"), {"tenant", "update", "a", R"({"max_keys":2})"});
+  CHECK(r.status == 0);
+  CHECK(grovectl(as("tenant-a"), {"call", R"({"op":"put","key":"y","value":1})"}).status == 0);
+  r = grovectl(as("client"), {"tenant", "get", "a"});
+  CHECK(json::parse(r.out)["tenant"]["keys"] == 2);
+  r = grovectl(as("client"), {"tenant", "list"});
+  CHECK(json::parse(r.out)["tenants"].size() == 2); // a and default
+  // Only an admin: tenant-a's certificate is refused for the same command.
+  r = grovectl(as("tenant-a"), {"tenant", "list"});
+  CHECK(r.status == 1);
+  CHECK(r.err.find("forbidden: op 'tenant.list' needs role admin") != std::string::npos);
+  CHECK(grovectl(as("client"), {"tenant", "uninstall", "a"}).status == 0);
+  r = grovectl(as("client"), {"tenant", "get", "a"});
+  CHECK(r.status == 1);
+  CHECK(r.err.find("not_found") != std::string::npos);
+  r = grovectl(as("client"), {"tenant", "update", "a"});
+  CHECK(r.status == 2);
+  CHECK(r.err.find("tenant update: expected ID CONFIG") != std::string::npos);
+  CHECK(grovectl(as("client"), {"tenant", "rename"}).status == 2);
+  CHECK(d.stop() == 0);
 }
 
 TEST_CASE("--help documents commands, flags, steps and exit codes") {

@@ -654,10 +654,12 @@ TEST_CASE("the admin endpoint serves groved's metrics, health and readiness; pro
   CHECK(ready.out == "ready\n");
   const result metrics = run({"curl", "-sS", base + "/metrics"});
   CHECK(metrics.out.find("groved_calls_total 3\n") != std::string::npos);
-  CHECK(metrics.out.find("groved_keys 1\n") != std::string::npos);
-  CHECK(metrics.out.find("groved_wal_records_total 1\n") != std::string::npos); // the put, stored before its reply
-  CHECK(metrics.out.find("groved_wal_generation 1\n") != std::string::npos);
-  CHECK(metrics.out.find("groved_wal_write_failures_total 0\n") != std::string::npos);
+  // The store's figures, one series per tenant.
+  CHECK(metrics.out.find("groved_keys{tenant=\"default\"} 1\n") != std::string::npos);
+  CHECK(metrics.out.find("groved_wal_records_total{tenant=\"default\"} 1\n") != std::string::npos); // the put, stored before its reply
+  CHECK(metrics.out.find("groved_wal_generation{tenant=\"default\"} 1\n") != std::string::npos);
+  CHECK(metrics.out.find("groved_wal_write_failures_total{tenant=\"default\"} 0\n") != std::string::npos);
+  CHECK(metrics.out.find("grove_tenants{node=\"1\",manager=\"groved\",state=\"running\"} 1\n") != std::string::npos);
   // grove's built-in metrics, the listener named by its section.
   CHECK(metrics.out.find("grove_erps_accepted_total{node=\"1\",daemon=\"tcp\"} 1\n") != std::string::npos);
   CHECK(metrics.out.find("grove_erps_calls_total{node=\"1\",daemon=\"tcp\"} 3\n") != std::string::npos);
@@ -667,7 +669,7 @@ TEST_CASE("the admin endpoint serves groved's metrics, health and readiness; pro
   const result checked = run({"promtool", "check", "metrics"}, metrics.out);
   CHECK(checked.status == 0);
 
-  // /tree: the root supervisor, the store's shards, the listener and a live session.
+  // /tree: the root supervisor, the tenants with the default one's shards, the listener and a live session.
   raw_connection mine(d.tcp_port());
   REQUIRE(mine.send(erps_frame(4, R"([7,{"op":"get","key":"a"}])")));
   REQUIRE(mine.next_frame()); // answered: its session runs
@@ -676,9 +678,10 @@ TEST_CASE("the admin endpoint serves groved's metrics, health and readiness; pro
   CHECK(t["node"] == 1);
   std::string text = tree.out;
   CHECK(text.find("\"strategy\":\"rest_for_one\"") != std::string::npos);
-  CHECK(text.find("\"id\":\"store\"") != std::string::npos);
+  CHECK(text.find("\"id\":\"tenants\"") != std::string::npos);
+  CHECK(text.find("\"label\":\"groved tenant default\"") != std::string::npos);
   CHECK(text.find("\"id\":\"shard-0\"") != std::string::npos);
-  CHECK(text.find("\"label\":\"groved store shard 0\"") != std::string::npos);
+  CHECK(text.find("\"label\":\"groved store default shard 0\"") != std::string::npos);
   CHECK(text.find("\"label\":\"erps listener 127.0.0.1:" + std::to_string(d.tcp_port()) + " (TCP)\"") != std::string::npos);
   CHECK(text.find("\"label\":\"erps session 127.0.0.1:") != std::string::npos);
   const result page = run({"curl", "-sS", base + "/"});
@@ -1028,6 +1031,147 @@ TEST_CASE("an access policy served over HTTP is read at start and again on SIGHU
   REQUIRE(d.process().wait_stderr_count("\"event\":\"access_policy_loaded\"", 2, 30s));
   CHECK(script(tls_as(d, "tenant-b"), {call({{"op", "get"}, {"key", "k"}}, {{"value", 1}})}).status == 0);
   CHECK(script(tls_as(d, "tenant-a"), {call({{"op", "ping"}}, forbidden)}).status == 0);
+  CHECK(d.stop() == 0);
+}
+
+namespace {
+
+const json no_tenant = {{"ok", false}, {"error", {{"code", "no_tenant"}}}};
+
+// `grovectl subscribe TOPIC` as `who`, returned once a put of TOPIC by
+// `who` has reached it.
+std::unique_ptr<child> subscribed_as(const groved& d, const std::string& who, const std::string& topic) {
+  std::vector<std::string> argv{grovectl_path()};
+  for (const auto& f : tls_as(d, who)) argv.push_back(f);
+  argv.insert(argv.end(), {"subscribe", topic});
+  auto subscriber = std::make_unique<child>(argv);
+  const std::string seen = "\"topic\":\"" + topic + "\"";
+  for (int i = 0; i < 100 && subscriber->out().find(seen) == std::string::npos; ++i) {
+    result put = script(tls_as(d, who), {call({{"op", "put"}, {"key", topic}, {"value", "b"}}, {{"ok", true}})});
+    REQUIRE(put.status == 0);
+    subscriber->wait_stdout(seen, 100ms);
+  }
+  REQUIRE(subscriber->out().find(seen) != std::string::npos);
+  return subscriber;
+}
+
+// The keys of `who`'s tenant, as its client sees them.
+json keys_as(const groved& d, const std::string& who) {
+  result r = script(tls_as(d, who), {call({{"op", "keys"}}, {{"ok", true}})});
+  REQUIRE(r.status == 0);
+  return json_lines(r.out).back()["reply"]["keys"];
+}
+
+} // namespace
+
+TEST_CASE("tenants: a client of tenant A never reads, writes, hears of or counts tenant B's keys") {
+  temp_dir dir;
+  const std::string policy = dir.file("access.json");
+  const std::string data = dir.file("store.json");
+  write_file(policy, access_policy({{"URI:grove://tenant/a", {{"role", "write"}, {"tenant", "a"}}},
+                                    {"subject:/CN=grove tenant b", {{"role", "write"}, {"tenant", "b"}}},
+                                    {"subject:/CN=grove test client", {{"role", "admin"}}}}));
+  const std::vector<std::string> flags{"--access.policy=" + policy, "--data_path=" + data};
+  auto d = std::make_unique<groved>(flags);
+
+  // Not installed yet: refused, naming the tenant, and closed.
+  result early = script(tls_as(*d, "tenant-a"), {call({{"op", "get"}, {"key", "k"}}, no_tenant)});
+  CHECK(early.status == 0);
+  CHECK(early.out.find("tenant 'a' (of URI:grove://tenant/a") != std::string::npos);
+  CHECK(d->process().wait_stderr("is not installed; closing", 10s));
+
+  // Only an admin installs; b with limits of its own.
+  CHECK(script(tls_as(*d, "tenant-a"), {call({{"op", "tenant.install"}, {"tenant", "a"}}, forbidden)}).status == 0);
+  result installed = script(tls_as(*d, "client"),
+                            {call({{"op", "tenant.install"}, {"tenant", "a"}}, {{"tenant", {{"id", "a"}, {"state", "running"}}}}),
+                             call({{"op", "tenant.install"}, {"tenant", "b"}, {"config", {{"max_keys", 2}}}},
+                                  {{"tenant", {{"id", "b"}, {"state", "running"}}}}),
+                             call({{"op", "tenant.install"}, {"tenant", "b"}}, {{"error", {{"code", "already_exists"}}}}),
+                             call({{"op", "tenant.install"}, {"tenant", "../x"}}, {{"error", {{"code", "bad_request"}}}}),
+                             call({{"op", "tenant.install"}, {"tenant", "c"}, {"config", {{"max_keys", "many"}}}},
+                                  {{"error", {{"code", "bad_request"}}}})});
+  INFO(installed.out, installed.err);
+  REQUIRE(installed.status == 0);
+  CHECK(installed.out.find("config.max_keys: expected an integer") != std::string::npos);
+
+  // b subscribes to topic "k" (b's own put of k proves it is in place).
+  std::unique_ptr<child> subscriber = subscribed_as(*d, "tenant-b", "k");
+
+  // a writes the same key names; b's value, b's subscriber and b's counts do not move.
+  result a = script(tls_as(*d, "tenant-a"), {call({{"op", "put"}, {"key", "k"}, {"value", "a"}}, {{"created", true}}),
+                                              call({{"op", "incr"}, {"key", "n"}, {"by", 5}}, {{"value", 5}}),
+                                              call({{"op", "put"}, {"key", "k/secret"}, {"value", 1}}, {{"ok", true}}),
+                                              call({{"op", "get"}, {"key", "k"}}, {{"value", "a"}}),
+                                              call({{"op", "stats"}}, {{"tenant", "a"}, {"keys", 3}})});
+  INFO(a.out, a.err);
+  CHECK(a.status == 0);
+  CHECK(json_lines(a.out).back()["reply"].contains("connections") == false); // the daemon's figures are an admin's
+  result b = script(tls_as(*d, "tenant-b"), {call({{"op", "get"}, {"key", "k"}}, {{"value", "b"}}),
+                                              call({{"op", "get"}, {"key", "n"}}, {{"error", {{"code", "not_found"}}}}),
+                                              call({{"op", "incr"}, {"key", "n"}}, {{"value", 1}}),
+                                              call({{"op", "stats"}}, {{"tenant", "b"}, {"keys", 2}}),
+                                              // b's own limit: two keys
+                                              call({{"op", "put"}, {"key", "third"}, {"value", 0}},
+                                                   {{"error", {{"code", "store_full"}}}}),
+                                              call({{"op", "tenant.list"}}, forbidden)});
+  INFO(b.out, b.err);
+  CHECK(b.status == 0);
+  CHECK(keys_as(*d, "tenant-a") == json::array({"k", "k/secret", "n"}));
+  CHECK(keys_as(*d, "tenant-b") == json::array({"k", "n"}));
+  // One more push for b, then b's subscriber has heard exactly b's writes.
+  REQUIRE(script(tls_as(*d, "tenant-b"), {call({{"op", "put"}, {"key", "k"}, {"value", "last"}}, {{"ok", true}})}).status == 0);
+  REQUIRE(subscriber->wait_stdout("\"value\":\"last\"", 30s));
+  CHECK(subscriber->out().find("\"value\":\"a\"") == std::string::npos);
+  CHECK(subscriber->out().find("k/secret") == std::string::npos);
+
+  // The admin sees every tenant; the records and the keys survive a restart.
+  result listed = script(tls_as(*d, "client"), {call({{"op", "tenant.list"}}, {{"ok", true}})});
+  REQUIRE(listed.status == 0);
+  const json tenants = json_lines(listed.out).back()["reply"]["tenants"];
+  REQUIRE(tenants.size() == 3);
+  CHECK(tenants[0]["id"] == "a");
+  CHECK(tenants[0]["keys"] == 3);
+  CHECK(tenants[1]["id"] == "b");
+  CHECK(tenants[1]["config"] == json{{"max_keys", 2}});
+  CHECK(tenants[2]["id"] == "default");
+  subscriber->signal(SIGTERM);
+  CHECK(d->stop() == 0);
+  d = std::make_unique<groved>(flags);
+  CHECK(keys_as(*d, "tenant-a") == json::array({"k", "k/secret", "n"}));
+  CHECK(script(tls_as(*d, "tenant-b"), {call({{"op", "get"}, {"key", "k"}}, {{"value", "last"}}),
+                                        call({{"op", "put"}, {"key", "third"}, {"value", 0}},
+                                             {{"error", {{"code", "store_full"}}}})})
+            .status == 0);
+
+  // Uninstalled: b's open connection is closed, its next one refused, its files gone; a is untouched.
+  std::unique_ptr<child> holder = subscribed_as(*d, "tenant-b", "k");
+  REQUIRE(std::filesystem::exists(data + ".tenants/b.json.wal"));
+  result gone = script(tls_as(*d, "client"), {call({{"op", "tenant.uninstall"}, {"tenant", "b"}}, {{"tenant", "b"}}),
+                                              call({{"op", "tenant.get"}, {"tenant", "b"}}, {{"error", {{"code", "not_found"}}}}),
+                                              call({{"op", "tenant.uninstall"}, {"tenant", "default"}}, forbidden)});
+  INFO(gone.out, gone.err);
+  CHECK(gone.status == 0);
+  CHECK(holder->wait_stdout("\"link\":\"down\"", 30s));
+  CHECK(script(tls_as(*d, "tenant-b"), {call({{"op", "get"}, {"key", "k"}}, no_tenant)}).status == 0);
+  CHECK_FALSE(std::filesystem::exists(data + ".tenants/b.json.wal"));
+  CHECK_FALSE(std::filesystem::exists(data + ".tenants/b.json"));
+  CHECK(keys_as(*d, "tenant-a") == json::array({"k", "k/secret", "n"}));
+  CHECK(d->stop() == 0);
+}
+
+TEST_CASE("tenants without an access policy: every client works in tenants.default, and may manage tenants") {
+  groved d({"--tenants.default=dev"});
+  CHECK(script(d.tcp(), {call({{"op", "put"}, {"key", "k"}, {"value", 1}}, {{"ok", true}}),
+                         call({{"op", "stats"}}, {{"tenant", "dev"}, {"keys", 1}, {"daemon", {{"tenants", 1}}}}),
+                         call({{"op", "tenant.install"}, {"tenant", "t1"}, {"config", {{"shards", 3}}}},
+                              {{"tenant", {{"id", "t1"}, {"state", "running"}}}}),
+                         call({{"op", "tenant.update"}, {"tenant", "t1"}, {"config", {{"shards", 4}}}},
+                              {{"error", {{"code", "tenant_failed"}}}}),
+                         call({{"op", "tenant.update"}, {"tenant", "t1"}, {"config", {{"shards", 3}, {"max_keys", 9}}}},
+                              {{"tenant", {{"config", {{"shards", 3}, {"max_keys", 9}}}}}}),
+                         call({{"op", "tenant.list"}}, {{"ok", true}})})
+            .status == 0);
+  CHECK(run({groved_path(), "--tenants.default=a/b"}).err.find("tenants.default: expected") != std::string::npos);
   CHECK(d.stop() == 0);
 }
 

@@ -401,7 +401,6 @@ struct rig {
     etf = speak_etf;
     if (etf) settings.codec = "etf";
     state = std::make_shared<groved::service_state>(names, settings, log, settings.shards);
-    state->set_initial(groved::json::object());
     grove::supervisor_options o;
     o.strategy = grove::restart_strategy::rest_for_one;
     top = node.block_on(grove::supervisor::start(node, groved::tree(settings, names, state, node.size(), log), o));

@@ -1,0 +1,472 @@
+#include "tenants.hpp"
+
+#include "snapshot.hpp"
+
+#include <grove/core/process.hpp>
+#include <grove/registry/supervised.hpp>
+
+#include <algorithm>
+#include <filesystem>
+#include <stdexcept>
+#include <system_error>
+
+namespace groved {
+namespace {
+
+std::size_t limit_field(const json& config, const char* field, std::size_t fallback, std::size_t most) {
+  auto it = config.find(field);
+  if (it == config.end()) return fallback;
+  if (!it->is_number_unsigned() || it->get<std::uint64_t>() < 1 || it->get<std::uint64_t>() > most) {
+    throw bad_request{"bad_request",
+                      std::string("config.") + field + ": expected an integer from 1 to " + std::to_string(most)};
+  }
+  return it->get<std::size_t>();
+}
+
+json ok_reply() {
+  json r = json::object();
+  r["ok"] = true;
+  return r;
+}
+
+// Tells the sessions that tenants changed (an uninstalled tenant's clients
+// are closed); a process of its own, as the listing waits on the listeners'
+// supervisors.
+struct tenants_changed_notifier {
+  std::shared_ptr<service_state> state;
+  grove::awaitable<void> operator()(grove::process&) const { co_await notify_sessions(state); }
+};
+
+// The snapshot, then the log from its generation on; then this run's log.
+// Throws std::runtime_error saying why (and logs it, as the daemon did
+// before tenants: snapshot_unreadable, wal_unreadable).
+void load_store(service_state& state, store& st) {
+  recovered_store r;
+  try {
+    r = recover_store(st.data_path, state.max_depth, false);
+  } catch (const snapshot_error& e) {
+    state.log.log(log_level::error, "snapshot_unreadable",
+                  {{"tenant", st.tenant},
+                   {"path", st.data_path},
+                   {"msg", std::string(e.what()) + "; not starting, so it is not overwritten"}});
+    throw std::runtime_error(e.what());
+  } catch (const wal_error& e) {
+    state.log.log(log_level::error, "wal_unreadable",
+                  {{"tenant", st.tenant}, {"path", wal_directory(st.data_path)}, {"msg", e.what()}});
+    throw std::runtime_error(e.what());
+  }
+  for (const auto& at : r.replay.torn_at) {
+    state.log.log(log_level::warning, "wal_torn_record",
+                  {{"tenant", st.tenant},
+                   {"at", at},
+                   {"msg", "a record cut short by a crash was dropped (it had not been acknowledged)"}});
+  }
+  state.log.log(log_level::info, r.snapshot_found ? "snapshot_loaded" : "snapshot_absent",
+                {{"tenant", st.tenant},
+                 {"path", st.data_path},
+                 {"keys", r.data.size()},
+                 {"log_files", r.replay.files},
+                 {"log_records", r.replay.records},
+                 {"msg", r.snapshot_found || r.replay.records > 0 ? "store loaded" : "starting empty"}});
+  st.keys = static_cast<std::int64_t>(r.data.size());
+  st.set_initial(std::move(r.data));
+  write_ahead_log::options o;
+  o.directory = wal_directory(st.data_path);
+  o.generation = r.next_generation;
+  o.mode = durability_from(state.durability).value_or(durability::always);
+  o.batch_interval = state.durability_interval;
+  o.shards = st.shards;
+  try {
+    st.wal = std::make_shared<write_ahead_log>(o, state.log);
+  } catch (const wal_error& e) {
+    state.log.log(log_level::error, "wal_unusable", {{"tenant", st.tenant}, {"msg", e.what()}});
+    throw std::runtime_error(e.what());
+  }
+  // Left by a crash between a snapshot and the removal of what it holds.
+  st.wal->remove_before(r.snapshot_generation);
+}
+
+// A new log generation, then every shard's keys (each once its waiting
+// writes are stored), written as the snapshot holding the older
+// generations, which are then removed.
+grove::awaitable<bool> write_store_snapshot(service_state& state, store& st) {
+  const std::uint64_t next = st.wal->generation() + 1;
+  std::string failure;
+  std::size_t count = 0;
+  try {
+    st.wal->rotate(next);
+    json data = json::object();
+    for (std::size_t i = 0; i < st.shards; ++i) {
+      grove::pid p = state.registry->whereis(st.shard_name(i));
+      if (!p) throw snapshot_error("shard " + std::to_string(i) + " is not running");
+      json part = co_await grove::server_ref<shard>(p).call(dump_request{}, std::chrono::seconds(60));
+      if (!part.contains("data")) {
+        throw snapshot_error("shard " + std::to_string(i) + ": " + part["error"].value("message", std::string("failed")));
+      }
+      for (auto it = part["data"].begin(); it != part["data"].end(); ++it) data[it.key()] = std::move(it.value());
+    }
+    write_snapshot(st.data_path, data, next);
+    st.wal->remove_before(next);
+    count = data.size();
+  } catch (const std::exception& e) {
+    failure = e.what();
+  }
+  if (!failure.empty()) {
+    state.log.log(log_level::error, "snapshot_failed",
+                  {{"tenant", st.tenant},
+                   {"path", st.data_path},
+                   {"msg", failure + "; the log still holds every write"}});
+    co_return false;
+  }
+  state.log.log(log_level::info, "snapshot_written",
+                {{"tenant", st.tenant}, {"path", st.data_path}, {"keys", count}, {"wal_generation", next}});
+  co_return true;
+}
+
+std::string tenant_field(const json& request) {
+  auto it = request.find("tenant");
+  if (it == request.end() || !it->is_string() || !is_tenant_id(it->get_ref<const std::string&>())) {
+    throw bad_request{"bad_request", "tenant: expected " + std::string(tenant_id_form)};
+  }
+  return it->get<std::string>();
+}
+
+// A refusal of the manager, as a reply code.
+bad_request manager_refusal(const grove::error& e) {
+  const std::error_code c = e.code();
+  if (c == grove::tenant_errc::already_exists) return {"already_exists", e.what()};
+  if (c == grove::tenant_errc::tenant_not_found) return {"not_found", e.what()};
+  if (c == grove::tenant_errc::busy) return {"busy", e.what()};
+  if (c == grove::tenant_errc::too_many_tenants) return {"too_many_tenants", e.what()};
+  return {"tenant_failed", e.what()};
+}
+
+// Waits until tenant `id`'s process has run: "" when its store is open.
+grove::awaitable<std::string> await_store(const grove::detail::tenant_manager_base& m, const std::string& id) {
+  const grove::pid p = m.whereis_pid(id);
+  if (!p) co_return "its process is not running";
+  store_status s;
+  std::string why = co_await grove::server_ref<store_tenant>(p).call(s, std::chrono::seconds(120));
+  co_return why;
+}
+
+grove::awaitable<grove::pid> start_tenants(grove::child_start inner, std::shared_ptr<tenant_manager_t> manager,
+                                           std::shared_ptr<service_state> state, grove::node& n) {
+  const grove::pid subtree = co_await inner(n);
+  const std::string& id = state->default_tenant;
+  if (!manager->fetch(id)) {
+    grove::tenant_op op = co_await manager->install(id);
+    grove::tenant_outcome done = co_await op.done();
+    if (!done.ok) throw std::runtime_error("tenants.default: the install of tenant '" + id + "' failed: " + done.error);
+    state->log.log(log_level::info, "tenant_installed", {{"tenant", id}, {"msg", "the default tenant (tenants.default)"}});
+  }
+  const std::string why = co_await await_store(*manager, id);
+  if (!why.empty()) throw std::runtime_error("tenant '" + id + "' (tenants.default): " + why);
+  // Its store failed to open on an earlier start and opens now (the file was
+  // mended): the record says running again.
+  if (std::optional<grove::tenant_record> r = manager->fetch(id); r && r->state == grove::tenant_state::error_occurred) {
+    grove::tenant_op op = co_await manager->update(id, r->config, r->capabilities);
+    co_await op.done();
+  }
+  co_return subtree;
+}
+
+} // namespace
+
+tenant_limits limits_from(const json& config, const tenant_limits& defaults) {
+  if (!config.is_object()) throw bad_request{"bad_request", "config: expected a JSON object of limits"};
+  for (auto it = config.begin(); it != config.end(); ++it) {
+    if (it.key() != "max_keys" && it.key() != "max_key_bytes" && it.key() != "max_subscriptions" && it.key() != "shards") {
+      throw bad_request{"bad_request", "config." + it.key() +
+                                           ": unknown (expected max_keys, max_key_bytes, max_subscriptions, shards)"};
+    }
+  }
+  tenant_limits l;
+  l.max_keys = limit_field(config, "max_keys", defaults.max_keys, 1'000'000'000);
+  l.max_key_bytes = limit_field(config, "max_key_bytes", defaults.max_key_bytes, 65536);
+  l.max_subscriptions = limit_field(config, "max_subscriptions", defaults.max_subscriptions, 1'000'000);
+  l.shards = limit_field(config, "shards", defaults.shards, 1024);
+  return l;
+}
+
+json record_json(const grove::tenant_record& r, const service_state& state) {
+  json j = json::object();
+  j["id"] = r.id;
+  j["state"] = std::string(grove::to_string(r.state));
+  j["config"] = r.config;
+  j["generation"] = r.generation;
+  j["last_error"] = r.last_error;
+  if (auto st = state.find_store(r.id)) j["keys"] = st->keys.load(std::memory_order_relaxed);
+  return j;
+}
+
+// --- store_tenant ---------------------------------------------------------------
+
+store_tenant::store_tenant(std::shared_ptr<service_state> state) : state_(std::move(state)) {}
+
+grove::tenant_result<json> store_tenant::handle_install(const grove::tenant_info& t) {
+  if (!is_tenant_id(t.id)) return grove::tenant_error("tenant: expected " + std::string(tenant_id_form));
+  try {
+    limits_from(t.config, state_->defaults);
+  } catch (const bad_request& e) {
+    return grove::tenant_error(e.message);
+  }
+  // Left behind by an uninstall cut short by a crash: a new tenant starts empty.
+  if (const std::string path = state_->store_path(t.id); !path.empty() && t.id != state_->default_tenant) {
+    std::error_code ec;
+    std::filesystem::remove(path, ec);
+    std::filesystem::remove_all(wal_directory(path), ec);
+  }
+  return grove::tenant_ok();
+}
+
+grove::awaitable<std::string> store_tenant::open(const grove::tenant_info& t) {
+  if (store_) co_return std::string();
+  tenant_limits limits;
+  try {
+    limits = limits_from(t.config, state_->defaults);
+  } catch (const bad_request& e) {
+    co_return e.message;
+  }
+  auto st = std::make_shared<store>(t.id, limits, state_->store_path(t.id));
+  // A process of this tenant that was killed left its store behind: what its
+  // log still queues is written before the files are read.
+  if (std::shared_ptr<store> old = state_->find_store(t.id); old && old->wal) old->wal->flush();
+  std::string failure;
+  try {
+    if (st->data_path.empty()) {
+      st->set_initial(json::object());
+    } else {
+      std::filesystem::create_directories(std::filesystem::path(st->data_path).parent_path());
+      load_store(*state_, *st);
+    }
+  } catch (const std::exception& e) {
+    failure = e.what();
+  }
+  if (!failure.empty()) co_return failure;
+
+  grove::node& n = this_process().node();
+  std::vector<grove::child_spec> shards;
+  for (std::size_t i = 0; i < st->shards; ++i) {
+    grove::start_options placement;
+    placement.worker = i % n.size();
+    placement.trap_exit = true;
+    grove::child_spec spec;
+    spec.id = "shard-" + std::to_string(i);
+    spec.start = grove::child_start::server<shard>(placement, state_, st, i);
+    shards.push_back(grove::registered(*state_->registry, st->shard_name(i), std::move(spec)));
+  }
+  grove::supervisor_options o;
+  o.strategy = grove::restart_strategy::one_for_one;
+  o.max_restarts = 5;
+  o.report = [log = state_->log, id = t.id](const grove::supervisor_report& r) {
+    log.log(log_level::error, "supervisor_report",
+            {{"tenant", id}, {"context", r.context}, {"child", r.child_id}, {"reason", r.reason.to_string()}});
+  };
+  try {
+    shards_ = co_await grove::supervisor::start_link(n, std::move(shards), o);
+  } catch (const std::exception& e) {
+    failure = std::string("its shards did not start: ") + e.what();
+  }
+  if (!failure.empty()) co_return failure;
+  store_ = st;
+  state_->add_store(st);
+  co_return std::string();
+}
+
+grove::awaitable<void> store_tenant::close() {
+  if (!store_) co_return;
+  state_->remove_store(store_);
+  if (shards_) {
+    const grove::pid p = shards_.id();
+    this_process().unlink(p);
+    try {
+      co_await shards_.stop(grove::exit_reason::shutdown(), std::chrono::seconds(30));
+    } catch (const grove::error&) {
+      // Already gone.
+    }
+  }
+  shards_ = grove::supervisor();
+  store_.reset();
+}
+
+grove::awaitable<grove::tenant_reply<json>> store_tenant::handle_run(const grove::tenant_info& t, json&) {
+  this_process().set_label("groved tenant " + t.id);
+  failure_ = co_await open(t);
+  if (!failure_.empty()) {
+    state_->log.log(log_level::error, "tenant_unavailable", {{"tenant", t.id}, {"msg", failure_}});
+    co_return grove::tenant_reply<json>(grove::tenant_error(failure_));
+  }
+  co_return grove::tenant_reply<json>(grove::tenant_ok());
+}
+
+grove::awaitable<grove::tenant_result<json>> store_tenant::handle_update(const grove::tenant_update& u,
+                                                                         const grove::tenant_info& t, json&) {
+  tenant_limits limits;
+  try {
+    limits = limits_from(u.config, state_->defaults);
+  } catch (const bad_request& e) {
+    co_return grove::tenant_result<json>(grove::tenant_error(e.message));
+  }
+  const tenant_limits before = limits_from(t.config, state_->defaults);
+  if (limits.shards != before.shards) {
+    co_return grove::tenant_result<json>(grove::tenant_error(
+        "config.shards: fixed at install (" + std::to_string(before.shards) + "); keys are placed by it"));
+  }
+  if (store_) {
+    store_->set_limits(limits);
+    co_return grove::tenant_result<json>(grove::tenant_ok());
+  }
+  // Its store did not open before (error_occurred): try again with the new config.
+  grove::tenant_info next = t;
+  next.config = u.config;
+  failure_ = co_await open(next);
+  if (!failure_.empty()) co_return grove::tenant_result<json>(grove::tenant_error(failure_));
+  co_return grove::tenant_result<json>(grove::tenant_ok());
+}
+
+grove::awaitable<grove::tenant_result<json>> store_tenant::handle_uninstall(const grove::tenant_info& t, json&) {
+  if (t.id == state_->default_tenant) {
+    co_return grove::tenant_result<json>(
+        grove::tenant_error("the default tenant (tenants.default) cannot be uninstalled"));
+  }
+  co_await close();
+  if (const std::string path = state_->store_path(t.id); !path.empty()) {
+    std::error_code ec;
+    std::filesystem::remove_all(wal_directory(path), ec);
+    std::filesystem::remove(path, ec);
+    if (ec) {
+      state_->log.log(log_level::warning, "tenant_files_left",
+                      {{"tenant", t.id}, {"path", path}, {"msg", "could not be removed: " + ec.message()}});
+    }
+  }
+  state_->log.log(log_level::info, "tenant_uninstalled", {{"tenant", t.id}, {"msg", "its keys were deleted"}});
+  co_return grove::tenant_result<json>(grove::tenant_ok());
+}
+
+grove::awaitable<std::string> store_tenant::handle_call(store_status) {
+  if (store_) co_return std::string();
+  if (failure_.empty()) failure_ = co_await open(info());
+  co_return failure_.empty() && !store_ ? std::string("its store is not open") : failure_;
+}
+
+grove::awaitable<bool> store_tenant::handle_call(snapshot_request) {
+  if (!store_ || !store_->wal) co_return true;
+  const bool written = co_await write_store_snapshot(*state_, *store_);
+  co_return written;
+}
+
+grove::action store_tenant::handle_info(grove::message m) {
+  if (auto* e = m.get_if<grove::exit_message>(); e && shards_ && e->from == shards_.id()) {
+    // Its shards gave up: the tenant's process ends, and the manager starts it again.
+    return grove::stop(grove::exit_reason::error("its store's shards failed: " + e->reason.to_string()));
+  }
+  return {};
+}
+
+grove::awaitable<void> store_tenant::terminate(const grove::exit_reason&) { co_await close(); }
+
+// --- the manager ------------------------------------------------------------------
+
+std::shared_ptr<tenant_manager_t> make_tenant_manager(const std::shared_ptr<service_state>& state) {
+  grove::tenant_manager_options o;
+  o.store_file = state->tenants_file(); // empty: in memory
+  o.name = "groved";
+  auto m = std::make_shared<tenant_manager_t>(std::move(o), state);
+  state->tenants = m.get();
+  return m;
+}
+
+grove::child_spec tenants_child(std::shared_ptr<tenant_manager_t> manager, std::shared_ptr<service_state> state) {
+  grove::child_spec spec = manager->child_spec("tenants");
+  grove::child_start inner = spec.start;
+  spec.start = [inner, manager, state](grove::node& n) { return start_tenants(inner, manager, state, n); };
+  return spec;
+}
+
+grove::awaitable<bool> snapshot_tenants(std::shared_ptr<service_state> state) {
+  bool all = true;
+  if (!state->tenants) co_return all;
+  for (const auto& st : state->stores()) {
+    if (!st->wal) continue;
+    const grove::pid p = state->tenants->whereis_pid(st->tenant);
+    if (!p) continue;
+    bool written = false;
+    try {
+      snapshot_request r;
+      written = co_await grove::server_ref<store_tenant>(p).call(r, std::chrono::seconds(120));
+    } catch (const grove::error& e) {
+      state->log.log(log_level::error, "snapshot_failed",
+                     {{"tenant", st->tenant}, {"msg", std::string(e.what()) + "; the log still holds every write"}});
+    }
+    all = all && written;
+  }
+  co_return all;
+}
+
+// --- the tenant.* ops (a session's) -------------------------------------------------
+
+grove::awaitable<json> session::tenant_admin(const std::string& op, const json& request) {
+  if (!state_->tenants) throw bad_request{"unavailable", "the tenant manager is not running"};
+  const grove::detail::tenant_manager_base& m = *state_->tenants;
+  if (op == "tenant.list") {
+    std::vector<grove::tenant_record> records = m.list();
+    std::sort(records.begin(), records.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
+    json list = json::array();
+    for (const auto& r : records) list.push_back(record_json(r, *state_));
+    json r = ok_reply();
+    r["tenants"] = std::move(list);
+    co_return r;
+  }
+  const std::string id = tenant_field(request);
+  if (op == "tenant.get") {
+    std::optional<grove::tenant_record> record = m.fetch(id);
+    if (!record) throw bad_request{"not_found", "no tenant '" + id + "'"};
+    json r = ok_reply();
+    r["tenant"] = record_json(*record, *state_);
+    co_return r;
+  }
+  const bool install = op == "tenant.install";
+  if (!install && op != "tenant.update" && op != "tenant.uninstall") {
+    throw bad_request{"unknown_op", "unknown op '" + op +
+                                        "'; the tenant ops are tenant.install, tenant.update, tenant.uninstall, "
+                                        "tenant.get, tenant.list"};
+  }
+  json config = json::object();
+  if (op != "tenant.uninstall") {
+    if (auto c = request.find("config"); c != request.end()) config = *c;
+    else if (!install) throw bad_request{"bad_request", "config: required for tenant.update (a JSON object of limits)"};
+    limits_from(config, state_->defaults); // the reply names a bad field
+  }
+  if (op == "tenant.uninstall" && id == state_->default_tenant) {
+    throw bad_request{"forbidden", "the default tenant (tenants.default) cannot be uninstalled"};
+  }
+  std::optional<grove::tenant_op> started;
+  std::optional<bad_request> refused;
+  try {
+    if (install) started.emplace(co_await m.install(id, config));
+    else if (op == "tenant.update") started.emplace(co_await m.update(id, config));
+    else started.emplace(co_await m.uninstall(id));
+  } catch (const grove::error& e) {
+    refused = manager_refusal(e);
+  }
+  if (refused) throw *refused;
+  grove::tenant_outcome outcome = co_await started->done(std::chrono::minutes(2));
+  if (!outcome.ok) throw bad_request{"tenant_failed", op + " of '" + id + "' failed: " + outcome.error};
+  json r = ok_reply();
+  if (op == "tenant.uninstall") {
+    grove::spawn(this_process().node(), tenants_changed_notifier{state_});
+    r["tenant"] = id;
+    co_return r;
+  }
+  // The record says running once its store is open (or error_occurred, saying why not).
+  co_await await_store(m, id);
+  std::optional<grove::tenant_record> record = m.fetch(id);
+  if (!record) throw bad_request{"not_found", "tenant '" + id + "' was uninstalled meanwhile"};
+  r["tenant"] = record_json(*record, *state_);
+  state_->log.log(log_level::info, install ? "tenant_installed" : "tenant_updated",
+                  {{"tenant", id}, {"peer", peer()}, {"config", config}});
+  co_return r;
+}
+
+} // namespace groved
