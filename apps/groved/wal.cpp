@@ -305,7 +305,25 @@ write_ahead_log::write_ahead_log(options o, logger log)
   fd_ = create_log(options_.directory, generation_);
   good_size_ = header_size;
   last_sync_ = std::chrono::steady_clock::now();
+  std::lock_guard lock(mutex_);
+  start_thread();
+}
+
+void write_ahead_log::start_thread() {
+  // The one before ended (it set running_ false as its last step under the lock).
+  if (thread_.joinable()) thread_.join();
+  running_ = true;
   thread_ = std::thread([this] { run(); });
+}
+
+bool write_ahead_log::thread_running() const {
+  std::lock_guard lock(mutex_);
+  return running_;
+}
+
+bool write_ahead_log::wait_thread_ended(std::chrono::milliseconds limit) {
+  std::unique_lock lock(mutex_);
+  return written_.wait_for(lock, limit, [&] { return !running_; });
 }
 
 write_ahead_log::~write_ahead_log() {
@@ -315,7 +333,7 @@ write_ahead_log::~write_ahead_log() {
   }
   wake_.notify_all();
   room_.notify_all();
-  thread_.join();
+  if (thread_.joinable()) thread_.join();
   if (fd_ >= 0) {
     if (unsynced_ && ::fdatasync(fd_) != 0) {
       log_.log(log_level::error, "wal_sync_failed", {{"msg", "the log's last writes may not be on disk: " + errno_text(errno)}});
@@ -338,6 +356,7 @@ std::uint64_t write_ahead_log::append(std::size_t shard, const grove::pid& owner
   const std::uint64_t lsn = next_lsn_++;
   queue_.push_back({shard, owner, lsn, buffer_.size()});
   const bool first = queue_.size() == 1;
+  if (!running_) start_thread();
   lock.unlock();
   if (first) wake_.notify_one();
   return lsn;
@@ -441,9 +460,18 @@ void write_ahead_log::run() {
       std::unique_lock lock(mutex_);
       const bool sync_pending = options_.mode == durability::batch && unsynced_;
       auto ready = [&] { return stopping_ || !queue_.empty(); };
-      if (sync_pending) wake_.wait_until(lock, last_sync_ + options_.batch_interval, ready);
-      else wake_.wait(lock, ready);
-      if (queue_.empty() && stopping_) return;
+      if (sync_pending) {
+        wake_.wait_until(lock, last_sync_ + options_.batch_interval, ready);
+      } else if (!wake_.wait_for(lock, options_.idle_exit, ready)) {
+        // Nothing to write or sync for a while: end, and let the next append start a thread.
+        running_ = false;
+        written_.notify_all();
+        return;
+      }
+      if (queue_.empty() && stopping_) {
+        running_ = false;
+        return;
+      }
       writing.swap(buffer_);
       buffer_.clear();
       round.swap(queue_);

@@ -116,6 +116,9 @@ public:
     std::size_t shards = 1;
     /// Appends wait (a write stall) while this much is queued and not yet written.
     std::size_t max_queued_bytes = 64u << 20;
+    /// The log's thread ends after this long without work, and the next
+    /// append starts it again: an idle tenant's log holds no thread.
+    std::chrono::milliseconds idle_exit{2000};
   };
 
   /// Creates the directory and the generation's file (synced). Throws wal_error.
@@ -154,6 +157,10 @@ public:
     std::uint64_t stalls = 0; // appends that waited for the queue to drain
   };
   counters stats() const;
+  /// Whether the log's thread is running (it ends when idle; for tests).
+  bool thread_running() const;
+  /// Waits until the thread has ended by itself, at most `limit`; false if it still runs (for tests).
+  bool wait_thread_ended(std::chrono::milliseconds limit);
 
 private:
   struct queued {
@@ -163,6 +170,7 @@ private:
     std::size_t end; // offset in the buffer just past this record
   };
   void run();
+  void start_thread(); // with mutex_ held
   std::uint64_t fail_shards(std::vector<queued>& round, const std::string& why);
 
   options options_;
@@ -178,6 +186,7 @@ private:
   std::uint64_t written_lsn_ = 0;   // everything up to this is done (stored or failed)
   std::uint64_t failed_flushes_ = 0; // bumped on every failed write
   bool stopping_ = false;
+  bool running_ = false; // the thread is in run() (it ends when idle)
   bool broken_ = false; // a failed write could not be cut back: nothing more is taken
   std::string broken_reason_;
   std::uint64_t failing_since_ = 0; // the failure count when the current run of failures began

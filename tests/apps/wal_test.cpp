@@ -224,3 +224,27 @@ TEST_CASE("a full queue holds writers until the log thread takes it, and loses n
   CHECK(log.stats().records == 1000);
   CHECK(recover_store(data, 128, false).data.size() == 1000);
 }
+
+TEST_CASE("an idle log holds no thread: it ends after idle_exit and the next append starts one") {
+  test_support::temp_dir dir;
+  const std::string data = dir.file("store.json");
+  groved::write_ahead_log::options o;
+  o.directory = groved::wal_directory(data);
+  o.mode = groved::durability::batch; // a pending sync keeps the thread until it is done
+  o.batch_interval = std::chrono::milliseconds(5);
+  o.idle_exit = std::chrono::milliseconds(10);
+  groved::write_ahead_log log(o, quiet());
+  auto ended = [&] { return log.wait_thread_ended(std::chrono::seconds(10)); };
+  const json one = 1;
+  for (int round = 0; round < 3; ++round) {
+    REQUIRE(ended());
+    CHECK(log.append(0, grove::pid{}, "k" + std::to_string(round), &one) != 0);
+    CHECK(log.thread_running());
+    CHECK(log.flush());
+  }
+  REQUIRE(ended());
+  // The batch was synced before the thread ended, and every record is there.
+  CHECK(log.stats().syncs >= 1);
+  CHECK(log.stats().records == 3);
+  CHECK(recover_store(data, 128, false).data == json{{"k0", 1}, {"k1", 1}, {"k2", 1}});
+}
