@@ -305,8 +305,7 @@ write_ahead_log::write_ahead_log(options o, logger log)
   fd_ = create_log(options_.directory, generation_);
   good_size_ = header_size;
   last_sync_ = std::chrono::steady_clock::now();
-  std::lock_guard lock(mutex_);
-  start_thread();
+  // The thread starts with the first append (a tenant that never writes holds none).
 }
 
 void write_ahead_log::start_thread() {

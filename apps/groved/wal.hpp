@@ -116,8 +116,9 @@ public:
     std::size_t shards = 1;
     /// Appends wait (a write stall) while this much is queued and not yet written.
     std::size_t max_queued_bytes = 64u << 20;
-    /// The log's thread ends after this long without work, and the next
-    /// append starts it again: an idle tenant's log holds no thread.
+    /// The log's thread starts with the first append, ends after this long
+    /// without work, and the next append starts it again: an idle tenant's
+    /// log holds no thread.
     std::chrono::milliseconds idle_exit{2000};
   };
 

@@ -236,6 +236,8 @@ TEST_CASE("an idle log holds no thread: it ends after idle_exit and the next app
   groved::write_ahead_log log(o, quiet());
   auto ended = [&] { return log.wait_thread_ended(std::chrono::seconds(10)); };
   const json one = 1;
+  CHECK_FALSE(log.thread_running()); // nothing appended yet
+  CHECK(log.flush());
   for (int round = 0; round < 3; ++round) {
     REQUIRE(ended());
     CHECK(log.append(0, grove::pid{}, "k" + std::to_string(round), &one) != 0);
