@@ -1,6 +1,7 @@
 #include "tenants.hpp"
 
 #include "snapshot.hpp"
+#include "tree.hpp"
 
 #include <grove/core/process.hpp>
 #include <grove/registry/supervised.hpp>
@@ -16,7 +17,10 @@ namespace {
 std::size_t limit_field(const json& config, const char* field, std::size_t fallback, std::size_t most) {
   auto it = config.find(field);
   if (it == config.end()) return fallback;
-  if (!it->is_number_unsigned() || it->get<std::uint64_t>() < 1 || it->get<std::uint64_t>() > most) {
+  // Any integer JSON holds (a parsed 7 is unsigned, one built in C++ signed).
+  const bool in_range = it->is_number_integer() && it->get<std::int64_t>() >= 1 &&
+                        static_cast<std::uint64_t>(it->get<std::int64_t>()) <= most;
+  if (!in_range) {
     throw bad_request{"bad_request",
                       std::string("config.") + field + ": expected an integer from 1 to " + std::to_string(most)};
   }
@@ -377,13 +381,6 @@ std::shared_ptr<tenant_manager_t> make_tenant_manager(const std::shared_ptr<serv
   return m;
 }
 
-grove::child_spec tenants_child(std::shared_ptr<tenant_manager_t> manager, std::shared_ptr<service_state> state) {
-  grove::child_spec spec = manager->child_spec("tenants");
-  grove::child_start inner = spec.start;
-  spec.start = [inner, manager, state](grove::node& n) { return start_tenants(inner, manager, state, n); };
-  return spec;
-}
-
 grove::awaitable<bool> snapshot_tenants(std::shared_ptr<service_state> state) {
   bool all = true;
   if (!state->tenants) co_return all;
@@ -402,6 +399,62 @@ grove::awaitable<bool> snapshot_tenants(std::shared_ptr<service_state> state) {
     all = all && written;
   }
   co_return all;
+}
+
+// --- the part -------------------------------------------------------------------
+
+namespace {
+
+struct snapshot_tick {};
+
+// Writes every tenant's snapshot each snapshot_interval_ms.
+class snapshot_timer : public grove::gen_server {
+public:
+  snapshot_timer(std::shared_ptr<service_state> state, std::chrono::milliseconds every)
+      : state_(std::move(state)), every_(every) {}
+
+  void init() {
+    this_process().set_label("groved snapshot timer");
+    grove::send_after(self(), every_, snapshot_tick{});
+  }
+  grove::awaitable<void> handle_info(grove::message m) {
+    if (!m.get_if<snapshot_tick>()) co_return;
+    co_await snapshot_tenants(state_);
+    grove::send_after(self(), every_, snapshot_tick{});
+  }
+
+private:
+  std::shared_ptr<service_state> state_;
+  std::chrono::milliseconds every_;
+};
+
+} // namespace
+
+part tenants_part(const config& c, const std::shared_ptr<service_state>& state) {
+  std::shared_ptr<tenant_manager_t> manager = make_tenant_manager(state);
+  grove::child_spec subtree = manager->child_spec("manager");
+  grove::child_start inner = subtree.start;
+  subtree.start = [inner, manager, state](grove::node& n) { return start_tenants(inner, manager, state, n); };
+  std::vector<grove::child_spec> children{std::move(subtree)};
+  const bool persisted = !c.data_path.empty();
+  if (persisted && c.snapshot_interval.count() > 0) {
+    children.push_back(grove::child_spec{
+        .id = "snapshots", .start = grove::child_start::server<snapshot_timer>(grove::start_options{}, state, c.snapshot_interval)});
+  }
+  grove::supervisor_options o;
+  o.strategy = grove::restart_strategy::rest_for_one;
+  o.max_restarts = 5;
+  o.report = [log = state->log](const grove::supervisor_report& r) {
+    log.log(log_level::error, "supervisor_report",
+            {{"context", r.context}, {"child", r.child_id}, {"reason", r.reason.to_string()}});
+  };
+  part p;
+  p.name = "tenants";
+  p.child = grove::supervisor_child("tenants", std::move(children), o);
+  if (persisted) {
+    p.persist = [state]() -> grove::awaitable<bool> { return snapshot_tenants(state); };
+  }
+  return p;
 }
 
 // --- the tenant.* ops (a session's) -------------------------------------------------

@@ -70,13 +70,11 @@ private:
 
 using tenant_manager_t = grove::tenant_manager<store_tenant>;
 
-/// The manager of groved's tenants, set in `state` (state->tenants).
+/// The manager of groved's tenants, set in `state` (state->tenants). The
+/// tenants part (tree.hpp) runs it, and installs the default tenant if it is
+/// missing once it is up (a default store that cannot be read fails the
+/// start, naming the file).
 std::shared_ptr<tenant_manager_t> make_tenant_manager(const std::shared_ptr<service_state>& state);
-
-/// The manager's subtree as the tree's first child: once it is up, the
-/// default tenant is installed if missing and its store is open (a store
-/// that cannot be read fails the start, naming the file).
-grove::child_spec tenants_child(std::shared_ptr<tenant_manager_t> manager, std::shared_ptr<service_state> state);
 
 /// Writes every running tenant's snapshot; false if one failed (logged).
 grove::awaitable<bool> snapshot_tenants(std::shared_ptr<service_state> state);

@@ -385,6 +385,7 @@ struct rig {
   groved::logger log{groved::log_level::error, groved::log_format::logfmt};
   grove::local_registry names{node};
   std::shared_ptr<groved::service_state> state;
+  std::vector<groved::part> parts;
   grove::supervisor top;
   grove::erps::daemon daemon;
 
@@ -403,7 +404,8 @@ struct rig {
     state = std::make_shared<groved::service_state>(names, settings, log, settings.shards);
     grove::supervisor_options o;
     o.strategy = grove::restart_strategy::rest_for_one;
-    top = node.block_on(grove::supervisor::start(node, groved::tree(settings, names, state, node.size(), log), o));
+    parts = groved::tree(settings, state, nullptr);
+    top = node.block_on(grove::supervisor::start(node, groved::child_specs(parts), o));
     daemon = state->daemons()[groved::tcp_slot];
     require(static_cast<bool>(daemon), "groved's tcp daemon did not start");
   }
