@@ -202,6 +202,11 @@ const std::vector<option>& options() {
                    }
                    c.default_tenant = std::move(id);
                  }});
+    t.push_back({"tenants.max", kind::integer,
+                 "most tenants at once, the default one included; a tenant.install beyond fails with "
+                 "too_many_tenants; 0: no limit",
+                 [](const config& c) { return json(c.max_tenants); },
+                 [](config& c, const json& v) { c.max_tenants = to_uint("tenants.max", v, 0, 1'000'000); }});
     t.push_back({"max_keys", kind::integer,
                  "keys a tenant's store holds at most (a tenant's config may set its own); a put of a new key beyond "
                  "fails with store_full",
@@ -222,8 +227,9 @@ const std::vector<option>& options() {
                  [](const config& c) { return json(c.access_refresh.count()); },
                  [](config& c, const json& v) { c.access_refresh = to_ms("access.refresh_ms", v, 100, one_day_ms); }});
     t.push_back({"data_path", kind::text,
-                 "snapshot file, with its write-ahead log in PATH.wal/: loaded on start, every write logged, "
-                 "the snapshot rewritten every snapshot_interval_ms and on graceful stop; empty: keep nothing",
+                 "the default tenant's snapshot file, with its write-ahead log in PATH.wal/: loaded on start, every write "
+                 "logged, the snapshot rewritten every snapshot_interval_ms and on graceful stop; the tenant records go "
+                 "to PATH.tenants.db, other tenants' data under PATH.tenants/; empty: keep nothing",
                  [](const config& c) { return json(c.data_path); },
                  [](config& c, const json& v) { c.data_path = to_text("data_path", v, true); }});
     t.push_back({"durability", kind::choice,

@@ -51,6 +51,7 @@ struct config {
   std::size_t max_key_bytes = 1024;
   std::size_t max_subscriptions = 1024;
   std::string default_tenant = "default"; // tenants.default
+  std::size_t max_tenants = 0;             // tenants.max; 0: no limit
   std::string access_policy;                        // file or http(s):// URL; empty: no policy (access.hpp)
   std::chrono::milliseconds access_refresh{30'000}; // and on SIGHUP
   std::string data_path; // empty: nothing is persisted

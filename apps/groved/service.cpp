@@ -91,7 +91,7 @@ service_state::service_state(grove::registry& r, const config& c, logger l, std:
     : registry(&r), defaults{c.max_keys, c.max_key_bytes, c.max_subscriptions, default_shards},
       max_reply_bytes(c.max_payload / 2), chaos_ops(c.debug_chaos_ops), log(l), data_path(c.data_path),
       max_depth(c.max_depth), durability(c.durability), durability_interval(c.durability_interval),
-      default_tenant(c.default_tenant) {}
+      default_tenant(c.default_tenant), max_tenants(c.max_tenants) {}
 
 std::string service_state::store_path(const std::string& tenant) const {
   if (data_path.empty()) return {};

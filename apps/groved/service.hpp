@@ -141,6 +141,7 @@ struct service_state {
   std::string durability;
   std::chrono::milliseconds durability_interval;
   std::string default_tenant;  // tenants.default
+  std::size_t max_tenants;     // tenants.max; 0: no limit
   // The access policy (access.policy), owned by main and outliving the
   // tree; null: every client is served with every op, in the default tenant.
   const grove::remote_term<access_policy>* access = nullptr;

@@ -375,6 +375,7 @@ grove::awaitable<void> store_tenant::terminate(const grove::exit_reason&) { co_a
 std::shared_ptr<tenant_manager_t> make_tenant_manager(const std::shared_ptr<service_state>& state) {
   grove::tenant_manager_options o;
   o.store_file = state->tenants_file(); // empty: in memory
+  if (state->max_tenants > 0) o.max_tenants = state->max_tenants;
   o.name = "groved";
   auto m = std::make_shared<tenant_manager_t>(std::move(o), state);
   state->tenants = m.get();

@@ -1161,12 +1161,13 @@ TEST_CASE("tenants: a client of tenant A never reads, writes, hears of or counts
   CHECK(d->stop() == 0);
 }
 
-TEST_CASE("tenants without an access policy: every client works in tenants.default, and may manage tenants") {
-  groved d({"--tenants.default=dev"});
+TEST_CASE("tenants without an access policy: every client works in tenants.default, and may manage tenants up to tenants.max") {
+  groved d({"--tenants.default=dev", "--tenants.max=2"});
   CHECK(script(d.tcp(), {call({{"op", "put"}, {"key", "k"}, {"value", 1}}, {{"ok", true}}),
                          call({{"op", "stats"}}, {{"tenant", "dev"}, {"keys", 1}, {"daemon", {{"tenants", 1}}}}),
                          call({{"op", "tenant.install"}, {"tenant", "t1"}, {"config", {{"shards", 3}}}},
                               {{"tenant", {{"id", "t1"}, {"state", "running"}}}}),
+                         call({{"op", "tenant.install"}, {"tenant", "t2"}}, {{"error", {{"code", "too_many_tenants"}}}}),
                          call({{"op", "tenant.update"}, {"tenant", "t1"}, {"config", {{"shards", 4}}}},
                               {{"error", {{"code", "tenant_failed"}}}}),
                          call({{"op", "tenant.update"}, {"tenant", "t1"}, {"config", {{"shards", 3}, {"max_keys", 9}}}},
