@@ -136,6 +136,9 @@ TEST_CASE("http: a 200 is loaded, then a conditional GET answered 304 is not mod
 TEST_CASE("http: Last-Modified alone drives If-Modified-Since; no validator at all compares the bytes") {
   http_server server;
   server.put("a.json", R"({"v": 1})");
+  // Modified a minute before the responses' Date: a strong validator.
+  std::filesystem::last_write_time(server.files.file("a.json"),
+                                   std::filesystem::file_time_type::clock::now() - std::chrono::minutes(1));
   grove::node n{{.threads = 2}};
   const auto lm = run(n, options_for(grove::http_fetcher({.url = server.url("/files/a.json?validators=lm")})), 2);
   CHECK(lm.outcomes[0].status == grove::term_status::updated);
@@ -153,6 +156,32 @@ TEST_CASE("http: Last-Modified alone drives If-Modified-Since; no validator at a
   CHECK(seen[1]["if_none_match"].is_null());
   CHECK(seen[3]["if_modified_since"].is_null()); // nothing to be conditional on
   CHECK(seen[3]["if_none_match"].is_null());
+}
+
+TEST_CASE("http: a Last-Modified not a second before the response's Date is weak: an edit within that second is seen") {
+  http_server server;
+  server.put("a.json", R"({"v": 1})");
+  // Dated after the response (a clock ahead, or an edit in the second being
+  // served): the next edit may keep this Last-Modified.
+  const auto stamp = std::filesystem::file_time_type::clock::now() + std::chrono::seconds(30);
+  std::filesystem::last_write_time(server.files.file("a.json"), stamp);
+  grove::node n{{.threads = 2}};
+  const auto r = run(n, options_for(grove::http_fetcher({.url = server.url("/files/a.json?validators=lm")})), 3, [&](int i) {
+    if (i != 1) return;
+    server.put("a.json", R"({"v": 2})");
+    std::filesystem::last_write_time(server.files.file("a.json"), stamp); // the same second
+  });
+  REQUIRE(r.outcomes.size() == 3);
+  CHECK(r.outcomes[0].status == grove::term_status::updated);
+  CHECK(r.outcomes[0].version.starts_with("sha256:")); // not the Last-Modified
+  CHECK(r.outcomes[1].status == grove::term_status::updated); // an If-Modified-Since would have got a 304
+  CHECK(r.outcomes[2].status == grove::term_status::not_modified); // the same bytes again
+  REQUIRE(r.value);
+  CHECK((*r.value)["v"] == 2);
+  const json seen = requests_seen(n, server);
+  REQUIRE(seen.size() == 3);
+  CHECK(seen[1]["if_modified_since"].is_null());
+  CHECK(seen[2]["if_modified_since"].is_null());
 }
 
 TEST_CASE("http: a 404 fails naming the status and stores nothing; an S3-style error names its code") {

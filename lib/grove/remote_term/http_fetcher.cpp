@@ -145,9 +145,31 @@ std::string ms_text(duration d) {
 struct response {
   unsigned status = 0;
   std::string reason{};
-  std::string etag{}, last_modified{}, cache_control{}, age{}, location{}, content_encoding{};
+  std::string etag{}, last_modified{}, date{}, cache_control{}, age{}, location{}, content_encoding{};
   std::string body{};
 };
+
+/// An HTTP date (IMF-fixdate, RFC 7231 7.1.1.1: "Sun, 06 Nov 1994 08:49:37
+/// GMT") as seconds since the epoch; nullopt for any other text.
+std::optional<std::int64_t> http_date_seconds(const std::string& text) {
+  std::tm t{};
+  const char* end = ::strptime(text.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &t);
+  if (end == nullptr || *end != '\0') return std::nullopt;
+  return static_cast<std::int64_t>(::timegm(&t));
+}
+
+/// RFC 7232 2.2.2: a Last-Modified is a strong validator only when the
+/// response's Date is at least one second after it. Otherwise the
+/// representation may change again within that second and keep its
+/// Last-Modified, and an If-Modified-Since would be answered 304 for it.
+/// Without a Date (or with one that does not parse), the server is taken
+/// at its word.
+bool last_modified_is_strong(const response& r) {
+  const std::optional<std::int64_t> modified = http_date_seconds(r.last_modified);
+  const std::optional<std::int64_t> date = http_date_seconds(r.date);
+  if (!modified || !date) return true;
+  return *date - *modified >= 1;
+}
 
 /// What the fetcher sends beside the GET line.
 struct request_headers {
@@ -237,9 +259,12 @@ public:
       }
       if (!r.etag.empty()) {
         out.version = r.etag;
-      } else if (!r.last_modified.empty()) {
+      } else if (!r.last_modified.empty() && last_modified_is_strong(r)) {
         out.version = std::string(last_modified_prefix) + r.last_modified;
       } else {
+        // No validator, or a Last-Modified too close to the response to
+        // trust: the next GET is unconditional, and the same bytes again
+        // are not a change.
         out.version = "sha256:" + detail::sha256_hex(r.body);
       }
       if (out.version == known_version) {
@@ -454,6 +479,7 @@ private:
     r.reason = std::string(h.reason());
     r.etag = std::string(h[http::field::etag]);
     r.last_modified = std::string(h[http::field::last_modified]);
+    r.date = std::string(h[http::field::date]);
     r.cache_control = std::string(h[http::field::cache_control]);
     r.age = std::string(h[http::field::age]);
     r.location = std::string(h[http::field::location]);
