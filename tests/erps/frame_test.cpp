@@ -89,15 +89,15 @@ TEST_CASE("a stream split at every byte decodes to the same frames") {
 }
 
 TEST_CASE("a length above the maximum fails from the header, before the payload is buffered") {
-  frame_decoder d(1024);
-  std::string header = frame_writer{}.frame(frame_type::call, std::string(2048, 'x')).substr(0, header_size);
+  frame_decoder d(32 * 1024);
+  std::string header = frame_writer{}.frame(frame_type::call, std::string(64 * 1024, 'x')).substr(0, header_size);
   d.feed(header);
   CHECK_FALSE(d.next());
   CHECK(d.failed());
   CHECK(d.error() == decode_error::too_large);
-  CHECK(d.error_text() == "payload length 2048 is above the maximum of 1024 bytes");
-  // Nothing the size of the claimed payload was allocated.
-  CHECK(d.capacity() < 2048);
+  CHECK(d.error_text() == "payload length 65536 is above the maximum of 32768 bytes");
+  // Nothing the size of the claimed payload was allocated (at most a pooled read buffer).
+  CHECK(d.capacity() <= 16 * 1024);
   CHECK(d.missing() == 0);
 }
 
@@ -166,6 +166,48 @@ TEST_CASE("the decoder gives back a large buffer once the large frame is consume
   CHECK(d.capacity() >= (1u << 20));
   d.prepare();
   CHECK(d.capacity() <= 64 * 1024);
+}
+
+TEST_CASE("between frames the decoder can hand its buffer back; the next read takes one from the thread's pool") {
+  const std::string f = frame_writer{}.frame(frame_type::cast, std::string(100, 'p'));
+  frame_decoder d;
+  // Half a frame buffered (read as a reader reads: into a 16 KiB buffer): release() keeps it.
+  auto first = d.prepare();
+  REQUIRE(first.size() >= 16 * 1024);
+  std::memcpy(first.data(), f.data(), 40);
+  d.commit(40);
+  d.release();
+  CHECK(d.capacity() >= 16 * 1024);
+  CHECK(d.buffered() == 40);
+  d.feed(f.substr(40));
+  auto got = d.next();
+  REQUIRE(got);
+  CHECK(got.payload == std::string(100, 'p'));
+  // Nothing buffered: the buffer goes back, and an idle decoder holds none.
+  d.release();
+  CHECK(d.capacity() == 0);
+  d.release(); // again: nothing to give
+  CHECK(d.capacity() == 0);
+  // The next read gets the pooled one (the same storage), and decoding goes on.
+  auto space = d.prepare();
+  CHECK(space.size() == 16 * 1024);
+  std::memcpy(space.data(), f.data(), f.size());
+  d.commit(f.size());
+  got = d.next();
+  REQUIRE(got);
+  CHECK(got.payload == std::string(100, 'p'));
+  // Another decoder on this thread reuses a released buffer rather than allocating.
+  d.release();
+  frame_decoder other;
+  const char* pooled = d.prepare().data(); // takes it back
+  d.release();
+  CHECK(other.prepare().data() == pooled);
+  // A large frame's buffer is not pooled: it is freed.
+  frame_decoder big;
+  big.feed(frame_writer{}.frame(frame_type::cast, std::string(100 * 1024, 'z')));
+  REQUIRE(big.next());
+  big.release();
+  CHECK(big.capacity() == 0);
 }
 
 TEST_CASE("protocol versions parse and compare; bad ones name the expected form") {

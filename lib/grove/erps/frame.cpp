@@ -306,7 +306,46 @@ std::string_view to_string(decode_error e) noexcept {
 
 frame_decoder::frame_decoder(std::uint32_t max_payload) : max_payload_(max_payload) {}
 
+namespace {
+
+// Read buffers of the usual size, kept per thread for the connections that
+// run on it: a connection gives its buffer back while it waits for its next
+// frame (release()) and takes one when bytes arrive. Bounded, so a burst of
+// many connections going idle at once does not stay allocated.
+constexpr std::size_t pooled_size = 16 * 1024;
+constexpr std::size_t pool_capacity = 64;
+
+std::vector<std::vector<char>>& read_buffer_pool() {
+  thread_local std::vector<std::vector<char>> pool;
+  return pool;
+}
+
+} // namespace
+
+void frame_decoder::release() noexcept {
+  if (begin_ != end_ || buffer_.empty()) return;
+  begin_ = end_ = 0;
+  auto& pool = read_buffer_pool();
+  if (buffer_.size() == pooled_size && pool.size() < pool_capacity) {
+    try {
+      pool.push_back(std::move(buffer_));
+    } catch (...) {
+      // No room to keep it: it is freed below.
+    }
+  }
+  std::vector<char>().swap(buffer_);
+}
+
 std::span<char> frame_decoder::prepare(std::size_t at_least) {
+  if (buffer_.empty() && at_least <= pooled_size) {
+    // A pooled buffer if there is one; else what is asked for, below (a
+    // reader asks for the pooled size, and gives that back).
+    auto& pool = read_buffer_pool();
+    if (!pool.empty()) {
+      buffer_ = std::move(pool.back());
+      pool.pop_back();
+    }
+  }
   // After a large frame the buffer would stay large for the connection's
   // whole life; give it back once nothing is buffered.
   constexpr std::size_t keep = 64 * 1024;

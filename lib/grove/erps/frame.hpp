@@ -178,6 +178,11 @@ public:
   /// The buffer's capacity now (it never grows past a header plus the
   /// largest frame seen, and shrinks back after a large one).
   std::size_t capacity() const noexcept { return buffer_.size(); }
+  /// When nothing is buffered, hands the buffer back to this thread's pool
+  /// of read buffers (a connection waiting for its next frame then holds
+  /// none); the next prepare() takes one from the pool, or allocates. No-op
+  /// while bytes are buffered.
+  void release() noexcept;
 
 private:
   void fail(decode_error e, std::string text);

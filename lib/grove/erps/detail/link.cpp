@@ -51,11 +51,51 @@ std::string seconds_text(duration d) {
   return std::to_string(ms) + " ms";
 }
 
-using tcp_transport = stream_transport<asio::ip::tcp::socket>;
+// Plain TCP. A read that did not fill its buffer most likely drained the
+// kernel's: an async_read_some then would first try a recv that fails with
+// EAGAIN, then wait. So after a short read the link waits for readability
+// (wait_readable, holding no read buffer meanwhile) and the read after it
+// is made at once, without blocking (the socket is in non-blocking mode).
+class tcp_transport final : public stream_transport<asio::ip::tcp::socket> {
+public:
+  explicit tcp_transport(asio::ip::tcp::socket socket) : stream_transport(std::move(socket)) {
+    boost::system::error_code ignored;
+    stream_.non_blocking(true, ignored);
+  }
+
+  bool read_would_wait() const noexcept override { return drained_; }
+
+  asio::awaitable<void> wait_readable() override {
+    auto [error] = co_await stream_.async_wait(asio::socket_base::wait_read, use_tuple);
+    readable_ = !error;
+  }
+
+  asio::awaitable<std::pair<boost::system::error_code, std::size_t>> read_some(asio::mutable_buffer into) override {
+    if (readable_) {
+      readable_ = false;
+      boost::system::error_code error;
+      const std::size_t n = stream_.read_some(into, error);
+      if (error != asio::error::would_block && error != asio::error::try_again) {
+        drained_ = !error && n < into.size();
+        co_return std::pair{error, n};
+      }
+      // Woken for nothing: wait as usual.
+    }
+    auto [error, n] = co_await stream_.async_read_some(into, use_tuple);
+    drained_ = !error && n < into.size();
+    co_return std::pair{error, n};
+  }
+
+private:
+  bool drained_ = false;  // the last read did not fill its buffer
+  bool readable_ = false; // wait_readable() just said bytes are there
+};
 
 } // namespace
 
 asio::awaitable<boost::system::error_code> transport::handshake() { co_return boost::system::error_code{}; }
+
+asio::awaitable<void> transport::wait_readable() { co_return; }
 
 std::string describe(const boost::system::error_code& error) {
   std::string text = error.message();
@@ -317,6 +357,12 @@ asio::awaitable<void> link::read_loop(std::shared_ptr<link> self) {
     if (self->reading_paused()) {
       co_await wait(self->reader_wake_);
       continue;
+    }
+    if (self->transport_->read_would_wait()) {
+      // Between frames, an idle connection holds no read buffer.
+      if (!self->decoder_.in_frame()) self->decoder_.release();
+      co_await self->transport_->wait_readable();
+      if (self->closed_) co_return;
     }
     auto space = self->decoder_.prepare(std::max<std::size_t>(16 * 1024, self->decoder_.missing()));
     auto [error, n] = co_await self->transport_->read_some(asio::buffer(space.data(), space.size()));

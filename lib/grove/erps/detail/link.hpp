@@ -47,6 +47,13 @@ public:
   /// TLS: the handshake (the error says why it failed). TCP: nothing.
   virtual asio::awaitable<boost::system::error_code> handshake();
   virtual asio::awaitable<std::pair<boost::system::error_code, std::size_t>> read_some(asio::mutable_buffer into) = 0;
+  /// Plain TCP: true when the next read would most likely find nothing
+  /// (the last one did not fill its buffer). A reader then waits with
+  /// wait_readable() first, holding no buffer meanwhile.
+  virtual bool read_would_wait() const noexcept { return false; }
+  /// Returns when a read would find bytes (or the connection failed; the
+  /// next read_some says how). The read_some after it reads at once.
+  virtual asio::awaitable<void> wait_readable();
   virtual asio::awaitable<std::pair<boost::system::error_code, std::size_t>> write(asio::const_buffer bytes) = 0;
   /// Cancels pending operations; they complete with an error.
   virtual void close() noexcept = 0;
