@@ -80,6 +80,10 @@ void apply_policy(ssl::context& ctx, const tls_policy& p) {
                   ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 | ssl::context::single_dh_use |
                   ssl::context::no_compression);
   SSL_CTX_set_options(native, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+  // OpenSSL frees a connection's record buffers while it has nothing to
+  // read or write (an idle connection then holds none) and takes them again
+  // for the next record.
+  SSL_CTX_set_mode(native, SSL_MODE_RELEASE_BUFFERS);
   SSL_CTX_set_min_proto_version(native, p.min_version == tls_version::tls1_3 ? TLS1_3_VERSION : TLS1_2_VERSION);
   const std::string& list = p.tls12_ciphers.empty() ? std::string(default_tls12_ciphers) : p.tls12_ciphers;
   if (SSL_CTX_set_cipher_list(native, list.c_str()) != 1) {
