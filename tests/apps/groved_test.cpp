@@ -681,6 +681,7 @@ TEST_CASE("the admin endpoint serves groved's metrics, health and readiness; pro
   CHECK(text.find("\"id\":\"tenants\"") != std::string::npos);
   CHECK(text.find("\"id\":\"snapshots\"") != std::string::npos);
   CHECK(text.find("\"label\":\"groved admin endpoint\"") != std::string::npos);
+  CHECK(text.find("\"label\":\"tenant manager groved\"") != std::string::npos);
   CHECK(text.find("\"label\":\"groved tenant default\"") != std::string::npos);
   CHECK(text.find("\"id\":\"shard-0\"") != std::string::npos);
   CHECK(text.find("\"label\":\"groved store default shard 0\"") != std::string::npos);

@@ -196,6 +196,7 @@ public:
 
   void init() {
     state_->set_pid(self());
+    this_process().set_label("remote term " + state_->config.name);
     if (telemetry::metric_registry* r = this_process().node().metrics()) {
       metrics_.emplace(*r, std::to_string(this_process().node().id()), state_);
     }

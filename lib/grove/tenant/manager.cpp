@@ -164,6 +164,7 @@ struct relay_body {
   std::shared_ptr<tenant_manager_shared> shared;
 
   awaitable<void> operator()(process& self) {
+    self.set_label("tenant events " + shared->options.name);
     std::deque<tenant_event> queue;
     std::vector<std::uint64_t> delivered;
     backoff_policy backoff = shared->options.sink_backoff;
@@ -418,6 +419,7 @@ void manager_server::count(const std::vector<tenant_event>& events) const {
 
 awaitable<void> manager_server::init() {
   shared_->set(&tenant_manager_shared::manager, self());
+  this_process().set_label("tenant manager " + shared_->options.name);
   if (telemetry::metric_registry* r = this_process().node().metrics(); r && !shared_->events_family) {
     node_label_ = std::to_string(this_process().node().id());
     shared_->events_family = &r->part<tenant_families>().events;
