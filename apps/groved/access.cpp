@@ -85,7 +85,7 @@ access_policy parse_access_policy(std::string_view bytes) {
 std::optional<access_match> match(const access_policy& p, const std::vector<std::string>& identities) {
   for (const std::string& id : identities) {
     if (auto it = p.identities.find(id); it != p.identities.end()) {
-      return access_match{it->second.granted, id, it->second.tenant};
+      return access_match{it->second.granted, it->first, it->second.tenant};
     }
   }
   return std::nullopt;

@@ -63,12 +63,14 @@ public:
 /// (the field, and the expected form).
 access_policy parse_access_policy(std::string_view bytes);
 
-/// The role of the first identity the policy names, and that identity;
-/// nullopt when it names none.
+/// The role of the first identity the policy names, that identity and its
+/// tenant; nullopt when it names none. The views point into the policy
+/// (checked on every request: nothing is copied), so they are valid while
+/// the caller holds it.
 struct access_match {
   role granted;
-  std::string identity;
-  std::string tenant; // empty: tenants.default
+  std::string_view identity;
+  std::string_view tenant; // empty: tenants.default
 };
 std::optional<access_match> match(const access_policy& p, const std::vector<std::string>& identities);
 

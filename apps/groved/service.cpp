@@ -458,6 +458,14 @@ void session::refuse(std::string code, std::string why) {
   throw bad_request{std::move(code), std::move(why)};
 }
 
+std::string session::identity_list() const {
+  std::string names;
+  for (const auto& id : identities_) names += (names.empty() ? "" : ", ") + id;
+  return names;
+}
+
+// On every request: one lock-free read of the policy and one lookup per
+// identity; nothing is copied unless the client is refused.
 void session::check_access(std::string_view op) {
   if (!state_->access) {
     role_ = role::admin;
@@ -465,21 +473,20 @@ void session::check_access(std::string_view op) {
     return;
   }
   identify();
-  const auto policy = state_->access->get();
+  const auto policy = state_->access->get(); // holds what m points into
   std::optional<access_match> m = policy ? match(*policy, identities_) : std::nullopt;
-  std::string names;
-  for (const auto& id : identities_) names += (names.empty() ? "" : ", ") + id;
-  if (!m) refuse("forbidden", "this client (" + names + ") is not in groved's access policy");
+  if (!m) refuse("forbidden", "this client (" + identity_list() + ") is not in groved's access policy");
   role_ = m->granted;
-  std::string tenant = m->tenant.empty() ? state_->default_tenant : m->tenant;
-  if (!tenant_.empty() && tenant != tenant_) {
-    refuse("forbidden", "the access policy moved " + m->identity + " from tenant '" + tenant_ + "' to '" + tenant +
-                            "'; connect again");
+  const std::string_view tenant = m->tenant.empty() ? std::string_view(state_->default_tenant) : m->tenant;
+  if (tenant_.empty()) {
+    tenant_ = tenant;
+  } else if (tenant != tenant_) {
+    refuse("forbidden", "the access policy moved " + std::string(m->identity) + " from tenant '" + tenant_ + "' to '" +
+                            std::string(tenant) + "'; connect again");
   }
-  tenant_ = std::move(tenant);
   if (const role needed = required_role(op); m->granted < needed) {
     throw bad_request{"forbidden", "op '" + std::string(op) + "' needs role " + std::string(to_string(needed)) + "; " +
-                                       m->identity + " has role " + std::string(to_string(m->granted))};
+                                       std::string(m->identity) + " has role " + std::string(to_string(m->granted))};
   }
 }
 
@@ -491,9 +498,7 @@ store& session::tenant_store() {
   if (state_->tenants) record = state_->tenants->fetch(tenant_);
   if (!record) {
     identify();
-    std::string names;
-    for (const auto& id : identities_) names += (names.empty() ? "" : ", ") + id;
-    refuse("no_tenant", "tenant '" + tenant_ + "' (of " + names + ") is not installed");
+    refuse("no_tenant", "tenant '" + tenant_ + "' (of " + identity_list() + ") is not installed");
   }
   std::string why = "tenant '" + tenant_ + "' is not running (" + std::string(grove::to_string(record->state));
   if (!record->last_error.empty()) why += ": " + record->last_error;
@@ -552,7 +557,8 @@ void session::handle_info(grove::message m) {
   const auto policy = state_->access->get();
   if (!policy) return;
   const std::optional<access_match> now = match(*policy, identities_);
-  const bool moved = now && !tenant_.empty() && (now->tenant.empty() ? state_->default_tenant : now->tenant) != tenant_;
+  const bool moved =
+      now && !tenant_.empty() && (now->tenant.empty() ? std::string_view(state_->default_tenant) : now->tenant) != tenant_;
   if (!now || moved) {
     refused_ = true;
     state_->log.log(log_level::warning, "access_revoked",
@@ -572,14 +578,15 @@ void session::terminate(const grove::exit_reason&) {
 
 grove::awaitable<json> session::serve(json& request, const grove::from<json>& reply, bool& forwarded) {
   try {
-    check_access("ping"); // who the client is (every role may read)
+    // Who the client is, and whether its role may run the op, in one check
+    // before anything else (a client the policy does not name is refused
+    // whatever it sent; a request without an op needs the least role).
+    const auto op_it = request.find("op"); // end() for anything but an object
+    const bool has_op = op_it != request.end() && op_it->is_string();
+    check_access(has_op ? std::string_view(op_it->get_ref<const std::string&>()) : std::string_view("ping"));
     if (!request.is_object()) throw bad_request{"bad_request", "a request is a JSON object with an \"op\""};
-    auto op_it = request.find("op");
-    if (op_it == request.end() || !op_it->is_string()) {
-      throw bad_request{"bad_request", "op: expected a string, one of " + std::string(known_ops)};
-    }
+    if (!has_op) throw bad_request{"bad_request", "op: expected a string, one of " + std::string(known_ops)};
     const std::string& op = op_it->get_ref<const std::string&>();
-    if (required_role(op) != role::read) check_access(op);
     std::optional<store_op::kind> kind;
     if (op == "get") kind = store_op::kind::get;
     else if (op == "put") kind = store_op::kind::put;

@@ -292,6 +292,8 @@ private:
   /// throws bad_request "forbidden".
   void check_access(std::string_view op);
   void identify();
+  /// Its identities, comma-separated, for messages.
+  std::string identity_list() const;
   /// The store of this client's tenant; throws bad_request (no_tenant,
   /// unavailable) when it is not installed or not running.
   store& tenant_store();
