@@ -150,7 +150,7 @@ const std::vector<option>& options() {
                    if (s != "json" && s != "etf") bad("codec", "\"json\" or \"etf\"", v);
                    c.codec = s;
                  }});
-    t.push_back({"workers", kind::integer, "worker threads; 0: one per core",
+    t.push_back({"workers", kind::integer, "worker threads; 0: one per CPU groved may use (its affinity mask, lowered to its cgroup CPU quota)",
                  [](const config& c) { return json(c.workers); },
                  [](config& c, const json& v) { c.workers = to_uint("workers", v, 0, 256); }});
     t.push_back({"shards", kind::integer, "store shards (processes) of each tenant, keys spread by hash; 0: one per worker (a tenant's config may set its own at install)",

@@ -36,7 +36,7 @@ struct config {
 
   std::string identifier;
   std::string codec = "json"; // or "etf"
-  std::size_t workers = 0; // 0: one per core
+  std::size_t workers = 0; // 0: grove::available_cpus()
   std::size_t shards = 0;  // 0: one per worker
   std::size_t max_connections = 10'000;
   std::uint32_t max_payload = 16u << 20;

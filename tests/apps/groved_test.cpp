@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <csignal>
+#include <sched.h>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -295,6 +296,23 @@ TEST_CASE("logs are one JSON object per line with ts, level and event") {
   CHECK(plain.wait() == std::optional<int>(0));
   CHECK(plain.err().find("level=info event=ready") != std::string::npos);
   CHECK(plain.err().find("event=stopping signal=SIGINT") != std::string::npos);
+}
+
+TEST_CASE("workers = 0 starts one worker and one shard per CPU groved may use, not per CPU of the machine") {
+  // Pinned to one CPU (taskset, as a container's cpuset does), groved must
+  // not start a worker per core of the machine.
+  const int cpu = sched_getcpu(); // one this process may use: it runs there
+  REQUIRE(cpu >= 0);
+  groved d({"--workers=0", "--shards=0"}, {"taskset", "-c", std::to_string(cpu)});
+  CHECK(d.stop() == 0);
+  bool seen = false;
+  for (const auto& line : json_lines(d.process().err())) {
+    if (line.value("event", "") != "ready") continue;
+    seen = true;
+    CHECK(line.value("workers", json()) == json(1));
+    CHECK(line.value("shards", json()) == json(1));
+  }
+  CHECK(seen);
 }
 
 TEST_CASE("the snapshot survives a restart; a damaged one stops the start") {

@@ -1,4 +1,5 @@
 #include <grove/core/node.hpp>
+#include <grove/core/cpus.hpp>
 
 #include <grove/core/error.hpp>
 #include <grove/core/gen_server.hpp>
@@ -11,6 +12,13 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <optional>
+#include <sched.h>
+#include <unistd.h>
 #include <chrono>
 #include <future>
 #include <set>
@@ -32,12 +40,125 @@ awaitable<void> ignores_everything(grove::process& self) {
 }
 } // namespace
 
-TEST_CASE("node_runs_the_requested_number_of_workers_and_defaults_to_the_cores") {
+TEST_CASE("node_runs_the_requested_number_of_workers_and_defaults_to_the_cpus_it_may_use") {
   grove::node two{{.threads = 2}};
   CHECK(two.size() == 2);
   grove::node dflt;
   CHECK(dflt.size() >= 1);
-  CHECK(dflt.size() == std::max(1u, std::thread::hardware_concurrency()));
+  CHECK(dflt.size() == grove::available_cpus());
+  CHECK(grove::available_cpus() <= std::max(1u, std::thread::hardware_concurrency()));
+}
+
+TEST_CASE("a_node_started_on_a_thread_pinned_to_one_cpu_starts_one_worker") {
+  // As under `taskset -c N`: the affinity mask, not the machine, sets the
+  // default. A thread's mask is inherited by the threads it starts.
+  const int cpu = sched_getcpu(); // one this process may use: it runs there
+  REQUIRE(cpu >= 0);
+  std::size_t cpus = 0, workers = 0;
+  int pinned = -1;
+  std::thread t([&] {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    pinned = sched_setaffinity(0, sizeof one, &one);
+    cpus = grove::available_cpus();
+    grove::node n;
+    workers = n.size();
+  });
+  t.join();
+  REQUIRE(pinned == 0);
+  CHECK(cpus == 1);
+  CHECK(workers == 1);
+}
+
+namespace {
+/// A cgroup file system laid out in a temporary directory, read by the
+/// same code that reads /sys/fs/cgroup.
+struct cgroup_tree {
+  std::filesystem::path root = std::filesystem::temp_directory_path() /
+                               ("grove-cgroup-" + std::to_string(::getpid()) + "-" + std::to_string(counter()++));
+  cgroup_tree() { std::filesystem::create_directories(root); }
+  ~cgroup_tree() { std::filesystem::remove_all(root); }
+  static int& counter() {
+    static int n = 0;
+    return n;
+  }
+  void write(const std::string& rel, const std::string& text) const {
+    const auto p = root / rel;
+    std::filesystem::create_directories(p.parent_path());
+    std::ofstream(p) << text;
+  }
+  std::optional<double> quota(const std::string& proc_self_cgroup, const std::string& mountinfo) const {
+    return grove::detail::cgroup_cpu_quota(proc_self_cgroup, mountinfo, [](const std::string& path) -> std::optional<std::string> {
+      std::ifstream in(path);
+      if (!in) return std::nullopt;
+      return std::string(std::istreambuf_iterator<char>(in), {});
+    });
+  }
+};
+} // namespace
+
+TEST_CASE("cpu_quota_files_are_read_as_cpus_and_unlimited_ones_as_none") {
+  CHECK(grove::detail::parse_cpu_max("max 100000\n") == std::nullopt);
+  CHECK(grove::detail::parse_cpu_max("150000 100000\n") == doctest::Approx(1.5));
+  CHECK(grove::detail::parse_cpu_max("50000 100000") == doctest::Approx(0.5));
+  CHECK(grove::detail::parse_cpu_max("garbage") == std::nullopt);
+  CHECK(grove::detail::parse_cpu_max("") == std::nullopt);
+  CHECK(grove::detail::parse_cfs_quota("-1\n", "100000\n") == std::nullopt);
+  CHECK(grove::detail::parse_cfs_quota("200000\n", "100000\n") == doctest::Approx(2.0));
+  CHECK(grove::detail::parse_cfs_quota("x", "100000") == std::nullopt);
+}
+
+TEST_CASE("a_cgroup_v2_quota_is_the_tightest_along_the_cgroups_ancestors") {
+  cgroup_tree fs;
+  const std::string mp = (fs.root / "unified").string();
+  fs.write("unified/cpu.max", "max 100000\n");
+  fs.write("unified/kubepods/cpu.max", "300000 100000\n");
+  fs.write("unified/kubepods/pod1/cpu.max", "max 100000\n");
+  fs.write("unified/kubepods/pod1/app/cpu.max", "max 100000\n");
+  const std::string mountinfo = "22 1 0:21 / /proc rw - proc proc rw\n"
+                                "30 22 0:26 / " + mp + " rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n";
+  CHECK(fs.quota("0::/kubepods/pod1/app\n", mountinfo) == doctest::Approx(3.0));
+  fs.write("unified/kubepods/pod1/app/cpu.max", "150000 100000\n");
+  CHECK(fs.quota("0::/kubepods/pod1/app\n", mountinfo) == doctest::Approx(1.5));
+  // Unlimited all the way up, and no cgroup2 mount at all.
+  CHECK(fs.quota("0::/\n", mountinfo) == std::nullopt);
+  CHECK(fs.quota("0::/kubepods/pod1/app\n", "22 1 0:21 / /proc rw - proc proc rw\n") == std::nullopt);
+}
+
+TEST_CASE("a_cgroup_v1_quota_is_found_through_the_cpu_controllers_mount") {
+  cgroup_tree fs;
+  const std::string cpu_mp = (fs.root / "cpu,cpuacct").string();
+  const std::string mem_mp = (fs.root / "memory").string();
+  fs.write("cpu,cpuacct/docker/abc/cpu.cfs_quota_us", "250000\n");
+  fs.write("cpu,cpuacct/docker/abc/cpu.cfs_period_us", "100000\n");
+  fs.write("cpu,cpuacct/cpu.cfs_quota_us", "-1\n");
+  fs.write("cpu,cpuacct/cpu.cfs_period_us", "100000\n");
+  fs.write("memory/docker/abc/cpu.cfs_quota_us", "100000\n"); // not the cpu controller: ignored
+  fs.write("memory/docker/abc/cpu.cfs_period_us", "100000\n");
+  const std::string mountinfo =
+      "35 31 0:32 / " + mem_mp + " rw,relatime - cgroup cgroup rw,memory\n"
+      "32 31 0:29 / " + cpu_mp + " rw,relatime - cgroup cgroup rw,cpu,cpuacct\n";
+  const std::string proc_cgroup = "5:memory:/docker/abc\n4:cpu,cpuacct:/docker/abc\n0::/\n";
+  CHECK(fs.quota(proc_cgroup, mountinfo) == doctest::Approx(2.5));
+  // In a container, the mount's root is the container's own cgroup.
+  const std::string ns_mountinfo = "32 31 0:29 /docker/abc " + cpu_mp + "/docker/abc rw - cgroup cgroup rw,cpu,cpuacct\n";
+  CHECK(fs.quota(proc_cgroup, ns_mountinfo) == doctest::Approx(2.5));
+  CHECK(fs.quota("4:cpu,cpuacct:/\n", mountinfo) == std::nullopt);
+}
+
+TEST_CASE("available_cpus_agrees_with_this_machines_mask_and_quota") {
+  // The real files of this machine, through the same code.
+  cpu_set_t mine;
+  CPU_ZERO(&mine);
+  REQUIRE(sched_getaffinity(0, sizeof mine, &mine) == 0);
+  const std::size_t mask = static_cast<std::size_t>(CPU_COUNT(&mine));
+  std::ifstream cg("/proc/self/cgroup"), mi("/proc/self/mountinfo");
+  const std::string cgroup(std::istreambuf_iterator<char>(cg), {}), mountinfo(std::istreambuf_iterator<char>(mi), {});
+  const auto quota = grove::detail::cgroup_cpu_quota(cgroup, mountinfo);
+  std::size_t expected = mask;
+  if (quota) expected = std::min(expected, static_cast<std::size_t>(std::ceil(*quota)));
+  CHECK(grove::available_cpus() == std::max<std::size_t>(expected, 1));
 }
 
 TEST_CASE("two_nodes_live_side_by_side_and_talk_to_each_other") {

@@ -1,5 +1,6 @@
 #include <grove/core/detail/node_metrics.hpp>
 #include <grove/core/detail/runtime.hpp>
+#include <grove/core/cpus.hpp>
 #include <grove/core/error.hpp>
 #include <grove/core/node.hpp>
 
@@ -31,8 +32,7 @@ std::uint32_t draw_creation() {
 
 std::size_t worker_count(const node_options& options) {
   if (options.threads > 0) return options.threads;
-  const unsigned cores = std::thread::hardware_concurrency();
-  return cores > 0 ? cores : 1;
+  return available_cpus();
 }
 } // namespace
 

@@ -11,9 +11,10 @@
 //   });
 //   // ~node(): shuts down (supervision trees top-down), then threads join.
 //
-// A node owns its workers (default: one per core); every process lives on
-// exactly one of them. Several nodes can live in one program, each with its
-// own identity (id and creation, as its pids carry).
+// A node owns its workers (default: one per CPU the process may use, see
+// cpus.hpp); every process lives on exactly one of them. Several nodes can
+// live in one program, each with its own identity (id and creation, as its
+// pids carry).
 #pragma once
 
 #include <grove/core/error.hpp>
@@ -85,7 +86,7 @@ private:
 } // namespace detail
 
 struct node_options {
-  std::size_t threads = 0; ///< worker threads, one io_context each; 0 = one per core (default)
+  std::size_t threads = 0; ///< worker threads, one io_context each; 0 = available_cpus(): the CPUs in the affinity mask, lowered to the cgroup CPU quota (default)
   std::chrono::milliseconds shutdown_grace{5000}; ///< how long shutdown gives a root that set no shutdown timeout of its own (a supervisor takes as long as its children's policies), and then what is left, before killing it (default 5 s)
   /// Where every layer's events go (see event.hpp): a process that failed
   /// by its own hand is "core"/"process_crashed" (fields pid, reason), a
