@@ -9,10 +9,11 @@ grove_packages=(
   curl prometheus chromium erlang-nox
 )
 
+# Extra packages (a benchmark's own, e.g. libcaf-dev) may be named as arguments.
 grove_install_deps() {
   local missing=()
   local pkg
-  for pkg in "${grove_packages[@]}"; do
+  for pkg in "${grove_packages[@]}" "$@"; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
       missing+=("$pkg")
     fi

@@ -8,7 +8,9 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -482,4 +484,70 @@ TEST_CASE("an_exit_cascading_down_a_long_chain_of_links_does_not_recurse") {
     CHECK(d.get<grove::down_message>().reason == grove::exit_reason::error("cut"));
     CHECK(self.node().process_count() == 1);
   });
+}
+
+// -- placement: where a process started by another runs ---------------------
+
+namespace {
+/// Starts `count` processes from inside a process on worker 0 and returns
+/// their workers; the started ones wait for a message, then end.
+std::vector<std::size_t> workers_of_children(grove::node& node, std::optional<grove::placement> placement, int count,
+                                             std::optional<std::size_t> requested = std::nullopt) {
+  grove::spawn_options on0;
+  on0.worker = 0;
+  struct result {
+    std::size_t starter = 99;
+    std::vector<std::size_t> children;
+  };
+  auto out = std::make_shared<result>();
+  grove::pid starter = grove::spawn(
+      node,
+      [placement, count, requested, out](grove::process& self) -> awaitable<void> {
+        out->starter = self.self().worker();
+        if (placement) self.set_child_placement(*placement);
+        std::vector<grove::pid> kids;
+        grove::spawn_options o;
+        o.worker = requested;
+        for (int i = 0; i < count; ++i) kids.push_back(grove::spawn(self.node(), waiter, o));
+        for (const grove::pid& k : kids) {
+          out->children.push_back(k.worker());
+          self.monitor(k);
+          grove::send(k, grove::exit_reason::normal());
+        }
+        for (std::size_t i = 0; i < kids.size(); ++i) co_await self.receive(); // their downs: all gone
+      },
+      on0);
+  // Waits for the starter to end.
+  node.block_on([starter](grove::process& self) -> awaitable<void> {
+    self.monitor(starter);
+    co_await self.receive();
+  });
+  if (out->starter != 0) return {};
+  return out->children;
+}
+} // namespace
+
+TEST_CASE("a_process_started_by_another_runs_on_its_starters_worker_by_default") {
+  grove::node node{{.threads = 2}};
+  CHECK(workers_of_children(node, std::nullopt, 6) == std::vector<std::size_t>(6, 0));
+  // Explicit with_starter is the same; a requested worker still wins.
+  CHECK(workers_of_children(node, grove::placement::with_starter, 3) == std::vector<std::size_t>(3, 0));
+  CHECK(workers_of_children(node, std::nullopt, 3, 1) == std::vector<std::size_t>(3, 1));
+}
+
+TEST_CASE("a_starter_that_asks_for_round_robin_spreads_its_children_over_the_workers") {
+  grove::node node{{.threads = 2}};
+  const auto workers = workers_of_children(node, grove::placement::round_robin, 6);
+  REQUIRE(workers.size() == 6);
+  CHECK(std::count(workers.begin(), workers.end(), 0) == 3);
+  CHECK(std::count(workers.begin(), workers.end(), 1) == 3);
+}
+
+TEST_CASE("a_node_can_make_round_robin_every_starters_default") {
+  grove::node node{{.child_placement = grove::placement::round_robin, .threads = 2}};
+  const auto workers = workers_of_children(node, std::nullopt, 4);
+  REQUIRE(workers.size() == 4);
+  CHECK(std::count(workers.begin(), workers.end(), 1) == 2);
+  // Still overridable per starter.
+  CHECK(workers_of_children(node, grove::placement::with_starter, 2) == std::vector<std::size_t>(2, 0));
 }

@@ -9,6 +9,7 @@
 #include <doctest/doctest.h>
 
 #include <future>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -60,6 +61,15 @@ std::vector<grove::child_info> children_when(grove::node& n, const D& sup, Pred 
 }
 
 } // namespace
+
+TEST_CASE("a_dynamic_supervisors_children_are_spread_over_the_workers") {
+  auto log = std::make_shared<event_log>();
+  grove::node node{quiet()};
+  auto sup = start_dyn(node, {.report = nullptr});
+  std::set<std::size_t> workers;
+  for (const char* id : {"a", "b", "c", "d"}) workers.insert(node.block_on(sup.start_child(w(id, log))).worker());
+  CHECK(workers == std::set<std::size_t>{0, 1});
+}
 
 TEST_CASE("dynamic_children_start_at_run_time_and_are_listed_counted_and_terminated") {
   auto log = std::make_shared<event_log>();

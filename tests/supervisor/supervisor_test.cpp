@@ -16,6 +16,7 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <string>
 #include <vector>
@@ -106,6 +107,17 @@ void call_in_background(grove::node& n, const log_ptr& log, std::string name, F 
 }
 
 } // namespace
+
+TEST_CASE("a_supervisors_children_are_spread_over_the_workers_not_piled_on_its_own") {
+  // A process starts its helpers on its own worker by default; a
+  // supervisor lays out long-lived children, so it spreads them.
+  auto log = std::make_shared<event_log>();
+  grove::node node{quiet()};
+  auto sup = start_sup(node, {w("a", log), w("b", log), w("c", log), w("d", log)}, {.report = nullptr});
+  std::set<std::size_t> workers;
+  for (const auto& kid : node.block_on(sup.which_children())) workers.insert(kid.process.worker());
+  CHECK(workers == std::set<std::size_t>{0, 1});
+}
 
 TEST_CASE("children_start_in_order_and_are_listed_and_counted") {
   auto log = std::make_shared<event_log>();

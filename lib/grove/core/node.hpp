@@ -86,6 +86,10 @@ private:
 } // namespace detail
 
 struct node_options {
+  /// Where a process started by another runs when its options name no
+  /// worker (process::set_child_placement can change it per starter).
+  /// Default with_starter.
+  placement child_placement = placement::with_starter;
   std::size_t threads = 0; ///< worker threads, one io_context each; 0 = available_cpus(): the CPUs in the affinity mask, lowered to the cgroup CPU quota (default)
   std::chrono::milliseconds shutdown_grace{5000}; ///< how long shutdown gives a root that set no shutdown timeout of its own (a supervisor takes as long as its children's policies), and then what is left, before killing it (default 5 s)
   /// Where every layer's events go (see event.hpp): a process that failed

@@ -82,7 +82,7 @@ void process_table::release(std::uint32_t index) noexcept {
 // -- process_state -------------------------------------------------------------
 
 process_state::process_state(worker& w, pid self_pid, const spawn_options& options)
-    : owner(w), self(self_pid), trap_exit(options.trap_exit), slot_(w.table.at(self_pid.slot())),
+    : owner(w), self(self_pid), trap_exit(options.trap_exit), child_placement(w.owner.options.child_placement), slot_(w.table.at(self_pid.slot())),
       mailbox_options_(options.mailbox) {}
 
 process_state::~process_state() {
@@ -429,7 +429,9 @@ pid spawn(node& n, std::unique_ptr<body_base> body, const spawn_options& options
     throw grove::error(errc::not_in_process, "spawn_options::link needs a calling process to link to");
   }
   if (monitor && !caller) throw grove::error(errc::not_in_process, "spawn_monitor needs a calling process to watch");
-  worker& w = ns.pick_worker(options.worker);
+  worker& w = !options.worker && caller && &caller->owner.owner == &ns && caller->child_placement == placement::with_starter
+                  ? caller->owner
+                  : ns.pick_worker(options.worker);
   auto [index, slot] = w.table.acquire();
   pid p(ns.id, ns.creation, w.index, index, ns.next_serial());
   std::unique_ptr<process_state> state;
@@ -528,6 +530,8 @@ bool demonitor(const monitor_ref& ref) {
 }
 std::size_t process::mailbox_size() const noexcept { return state_->mailbox_size(); }
 void process::set_shutdown_timeout(duration limit) noexcept { state_->shutdown_timeout = limit; }
+void process::set_child_placement(placement p) noexcept { state_->child_placement = p; }
+placement process::child_placement() const noexcept { return state_->child_placement; }
 void process::set_label(std::string label) { state_->label = std::move(label); }
 
 void send(const pid& to, message m) { detail::deliver_envelope(to, detail::envelope{.body = std::move(m)}); }

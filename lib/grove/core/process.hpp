@@ -62,8 +62,25 @@ struct mailbox_options {
   friend bool operator==(const mailbox_options&, const mailbox_options&) = default;
 };
 
+/// Where a process started without spawn_options::worker runs, as the
+/// process that starts it says (process::set_child_placement).
+enum class placement : std::uint8_t {
+  /// On the starter's worker: a caller and the server it starts exchange
+  /// messages without waking another thread (CAF and Erlang place a spawned
+  /// process the same way; grove does not migrate processes afterwards).
+  with_starter,
+  /// Round-robin over the node's workers: what supervisors, dynamic
+  /// supervisors and the tenant manager use, since they lay out long-lived
+  /// processes that should share the CPUs.
+  round_robin,
+};
+
 struct spawn_options {
-  std::optional<std::size_t> worker{}; ///< worker index to run on; default: round-robin over the node
+  /// Worker index to run on. Default: as the starting process's
+  /// child_placement says (its own worker unless it asked for round-robin);
+  /// round-robin when not started from a process of this node (main(),
+  /// node::block_on outside a process, another node's process).
+  std::optional<std::size_t> worker{};
   bool link = false;                 ///< link to the calling process (default no)
   bool trap_exit = false;            ///< exit signals become exit_message messages (default no)
   mailbox_options mailbox{};         ///< mailbox bound (default unbounded)
@@ -157,6 +174,12 @@ public:
   /// supervisor sets duration::max() (as long as its children's policies
   /// take, as OTP's supervisors are `infinity`).
   void set_shutdown_timeout(duration limit) noexcept;
+
+  /// Where the processes this one starts run when their spawn or start
+  /// options name no worker. Default: node_options::child_placement
+  /// (with_starter unless the node says otherwise).
+  void set_child_placement(placement p) noexcept;
+  placement child_placement() const noexcept;
 
   detail::process_state& state() const noexcept { return *state_; }
 

@@ -50,6 +50,7 @@ public:
   void init() {
     this_process().set_shutdown_timeout(duration::max());
     set_kind(this_process(), "dynamic_supervisor");
+    this_process().set_child_placement(placement::round_robin);
     metrics_.emplace(this_process());
   }
 

@@ -75,6 +75,7 @@ public:
     // A node shutdown gives it as long as its children's policies take.
     this_process().set_shutdown_timeout(duration::max());
     set_kind(this_process(), "supervisor");
+    this_process().set_child_placement(placement::round_robin);
     metrics_.emplace(this_process());
     std::vector<child_spec> specs = std::move(initial_);
     for (child_spec& spec : specs) {

@@ -368,6 +368,7 @@ public:
   worker& owner;
   const pid self;
   bool trap_exit;
+  placement child_placement;               // process::set_child_placement
   std::string label;                       // process::set_label
   const char* kind = "process";            // "gen_server", "supervisor", ...: set by the layer that runs it
   bool serves = false; // a gen_server's loop runs here: grove::stop goes to it as a system request

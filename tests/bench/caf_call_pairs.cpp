@@ -1,0 +1,82 @@
+// call_pairs.cpp's shape in CAF 0.17 (Debian's libcaf-dev), for
+// scripts/bench-calls: P caller actors, each spawning its own server actor
+// and sending it N requests, one in flight per caller.
+//
+//   caf_call_pairs --pairs P --workers W --calls N
+//   prints {"system":"caf","pairs":P,"workers":W,"round_trips":R,"seconds":S,"per_second":X}
+#include <caf/all.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+namespace {
+
+caf::behavior server(caf::event_based_actor*) {
+  return {[](int n) { return n; }};
+}
+
+void next_call(caf::event_based_actor* self, caf::actor srv, long i, long calls, long sum) {
+  if (i == calls) {
+    if (sum < 0) std::abort(); // keeps the replies observed
+    self->send_exit(srv, caf::exit_reason::user_shutdown);
+    self->quit();
+    return;
+  }
+  self->request(srv, caf::infinite, static_cast<int>(i & 0xffff)).then([=](int r) {
+    next_call(self, srv, i + 1, calls, sum + r);
+  });
+}
+
+caf::behavior caller(caf::event_based_actor* self, long calls) {
+  caf::actor srv = self->spawn(server);
+  next_call(self, srv, 0, calls, 0);
+  return {[](const std::string&) {}}; // never sent: the actor lives on its requests
+}
+
+[[noreturn]] void usage(const char* why) {
+  std::fprintf(stderr, "caf_call_pairs: %s\nusage: caf_call_pairs --pairs P --workers W --calls N\n", why);
+  std::exit(2);
+}
+
+long number(const char* flag, const char* text) {
+  char* end = nullptr;
+  const long v = std::strtol(text, &end, 10);
+  if (!end || *end != '\0' || v <= 0) usage((std::string(flag) + ": expected a positive integer").c_str());
+  return v;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  long pairs = 1, workers = 1, calls = 100000;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (i + 1 >= argc) usage(("missing a value after " + a).c_str());
+    const char* v = argv[++i];
+    if (a == "--pairs") {
+      pairs = number("--pairs", v);
+    } else if (a == "--workers") {
+      workers = number("--workers", v);
+    } else if (a == "--calls") {
+      calls = number("--calls", v);
+    } else {
+      usage(("unknown flag " + a).c_str());
+    }
+  }
+  caf::actor_system_config cfg;
+  cfg.set("scheduler.max-threads", static_cast<std::size_t>(workers));
+  double seconds = 0;
+  {
+    caf::actor_system sys{cfg};
+    const auto started = std::chrono::steady_clock::now();
+    for (long p = 0; p < pairs; ++p) sys.spawn(caller, calls);
+    sys.await_all_actors_done();
+    seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  }
+  const double trips = static_cast<double>(pairs) * static_cast<double>(calls);
+  std::printf("{\"system\":\"caf\",\"pairs\":%ld,\"workers\":%ld,\"round_trips\":%.0f,\"seconds\":%.4f,\"per_second\":%.0f}\n",
+              pairs, workers, trips, seconds, trips / seconds);
+  return 0;
+}
