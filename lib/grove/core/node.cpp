@@ -74,6 +74,26 @@ void worker::handler_threw(const char* what) {
                     .fields = {{"node", std::to_string(owner.id)}, {"worker", std::to_string(index)}, {"what", what}}});
 }
 
+void worker::drain_ready() {
+  // A resumption that throws leaves through io->run() (the worker loop
+  // reports it); the drain is queued again so what remains still runs.
+  struct requeue {
+    worker* w;
+    bool done = false;
+    ~requeue() {
+      if (!done) asio::post(*w->io, [w = w] { w->drain_ready(); });
+    }
+  } again{this};
+  for (int i = 0; i < ready_budget; ++i) {
+    if (ready->poll_one() == 0) {
+      drain_queued_ = false;
+      again.done = true;
+      return;
+    }
+  }
+  // Budget spent with more ready: `io` polls its reactor, then this runs on.
+}
+
 void worker::join() {
   guard_.reset();
   io->stop();
@@ -112,7 +132,13 @@ void worker::teardown_processes() {
   deadlines.reset();
 }
 
-void worker::teardown_io() { io.reset(); }
+void worker::teardown_io() {
+  // Pending resumptions hold coroutine frames whose I/O objects belong to
+  // `io`: destroyed first.
+  ready_guard_.reset();
+  ready.reset();
+  io.reset();
+}
 
 void deadline_list::insert(entry& e) {
   entry* after = tail_;

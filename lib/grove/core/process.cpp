@@ -157,15 +157,20 @@ void process_state::complete_wait(boost::system::error_code ec, bool got_mail) {
   if (wait_timer_) wait_timer_->cancel();
   // Only the process's own coroutine waits for its mail: resume it on the
   // process executor.
-  process_executor ex(owner.io->get_executor(), slot_, self.serial());
-  asio::post(ex, [h = std::move(handler), ec, got_mail]() mutable { std::move(h)(ec, got_mail); });
+  resume([h = std::move(handler), ec, got_mail]() mutable { std::move(h)(ec, got_mail); });
 }
 
 void process_state::complete_receive(boost::system::error_code ec, message m) {
   receive_handler handler = std::move(*receiver_);
   receiver_.reset();
-  process_executor ex(owner.io->get_executor(), slot_, self.serial());
-  asio::post(ex, [h = std::move(handler), ec, m = std::move(m)]() mutable { std::move(h)(ec, std::move(m)); });
+  resume([h = std::move(handler), ec, m = std::move(m)]() mutable { std::move(h)(ec, std::move(m)); });
+}
+
+template <class F>
+void process_state::resume(F&& f) {
+  // Only the process's own coroutine waits for its mail: it is resumed on
+  // the process executor (from the worker's ready queue: see execute()).
+  asio::post(process_executor(owner.io->get_executor(), slot_, self.serial()), std::forward<F>(f));
 }
 
 std::optional<message> process_state::take_info() {

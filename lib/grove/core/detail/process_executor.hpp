@@ -49,6 +49,16 @@ public:
 
   template <class F>
   void execute(F&& f) const {
+    // A post from the worker's own thread (a process resumed by mail or a
+    // reply, a yield) goes to the worker's ready queue (worker::ready), so
+    // many resumptions run between two polls of the reactor. What the
+    // executor may run inline still runs inline.
+    if (worker* w = this_worker; w && &asio::query(inner_, asio::execution::context) == w->io.get() &&
+                                 asio::query(inner_, asio::execution::blocking) == asio::execution::blocking.never) {
+      asio::post(*w->ready, in_process<std::decay_t<F>>{slot_, serial_, std::forward<F>(f)});
+      w->queue_drain();
+      return;
+    }
     inner_.execute(in_process<std::decay_t<F>>{slot_, serial_, std::forward<F>(f)});
   }
 

@@ -170,6 +170,23 @@ public:
   const std::uint32_t index;
   process_table table;
   std::unique_ptr<asio::io_context> io = std::make_unique<asio::io_context>(1);
+  /// Where a process's coroutine is resumed from when its mail (or a reply)
+  /// arrives on this worker's own thread: a second io_context that owns no
+  /// I/O object, so it has no reactor, drained by one handler on `io` that
+  /// runs up to ready_budget resumptions before it lets `io` poll its
+  /// reactor again. Posted straight to `io`, each resumption was followed by
+  /// an epoll_wait(0) (Asio polls the reactor between handlers whenever one
+  /// is queued): two system calls per local call round trip.
+  std::unique_ptr<asio::io_context> ready = std::make_unique<asio::io_context>(1);
+  static constexpr int ready_budget = 128;
+  /// After a resumption was posted to `ready`: queues the drain on `io`
+  /// unless one is queued. Owner thread only.
+  void queue_drain() {
+    if (!drain_queued_) {
+      drain_queued_ = true;
+      asio::post(*io, [this] { drain_ready(); });
+    }
+  }
   std::optional<deadline_list> deadlines{std::in_place, *io};
   /// Every process whose coroutine has not finished; owner thread only.
   /// Intrusive (process_state::prev_/next_): no allocation per spawn.
@@ -192,7 +209,14 @@ public:
   std::uint64_t busy_nanoseconds() const noexcept;
 
 private:
+  void drain_ready();
+
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> guard_;
+  /// Keeps `ready` from stopping when it runs out of handlers (a stopped
+  /// io_context's poll_one runs nothing until restarted).
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> ready_guard_{std::in_place,
+                                                                                        ready->get_executor()};
+  bool drain_queued_ = false; // owner thread only
   std::thread thread_;
   std::atomic<int> cpu_clock_{-1}; // clockid_t of the thread, -1 until it runs
 };
@@ -385,6 +409,8 @@ private:
   void complete_wait(boost::system::error_code ec, bool got_mail);
   void complete_receive(boost::system::error_code ec, message m);
   void try_complete_receive();
+  template <class F>
+  void resume(F&& f);
   void publish_length() noexcept { slot_->queue_length.store(mailbox_size(), std::memory_order_relaxed); }
   void note_depth() noexcept {
     const std::size_t depth = mailbox_size();
