@@ -321,6 +321,9 @@ TEST_CASE("graceful shutdown lets a call in flight finish, then closes, and stop
   REQUIRE(r.events->wait_count("held \"finished\"", 1));
   const auto port = r.server.port();
   r.node.block_on(r.server.shutdown(10s));
+  // The reply was written before the close; the caller logs it on its own
+  // worker, possibly just after shutdown() returned.
+  CHECK(log->wait_for([](const std::vector<std::string>& v) { return !v.empty(); }));
   CHECK(log->events() == std::vector<std::string>{"slow \"finished\""});
   CHECK(logged(*r.logs, "draining: shutting down: 1 connection(s)"));
   CHECK(logged(*r.logs, "stopped: the daemon stopped"));
