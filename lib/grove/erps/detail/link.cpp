@@ -63,11 +63,23 @@ public:
     stream_.non_blocking(true, ignored);
   }
 
-  bool read_would_wait() const noexcept override { return drained_; }
+  bool read_would_wait() const noexcept override { return drained_ && !readable_; }
 
   asio::awaitable<void> wait_readable() override {
     auto [error] = co_await stream_.async_wait(asio::socket_base::wait_read, use_tuple);
     readable_ = !error;
+  }
+
+  void cancel_wait() noexcept override {
+    boost::system::error_code ignored;
+    stream_.cancel(ignored);
+  }
+
+  void wait_readable(std::function<void()> then) override {
+    stream_.async_wait(asio::socket_base::wait_read, [this, then = std::move(then)](boost::system::error_code error) {
+      readable_ = !error;
+      then();
+    });
   }
 
   asio::awaitable<std::pair<boost::system::error_code, std::size_t>> read_some(asio::mutable_buffer into) override {
@@ -81,6 +93,7 @@ public:
       }
       // Woken for nothing: wait as usual.
     }
+    drained_ = false; // a read is pending: not a wait that parking may cancel
     auto [error, n] = co_await stream_.async_read_some(into, use_tuple);
     drained_ = !error && n < into.size();
     co_return std::pair{error, n};
@@ -96,6 +109,8 @@ private:
 asio::awaitable<boost::system::error_code> transport::handshake() { co_return boost::system::error_code{}; }
 
 asio::awaitable<void> transport::wait_readable() { co_return; }
+
+void transport::wait_readable(std::function<void()> then) { asio::post(executor(), std::move(then)); }
 
 std::string describe(const boost::system::error_code& error) {
   std::string text = error.message();
@@ -126,7 +141,13 @@ link::link(std::unique_ptr<transport> t, link_config config, pid owner, std::uin
       reader_wake_(transport_->executor()),
       writer_wake_(transport_->executor()),
       heartbeat_timer_(transport_->executor()) {
-  started_ = last_received_ = last_sent_ = last_activity_ = clock::now();
+  started_ = last_received_ = last_sent_ = last_activity_ = last_tick_ = last_busy_ = clock::now();
+  const link_config& c = config_;
+  tick_ = std::min(c.keepalive_interval, c.keepalive_timeout / 4);
+  tick_ = std::min(tick_, c.handshake_timeout / 4);
+  if (c.idle_timeout) tick_ = std::min(tick_, *c.idle_timeout / 4);
+  tick_ = std::min(tick_, c.frame_timeout / 4);
+  tick_ = std::max<duration>(tick_, std::chrono::milliseconds(5));
   if (config_.counters) config_.counters->connections.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -138,10 +159,9 @@ link::~link() {
 }
 
 void link::start() {
-  auto self = shared_from_this();
-  asio::co_spawn(transport_->executor(), read_loop(self), asio::detached);
-  asio::co_spawn(transport_->executor(), write_loop(self), asio::detached);
-  asio::co_spawn(transport_->executor(), heartbeat(self), asio::detached);
+  asio::co_spawn(transport_->executor(), read_loop(shared_from_this(), false), asio::detached);
+  // Armed from the executor, as the coroutine starts: after the caller returns.
+  asio::post(transport_->executor(), [self = shared_from_this()] { self->arm_heartbeat(); });
 }
 
 void link::log(log_level level, std::string_view event, const std::string& text) const {
@@ -192,7 +212,15 @@ void link::stop_reading() noexcept {
 }
 
 void link::wake_reader() noexcept { reader_wake_.cancel(); }
-void link::wake_writer() noexcept { writer_wake_.cancel(); }
+void link::wake_writer() noexcept {
+  if (writer_running_) {
+    writer_wake_.cancel();
+    return;
+  }
+  if (closed_ || !handshake_done_ || out_.empty()) return;
+  writer_running_ = true;
+  asio::co_spawn(transport_->executor(), write_loop(shared_from_this()), asio::detached);
+}
 
 bool link::reading_paused() const noexcept {
   return reading_stopped_ || (config_.max_calls_in_flight != 0 && calls_in_flight_ >= config_.max_calls_in_flight) ||
@@ -280,6 +308,7 @@ void link::handle(const frame_decoder::frame& f) {
     }
     return;
   }
+  unpark();
   if (f.header.type == frame_type::call) {
     ++calls_in_flight_;
     touch();
@@ -309,25 +338,28 @@ std::optional<std::string> link::frame_overdue(clock::time_point now) const {
          "): the peer sends too slowly (frame_timeout, min_frame_rate)";
 }
 
-asio::awaitable<void> link::read_loop(std::shared_ptr<link> self) {
-  boost::system::error_code handshake;
-  if (self->config_.handshake_first) handshake = co_await self->transport_->handshake();
+asio::awaitable<void> link::read_loop(std::shared_ptr<link> self, bool resumed) {
   if (self->closed_) co_return;
-  if (handshake) {
-    if (self->config_.metrics) self->config_.metrics->tls_handshake_failures.inc();
-    std::string reason = "TLS handshake failed: " + describe(handshake);
-    if (auto detail = self->transport_->handshake_detail(); !detail.empty()) reason += " (" + detail + ")";
-    self->log_close(log_level::warning, "handshake_failed", reason);
-    self->close(std::move(reason), true);
-    co_return;
+  if (!resumed) {
+    boost::system::error_code handshake;
+    if (self->config_.handshake_first) handshake = co_await self->transport_->handshake();
+    if (self->closed_) co_return;
+    if (handshake) {
+      if (self->config_.metrics) self->config_.metrics->tls_handshake_failures.inc();
+      std::string reason = "TLS handshake failed: " + describe(handshake);
+      if (auto detail = self->transport_->handshake_detail(); !detail.empty()) reason += " (" + detail + ")";
+      self->log_close(log_level::warning, "handshake_failed", reason);
+      self->close(std::move(reason), true);
+      co_return;
+    }
+    self->handshake_done_ = true;
+    if (self->config_.counters && self->transport_->encrypted()) {
+      self->config_.counters->tls_handshakes.fetch_add(1, std::memory_order_relaxed);
+      if (self->transport_->resumed()) self->config_.counters->tls_resumed.fetch_add(1, std::memory_order_relaxed);
+    }
+    self->last_received_ = clock::now();
+    self->wake_writer();
   }
-  self->handshake_done_ = true;
-  if (self->config_.counters && self->transport_->encrypted()) {
-    self->config_.counters->tls_handshakes.fetch_add(1, std::memory_order_relaxed);
-    if (self->transport_->resumed()) self->config_.counters->tls_resumed.fetch_add(1, std::memory_order_relaxed);
-  }
-  self->last_received_ = clock::now();
-  self->wake_writer();
   for (;;) {
     // Hand over what is buffered, a frame at a time, while not paused: a
     // read may hold more calls than the client may have in flight, and
@@ -359,10 +391,20 @@ asio::awaitable<void> link::read_loop(std::shared_ptr<link> self) {
       continue;
     }
     if (self->transport_->read_would_wait()) {
-      // Between frames, an idle connection holds no read buffer.
+      // Between frames, a link holds no read buffer while it waits; an idle
+      // one (nothing in flight either way) holds no coroutine either: this
+      // one ends, and the wait starts it again.
       if (!self->decoder_.in_frame()) self->decoder_.release();
+      if (self->parked_) {
+        self->transport_->wait_readable([self] {
+          if (self->closed_) return;
+          asio::co_spawn(self->transport_->executor(), read_loop(self, true), asio::detached);
+        });
+        co_return;
+      }
       co_await self->transport_->wait_readable();
       if (self->closed_) co_return;
+      continue; // a readable socket, or a cancelled wait (parked: wait by callback)
     }
     auto space = self->decoder_.prepare(std::max<std::size_t>(16 * 1024, self->decoder_.missing()));
     auto [error, n] = co_await self->transport_->read_some(asio::buffer(space.data(), space.size()));
@@ -383,9 +425,17 @@ asio::awaitable<void> link::read_loop(std::shared_ptr<link> self) {
 }
 
 asio::awaitable<void> link::write_loop(std::shared_ptr<link> self) {
+  struct running {
+    link& l;
+    ~running() { l.writer_running_ = false; }
+  } mark{*self};
   for (;;) {
-    while (!self->closed_ && (self->out_.empty() || !self->handshake_done_)) co_await wait(self->writer_wake_);
     if (self->closed_) co_return;
+    if (self->out_.empty()) {
+      if (self->parked_) co_return;      // wake_writer() starts it again
+      co_await wait(self->writer_wake_); // more frames are coming
+      continue;
+    }
     std::swap(self->writing_, self->out_);
     // In chunks, so that a peer that reads slowly but steadily is told from
     // one that stopped reading (see the heartbeat).
@@ -419,86 +469,95 @@ asio::awaitable<void> link::write_loop(std::shared_ptr<link> self) {
   }
 }
 
-asio::awaitable<void> link::heartbeat(std::shared_ptr<link> self) {
-  const link_config& c = self->config_;
-  duration tick = std::min(c.keepalive_interval, c.keepalive_timeout / 4);
-  tick = std::min(tick, c.handshake_timeout / 4);
-  if (c.idle_timeout) tick = std::min(tick, *c.idle_timeout / 4);
-  tick = std::min(tick, c.frame_timeout / 4);
-  tick = std::max<duration>(tick, std::chrono::milliseconds(5));
-  auto last_tick = clock::now();
-  for (;;) {
-    self->heartbeat_timer_.expires_after(tick);
-    co_await self->heartbeat_timer_.async_wait(use_tuple);
-    if (self->closed_) co_return;
-    const auto now = clock::now();
-    // A tick this late means this process did not run (SIGSTOP, a stalled
-    // VM, a long handler on this worker): what the peer sent meanwhile is
-    // waiting unread, so that time is not the peer's silence or slowness.
-    if (now - last_tick > 4 * tick + std::chrono::milliseconds(100)) {
-      const auto stalled = now - last_tick - tick;
-      auto forgive = [&](clock::time_point& t) { t = std::min(now, t + stalled); }; // (a read since may have set it to now)
-      forgive(self->last_received_);
-      if (self->frame_started_) forgive(*self->frame_started_);
-      if (self->write_started_) forgive(*self->write_started_);
-    }
-    last_tick = now;
-    if (self->flush_deadline_ && now >= *self->flush_deadline_) {
-      self->close(self->close_reason_ + " (the peer did not take the last frames in time)", self->close_error_);
-      co_return;
-    }
-    if (!self->handshake_done_) {
-      if (now - self->started_ >= c.handshake_timeout) {
-        std::string reason = "TLS handshake did not finish within " + seconds_text(c.handshake_timeout);
-        self->log_close(log_level::warning, "handshake_timeout", reason);
-        self->close(std::move(reason), true);
-        co_return;
-      }
-      continue;
-    }
-    // While we do not read (calls in flight at the limit, our own queue
-    // full, draining) the peer's keepalives wait unread: its silence is
-    // ours, and so is the time the rest of its frame waits.
-    if (self->reading_paused()) {
-      self->last_received_ = now;
-      if (self->frame_started_) self->frame_started_ = now;
-    }
-    if (auto overdue = self->frame_overdue(now)) {
-      self->log_close(log_level::warning, "frame_timeout", *overdue);
-      self->send_error(*overdue);
-      self->close_after_flush(std::move(*overdue), true);
-      continue;
-    }
-    if (now - self->last_received_ >= c.keepalive_timeout) {
-      std::string reason = "peer silent for " + seconds_text(c.keepalive_timeout) + " (keepalive timeout)";
-      if (self->decoder_.in_frame()) {
-        reason += " with a frame unfinished (" + std::to_string(self->decoder_.buffered()) + " bytes of it received)";
-      }
-      self->log_close(log_level::info, "peer_silent", reason);
-      self->close(std::move(reason), true);
-      co_return;
-    }
-    if (self->write_started_ && now - *self->write_started_ >= c.keepalive_timeout) {
-      std::string reason = "peer is not reading: " + std::to_string(self->queued_bytes()) + " bytes unsent and none taken for " +
-                           seconds_text(c.keepalive_timeout);
-      self->log_close(log_level::warning, "slow_peer", reason);
-      self->close(std::move(reason), true);
-      co_return;
-    }
-    if (c.idle_timeout && !self->closing_ && self->calls_in_flight_ == 0 &&
-        now - self->last_activity_ >= *c.idle_timeout) {
-      std::string reason = "idle for " + seconds_text(*c.idle_timeout) + " (no call or cast)";
-      self->log_close(log_level::info, "idle_timeout", reason);
-      self->send_error("closing: " + reason);
-      self->close_after_flush(std::move(reason), false);
-      continue;
-    }
-    if (now - self->last_sent_ >= c.keepalive_interval && self->out_.empty() && self->writing_.empty() &&
-        !self->closing_) {
-      self->enqueue(std::string(frame_writer::keepalive()));
-      self->last_sent_ = now;
-    }
+void link::arm_heartbeat() {
+  if (closed_) return;
+  heartbeat_timer_.expires_after(tick_);
+  heartbeat_timer_.async_wait([self = shared_from_this()](boost::system::error_code) {
+    if (self->heartbeat_tick()) self->arm_heartbeat();
+  });
+}
+
+bool link::heartbeat_tick() {
+  const link_config& c = config_;
+  if (closed_) return false;
+  const auto now = clock::now();
+  // A tick this late means this process did not run (SIGSTOP, a stalled
+  // VM, a long handler on this worker): what the peer sent meanwhile is
+  // waiting unread, so that time is not the peer's silence or slowness.
+  if (now - last_tick_ > 4 * tick_ + std::chrono::milliseconds(100)) {
+    const auto stalled = now - last_tick_ - tick_;
+    auto forgive = [&](clock::time_point& t) { t = std::min(now, t + stalled); }; // (a read since may have set it to now)
+    forgive(last_received_);
+    if (frame_started_) forgive(*frame_started_);
+    if (write_started_) forgive(*write_started_);
   }
+  last_tick_ = now;
+  if (flush_deadline_ && now >= *flush_deadline_) {
+    close(close_reason_ + " (the peer did not take the last frames in time)", close_error_);
+    return false;
+  }
+  if (!handshake_done_) {
+    if (now - started_ >= c.handshake_timeout) {
+      std::string reason = "TLS handshake did not finish within " + seconds_text(c.handshake_timeout);
+      log_close(log_level::warning, "handshake_timeout", reason);
+      close(std::move(reason), true);
+      return false;
+    }
+    return true;
+  }
+  // While we do not read (calls in flight at the limit, our own queue
+  // full, draining) the peer's keepalives wait unread: its silence is
+  // ours, and so is the time the rest of its frame waits.
+  if (reading_paused()) {
+    last_received_ = now;
+    if (frame_started_) frame_started_ = now;
+  }
+  if (auto overdue = frame_overdue(now)) {
+    log_close(log_level::warning, "frame_timeout", *overdue);
+    send_error(*overdue);
+    close_after_flush(std::move(*overdue), true);
+    return !closed_;
+  }
+  if (now - last_received_ >= c.keepalive_timeout) {
+    std::string reason = "peer silent for " + seconds_text(c.keepalive_timeout) + " (keepalive timeout)";
+    if (decoder_.in_frame()) {
+      reason += " with a frame unfinished (" + std::to_string(decoder_.buffered()) + " bytes of it received)";
+    }
+    log_close(log_level::info, "peer_silent", reason);
+    close(std::move(reason), true);
+    return false;
+  }
+  if (write_started_ && now - *write_started_ >= c.keepalive_timeout) {
+    std::string reason = "peer is not reading: " + std::to_string(queued_bytes()) + " bytes unsent and none taken for " +
+                         seconds_text(c.keepalive_timeout);
+    log_close(log_level::warning, "slow_peer", reason);
+    close(std::move(reason), true);
+    return false;
+  }
+  if (c.idle_timeout && !closing_ && calls_in_flight_ == 0 && now - last_activity_ >= *c.idle_timeout) {
+    std::string reason = "idle for " + seconds_text(*c.idle_timeout) + " (no call or cast)";
+    log_close(log_level::info, "idle_timeout", reason);
+    send_error("closing: " + reason);
+    close_after_flush(std::move(reason), false);
+    return !closed_;
+  }
+  if (now - last_sent_ >= c.keepalive_interval && out_.empty() && writing_.empty() && !closing_) {
+    enqueue(std::string(frame_writer::keepalive()));
+    last_sent_ = now;
+  }
+  park_if_idle(now);
+  return !closed_;
+}
+
+void link::park_if_idle(clock::time_point now) {
+  if (parked_ || closed_ || closing_ || calls_in_flight_ != 0 || !out_.empty() || !writing_.empty() ||
+      !transport_->read_would_wait() || reading_paused() || decoder_.in_frame()) {
+    return;
+  }
+  if (now - last_busy_ < tick_) return;
+  parked_ = true;
+  transport_->cancel_wait(); // the reader ends, waiting by callback
+  wake_writer();             // the writer ends
 }
 
 } // namespace grove::erps::detail
