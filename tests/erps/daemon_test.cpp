@@ -401,6 +401,47 @@ TEST_CASE("the client sends keepalives when quiet, and the daemon counts them") 
   CHECK(r.server.stats().keepalives_in >= 2);
 }
 
+TEST_CASE("an idle TCP connection parks, keeps taking keepalives, and serves the next call") {
+  daemon_options o;
+  o.link.keepalive_interval = 40ms; // the server's heartbeat ticks every 40 ms
+  o.link.keepalive_timeout = 2s;
+  rig r(o);
+  auto settings = r.client_settings();
+  settings.link.log = capture(std::make_shared<event_log>()); // the client's link parks too: not counted here
+  settings.link.keepalive_interval = 20ms;                    // keepalives reach the parked server link
+  settings.link.keepalive_timeout = 10s;
+  auto c = r.connect(settings);
+  REQUIRE(r.call(c, op("echo", 1)) == 1);
+  auto starting = [](const std::vector<std::string>& all, const char* prefix) {
+    return static_cast<std::size_t>(
+        std::count_if(all.begin(), all.end(), [&](const std::string& l) { return l.rfind(prefix, 0) == 0; }));
+  };
+  auto lines = [&](const char* prefix, std::size_t n) {
+    return r.logs->wait_for([&](const std::vector<std::string>& all) { return starting(all, prefix) >= n; });
+  };
+  REQUIRE(lines("parked: ", 1));
+  CHECK(r.server.stats().parked == 1);
+  const auto keepalives = r.server.stats().keepalives_in;
+  // 300 ms pass (a slow call on another connection) while it stays parked:
+  // it reads the client's keepalives (or the daemon would close it for
+  // silence) without unparking.
+  auto other_settings = r.client_settings();
+  other_settings.link.log = nullptr;
+  auto other = r.connect(other_settings);
+  CHECK(r.call(other, json{{"op", "slow"}, {"value", "v"}, {"ms", 300}}) == "v");
+  CHECK(r.server.stats().keepalives_in >= keepalives + 5);
+  CHECK(starting(r.logs->events(), "unparked: ") == 0);
+  CHECK(r.server.stats().parked >= 1);
+  // A call unparks it and is answered; idle again, it parks again (and so
+  // does the other connection's link): three parkings, two links parked.
+  CHECK(r.call(c, op("echo", 2)) == 2);
+  CHECK(lines("unparked: ", 1));
+  REQUIRE(lines("parked: ", 3));
+  CHECK(r.server.stats().parked == 2);
+  CHECK(r.call(c, op("echo", 3)) == 3);
+  CHECK(starting(r.logs->events(), "peer_silent") == 0);
+}
+
 TEST_CASE("bad daemon options are refused with the option's name and the expected form") {
   grove::node node{{.threads = 1}};
   auto start = [&](daemon_options o) {

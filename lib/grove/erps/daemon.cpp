@@ -383,6 +383,7 @@ daemon_stats daemon::stats() const noexcept {
   const auto& c = *state_->counters;
   s.connections = c.connections.load(std::memory_order_relaxed);
   s.queued_bytes = c.queued_bytes.load(std::memory_order_relaxed);
+  s.parked = c.parked.load(std::memory_order_relaxed);
   s.accepted = c.accepted.load(std::memory_order_relaxed);
   s.refused = c.refused.load(std::memory_order_relaxed);
   s.frames_in = c.frames_in.load(std::memory_order_relaxed);

@@ -62,6 +62,7 @@ struct daemon_options {
 struct daemon_stats {
   std::int64_t connections = 0;      ///< open client connections
   std::int64_t queued_bytes = 0;     ///< bytes queued to clients and not yet sent, over all connections
+  std::int64_t parked = 0;           ///< idle plain TCP connections parked now (no coroutine held; see the README)
   std::uint64_t accepted = 0;        ///< connections accepted since start
   std::uint64_t refused = 0;         ///< connections refused for max_connections
   std::uint64_t frames_in = 0;       ///< frames received (keepalives included)

@@ -153,6 +153,7 @@ link::link(std::unique_ptr<transport> t, link_config config, pid owner, std::uin
 
 link::~link() {
   if (config_.counters) {
+    if (parked_) config_.counters->parked.fetch_sub(1, std::memory_order_relaxed);
     config_.counters->connections.fetch_sub(1, std::memory_order_relaxed);
     config_.counters->queued_bytes.fetch_sub(counted_queued_, std::memory_order_relaxed);
   }
@@ -556,8 +557,16 @@ void link::park_if_idle(clock::time_point now) {
   }
   if (now - last_busy_ < tick_) return;
   parked_ = true;
+  if (config_.counters) config_.counters->parked.fetch_add(1, std::memory_order_relaxed);
+  log(log_level::debug, "parked", "idle: no coroutine held until bytes arrive");
   transport_->cancel_wait(); // the reader ends, waiting by callback
   wake_writer();             // the writer ends
+}
+
+void link::leave_park() noexcept {
+  parked_ = false;
+  if (config_.counters) config_.counters->parked.fetch_sub(1, std::memory_order_relaxed);
+  log(log_level::debug, "unparked", "a frame other than a keepalive");
 }
 
 } // namespace grove::erps::detail

@@ -94,6 +94,7 @@ public:
 struct link_counters {
   std::atomic<std::int64_t> connections{0};
   std::atomic<std::int64_t> queued_bytes{0};
+  std::atomic<std::int64_t> parked{0};          ///< idle links holding no coroutine now
   std::atomic<std::uint64_t> frames_in{0};
   std::atomic<std::uint64_t> keepalives_in{0};
   std::atomic<std::uint64_t> rejected_frames{0};
@@ -210,9 +211,10 @@ private:
   void arm_heartbeat();
   /// A frame other than a keepalive, in or out: the link is busy.
   void unpark() noexcept {
-    parked_ = false;
+    if (parked_) leave_park();
     last_busy_ = std::chrono::steady_clock::now();
   }
+  void leave_park() noexcept;
   void park_if_idle(std::chrono::steady_clock::time_point now);
   /// One heartbeat tick; false when the link closed (no next tick).
   bool heartbeat_tick();

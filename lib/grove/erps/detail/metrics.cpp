@@ -67,6 +67,8 @@ daemon_collectors::daemon_collectors(telemetry::metric_registry& r, const std::s
        [](const link_counters& c) { return static_cast<double>(c.rejected_frames.load(std::memory_order_relaxed)); }},
       {"grove_erps_queued_bytes", "Bytes queued to clients and not yet sent.", metric_type::gauge,
        [](const link_counters& c) { return static_cast<double>(c.queued_bytes.load(std::memory_order_relaxed)); }},
+      {"grove_erps_parked_connections", "Idle plain TCP connections parked (holding no coroutine).", metric_type::gauge,
+       [](const link_counters& c) { return static_cast<double>(c.parked.load(std::memory_order_relaxed)); }},
       {"grove_erps_tls_handshakes_total", "TLS handshakes completed.", metric_type::counter,
        [](const link_counters& c) { return static_cast<double>(c.tls_handshakes.load(std::memory_order_relaxed)); }},
       {"grove_erps_tls_resumed_total", "TLS handshakes that resumed a session.", metric_type::counter,
