@@ -403,7 +403,7 @@ TEST_CASE("the client sends keepalives when quiet, and the daemon counts them") 
 
 TEST_CASE("an idle TCP connection parks, keeps taking keepalives, and serves the next call") {
   daemon_options o;
-  o.link.keepalive_interval = 40ms; // the server's heartbeat ticks every 40 ms
+  o.link.keepalive_interval = 40ms; // the server's heartbeat ticks every 40 ms, each with a keepalive out
   o.link.keepalive_timeout = 2s;
   rig r(o);
   auto settings = r.client_settings();
@@ -427,6 +427,8 @@ TEST_CASE("an idle TCP connection parks, keeps taking keepalives, and serves the
   // silence) without unparking.
   auto other_settings = r.client_settings();
   other_settings.link.log = nullptr;
+  other_settings.link.keepalive_interval = 20ms;
+  other_settings.link.keepalive_timeout = 10s;
   auto other = r.connect(other_settings);
   CHECK(r.call(other, json{{"op", "slow"}, {"value", "v"}, {"ms", 300}}) == "v");
   CHECK(r.server.stats().keepalives_in >= keepalives + 5);

@@ -120,8 +120,8 @@ awaitable<connect_result> basic_client<V>::connect(message) {
   } else {
     stream = detail::make_tcp_transport(std::move(socket));
   }
-  detail::link_config c = detail::make_link_config(options_.link);
-  c.handshake_first = false; // done above, inside connect's timeout
+  auto c = std::make_shared<detail::link_config>(detail::make_link_config(options_.link));
+  c->handshake_first = false; // done above, inside connect's timeout
   link_ = std::make_shared<detail::link>(std::move(stream), std::move(c), self(), ++links_);
   link_->start();
   send_setup_calls();

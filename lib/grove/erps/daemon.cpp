@@ -147,6 +147,7 @@ public:
       const std::string name = options_.name.empty() ? where_text : options_.name;
       const std::string node_id = std::to_string(n.id());
       config_.metrics = std::make_shared<const daemon_series>(*r, node_id, name);
+      shared_config_.reset(); // the links from here on see the metrics
       collectors_.emplace(*r, node_id, name, state_->counters);
     }
     log(log_level::info, "listening", "listening on " + where_text + (tls_ ? " (TLS)" : " (TCP)"));
@@ -235,7 +236,8 @@ private:
   awaitable<void> start_session(std::unique_ptr<transport> stream, std::size_t worker) {
     auto pending = std::make_shared<pending_session>();
     pending->stream = std::move(stream);
-    pending->config = config_;
+    if (!shared_config_) shared_config_ = std::make_shared<const link_config>(config_);
+    pending->config = shared_config_;
     pending->link_id = ++links_;
     const std::string peer = pending->stream->peer();
     child_spec spec;
@@ -259,8 +261,8 @@ private:
   // handshake, on a TLS port), bounded by the handshake timeout and linger.
   void refuse(tcp::socket socket, std::int64_t open) {
     state_->counters->refused.fetch_add(1, std::memory_order_relaxed);
-    link_config c = config_;
-    c.counters = nullptr;
+    auto c = std::make_shared<link_config>(config_);
+    c->counters = nullptr;
     auto l = std::make_shared<link>(wrap(std::move(socket)), std::move(c), pid{}, 0);
     const std::string reason = "too many connections: " + std::to_string(open) + " open (max_connections " +
                                std::to_string(options_.max_connections) + ")";
@@ -308,6 +310,7 @@ private:
   std::shared_ptr<daemon_state> state_;
   std::shared_ptr<tls_context> tls_;
   link_config config_;
+  std::shared_ptr<const link_config> shared_config_; // what sessions' links share (made from config_ when first needed)
   std::shared_ptr<acceptor_holder> acceptor_;
   dynamic_supervisor supervisor_;
   bool own_supervisor_ = false;

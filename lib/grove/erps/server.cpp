@@ -266,9 +266,9 @@ handler_outcome session_access::on_message(server_base& s, message&& m, const se
 
 template <class V>
 void session_access::attach(server_base& s, const std::shared_ptr<pending_session>& pending, process& self) {
-  const basic_codec<V>* codec = codec_for<V>(*pending->config.codec);
+  const basic_codec<V>* codec = codec_for<V>(*pending->config->codec);
   if (codec == nullptr) { // the daemon checked this when it started
-    throw std::invalid_argument("the " + std::string(pending->config.codec->name()) + " codec has no view of this server's values");
+    throw std::invalid_argument("the " + std::string(pending->config->codec->name()) + " codec has no view of this server's values");
   }
   auto l = std::make_shared<link>(std::move(pending->stream), std::move(pending->config), self.self(), pending->link_id);
   s.session_ = std::make_unique<session<V>>(l, self.self(), *codec);

@@ -131,31 +131,31 @@ std::string endpoint_text(const asio::ip::tcp::endpoint& e) {
   return e.address().to_string() + ":" + std::to_string(e.port());
 }
 
-link::link(std::unique_ptr<transport> t, link_config config, pid owner, std::uint64_t id)
+link::link(std::unique_ptr<transport> t, std::shared_ptr<const link_config> config, pid owner, std::uint64_t id)
     : transport_(std::move(t)),
       config_(std::move(config)),
       owner_(owner),
       id_(id),
       peer_(transport_->peer()),
-      decoder_(config_.max_payload),
+      decoder_(config_->max_payload),
       reader_wake_(transport_->executor()),
       writer_wake_(transport_->executor()),
       heartbeat_timer_(transport_->executor()) {
   started_ = last_received_ = last_sent_ = last_activity_ = last_tick_ = last_busy_ = clock::now();
-  const link_config& c = config_;
+  const link_config& c = *config_;
   tick_ = std::min(c.keepalive_interval, c.keepalive_timeout / 4);
   tick_ = std::min(tick_, c.handshake_timeout / 4);
   if (c.idle_timeout) tick_ = std::min(tick_, *c.idle_timeout / 4);
   tick_ = std::min(tick_, c.frame_timeout / 4);
   tick_ = std::max<duration>(tick_, std::chrono::milliseconds(5));
-  if (config_.counters) config_.counters->connections.fetch_add(1, std::memory_order_relaxed);
+  if (config_->counters) config_->counters->connections.fetch_add(1, std::memory_order_relaxed);
 }
 
 link::~link() {
-  if (config_.counters) {
-    if (parked_) config_.counters->parked.fetch_sub(1, std::memory_order_relaxed);
-    config_.counters->connections.fetch_sub(1, std::memory_order_relaxed);
-    config_.counters->queued_bytes.fetch_sub(counted_queued_, std::memory_order_relaxed);
+  if (config_->counters) {
+    if (parked_) config_->counters->parked.fetch_sub(1, std::memory_order_relaxed);
+    config_->counters->connections.fetch_sub(1, std::memory_order_relaxed);
+    config_->counters->queued_bytes.fetch_sub(counted_queued_, std::memory_order_relaxed);
   }
 }
 
@@ -166,8 +166,8 @@ void link::start() {
 }
 
 void link::log(log_level level, std::string_view event, const std::string& text) const {
-  if (config_.metrics && level >= log_level::warning) config_.metrics->error(event);
-  if (config_.log) config_.log(log_record{level, event, peer_, text});
+  if (config_->metrics && level >= log_level::warning) config_->metrics->error(event);
+  if (config_->log) config_->log(log_record{level, event, peer_, text});
 }
 
 void link::log_close(log_level level, std::string_view event, const std::string& reason) {
@@ -176,14 +176,14 @@ void link::log_close(log_level level, std::string_view event, const std::string&
 }
 
 bool link::send_error(std::string_view text, std::string_view call_payload) {
-  return send(frame_type::error, [&](std::string& out) { config_.codec->write_refusal(out, text, call_payload); });
+  return send(frame_type::error, [&](std::string& out) { config_->codec->write_refusal(out, text, call_payload); });
 }
 
 bool link::enqueue(std::string frame) {
-  if (queued_bytes() + frame.size() > config_.max_queued_bytes) {
+  if (queued_bytes() + frame.size() > config_->max_queued_bytes) {
     const std::string reason = "peer is not reading: " + std::to_string(queued_bytes()) +
                                " bytes already queued and a frame of " + std::to_string(frame.size()) +
-                               " would pass the limit of " + std::to_string(config_.max_queued_bytes);
+                               " would pass the limit of " + std::to_string(config_->max_queued_bytes);
     log_close(log_level::warning, "slow_peer", reason);
     close(reason, true);
     return false;
@@ -193,9 +193,9 @@ bool link::enqueue(std::string frame) {
   } else {
     out_.append(frame);
   }
-  if (config_.counters) {
+  if (config_->counters) {
     const auto now_queued = static_cast<std::int64_t>(queued_bytes());
-    config_.counters->queued_bytes.fetch_add(now_queued - counted_queued_, std::memory_order_relaxed);
+    config_->counters->queued_bytes.fetch_add(now_queued - counted_queued_, std::memory_order_relaxed);
     counted_queued_ = now_queued;
   }
   wake_writer();
@@ -224,8 +224,8 @@ void link::wake_writer() noexcept {
 }
 
 bool link::reading_paused() const noexcept {
-  return reading_stopped_ || (config_.max_calls_in_flight != 0 && calls_in_flight_ >= config_.max_calls_in_flight) ||
-         queued_bytes() >= config_.pause_reading_bytes;
+  return reading_stopped_ || (config_->max_calls_in_flight != 0 && calls_in_flight_ >= config_->max_calls_in_flight) ||
+         queued_bytes() >= config_->pause_reading_bytes;
 }
 
 void link::close_after_flush(std::string reason, bool error, duration linger) {
@@ -278,29 +278,29 @@ asio::awaitable<void> link::wait(asio::steady_timer& timer) {
 }
 
 std::optional<std::string> link::check(const frame_decoder::frame& f) const {
-  if (config_.server && f.header.identifier != config_.identifier) {
+  if (config_->server && f.header.identifier != config_->identifier) {
     std::string got(f.header.identifier);
-    return "identifier mismatch: this server is \"" + config_.identifier + "\", the frame says \"" + got + "\"";
+    return "identifier mismatch: this server is \"" + config_->identifier + "\", the frame says \"" + got + "\"";
   }
-  if (config_.server && !config_.versions.allows(f.header.version)) {
+  if (config_->server && !config_->versions.allows(f.header.version)) {
     return "protocol version " + f.header.version.to_string() + " is not allowed: this server requires " +
-           config_.versions.text();
+           config_->versions.text();
   }
-  if (config_.require_signed || (f.header.signed_frame() && !config_.verify_keys.empty())) {
+  if (config_->require_signed || (f.header.signed_frame() && !config_->verify_keys.empty())) {
     std::span<const std::uint8_t, header_size> raw(f.raw_header.data(), header_size);
-    if (auto problem = verify_signature(raw, f.payload, config_.verify_keys)) return problem;
+    if (auto problem = verify_signature(raw, f.payload, config_->verify_keys)) return problem;
   }
   return std::nullopt;
 }
 
 void link::handle(const frame_decoder::frame& f) {
-  if (config_.counters) config_.counters->frames_in.fetch_add(1, std::memory_order_relaxed);
+  if (config_->counters) config_->counters->frames_in.fetch_add(1, std::memory_order_relaxed);
   if (f.keepalive()) {
-    if (config_.counters) config_.counters->keepalives_in.fetch_add(1, std::memory_order_relaxed);
+    if (config_->counters) config_->counters->keepalives_in.fetch_add(1, std::memory_order_relaxed);
     return;
   }
   if (auto problem = check(f)) {
-    if (config_.counters) config_.counters->rejected_frames.fetch_add(1, std::memory_order_relaxed);
+    if (config_->counters) config_->counters->rejected_frames.fetch_add(1, std::memory_order_relaxed);
     log(log_level::warning, "frame_refused", *problem);
     // Answer a refused call with its id when its payload can be read, so
     // the caller fails at once instead of timing out.
@@ -323,9 +323,9 @@ std::optional<std::string> link::frame_overdue(clock::time_point now) const {
   if (!frame_started_ || closing_) return std::nullopt;
   const std::size_t received = decoder_.buffered();
   const std::size_t whole = received + decoder_.missing(); // the header's length, once it is in
-  duration allowed = config_.frame_timeout;
-  if (config_.min_frame_rate != 0) {
-    allowed += std::chrono::duration_cast<duration>(std::chrono::duration<double>(double(whole) / double(config_.min_frame_rate)));
+  duration allowed = config_->frame_timeout;
+  if (config_->min_frame_rate != 0) {
+    allowed += std::chrono::duration_cast<duration>(std::chrono::duration<double>(double(whole) / double(config_->min_frame_rate)));
   }
   if (now - *frame_started_ < allowed) return std::nullopt;
   const std::string progress = received >= keepalive_size
@@ -343,10 +343,10 @@ asio::awaitable<void> link::read_loop(std::shared_ptr<link> self, bool resumed) 
   if (self->closed_) co_return;
   if (!resumed) {
     boost::system::error_code handshake;
-    if (self->config_.handshake_first) handshake = co_await self->transport_->handshake();
+    if (self->config_->handshake_first) handshake = co_await self->transport_->handshake();
     if (self->closed_) co_return;
     if (handshake) {
-      if (self->config_.metrics) self->config_.metrics->tls_handshake_failures.inc();
+      if (self->config_->metrics) self->config_->metrics->tls_handshake_failures.inc();
       std::string reason = "TLS handshake failed: " + describe(handshake);
       if (auto detail = self->transport_->handshake_detail(); !detail.empty()) reason += " (" + detail + ")";
       self->log_close(log_level::warning, "handshake_failed", reason);
@@ -354,9 +354,9 @@ asio::awaitable<void> link::read_loop(std::shared_ptr<link> self, bool resumed) 
       co_return;
     }
     self->handshake_done_ = true;
-    if (self->config_.counters && self->transport_->encrypted()) {
-      self->config_.counters->tls_handshakes.fetch_add(1, std::memory_order_relaxed);
-      if (self->transport_->resumed()) self->config_.counters->tls_resumed.fetch_add(1, std::memory_order_relaxed);
+    if (self->config_->counters && self->transport_->encrypted()) {
+      self->config_->counters->tls_handshakes.fetch_add(1, std::memory_order_relaxed);
+      if (self->transport_->resumed()) self->config_->counters->tls_resumed.fetch_add(1, std::memory_order_relaxed);
     }
     self->last_received_ = clock::now();
     self->wake_writer();
@@ -420,7 +420,7 @@ asio::awaitable<void> link::read_loop(std::shared_ptr<link> self, bool resumed) 
       co_return;
     }
     self->decoder_.commit(n);
-    if (self->config_.metrics) self->config_.metrics->bytes_in.inc(n);
+    if (self->config_->metrics) self->config_->metrics->bytes_in.inc(n);
     self->last_received_ = clock::now();
   }
 }
@@ -447,13 +447,13 @@ asio::awaitable<void> link::write_loop(std::shared_ptr<link> self) {
       auto [e, n] =
           co_await self->transport_->write(asio::buffer(self->writing_.data() + at, std::min(chunk, self->writing_.size() - at)));
       error = e;
-      if (self->config_.metrics) self->config_.metrics->bytes_out.inc(n);
+      if (self->config_->metrics) self->config_->metrics->bytes_out.inc(n);
     }
     self->write_started_.reset();
     self->writing_.clear();
-    if (self->config_.counters) {
+    if (self->config_->counters) {
       const auto now_queued = static_cast<std::int64_t>(self->queued_bytes());
-      self->config_.counters->queued_bytes.fetch_add(now_queued - self->counted_queued_, std::memory_order_relaxed);
+      self->config_->counters->queued_bytes.fetch_add(now_queued - self->counted_queued_, std::memory_order_relaxed);
       self->counted_queued_ = now_queued;
     }
     if (self->closed_) co_return;
@@ -479,7 +479,7 @@ void link::arm_heartbeat() {
 }
 
 bool link::heartbeat_tick() {
-  const link_config& c = config_;
+  const link_config& c = *config_;
   if (closed_) return false;
   const auto now = clock::now();
   // A tick this late means this process did not run (SIGSTOP, a stalled
@@ -542,11 +542,13 @@ bool link::heartbeat_tick() {
     close_after_flush(std::move(reason), false);
     return !closed_;
   }
+  // Before the keepalive below: a keepalive queued at every tick (an
+  // interval no longer than the tick) would otherwise never let it park.
+  park_if_idle(now);
   if (now - last_sent_ >= c.keepalive_interval && out_.empty() && writing_.empty() && !closing_) {
     enqueue(std::string(frame_writer::keepalive()));
     last_sent_ = now;
   }
-  park_if_idle(now);
   return !closed_;
 }
 
@@ -557,7 +559,7 @@ void link::park_if_idle(clock::time_point now) {
   }
   if (now - last_busy_ < tick_) return;
   parked_ = true;
-  if (config_.counters) config_.counters->parked.fetch_add(1, std::memory_order_relaxed);
+  if (config_->counters) config_->counters->parked.fetch_add(1, std::memory_order_relaxed);
   log(log_level::debug, "parked", "idle: no coroutine held until bytes arrive");
   transport_->cancel_wait(); // the reader ends, waiting by callback
   wake_writer();             // the writer ends
@@ -565,7 +567,7 @@ void link::park_if_idle(clock::time_point now) {
 
 void link::leave_park() noexcept {
   parked_ = false;
-  if (config_.counters) config_.counters->parked.fetch_sub(1, std::memory_order_relaxed);
+  if (config_->counters) config_->counters->parked.fetch_sub(1, std::memory_order_relaxed);
   log(log_level::debug, "unparked", "a frame other than a keepalive");
 }
 

@@ -142,7 +142,8 @@ std::string describe(const boost::system::error_code& error);
 
 class link : public std::enable_shared_from_this<link> {
 public:
-  link(std::unique_ptr<transport> t, link_config config, pid owner, std::uint64_t id);
+  /// `config` is shared: a daemon's links all point at its one copy.
+  link(std::unique_ptr<transport> t, std::shared_ptr<const link_config> config, pid owner, std::uint64_t id);
   ~link();
   link(const link&) = delete;
   link& operator=(const link&) = delete;
@@ -153,7 +154,7 @@ public:
 
   std::uint64_t id() const noexcept { return id_; }
   const std::string& peer() const noexcept { return peer_; }
-  const link_config& config() const noexcept { return config_; }
+  const link_config& config() const noexcept { return *config_; }
   transport& stream() noexcept { return *transport_; }
   bool closed() const noexcept { return closed_; }
 
@@ -167,7 +168,7 @@ public:
     unpark();
     std::string frame(header_size, '\0');
     write(frame);
-    config_.writer.seal(type, frame);
+    config_->writer.seal(type, frame);
     return enqueue(std::move(frame));
   }
   /// An error frame saying `text`; answering the call whose payload is
@@ -220,7 +221,7 @@ private:
   bool heartbeat_tick();
 
   std::unique_ptr<transport> transport_;
-  link_config config_;
+  std::shared_ptr<const link_config> config_;
   pid owner_;
   std::uint64_t id_;
   std::string peer_;

@@ -18,7 +18,7 @@ namespace grove::erps::detail {
 /// accepted connection and the link settings.
 struct pending_session {
   std::unique_ptr<transport> stream;
-  link_config config;
+  std::shared_ptr<const link_config> config;
   std::uint64_t link_id = 0;
 };
 
