@@ -6,6 +6,8 @@
 //   prints {"system":"caf","pairs":P,"workers":W,"round_trips":R,"seconds":S,"per_second":X}
 #include <caf/all.hpp>
 
+#include "pairs_args.hpp"
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -35,36 +37,11 @@ caf::behavior caller(caf::event_based_actor* self, long calls) {
   return {[](const std::string&) {}}; // never sent: the actor lives on its requests
 }
 
-[[noreturn]] void usage(const char* why) {
-  std::fprintf(stderr, "caf_call_pairs: %s\nusage: caf_call_pairs --pairs P --workers W --calls N\n", why);
-  std::exit(2);
-}
-
-long number(const char* flag, const char* text) {
-  char* end = nullptr;
-  const long v = std::strtol(text, &end, 10);
-  if (!end || *end != '\0' || v <= 0) usage((std::string(flag) + ": expected a positive integer").c_str());
-  return v;
-}
-
 } // namespace
 
 int main(int argc, char** argv) {
-  long pairs = 1, workers = 1, calls = 100000;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (i + 1 >= argc) usage(("missing a value after " + a).c_str());
-    const char* v = argv[++i];
-    if (a == "--pairs") {
-      pairs = number("--pairs", v);
-    } else if (a == "--workers") {
-      workers = number("--workers", v);
-    } else if (a == "--calls") {
-      calls = number("--calls", v);
-    } else {
-      usage(("unknown flag " + a).c_str());
-    }
-  }
+  const bench::pairs_args args = bench::parse_pairs_args(argc, argv, "caf_call_pairs", false);
+  const long pairs = args.pairs, workers = args.workers, calls = args.calls;
   caf::actor_system_config cfg;
   cfg.set("scheduler.max-threads", static_cast<std::size_t>(workers));
   double seconds = 0;

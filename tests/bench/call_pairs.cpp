@@ -12,6 +12,8 @@
 #include <grove/core/gen_server.hpp>
 #include <grove/core/node.hpp>
 
+#include "pairs_args.hpp"
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -34,46 +36,13 @@ public:
 
 struct done {};
 
-[[noreturn]] void usage(const char* why) {
-  std::fprintf(stderr, "call_pairs: %s\nusage: call_pairs --pairs P --workers W --calls N [--placement with_starter|round_robin]\n", why);
-  std::exit(2);
-}
-
-long number(const char* flag, const char* text) {
-  char* end = nullptr;
-  const long v = std::strtol(text, &end, 10);
-  if (!end || *end != '\0' || v <= 0) usage((std::string(flag) + ": expected a positive integer").c_str());
-  return v;
-}
-
 } // namespace
 
 int main(int argc, char** argv) {
-  long pairs = 1, workers = 1, calls = 100000;
-  grove::placement placement = grove::placement::with_starter;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (i + 1 >= argc) usage(("missing a value after " + a).c_str());
-    const char* v = argv[++i];
-    if (a == "--pairs") {
-      pairs = number("--pairs", v);
-    } else if (a == "--workers") {
-      workers = number("--workers", v);
-    } else if (a == "--calls") {
-      calls = number("--calls", v);
-    } else if (a == "--placement") {
-      const std::string p = v;
-      if (p == "with_starter") {
-        placement = grove::placement::with_starter;
-      } else if (p == "round_robin") {
-        placement = grove::placement::round_robin;
-      } else {
-        usage("--placement: expected with_starter or round_robin");
-      }
-    } else {
-      usage(("unknown flag " + a).c_str());
-    }
-  }
+  const bench::pairs_args args = bench::parse_pairs_args(argc, argv, "call_pairs", true);
+  const long pairs = args.pairs, workers = args.workers, calls = args.calls;
+  const grove::placement placement =
+      args.placement == "round_robin" ? grove::placement::round_robin : grove::placement::with_starter;
 
   grove::node node{{.child_placement = placement, .threads = static_cast<std::size_t>(workers), .events = nullptr}};
   const auto started = std::chrono::steady_clock::now();
