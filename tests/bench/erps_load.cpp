@@ -324,14 +324,36 @@ int run_idle(std::uint16_t port, int count, double seconds) {
   }
   std::printf("{\"event\":\"idle\",\"connections\":%d}\n", count);
   std::fflush(stdout);
+  // Held until the deadline, waiting on the sockets themselves: what the
+  // server sends (its keepalives) is read and dropped, a close fails the
+  // run, and a keepalive goes out every 5 s so the server keeps them.
+  const int ep = ::epoll_create1(EPOLL_CLOEXEC);
+  for (std::size_t i = 0; i < conns.size(); ++i) {
+    ::fcntl(conns[i].fd, F_SETFL, ::fcntl(conns[i].fd, F_GETFL) | O_NONBLOCK);
+    epoll_event e{};
+    e.events = EPOLLIN;
+    e.data.u64 = i;
+    ::epoll_ctl(ep, EPOLL_CTL_ADD, conns[i].fd, &e);
+  }
   const auto stop_at = clock_type::now() + std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(seconds));
   const std::string keepalive("erps\0\0\0\0\0", keepalive_size);
-  while (clock_type::now() < stop_at) {
-    const auto left = stop_at - clock_type::now();
-    ::usleep(static_cast<useconds_t>(std::min<long long>(
-        5'000'000, std::chrono::duration_cast<std::chrono::microseconds>(left).count())));
-    for (auto& c : conns) ::send(c.fd, keepalive.data(), keepalive.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  auto next_keepalive = clock_type::now() + std::chrono::seconds(5);
+  std::vector<epoll_event> events(256);
+  for (auto now = clock_type::now(); now < stop_at; now = clock_type::now()) {
+    if (now >= next_keepalive) {
+      for (auto& c : conns) ::send(c.fd, keepalive.data(), keepalive.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      next_keepalive = now + std::chrono::seconds(5);
+    }
+    const auto until = std::min(stop_at, next_keepalive);
+    const auto wait_ms = std::chrono::duration_cast<std::chrono::milliseconds>(until - now).count() + 1;
+    const int n = ::epoll_wait(ep, events.data(), static_cast<int>(events.size()), static_cast<int>(wait_ms));
+    for (int j = 0; j < n; ++j) {
+      connection& c = conns[events[static_cast<std::size_t>(j)].data.u64];
+      if (!read_into(c)) fail("the server closed an idle connection");
+      take_frames(c, [] {});
+    }
   }
+  ::close(ep);
   for (auto& c : conns) ::close(c.fd);
   return 0;
 }
