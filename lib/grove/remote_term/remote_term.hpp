@@ -122,8 +122,21 @@ template <class T>
 class term_snapshot {
 public:
   term_snapshot() = default;
-  term_snapshot(detail::epoch_pin pin, const T* value, const std::string* version) noexcept
-      : pin_(std::move(pin)), value_(value), version_(version) {}
+  term_snapshot(term_snapshot&& other) noexcept
+      : record_(std::exchange(other.record_, nullptr)), value_(std::exchange(other.value_, nullptr)),
+        version_(std::exchange(other.version_, nullptr)) {}
+  term_snapshot& operator=(term_snapshot&& other) noexcept {
+    if (this != &other) {
+      release();
+      record_ = std::exchange(other.record_, nullptr);
+      value_ = std::exchange(other.value_, nullptr);
+      version_ = std::exchange(other.version_, nullptr);
+    }
+    return *this;
+  }
+  term_snapshot(const term_snapshot&) = delete;
+  term_snapshot& operator=(const term_snapshot&) = delete;
+  ~term_snapshot() { release(); }
 
   explicit operator bool() const noexcept { return value_ != nullptr; }
   const T& operator*() const noexcept { return *value_; }
@@ -133,7 +146,19 @@ public:
   std::string_view version() const noexcept { return version_ ? std::string_view(*version_) : std::string_view(); }
 
 private:
-  detail::epoch_pin pin_;
+  template <class>
+  friend class remote_term;
+  /// Takes over the pin `record` holds (one detail::pin()).
+  term_snapshot(detail::epoch_record* record, const T* value, const std::string* version) noexcept
+      : record_(record), value_(value), version_(version) {}
+  void release() noexcept {
+    if (record_) detail::unpin(record_);
+    record_ = nullptr;
+  }
+
+  // The pin, held as the bare record so that get(), inlined into the
+  // caller, can keep it in a register.
+  detail::epoch_record* record_ = nullptr;
   const T* value_ = nullptr;
   const std::string* version_ = nullptr;
 };
@@ -222,16 +247,19 @@ public:
   /// The current value; empty before the first load. Lock-free and
   /// wait-free, from any thread; never touches the refresher.
   term_snapshot<T> get() const {
-    detail::epoch_pin pin = detail::epoch_pin::take();
+    detail::epoch_record* record = detail::pin();
     const detail::term_value* v = current();
-    if (!v) return {};
-    return term_snapshot<T>(std::move(pin), static_cast<const T*>(v->value.get()), &v->version);
+    if (!v) [[unlikely]] {
+      detail::unpin(record);
+      return {};
+    }
+    return term_snapshot<T>(record, static_cast<const T*>(v->value.get()), &v->version);
   }
 
   /// The current value as a shared_ptr (null before the first load): for
   /// holding it long or on another thread. Lock-free (one reference count).
   std::shared_ptr<const T> share() const {
-    detail::epoch_pin pin = detail::epoch_pin::take();
+    detail::epoch_guard pin;
     const detail::term_value* v = current();
     return v ? std::static_pointer_cast<const T>(v->value) : nullptr;
   }

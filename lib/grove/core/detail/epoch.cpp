@@ -34,7 +34,7 @@ struct record_holder {
   ~record_holder() {
     this_thread_record = nullptr;
     record->pinned.store(0, std::memory_order_release);
-    record->depth = 0;
+    record->extra = 0;
     thread_records<epoch_record>::release(record);
   }
 };

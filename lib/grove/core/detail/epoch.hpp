@@ -18,10 +18,14 @@
 namespace grove::detail {
 
 /// One thread's announcement: the epoch it pinned at, 0 when not pinned.
+/// A thread's pins nest: the first stores the epoch, later ones only count
+/// (`extra`), and the last released stores 0 again, in whatever order they
+/// are released. The common unnested read stores twice, both on the
+/// thread's own cache line (liburcu's read lock does the same).
 struct alignas(64) epoch_record {
   std::atomic<std::uint64_t> pinned{0};
   std::atomic<bool> owned{false};
-  std::uint32_t depth = 0; // nested pins (touched by the owning thread only)
+  std::uint32_t extra = 0; // pins beyond the first (touched by the owning thread only)
   epoch_record* next = nullptr;
 };
 
@@ -34,7 +38,9 @@ inline thread_local epoch_record* this_thread_record = nullptr;
 /// This thread's record (claimed on first use, released at thread exit).
 inline epoch_record& this_thread_epoch_record() {
   epoch_record* r = this_thread_record;
-  return r ? *r : claim_this_thread_epoch_record();
+  if (r) [[likely]]
+    return *r;
+  return claim_this_thread_epoch_record();
 }
 /// The global epoch: moved on by every retirement.
 extern std::atomic<std::uint64_t> global_epoch;
@@ -51,66 +57,45 @@ extern std::atomic<bool> asymmetric_fences;
 /// What follows a reader's pin: the pinned epoch must be visible to a
 /// collector before the reader loads anything it could free.
 inline void fence_after_pin() noexcept {
-  if (asymmetric_fences.load(std::memory_order_relaxed)) {
+  if (asymmetric_fences.load(std::memory_order_relaxed)) [[likely]] {
     std::atomic_signal_fence(std::memory_order_seq_cst);
   } else {
     std::atomic_thread_fence(std::memory_order_seq_cst);
   }
 }
 
-/// Pins the calling thread for a read. Nestable; cheap (two stores on the
-/// thread's own cache line, and a fence unless asymmetric_fences).
+/// Pins the calling thread's record; returns it for unpin().
+inline epoch_record* pin() {
+  epoch_record* r = &this_thread_epoch_record();
+  if (r->pinned.load(std::memory_order_relaxed) == 0) [[likely]] {
+    r->pinned.store(current_epoch(), std::memory_order_relaxed);
+    fence_after_pin();
+  } else {
+    ++r->extra; // nested: the first pin's (older) epoch already covers this one
+  }
+  return r;
+}
+/// Releases one pin taken by pin() on this thread.
+inline void unpin(epoch_record* r) noexcept {
+  if (r->extra == 0) [[likely]] {
+    r->pinned.store(0, std::memory_order_release);
+  } else {
+    --r->extra;
+  }
+}
+
+/// Pins the calling thread for a read. Nestable; cheap (one store on the
+/// thread's own cache line to pin and one to unpin, and a fence unless
+/// asymmetric_fences).
 class epoch_guard {
 public:
-  epoch_guard() : record_(this_thread_epoch_record()) {
-    if (record_.depth++ == 0) {
-      record_.pinned.store(current_epoch(), std::memory_order_relaxed);
-      fence_after_pin();
-    }
-  }
-  ~epoch_guard() {
-    if (--record_.depth == 0) record_.pinned.store(0, std::memory_order_release);
-  }
+  epoch_guard() : record_(pin()) {}
+  ~epoch_guard() { unpin(record_); }
   epoch_guard(const epoch_guard&) = delete;
   epoch_guard& operator=(const epoch_guard&) = delete;
 
 private:
-  epoch_record& record_;
-};
-
-/// epoch_guard that can be moved (into a snapshot a function returns). It
-/// must be released on the thread that took it.
-class epoch_pin {
-public:
-  epoch_pin() noexcept = default;
-  static epoch_pin take() {
-    epoch_pin p;
-    p.record_ = &this_thread_epoch_record();
-    if (p.record_->depth++ == 0) {
-      p.record_->pinned.store(current_epoch(), std::memory_order_relaxed);
-      fence_after_pin();
-    }
-    return p;
-  }
-  epoch_pin(epoch_pin&& other) noexcept : record_(other.record_) { other.record_ = nullptr; }
-  epoch_pin& operator=(epoch_pin&& other) noexcept {
-    if (this != &other) {
-      release();
-      record_ = other.record_;
-      other.record_ = nullptr;
-    }
-    return *this;
-  }
-  epoch_pin(const epoch_pin&) = delete;
-  epoch_pin& operator=(const epoch_pin&) = delete;
-  ~epoch_pin() { release(); }
-  void release() noexcept {
-    if (record_ && --record_->depth == 0) record_->pinned.store(0, std::memory_order_release);
-    record_ = nullptr;
-  }
-
-private:
-  epoch_record* record_ = nullptr;
+  epoch_record* record_;
 };
 
 /// Nodes a writer unlinked and will free once no reader can hold them.
