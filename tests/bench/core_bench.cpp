@@ -1,6 +1,6 @@
 // Core micro-benchmarks, each beside a bare Asio baseline run the same way
 // (on a grove node's worker, driven by node.block_on), so a figure reads as a
-// ratio. Run: scripts/bench   (or build/tests/bench/core_bench)
+// ratio. Run: scripts/bench micro   (or build/tests/bench/core_bench)
 #include <grove/core/gen_server.hpp>
 #include <grove/core/node.hpp>
 

@@ -2,7 +2,7 @@
 // HMAC signing, and a call round trip over loopback through grove's daemon
 // and client against a hand-written Asio erps echo (header read, payload
 // read, reply frame written back; no JSON) in the same binary.
-// Run: scripts/bench   (or build-release/tests/bench/erps_bench)
+// Run: scripts/bench micro   (or build-release/tests/bench/erps_bench)
 #include <grove/core/node.hpp>
 #include <grove/erps/client.hpp>
 #include <grove/erps/json_codec.hpp>

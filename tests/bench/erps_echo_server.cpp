@@ -3,9 +3,13 @@
 // supervision or JSON. A call's payload [id, request] comes back as the
 // reply [request, id]; keepalives are answered; casts are dropped. Frames
 // are parsed in place from large reads and the replies to one read go out
-// in one write, as a careful hand-written server would do it.
+// in one write, as a careful hand-written server would do it
+// (echo_frames.hpp). With --dom, each payload is parsed into an
+// nlohmann::json and the reply serialised from one.
 //
-//   erps_echo_server [--port N] [--threads N] [--tls]   prints {"event":"ready","port":N}
+//   erps_echo_server [--port N] [--threads N] [--tls] [--dom]   prints {"event":"ready","port":N}
+#include "echo_frames.hpp"
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
@@ -30,49 +34,7 @@ using asio::ip::tcp;
 
 namespace {
 
-constexpr std::size_t header_size = 96;
-constexpr std::size_t keepalive_size = 9;
-
-std::uint32_t length_of(const char* h) {
-  return (std::uint32_t(std::uint8_t(h[4])) << 24) | (std::uint32_t(std::uint8_t(h[5])) << 16) |
-         (std::uint32_t(std::uint8_t(h[6])) << 8) | std::uint32_t(std::uint8_t(h[7]));
-}
-
-void put_length(char* h, std::uint32_t n) {
-  h[4] = static_cast<char>(n >> 24);
-  h[5] = static_cast<char>(n >> 16);
-  h[6] = static_cast<char>(n >> 8);
-  h[7] = static_cast<char>(n);
-}
-
-// [id,request] -> [request,id]: the id is the first element (a number or a
-// string), so only it is scanned; the request is copied as bytes.
-bool append_reply(std::string& out, const char* header, std::string_view payload) {
-  if (payload.size() < 5 || payload.front() != '[' || payload.back() != ']') return false;
-  std::size_t end = 1;
-  if (payload[1] == '"') {
-    for (end = 2; end < payload.size() && payload[end] != '"'; ++end) {
-      if (payload[end] == '\\') ++end;
-    }
-    ++end;
-  } else {
-    while (end < payload.size() && payload[end] != ',') ++end;
-  }
-  if (end >= payload.size() || payload[end] != ',') return false;
-  const std::string_view id = payload.substr(1, end - 1);
-  const std::string_view request = payload.substr(end + 1, payload.size() - end - 2);
-  const std::size_t length = request.size() + id.size() + 3;
-  const std::size_t at = out.size();
-  out.append(header, header_size);
-  out[at + 8] = 2; // reply
-  put_length(out.data() + at, static_cast<std::uint32_t>(length));
-  out += '[';
-  out += request;
-  out += ',';
-  out += id;
-  out += ']';
-  return true;
-}
+bool dom = false; // --dom: parse each payload into an nlohmann::json
 
 template <class Stream>
 asio::awaitable<void> serve(Stream stream) {
@@ -83,28 +45,11 @@ asio::awaitable<void> serve(Stream stream) {
     for (;;) {
       if (filled == in.size()) in.resize(in.size() * 2);
       filled += co_await stream.async_read_some(asio::buffer(in.data() + filled, in.size() - filled), asio::use_awaitable);
-      std::size_t at = 0;
       out.clear();
-      for (;;) {
-        const std::size_t left = filled - at;
-        if (left < keepalive_size) break;
-        const char* h = in.data() + at;
-        if (std::memcmp(h, "erps", 4) != 0) co_return; // out of step: close
-        const std::uint32_t length = length_of(h);
-        if (length == 0 && h[8] == 0) { // keepalive
-          out.append(h, keepalive_size);
-          at += keepalive_size;
-          continue;
-        }
-        if (left < header_size || left - header_size < length) {
-          if (header_size + length > in.size()) in.resize(header_size + length);
-          break;
-        }
-        if (h[8] == 4 && !append_reply(out, h, std::string_view(h + header_size, length))) co_return;
-        at += header_size + length;
-      }
-      std::memmove(in.data(), in.data() + at, filled - at);
-      filled -= at;
+      const long at = echo_frames::consume(in, filled, out, dom);
+      if (at < 0) co_return; // out of step: close
+      std::memmove(in.data(), in.data() + at, filled - static_cast<std::size_t>(at));
+      filled -= static_cast<std::size_t>(at);
       if (!out.empty()) co_await asio::async_write(stream, asio::buffer(out), asio::use_awaitable);
     }
   } catch (const std::exception&) {
@@ -144,8 +89,9 @@ int main(int argc, char** argv) {
     if (arg == "--port" && i + 1 < argc) port = static_cast<unsigned short>(std::stoul(argv[++i]));
     else if (arg == "--threads" && i + 1 < argc) threads = static_cast<unsigned>(std::stoul(argv[++i]));
     else if (arg == "--tls") tls = true;
+    else if (arg == "--dom") dom = true;
     else {
-      std::cerr << "usage: erps_echo_server [--port N] [--threads N] [--tls]\n";
+      std::cerr << "usage: erps_echo_server [--port N] [--threads N] [--tls] [--dom]\n";
       return 2;
     }
   }

@@ -2,7 +2,7 @@
 // writes, and a whole register + unregister through the registry's process,
 // each beside a std::shared_mutex + std::unordered_map doing the same in the
 // same binary (the obvious way to write a thread-safe name table).
-// Run: scripts/bench   (or build-release/tests/bench/registry_bench)
+// Run: scripts/bench micro   (or build-release/tests/bench/registry_bench)
 #include <grove/core/node.hpp>
 #include <grove/registry/detail/name_table.hpp>
 #include <grove/registry/local_registry.hpp>

@@ -7,7 +7,7 @@
 // time), and one refresh downloading 1 MiB. Python answers slowly, so the
 // wall time per refresh is mostly the server's; `grove_cpu_us` is this
 // process's CPU per refresh (the fetcher, the term and the node).
-// Run: scripts/bench   (or build-release/tests/bench/remote_term_bench)
+// Run: scripts/bench micro   (or build-release/tests/bench/remote_term_bench)
 #include <grove/core/node.hpp>
 #include <grove/remote_term/remote_term.hpp>
 

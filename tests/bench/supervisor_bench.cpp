@@ -1,6 +1,6 @@
 // Supervision benchmarks, each beside the same work done by hand with core
 // grove (no supervisor), so a figure reads as the supervisor's own cost.
-// Run: scripts/bench   (or build-release/tests/bench/supervisor_bench)
+// Run: scripts/bench micro   (or build-release/tests/bench/supervisor_bench)
 #include <grove/core/gen_server.hpp>
 #include <grove/core/node.hpp>
 #include <grove/supervisor/dynamic_supervisor.hpp>

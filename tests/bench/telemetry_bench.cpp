@@ -2,7 +2,7 @@
 // 1 and 2 threads (each thread writes its own shard), beside a relaxed
 // fetch_add on one shared atomic (what a naive counter does), and an
 // event emitted with no handler and with one.
-// Run: scripts/bench   (or build-release/tests/bench/telemetry_bench)
+// Run: scripts/bench micro   (or build-release/tests/bench/telemetry_bench)
 #include <grove/telemetry/events.hpp>
 #include <grove/telemetry/metrics.hpp>
 

@@ -6,7 +6,7 @@
 //  - The manager: a sync install + uninstall, with each store; fetch and
 //    whereis on 1 and 2 threads beside a shared_mutex + unordered_map
 //    holding the same records; memory per idle tenant.
-// Run: scripts/bench   (or build-release/tests/bench/tenant_bench)
+// Run: scripts/bench micro   (or build-release/tests/bench/tenant_bench)
 #include <grove/core/node.hpp>
 #include <grove/tenant/manager.hpp>
 #include <grove/tenant/sqlite_store.hpp>
