@@ -13,7 +13,7 @@ import json
 import sys
 
 ERPS_SERVERS = [("hand", "hand-written (Asio)"), ("nlohmann", "hand-written + nlohmann"),
-                ("epoll", "raw epoll"), ("erlang", "Erlang gen_server")]
+                ("epoll", "raw epoll"), ("erlang", "Erlang gen_server"), ("grpc", "gRPC C++")]
 CALL_SYSTEMS = [("caf", "CAF 0.17"), ("erlang", "Erlang/OTP")]
 
 
@@ -138,15 +138,15 @@ def print_all(records, idle):
     erps = erps_rows(records, idle)
     calls = call_rows(records)
     print("| row | grove | grove / hand-written (Asio) | grove / hand-written + nlohmann | grove / raw epoll "
-          "| grove / Erlang | grove / CAF 0.17 |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+          "| grove / Erlang | grove / gRPC C++ | grove / CAF 0.17 |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for label, v, better, _ in erps:
         g = v.get("grove", [])
-        cells = [grove_over(g, v.get(s, []), better) for s in ("hand", "nlohmann", "epoll", "erlang")]
+        cells = [grove_over(g, v.get(s, []), better) for s in ("hand", "nlohmann", "epoll", "erlang", "grpc")]
         print(f"| {label} | {figures(g)} | " + " | ".join(cells) + " | |")
     for label, v in calls:
         g = v["grove"]
-        print(f"| {label} | {figures(g)} | | | | {ratio(g, v.get('erlang', []))} | {ratio(g, v.get('caf', []))} |")
+        print(f"| {label} | {figures(g)} | | | | {ratio(g, v.get('erlang', []))} | | {ratio(g, v.get('caf', []))} |")
     print()
     print("Figures per round (a / b). Ratios: grove's figure over the other's, "
           "except memory, where it is the other's bytes over grove's (above 1×: grove holds less). "
