@@ -51,11 +51,18 @@ std::string seconds_text(duration d) {
   return std::to_string(ms) + " ms";
 }
 
+// A link is busy once this many reads in a row found bytes within
+// busy_wait of asking: it then keeps its read buffer while it waits.
+constexpr std::uint8_t busy_after_short_waits = 2;
+constexpr auto busy_wait = std::chrono::milliseconds(1);
+
 // Plain TCP. A read that did not fill its buffer most likely drained the
-// kernel's: an async_read_some then would first try a recv that fails with
-// EAGAIN, then wait. So after a short read the link waits for readability
+// kernel's. A link that is not busy then waits for readability
 // (wait_readable, holding no read buffer meanwhile) and the read after it
 // is made at once, without blocking (the socket is in non-blocking mode).
+// A busy link reads with async_read_some straight away: Asio's reactor
+// skips the recv it knows would fail after a short read, and the wait
+// would cost an epoll_ctl per read (an async_wait re-arms the descriptor).
 class tcp_transport final : public stream_transport<asio::ip::tcp::socket> {
 public:
   explicit tcp_transport(asio::ip::tcp::socket socket) : stream_transport(std::move(socket)) {
@@ -64,9 +71,12 @@ public:
   }
 
   bool read_would_wait() const noexcept override { return drained_ && !readable_; }
+  bool reader_waiting() const noexcept override { return waiting_; }
 
   asio::awaitable<void> wait_readable() override {
+    waiting_ = true;
     auto [error] = co_await stream_.async_wait(asio::socket_base::wait_read, use_tuple);
+    waiting_ = false;
     readable_ = !error;
   }
 
@@ -76,7 +86,9 @@ public:
   }
 
   void wait_readable(std::function<void()> then) override {
+    waiting_ = true;
     stream_.async_wait(asio::socket_base::wait_read, [this, then = std::move(then)](boost::system::error_code error) {
+      waiting_ = false;
       readable_ = !error;
       then();
     });
@@ -93,15 +105,19 @@ public:
       }
       // Woken for nothing: wait as usual.
     }
-    drained_ = false; // a read is pending: not a wait that parking may cancel
+    waiting_ = true;
     auto [error, n] = co_await stream_.async_read_some(into, use_tuple);
-    drained_ = !error && n < into.size();
+    waiting_ = false;
+    // Cancelled (the link parked): it read nothing, and the next wait is
+    // for new bytes again.
+    drained_ = error == asio::error::operation_aborted || (!error && n < into.size());
     co_return std::pair{error, n};
   }
 
 private:
-  bool drained_ = false;  // the last read did not fill its buffer
+  bool drained_ = true;   // the last read did not fill its buffer (a new connection waits first)
   bool readable_ = false; // wait_readable() just said bytes are there
+  bool waiting_ = false;  // a wait or read is pending and has found nothing yet
 };
 
 } // namespace
@@ -361,6 +377,7 @@ asio::awaitable<void> link::read_loop(std::shared_ptr<link> self, bool resumed) 
     self->last_received_ = clock::now();
     self->wake_writer();
   }
+  std::optional<clock::time_point> waiting_since; // since the reader last wanted bytes
   for (;;) {
     // Hand over what is buffered, a frame at a time, while not paused: a
     // read may hold more calls than the client may have in flight, and
@@ -391,10 +408,10 @@ asio::awaitable<void> link::read_loop(std::shared_ptr<link> self, bool resumed) 
       co_await wait(self->reader_wake_);
       continue;
     }
-    if (self->transport_->read_would_wait()) {
-      // Between frames, a link holds no read buffer while it waits; an idle
-      // one (nothing in flight either way) holds no coroutine either: this
-      // one ends, and the wait starts it again.
+    if (self->transport_->read_would_wait() && (self->parked_ || self->short_waits_ < busy_after_short_waits)) {
+      // Between frames, a link that is not busy holds no read buffer while
+      // it waits; an idle one (nothing in flight either way) holds no
+      // coroutine either: this one ends, and the wait starts it again.
       if (!self->decoder_.in_frame()) self->decoder_.release();
       if (self->parked_) {
         self->transport_->wait_readable([self] {
@@ -403,13 +420,19 @@ asio::awaitable<void> link::read_loop(std::shared_ptr<link> self, bool resumed) 
         });
         co_return;
       }
+      if (!waiting_since) waiting_since = clock::now();
       co_await self->transport_->wait_readable();
       if (self->closed_) co_return;
       continue; // a readable socket, or a cancelled wait (parked: wait by callback)
     }
     auto space = self->decoder_.prepare(std::max<std::size_t>(16 * 1024, self->decoder_.missing()));
+    if (!waiting_since) waiting_since = clock::now();
     auto [error, n] = co_await self->transport_->read_some(asio::buffer(space.data(), space.size()));
     if (self->closed_) co_return;
+    if (error == asio::error::operation_aborted) { // the link parked while the read waited
+      self->short_waits_ = 0;
+      continue;
+    }
     if (error) {
       const bool clean = error == asio::error::eof || error == asio::error::connection_reset;
       std::string reason = clean ? "closed by the peer" : "read failed: " + describe(error);
@@ -422,6 +445,12 @@ asio::awaitable<void> link::read_loop(std::shared_ptr<link> self, bool resumed) 
     self->decoder_.commit(n);
     if (self->config_->metrics) self->config_->metrics->bytes_in.inc(n);
     self->last_received_ = clock::now();
+    // Busy: bytes keep coming within a moment of asking. A link that gets
+    // one call and goes quiet never counts as busy, so it never holds a
+    // buffer while it waits.
+    const bool short_wait = self->last_received_ - *waiting_since < busy_wait;
+    waiting_since.reset();
+    self->short_waits_ = short_wait ? std::min<std::uint8_t>(self->short_waits_ + 1, busy_after_short_waits) : 0;
   }
 }
 
@@ -554,14 +583,18 @@ bool link::heartbeat_tick() {
 
 void link::park_if_idle(clock::time_point now) {
   if (parked_ || closed_ || closing_ || calls_in_flight_ != 0 || !out_.empty() || !writing_.empty() ||
-      !transport_->read_would_wait() || reading_paused() || decoder_.in_frame()) {
+      !transport_->reader_waiting() || reading_paused() || decoder_.in_frame()) {
     return;
   }
   if (now - last_busy_ < tick_) return;
   parked_ = true;
+  // Both queues are empty: give back what their last frames grew them to
+  // (a keepalive fits in a string's own bytes; the next reply allocates).
+  std::string().swap(out_);
+  std::string().swap(writing_);
   if (config_->counters) config_->counters->parked.fetch_add(1, std::memory_order_relaxed);
   log(log_level::debug, "parked", "idle: no coroutine held until bytes arrive");
-  transport_->cancel_wait(); // the reader ends, waiting by callback
+  transport_->cancel_wait(); // the reader's wait or read ends; it waits by callback, holding no buffer
   wake_writer();             // the writer ends
 }
 

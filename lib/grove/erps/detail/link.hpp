@@ -60,9 +60,12 @@ public:
   virtual asio::awaitable<std::pair<boost::system::error_code, std::size_t>> read_some(asio::mutable_buffer into) = 0;
   /// Plain TCP: true when the next read would most likely find nothing
   /// (the last one did not fill its buffer, and no wait said otherwise
-  /// since). A reader then waits with wait_readable() first, holding no
-  /// buffer meanwhile.
+  /// since). A reader that is not busy then waits with wait_readable()
+  /// first, holding no buffer meanwhile.
   virtual bool read_would_wait() const noexcept { return false; }
+  /// Plain TCP: a wait_readable or read_some is pending and has found
+  /// nothing yet, so cancel_wait() can end it without losing a byte.
+  virtual bool reader_waiting() const noexcept { return false; }
   /// Returns when a read would find bytes, or the connection failed or
   /// closed (the next read_some says how). The read_some after it reads at
   /// once.
@@ -70,8 +73,9 @@ public:
   /// The same, calling `then` (on the transport's executor) instead: for a
   /// reader that ends its coroutine while the connection is idle.
   virtual void wait_readable(std::function<void()> then);
-  /// Cancels a pending wait_readable (the awaitable one resumes at once).
-  /// Only while no read or write is pending.
+  /// Cancels a pending wait_readable (the awaitable one resumes at once)
+  /// or read_some (it returns operation_aborted, having read nothing).
+  /// Only while reader_waiting() and no write is pending.
   virtual void cancel_wait() noexcept {}
   virtual asio::awaitable<std::pair<boost::system::error_code, std::size_t>> write(asio::const_buffer bytes) = 0;
   /// Cancels pending operations; they complete with an error.
@@ -243,6 +247,7 @@ private:
   std::optional<std::chrono::steady_clock::time_point> frame_started_; // the frame begun, not yet whole, since
   std::string close_reason_;
   std::size_t calls_in_flight_ = 0;
+  std::uint8_t short_waits_ = 0; // reads in a row whose bytes came within busy_wait of asking (link.cpp)
   std::int64_t counted_queued_ = 0; // what this link added to counters->queued_bytes
   bool handshake_done_ = false;
   bool writer_running_ = false;
