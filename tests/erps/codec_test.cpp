@@ -96,3 +96,35 @@ TEST_CASE("read_json reads a document with the same limit and names it") {
                        "snapshot nests deeper than 128 levels (max_depth)", codec_error);
   CHECK_THROWS_WITH_AS(grove::erps::read_json("{", {}, "snapshot"), "malformed JSON in snapshot (1 bytes)", codec_error);
 }
+
+TEST_CASE("strings are escaped wherever in them the byte that needs it falls") {
+  // Lengths around the writer's 16-byte steps, and each byte that needs
+  // more than a copy at every position: control, quote, backslash,
+  // UTF-8 (valid, kept), and a byte that is not UTF-8 (replaced).
+  const std::string specials[] = {"\n", "\x01", "\"", "\\", "\xC3\xA9", "\x7F"};
+  for (std::size_t length : {1u, 15u, 16u, 17u, 31u, 32u, 33u, 47u}) {
+    for (std::size_t at = 0; at < length; ++at) {
+      for (const std::string& special : specials) {
+        std::string text(length, 'a');
+        text.replace(at, 1, special);
+        std::string out;
+        codec.write_value(out, json(text));
+        CAPTURE(out);
+        const json back = codec.read_value(out, {});
+        REQUIRE(back.is_string());
+        CHECK(back.get<std::string>() == text);
+        CHECK(out == json(text).dump());
+      }
+      std::string broken(length, 'a');
+      broken[at] = '\xFF';
+      std::string out;
+      codec.write_value(out, json(broken));
+      CAPTURE(out);
+      const json back = codec.read_value(out, {});
+      REQUIRE(back.is_string());
+      std::string expected = broken;
+      expected.replace(at, 1, "\xEF\xBF\xBD"); // U+FFFD, as nlohmann's replace handler writes it
+      CHECK(back.get<std::string>() == expected);
+    }
+  }
+}
