@@ -60,9 +60,9 @@ constexpr auto busy_wait = std::chrono::milliseconds(1);
 // kernel's. A link that is not busy then waits for readability
 // (wait_readable, holding no read buffer meanwhile) and the read after it
 // is made at once, without blocking (the socket is in non-blocking mode).
-// A busy link reads with async_read_some straight away: Asio's reactor
-// skips the recv it knows would fail after a short read, and the wait
-// would cost an epoll_ctl per read (an async_wait re-arms the descriptor).
+// A busy link reads with async_read_some straight away: the wait would
+// cost an epoll_ctl per read (Asio re-arms the descriptor for every
+// async_wait), and the buffer it saves is soon needed again.
 class tcp_transport final : public stream_transport<asio::ip::tcp::socket> {
 public:
   explicit tcp_transport(asio::ip::tcp::socket socket) : stream_transport(std::move(socket)) {
