@@ -99,7 +99,7 @@ awaitable<void> await_call(pid target, envelope env, duration timeout) {
   if (me && me->self == target) throw grove::error(errc::calling_self);
   std::shared_ptr<reply_slot_base> slot = env.reply;
   slot->set_caller(me ? me->self : pid{});
-  co_await wait_for_slot(slot, timeout, [&] { deliver_envelope(target, std::move(env)); });
+  co_await wait_for_slot(std::move(slot), timeout, [&] { deliver_envelope(target, std::move(env)); });
 }
 
 awaitable<void> await_reply(std::shared_ptr<reply_slot_base> slot, duration timeout) {
