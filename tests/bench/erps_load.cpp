@@ -14,6 +14,8 @@
 //       (keepalives every 5 s); prints {"event":"idle",...} once all are open.
 //
 // Every run is bounded by --seconds (plus warm-up) and stops by itself.
+#include "load_args.hpp"
+
 #include <arpa/inet.h>
 #include <cerrno>
 #include <chrono>
@@ -42,14 +44,6 @@ constexpr std::size_t keepalive_size = 9;
 [[noreturn]] void fail(const std::string& why) {
   std::fprintf(stderr, "erps_load: %s\n", why.c_str());
   std::exit(1);
-}
-
-[[noreturn]] void usage(const std::string& why) {
-  std::fprintf(stderr,
-               "erps_load: %s\nusage: erps_load --port N (--connections C --in-flight P [--size B] | --connect-rate "
-               "--connections C | --idle COUNT) [--seconds S] [--warmup S]\n",
-               why.c_str());
-  std::exit(2);
 }
 
 std::string call_frame(std::uint64_t id, const std::string& value) {
@@ -361,35 +355,10 @@ int run_idle(std::uint16_t port, int count, double seconds) {
 } // namespace
 
 int main(int argc, char** argv) {
-  long port = -1, connections = 1, in_flight = 1, size = 48, idle = 0;
-  double seconds = 5, warmup = 1;
-  bool connect_rate = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--connect-rate") {
-      connect_rate = true;
-      continue;
-    }
-    if (i + 1 >= argc) usage("missing a value after " + a);
-    const char* v = argv[++i];
-    char* end = nullptr;
-    const double x = std::strtod(v, &end);
-    if (!end || *end != '\0' || x < 0) usage(a + ": expected a non-negative number");
-    if (a == "--port") port = static_cast<long>(x);
-    else if (a == "--connections") connections = static_cast<long>(x);
-    else if (a == "--in-flight") in_flight = static_cast<long>(x);
-    else if (a == "--size") size = static_cast<long>(x);
-    else if (a == "--idle") idle = static_cast<long>(x);
-    else if (a == "--seconds") seconds = x;
-    else if (a == "--warmup") warmup = x;
-    else usage("unknown flag " + a);
-  }
-  if (port <= 0 || port > 65535) usage("--port: expected 1 to 65535");
-  if (connections < 1 || connections > 100000 || in_flight < 1 || in_flight > 1024 || seconds <= 0 || seconds > 600) {
-    usage("--connections 1..100000, --in-flight 1..1024, --seconds up to 600");
-  }
-  if (idle > 0) return run_idle(static_cast<std::uint16_t>(port), static_cast<int>(idle), seconds);
-  if (connect_rate) return run_connect_rate(static_cast<std::uint16_t>(port), static_cast<int>(connections), seconds);
-  return run_calls(static_cast<std::uint16_t>(port), static_cast<int>(connections), static_cast<int>(in_flight),
-                   static_cast<std::size_t>(size), seconds, warmup);
+  const load_args::options o = load_args::parse(argc, argv, "erps_load");
+  const auto port = static_cast<std::uint16_t>(o.port);
+  if (o.idle > 0) return run_idle(port, static_cast<int>(o.idle), o.seconds);
+  if (o.connect_rate) return run_connect_rate(port, static_cast<int>(o.connections), o.seconds);
+  return run_calls(port, static_cast<int>(o.connections), static_cast<int>(o.in_flight), static_cast<std::size_t>(o.size),
+                   o.seconds, o.warmup);
 }

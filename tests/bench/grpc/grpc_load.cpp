@@ -9,6 +9,7 @@
 //
 // Every run is bounded by --seconds (plus warm-up) and stops by itself.
 #include "echo.grpc.pb.h"
+#include "../load_args.hpp"
 
 #include <grpcpp/grpcpp.h>
 
@@ -184,41 +185,13 @@ int run_idle(int port, int count, double seconds) {
   return 0;
 }
 
-[[noreturn]] void usage(const std::string& why) {
-  std::fprintf(stderr,
-               "grpc_load: %s\nusage: grpc_load --port N (--connections C --in-flight P [--size B] | --connect-rate "
-               "--connections C | --idle COUNT) [--seconds S] [--warmup S]\n",
-               why.c_str());
-  std::exit(2);
-}
-
 } // namespace
 
 int main(int argc, char** argv) {
-  int port = 0, connections = 0, in_flight = 0, idle = 0;
-  double seconds = 5, warmup = 1, size = 48;
-  bool connect_rate = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--connect-rate") {
-      connect_rate = true;
-      continue;
-    }
-    if (i + 1 >= argc) usage(a + " needs a value");
-    const double x = std::atof(argv[++i]);
-    if (a == "--port") port = static_cast<int>(x);
-    else if (a == "--connections") connections = static_cast<int>(x);
-    else if (a == "--in-flight") in_flight = static_cast<int>(x);
-    else if (a == "--size") size = x;
-    else if (a == "--seconds") seconds = x;
-    else if (a == "--warmup") warmup = x;
-    else if (a == "--idle") idle = static_cast<int>(x);
-    else usage("unknown option " + a);
-  }
-  if (port <= 0) usage("--port is required");
-  if (seconds <= 0 || seconds > 600) usage("--seconds must be in (0, 600]");
-  if (idle > 0) return run_idle(port, idle, seconds);
-  if (connect_rate) return connections > 0 ? run_connect_rate(port, connections, seconds) : (usage("--connections"), 1);
-  if (connections <= 0 || in_flight <= 0) usage("--connections and --in-flight are required");
-  return run_calls(port, connections, in_flight, static_cast<std::size_t>(size), seconds, warmup);
+  const load_args::options o = load_args::parse(argc, argv, "grpc_load");
+  const int port = static_cast<int>(o.port);
+  if (o.idle > 0) return run_idle(port, static_cast<int>(o.idle), o.seconds);
+  if (o.connect_rate) return run_connect_rate(port, static_cast<int>(o.connections), o.seconds);
+  return run_calls(port, static_cast<int>(o.connections), static_cast<int>(o.in_flight), static_cast<std::size_t>(o.size),
+                   o.seconds, o.warmup);
 }
