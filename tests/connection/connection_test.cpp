@@ -632,6 +632,58 @@ TEST_CASE("a_request_that_needs_no_readiness_is_served_while_disconnected") {
   CHECK(call_error(node, ref, work{}) == grove::connection_errc::disconnected);
 }
 
+namespace {
+
+struct link_lost {}; // the link is gone; its close message has not run yet
+struct link_back {};
+
+/// A connection whose link can be down while its state is still connected
+/// (as a reader that saw EOF before its message reached the process).
+class half_closed : public grove::connection {
+public:
+  explicit half_closed(grove::connection_options o) : grove::connection(std::move(o)) {}
+  grove::action init() { return grove::connect(); }
+  grove::connect_result connect() { return {}; }
+  bool ready_for_calls() const { return link_up_; }
+  int handle_call(work) { return ++served_; }
+  std::string handle_call(state_query) { return std::string(grove::to_string(state())); }
+  grove::action handle_cast(link_lost) {
+    link_up_ = false;
+    return {};
+  }
+  grove::action handle_cast(link_back) {
+    link_up_ = true;
+    return {};
+  }
+
+private:
+  bool link_up_ = true;
+  int served_ = 0;
+};
+
+awaitable<void> cast_back(grove::server_ref<half_closed> ref) {
+  ref.cast(link_back{});
+  co_return;
+}
+
+} // namespace
+
+TEST_CASE("a_connection_not_ready_for_calls_gates_them_as_if_down_while_still_connected") {
+  grove::node node{{.threads = 2}};
+  auto ref = node.block_on(grove::start<half_closed>(node, grove::connection_options{}));
+  CHECK(node.block_on(ref.call(work{})) == 1);
+  ref.cast(link_lost{});
+  CHECK(node.block_on(ref.call(state_query{})) == "connected"); // served: it needs no readiness
+  CHECK(node.block_on(grove::testing::error_of(ref.call(work{}))) == grove::connection_errc::disconnected);
+  grove::call_options waiting;
+  waiting.if_not_ready = grove::when_not_ready::wait;
+  waiting.timeout = 20s;
+  // The call waits at the gate; the cast that brings the link back lets it through.
+  int served = node.block_on(ref.call(work{}, waiting) && cast_back(ref));
+  CHECK(served == 2);
+  CHECK(node.block_on(ref.call(work{})) == 3);
+}
+
 TEST_CASE("a_waiting_call_that_drops_the_link_again_leaves_the_later_ones_waiting") {
   grove::node node{{.threads = 2}};
   setup s;

@@ -301,8 +301,8 @@ awaitable<disconnect_result> connection::run_disconnect(message info, const deta
 
 // -- the call gate -----------------------------------------------------------
 
-bool connection::admit(detail::envelope& call) {
-  if (state_ == connection_state::connected || call.readiness == detail::served_when_not_ready) return true;
+bool connection::admit(detail::envelope& call, bool ready) {
+  if ((ready && state_ == connection_state::connected) || call.readiness == detail::served_when_not_ready) return true;
   auto policy = static_cast<when_not_ready>(call.readiness);
   if (policy == when_not_ready::server_default) policy = options_.calls_while_disconnected;
   if (policy == when_not_ready::wait) {
@@ -313,8 +313,8 @@ bool connection::admit(detail::envelope& call) {
   return false;
 }
 
-bool connection::release(detail::envelope& out) {
-  if (held_head_ == held_.size() || state_ != connection_state::connected) return false;
+bool connection::release(detail::envelope& out, bool ready) {
+  if (held_head_ == held_.size() || state_ != connection_state::connected || !ready) return false;
   out = std::move(held_[held_head_++]);
   if (held_head_ == held_.size()) {
     held_.clear();

@@ -43,7 +43,11 @@
 // (connection_options::calls_while_disconnected) or per call
 // (call_options::if_not_ready). A request type that must be answered either
 // way declares `static constexpr bool needs_ready = false;`. Casts and plain
-// messages are always handled.
+// messages are always handled. A connection that learns of a dropped link
+// through a message (its reader's) may define `bool ready_for_calls() const`:
+// while it returns false, calls are gated as if not connected, so a call
+// that arrives between the drop and that message waits or fails by its
+// policy instead of reaching handle_call with no link to send on.
 //
 // The state (disconnected, connecting, connected, backing off until T) is
 // state() inside, on_event for every change, and connection_status for
@@ -307,8 +311,8 @@ private:
              std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now());
 
   // The call gate: while not connected, calls fail or wait here.
-  bool admit(detail::envelope& call);
-  bool release(detail::envelope& out);
+  bool admit(detail::envelope& call, bool ready);
+  bool release(detail::envelope& out, bool ready);
   void hold(detail::envelope call);
 
   connection_options options_;

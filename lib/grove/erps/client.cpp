@@ -215,6 +215,11 @@ void basic_client<V>::forget_abandoned() {
 }
 
 template <class V>
+bool basic_client<V>::ready_for_calls() const noexcept {
+  return link_ && !link_->closed();
+}
+
+template <class V>
 call_result<V> basic_client<V>::handle_call(basic_call<V> c, from<V> reply) {
   if (!link_ || link_->closed()) {
     reply.fail(connection_errc::disconnected);

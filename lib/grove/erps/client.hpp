@@ -120,6 +120,8 @@ public:
   action handle_cast(basic_cast<V> c);
   action handle_info(message m);
   void terminate(const exit_reason& reason);
+  /// A link that closed is gated as down before its close message runs.
+  bool ready_for_calls() const noexcept;
 
 private:
   void fail_pending(std::error_code code, const std::string& why);

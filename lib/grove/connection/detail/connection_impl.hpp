@@ -6,6 +6,7 @@
 
 #include <grove/connection/connection.hpp>
 
+#include <concepts>
 #include <type_traits>
 #include <utility>
 #include <variant>
@@ -27,11 +28,28 @@ public:
   static handler_outcome on_timer(connection& c, std::uint64_t generation, const connection_callbacks& cb) {
     return c.on_timer(generation, cb);
   }
-  static bool admit(gen_server& c, envelope& call) { return static_cast<connection&>(c).admit(call); }
-  static bool release(gen_server& c, envelope& out) { return static_cast<connection&>(c).release(out); }
+  template <class S>
+  static bool admit(gen_server& c, envelope& call) {
+    return static_cast<connection&>(c).admit(call, ready_for_calls<S>(c));
+  }
+  template <class S>
+  static bool release(gen_server& c, envelope& out) {
+    return static_cast<connection&>(c).release(out, ready_for_calls<S>(c));
+  }
+
+private:
+  template <class S>
+  static bool ready_for_calls(gen_server& c) {
+    if constexpr (requires(const S& s) { { s.ready_for_calls() } -> std::convertible_to<bool>; }) {
+      return static_cast<const S&>(c).ready_for_calls();
+    } else {
+      return true;
+    }
+  }
 };
 
-inline constexpr call_gate connection_gate{&connection_access::admit, &connection_access::release};
+template <class S>
+inline constexpr call_gate connection_gate{&connection_access::admit<S>, &connection_access::release<S>};
 
 template <class T, class F>
 callback_outcome<T> run_callback(F&& f) {
@@ -97,7 +115,7 @@ struct server_extension<S> {
     return connection_access::run(static_cast<S&>(base), std::move(a), connection_callbacks_for<S>);
   }
 
-  static constexpr const call_gate* gate = &connection_gate;
+  static constexpr const call_gate* gate = &connection_gate<S>;
 };
 
 } // namespace detail
