@@ -168,7 +168,7 @@ handler_outcome session<V>::on_call(server_base& s, std::string_view payload, co
   std::chrono::steady_clock::time_point arrived{};
   if (const auto& m = link_->config().metrics) {
     m->calls.inc();
-    arrived = std::chrono::steady_clock::now();
+    arrived = link_->received_at(); // its bytes came in then: the time it queued counts
   }
   pending_.emplace(sequence, pending_call{std::move(c.id), slot, arrived});
   grove::detail::envelope env{.body = basic_call<V>(std::move(c.request)),

@@ -564,6 +564,9 @@ bool link::heartbeat_tick() {
     close(std::move(reason), true);
     return false;
   }
+  // A call in flight is activity: the idle time of a long call's
+  // connection counts from the last tick that saw it running.
+  if (calls_in_flight_ != 0) last_activity_ = now;
   if (c.idle_timeout && !closing_ && calls_in_flight_ == 0 && now - last_activity_ >= *c.idle_timeout) {
     std::string reason = "idle for " + seconds_text(*c.idle_timeout) + " (no call or cast)";
     log_close(log_level::info, "idle_timeout", reason);

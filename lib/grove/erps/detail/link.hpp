@@ -182,8 +182,11 @@ public:
   /// A call handed to the owner was answered (or refused): may resume reading.
   void call_done() noexcept;
   std::size_t calls_in_flight() const noexcept { return calls_in_flight_; }
-  /// Counts as activity for the idle timeout.
-  void touch() noexcept { last_activity_ = std::chrono::steady_clock::now(); }
+  /// Counts as activity for the idle timeout: a frame, as of the read that
+  /// brought it (no clock read per frame).
+  void touch() noexcept { last_activity_ = last_received_; }
+  /// When the last read brought bytes (or reading resumed).
+  std::chrono::steady_clock::time_point received_at() const noexcept { return last_received_; }
   std::size_t queued_bytes() const noexcept { return out_.size() + writing_.size(); }
 
   /// Stops reading; queued frames still go out.

@@ -23,7 +23,7 @@ struct erps_families {
         tls_failures(r.make_counter("grove_erps_tls_handshake_failures_total", "TLS handshakes that failed.",
                                     {"node", "daemon"})),
         call_seconds(r.make_histogram("grove_erps_call_duration_seconds",
-                                      "From a call's arrival at its server process to its reply being queued.",
+                                      "From the read that brought a call to its reply being queued.",
                                       {"node", "daemon"}, telemetry::histogram_options::nanoseconds_as_seconds())) {}
   telemetry::counter_family calls, casts, pushes, bytes_in, bytes_out, errors, tls_failures;
   telemetry::histogram_family call_seconds;
