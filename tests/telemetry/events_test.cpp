@@ -82,10 +82,19 @@ TEST_CASE("handlers attached and detached while two threads emit: the steady han
   event_hub hub(nullptr);
   std::atomic<std::uint64_t> steady{0}, churn{0};
   hub.attach("steady", {"app.event"}, [&](std::string_view, measurements, metadata) { steady.fetch_add(1, std::memory_order_relaxed); });
+  // Each thread emits at least per_thread events, and goes on until the
+  // churn has run min_cycles times: the two always overlap, however the
+  // threads are scheduled.
   constexpr int per_thread = 100'000;
+  constexpr int min_cycles = 1'000;
   std::atomic<int> running{2};
+  std::atomic<bool> churned{false};
+  std::atomic<std::uint64_t> emitted{0};
   auto emit = [&] {
-    for (int i = 0; i < per_thread; ++i) hub.execute("app.event");
+    for (int i = 0; i < per_thread || !churned.load(); ++i) {
+      hub.execute("app.event");
+      emitted.fetch_add(1, std::memory_order_relaxed);
+    }
     running.fetch_sub(1);
   };
   std::thread a(emit), b(emit);
@@ -93,14 +102,15 @@ TEST_CASE("handlers attached and detached while two threads emit: the steady han
   while (running.load() > 0) { // attach and detach as long as they emit
     hub.attach("churn", {"app.event"}, [&](std::string_view, measurements, metadata) { churn.fetch_add(1, std::memory_order_relaxed); });
     if (!hub.detach("churn")) ++lost;
-    ++cycles;
+    if (++cycles == min_cycles) churned = true;
   }
   CHECK(lost == 0);
   a.join();
   b.join();
-  CHECK(steady.load() == 2 * per_thread);
-  CHECK(churn.load() <= 2 * per_thread);
-  CHECK(cycles > 0);
+  CHECK(emitted.load() >= 2 * per_thread);
+  CHECK(steady.load() == emitted.load());
+  CHECK(churn.load() <= emitted.load());
+  CHECK(cycles >= min_cycles);
   CHECK(hub.handler_ids() == std::vector<std::string>{"steady"});
 }
 
