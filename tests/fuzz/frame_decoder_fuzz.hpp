@@ -9,16 +9,18 @@
 // call and reply payload also goes through the JSON codec, and so do the
 // raw bytes: the codec's fast paths (simdjson to read, a bulk writer) must
 // accept exactly what nlohmann accepts, read the same value, and write the
-// same text.
+// same text; and the payload view of the codec must agree with the codec.
 #pragma once
 
 #include <grove/erps/json_codec.hpp>
 #include <grove/erps/frame.hpp>
+#include <grove/erps/payload.hpp>
 
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <optional>
 #include <utility>
 #include <vector>
 #include <cstring>
@@ -88,9 +90,58 @@ inline std::string codec_disagreement(std::string_view text, std::uint32_t max_d
   return {};
 }
 
+// The payload view of the JSON codec against the JSON codec: the same
+// verdict on every read, the same values once parsed, and a call's or
+// reply's parts cut from the text byte for byte. Empty if they agree.
+inline std::string payload_disagreement(std::string_view text, std::uint32_t max_depth) {
+  using grove::erps::json;
+  using grove::erps::payload;
+  const auto& codec = grove::erps::json_codec();
+  const auto& view = *grove::erps::codec_for<payload>(codec);
+  const grove::erps::decode_limits limits{max_depth};
+  auto verdict = [](auto read) {
+    try {
+      return std::optional(read());
+    } catch (const grove::erps::codec_error&) {
+      return decltype(std::optional(read()))();
+    }
+  };
+  auto cut = [&](const payload& p) { return text.find(p.text()) != std::string_view::npos; }; // byte for byte
+  const auto value = verdict([&] { return codec.read_value(text, limits); });
+  const auto lazy = verdict([&] { return view.read_value(text, limits); });
+  if (value.has_value() != lazy.has_value()) return lazy ? "the payload view accepted a value" : "the payload view refused a value";
+  if (lazy && (lazy->value(limits) != *value || !same_kinds(lazy->value(limits), *value))) return "a different value";
+
+  const auto call = verdict([&] { return codec.read_call(text, limits); });
+  const auto lazy_call = verdict([&] { return view.read_call(text, limits); });
+  if (call.has_value() != lazy_call.has_value()) return lazy_call ? "the payload view accepted a call" : "the payload view refused a call";
+  if (call) {
+    if (lazy_call->id.value() != call->id || lazy_call->request.value(limits) != call->request) return "a different call";
+    if (!cut(lazy_call->id) || !cut(lazy_call->request)) return "a call's parts are not cut from its text";
+    std::string owned(text);
+    const auto taken = view.take_call(owned, limits);
+    if (!(taken.id == lazy_call->id) || !(taken.request == lazy_call->request)) return "take_call differs from read_call";
+  } else {
+    std::string owned(text);
+    try {
+      view.take_call(owned, limits);
+    } catch (const grove::erps::codec_error&) {
+    }
+    if (owned != text) return "a refused take_call changed its input";
+  }
+  const auto reply = verdict([&] { return codec.read_reply(text, limits); });
+  const auto lazy_reply = verdict([&] { return view.read_reply(text, limits); });
+  if (reply.has_value() != lazy_reply.has_value()) return lazy_reply ? "the payload view accepted a reply" : "the payload view refused a reply";
+  if (reply && (lazy_reply->id.value() != reply->id || lazy_reply->reply.value(limits) != reply->reply)) return "a different reply";
+  if (reply && (!cut(lazy_reply->id) || !cut(lazy_reply->reply))) return "a reply's parts are not cut from its text";
+  return {};
+}
+
 inline void codec_agrees(std::string_view text) {
   require(codec_disagreement(text).empty());
   require(codec_disagreement(text, 4).empty()); // the limit is exact on both read paths
+  require(payload_disagreement(text, grove::erps::max_depth_limit).empty());
+  require(payload_disagreement(text, 4).empty());
 }
 
 inline int decode_frames(const std::uint8_t* data, std::size_t size) {

@@ -1,5 +1,6 @@
 #include <grove/erps/client.hpp>
 
+#include <grove/erps/payload.hpp>
 #include <grove/erps/term.hpp>
 
 #include <grove/erps/detail/link.hpp>
@@ -278,7 +279,7 @@ action basic_client<V>::handle_info(message m) {
     try {
       switch (f->type) {
       case frame_type::reply: {
-        decoded_reply<V> r = codec_->read_reply(f->payload, link_->config().limits);
+        decoded_reply<V> r = codec_->take_reply(f->payload, link_->config().limits);
         if (const std::optional<std::uint64_t> id = codec_->id_number(r.id)) {
           if (setup_pending_.contains(*id)) {
             answer_setup(*id, std::move(r.reply), {});
@@ -293,7 +294,7 @@ action basic_client<V>::handle_info(message m) {
         break;
       }
       case frame_type::push: {
-        V value = codec_->read_value(f->payload, link_->config().limits);
+        V value = codec_->take_value(f->payload, link_->config().limits);
         if (options_.push_to) grove::send(options_.push_to, basic_push_message<V>{value});
         if (options_.on_push) options_.on_push(value);
         break;
@@ -358,5 +359,8 @@ template class basic_client_ref<json>;
 template struct basic_client_options<term>;
 template class basic_client<term>;
 template class basic_client_ref<term>;
+template struct basic_client_options<payload>;
+template class basic_client<payload>;
+template class basic_client_ref<payload>;
 
 } // namespace grove::erps

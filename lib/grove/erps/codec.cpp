@@ -1,5 +1,6 @@
 #include <grove/erps/json_codec.hpp>
 #include <grove/erps/error.hpp>
+#include <grove/erps/payload.hpp>
 
 #include <simdjson.h>
 
@@ -176,26 +177,174 @@ json parse_with_nlohmann(std::string_view payload, std::string_view what, const 
   return value;
 }
 
-json parse(std::string_view payload, std::string_view what, const decode_limits& limits) {
+void check_limits(const decode_limits& limits) {
   if (limits.max_depth > max_depth_limit) {
     throw codec_error("decode_limits.max_depth " + std::to_string(limits.max_depth) + ": expected at most " +
                       std::to_string(max_depth_limit));
   }
+}
+
+// One parser per thread: it keeps its buffers between frames. Its own
+// depth bound (1024) is max_depth_limit's: past it, nlohmann judges.
+simdjson::dom::parser& thread_parser() {
+  thread_local simdjson::dom::parser parser;
+  return parser;
+}
+
+json parse(std::string_view payload, std::string_view what, const decode_limits& limits) {
+  check_limits(limits);
   if (simdjson_reads_exactly(payload)) {
-    // One parser per thread: it keeps its buffers between frames. Its own
-    // depth bound (1024) is max_depth_limit's: past it, nlohmann judges.
-    thread_local simdjson::dom::parser parser;
     simdjson::dom::element root;
-    if (!parser.parse(payload.data(), payload.size(), true).get(root)) return simdjson_reader{what, limits}.build(root, 0);
+    if (!thread_parser().parse(payload.data(), payload.size(), true).get(root)) {
+      return simdjson_reader{what, limits}.build(root, 0);
+    }
   }
   return parse_with_nlohmann(payload, what, limits);
 }
 
+// --- payloads: JSON checked, not built -------------------------------------------
+// A payload's text is checked as parse() would read it (simdjson, and
+// nlohmann for what simdjson refuses), with no tree built on the fast path:
+// simdjson's tape is only walked for depth. "-0" does not send a text to
+// nlohmann here: it changes the kind of a number parse() builds, not
+// whether the text is JSON.
+
+// Containers below `e` against the limit; stops there, so the recursion is
+// bounded by max_depth_limit. Scalars cost nothing, whatever their size.
+void check_depth(simdjson::dom::element e, std::uint32_t depth, std::string_view what, const decode_limits& limits) {
+  switch (e.type()) {
+    case simdjson::dom::element_type::ARRAY:
+      if (depth >= limits.max_depth) too_deep(what, limits);
+      for (simdjson::dom::element child : simdjson::dom::array(e)) check_depth(child, depth + 1, what, limits);
+      return;
+    case simdjson::dom::element_type::OBJECT:
+      if (depth >= limits.max_depth) too_deep(what, limits);
+      for (simdjson::dom::key_value_pair field : simdjson::dom::object(e)) check_depth(field.value, depth + 1, what, limits);
+      return;
+    default: return;
+  }
+}
+
+struct checked_json {
+  std::string_view text; // the JSON: nlohmann ends its input at a NUL, and ignores what follows
+  bool pair = false;     // an array of exactly two elements
+};
+
+/// Throws codec_error unless `text` is one JSON value parse() accepts
+/// within `limits`.
+checked_json check_json(std::string_view text, std::string_view what, const decode_limits& limits) {
+  check_limits(limits);
+  if (!text.empty() && text.size() <= simdjson_max_bytes) {
+    simdjson::dom::element root;
+    if (!thread_parser().parse(text.data(), text.size(), true).get(root)) { // (simdjson refuses a NUL)
+      check_depth(root, 0, what, limits);
+      simdjson::dom::array elements;
+      return {text, !root.get_array().get(elements) && elements.size() == 2};
+    }
+  }
+  const json value = parse_with_nlohmann(text, what, limits);
+  return {text.substr(0, text.find('\0')), value.is_array() && value.size() == 2};
+}
+
+bool json_space(char c) noexcept { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+std::size_t skip_space_forward(std::string_view text, std::size_t at) noexcept {
+  while (at < text.size() && json_space(text[at])) ++at;
+  return at;
+}
+std::size_t skip_space_backward(std::string_view text, std::size_t at) noexcept {
+  while (at > 0 && json_space(text[at - 1])) --at;
+  return at;
+}
+bool ends_token(char c) noexcept { return json_space(c) || c == ',' || c == ']' || c == '}' || c == ':'; }
+
+// In checked JSON: the end of the string or scalar starting at `at`.
+std::size_t token_end(std::string_view text, std::size_t at) noexcept {
+  if (text[at] == '"') {
+    for (++at; text[at] != '"'; ++at) {
+      if (text[at] == '\\') ++at;
+    }
+    return at + 1;
+  }
+  while (at < text.size() && !ends_token(text[at])) ++at;
+  return at;
+}
+
+// In checked JSON: the start of the string or scalar ending at `end`. A
+// quote inside a string follows an odd run of backslashes; the opening one
+// an even run (or none).
+std::size_t token_begin(std::string_view text, std::size_t end) noexcept {
+  if (text[end - 1] == '"') {
+    std::size_t at = end - 1;
+    for (;;) {
+      at = text.rfind('"', at - 1);
+      std::size_t backslashes = 0;
+      while (backslashes < at && text[at - 1 - backslashes] == '\\') ++backslashes;
+      if (backslashes % 2 == 0) return at;
+    }
+  }
+  while (end > 0 && !ends_token(text[end - 1]) && text[end - 1] != '[' && text[end - 1] != '{') --end;
+  return end;
+}
+
+// A call id as the JSON codec takes one (valid_id): a string, or an integer
+// that fits 64 bits (nlohmann reads a larger one as a double).
+bool id_token(std::string_view token) noexcept {
+  if (token.empty()) return false;
+  if (token.front() == '"') return true;
+  if (token.front() != '-' && (token.front() < '0' || token.front() > '9')) return false;
+  if (token.find_first_of(".eE") != std::string_view::npos) return false;
+  const char* last = token.data() + token.size();
+  if (token.front() == '-') {
+    std::int64_t v = 0;
+    const auto r = std::from_chars(token.data(), last, v);
+    return r.ec == std::errc() && r.ptr == last;
+  }
+  std::uint64_t v = 0;
+  const auto r = std::from_chars(token.data(), last, v);
+  return r.ec == std::errc() && r.ptr == last;
+}
+
+/// Where the two elements of a checked two-element array are, and whether
+/// the one that should be an id (the first of a call, the second of a
+/// reply) is one.
+struct pair_spans {
+  std::size_t first = 0, first_end = 0, second = 0, second_end = 0;
+  bool id_ok = false;
+};
+
+pair_spans spans_with_id_first(std::string_view text) noexcept {
+  pair_spans s;
+  s.first = skip_space_forward(text, skip_space_forward(text, 0) + 1);
+  if (text[s.first] == '[' || text[s.first] == '{') return s;
+  s.first_end = token_end(text, s.first);
+  s.second = skip_space_forward(text, skip_space_forward(text, s.first_end) + 1); // past the comma
+  s.second_end = skip_space_backward(text, skip_space_backward(text, text.size()) - 1);
+  s.id_ok = id_token(text.substr(s.first, s.first_end - s.first));
+  return s;
+}
+
+pair_spans spans_with_id_second(std::string_view text) noexcept {
+  pair_spans s;
+  s.second_end = skip_space_backward(text, skip_space_backward(text, text.size()) - 1);
+  if (text[s.second_end - 1] == ']' || text[s.second_end - 1] == '}') return s;
+  s.second = token_begin(text, s.second_end);
+  s.first = skip_space_forward(text, skip_space_forward(text, 0) + 1);
+  s.first_end = skip_space_backward(text, skip_space_backward(text, s.second) - 1); // before the comma
+  s.id_ok = id_token(text.substr(s.second, s.second_end - s.second));
+  return s;
+}
+
 bool valid_id(const json& id) { return id.is_number_integer() || id.is_number_unsigned() || id.is_string(); }
+
+const basic_codec<payload>& payload_view() noexcept;
 
 class json_payload_codec final : public basic_codec<json> {
 public:
   std::string_view name() const noexcept override { return "json"; }
+  const void* view_as(const std::type_info& as) const noexcept override {
+    if (as == typeid(payload)) return &payload_view();
+    return basic_codec<json>::view_as(as);
+  }
 
   void write_call(std::string& out, const json& id, const json& request) const override {
     out += '[';
@@ -301,15 +450,6 @@ public:
 
 private:
   static std::string text_of(const json& error) { return error.is_string() ? error.get<std::string>() : error.dump(-1, ' ', false, json::error_handler_t::replace); }
-  static bool json_space(char c) noexcept { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
-  static std::size_t skip_space_forward(std::string_view text, std::size_t at) noexcept {
-    while (at < text.size() && json_space(text[at])) ++at;
-    return at;
-  }
-  static std::size_t skip_space_backward(std::string_view text, std::size_t at) noexcept {
-    while (at > 0 && json_space(text[at - 1])) --at;
-    return at;
-  }
   // An integer, or a string without escapes or control characters (ids
   // that need those are not looked for), of a sane length.
   static std::optional<json> plain_id(std::string_view token) {
@@ -328,10 +468,150 @@ private:
 
 } // namespace
 
+/// Makes payloads from checked text (payload's constructor for that is private).
+class payload_access {
+public:
+  static payload adopt(std::string& bytes, std::size_t begin, std::size_t end) {
+    return payload(std::move(bytes), begin, end - begin);
+  }
+  static payload copy(std::string_view text, std::size_t begin, std::size_t end) {
+    return payload(std::string(text.substr(begin, end - begin)), 0, end - begin);
+  }
+  static payload whole(std::string_view text) {
+    const std::size_t begin = skip_space_forward(text, 0);
+    return copy(text, begin, skip_space_backward(text, text.size()));
+  }
+};
+
+namespace {
+
+// The JSON codec seen as a codec of payloads: the same bytes on the wire,
+// checked instead of built. Its view of json is the JSON codec.
+class payload_view_codec final : public basic_codec<payload> {
+public:
+  std::string_view name() const noexcept override { return "json"; }
+  const void* view_as(const std::type_info& as) const noexcept override {
+    if (as == typeid(json)) return &json_codec();
+    return basic_codec<payload>::view_as(as);
+  }
+
+  void write_call(std::string& out, const payload& id, const payload& request) const override {
+    pair(out, id.text(), request.text());
+  }
+  void write_reply(std::string& out, const payload& id, const payload& reply) const override {
+    pair(out, reply.text(), id.text());
+  }
+  void write_value(std::string& out, const payload& value) const override { out += value.text(); }
+  void write_error(std::string& out, const payload* id, std::string_view text) const override {
+    if (id == nullptr) {
+      json_codec().write_error(out, nullptr, text);
+      return;
+    }
+    const json id_value = id->value();
+    json_codec().write_error(out, &id_value, text);
+  }
+
+  decoded_call<payload> read_call(std::string_view text, const decode_limits& limits) const override {
+    const pair_spans s = call_spans(text, limits);
+    return {payload_access::copy(text, s.first, s.first_end), payload_access::copy(text, s.second, s.second_end)};
+  }
+  decoded_call<payload> take_call(std::string& bytes, const decode_limits& limits) const override {
+    const pair_spans s = call_spans(bytes, limits);
+    payload id = payload_access::copy(bytes, s.first, s.first_end);
+    return {std::move(id), payload_access::adopt(bytes, s.second, s.second_end)};
+  }
+  decoded_reply<payload> read_reply(std::string_view text, const decode_limits& limits) const override {
+    const pair_spans s = reply_spans(text, limits);
+    return {payload_access::copy(text, s.second, s.second_end), payload_access::copy(text, s.first, s.first_end)};
+  }
+  decoded_reply<payload> take_reply(std::string& bytes, const decode_limits& limits) const override {
+    const pair_spans s = reply_spans(bytes, limits);
+    payload id = payload_access::copy(bytes, s.second, s.second_end);
+    return {std::move(id), payload_access::adopt(bytes, s.first, s.first_end)};
+  }
+  payload read_value(std::string_view text, const decode_limits& limits) const override {
+    return payload_access::whole(check_json(text, "value payload", limits).text);
+  }
+  payload take_value(std::string& bytes, const decode_limits& limits) const override {
+    const std::string_view text = check_json(bytes, "value payload", limits).text;
+    const std::size_t begin = skip_space_forward(text, 0);
+    return payload_access::adopt(bytes, begin, skip_space_backward(text, text.size()));
+  }
+  decoded_error<payload> read_error(std::string_view text, const decode_limits& limits) const override {
+    decoded_error<json> e = json_codec().read_error(text, limits);
+    decoded_error<payload> out;
+    if (e.id) out.id = payload(*e.id);
+    out.text = std::move(e.text);
+    return out;
+  }
+  std::optional<payload> read_call_id(std::string_view text) const override {
+    if (auto id = json_codec().read_call_id(text)) return payload(*id);
+    return std::nullopt;
+  }
+  std::optional<payload> read_reply_id(std::string_view text) const override {
+    if (auto id = json_codec().read_reply_id(text)) return payload(*id);
+    return std::nullopt;
+  }
+
+  payload make_id(std::uint64_t n) const override {
+    char digits[24];
+    const auto r = std::to_chars(digits, digits + sizeof digits, n);
+    return payload_access::copy(std::string_view(digits, static_cast<std::size_t>(r.ptr - digits)), 0,
+                                static_cast<std::size_t>(r.ptr - digits));
+  }
+  std::optional<std::uint64_t> id_number(const payload& id) const override {
+    const std::string_view t = id.text();
+    std::uint64_t n = 0;
+    const auto r = std::from_chars(t.data(), t.data() + t.size(), n);
+    if (r.ec != std::errc() || r.ptr != t.data() + t.size()) return std::nullopt;
+    return n;
+  }
+
+private:
+  static void pair(std::string& out, std::string_view first, std::string_view second) {
+    out.reserve(out.size() + first.size() + second.size() + 3);
+    out += '[';
+    out += first;
+    out += ',';
+    out += second;
+    out += ']';
+  }
+  static pair_spans call_spans(std::string_view text, const decode_limits& limits) {
+    pair_spans s;
+    if (const checked_json c = check_json(text, "call payload", limits); c.pair) s = spans_with_id_first(c.text);
+    if (!s.id_ok) throw codec_error("call payload must be [call_id, request] with a number or string id");
+    return s;
+  }
+  static pair_spans reply_spans(std::string_view text, const decode_limits& limits) {
+    pair_spans s;
+    if (const checked_json c = check_json(text, "reply payload", limits); c.pair) s = spans_with_id_second(c.text);
+    if (!s.id_ok) throw codec_error("reply payload must be [reply, call_id] with a number or string id");
+    return s;
+  }
+};
+
+const basic_codec<payload>& payload_view() noexcept {
+  static const payload_view_codec codec;
+  return codec;
+}
+
+} // namespace
+
 const basic_codec<json>& json_codec() noexcept {
   static const json_payload_codec codec;
   return codec;
 }
+
+payload::payload(const json& value) {
+  json_codec().write_value(bytes_, value);
+  size_ = bytes_.size();
+}
+
+payload payload::parse(std::string text, const decode_limits& limits) {
+  return payload_view().take_value(text, limits);
+}
+
+json payload::value(const decode_limits& limits) const { return read_json(text(), limits, "payload"); }
 
 json read_json(std::string_view text, const decode_limits& limits, std::string_view what) {
   return parse(text, what, limits);

@@ -121,6 +121,16 @@ public:
   virtual decoded_error<V> read_error(std::string_view payload, const decode_limits& limits) const = 0;
   virtual std::optional<V> read_call_id(std::string_view payload) const = 0;
   virtual std::optional<V> read_reply_id(std::string_view payload) const = 0;
+  /// read_call, read_reply and read_value of bytes the caller gives up: a
+  /// codec may keep them (a payload's request shares its frame's buffer)
+  /// rather than copy. `payload` is left as it was when they throw.
+  virtual decoded_call<V> take_call(std::string& payload, const decode_limits& limits) const {
+    return read_call(payload, limits);
+  }
+  virtual decoded_reply<V> take_reply(std::string& payload, const decode_limits& limits) const {
+    return read_reply(payload, limits);
+  }
+  virtual V take_value(std::string& payload, const decode_limits& limits) const { return read_value(payload, limits); }
 
   /// The id a client gives its n-th call.
   virtual V make_id(std::uint64_t n) const = 0;

@@ -1,6 +1,7 @@
 #include <grove/erps/detail/link.hpp>
 #include <grove/erps/link_options.hpp>
 #include <grove/erps/json_codec.hpp>
+#include <grove/erps/payload.hpp>
 #include <grove/erps/term.hpp>
 
 namespace grove::erps {
@@ -33,7 +34,9 @@ template <class V>
 void check_codec_for(const link_options& o, std::string_view owner) {
   const payload_codec& codec = o.codec != nullptr ? *o.codec : json_codec();
   if (codec_for<V>(codec) != nullptr) return;
-  const std::string values = std::is_same_v<V, term> ? "Erlang terms" : "JSON values";
+  const std::string values = std::is_same_v<V, term>      ? "Erlang terms"
+                             : std::is_same_v<V, payload> ? "JSON payloads"
+                                                          : "JSON values";
   bad_option(std::string(owner) + ".link", "codec",
              "the " + std::string(codec.name()) + " codec cannot carry " + values +
                  " (its values are of another type and it has no mapping to these): expected a codec with one");
@@ -41,6 +44,7 @@ void check_codec_for(const link_options& o, std::string_view owner) {
 
 template void check_codec_for<json>(const link_options&, std::string_view);
 template void check_codec_for<term>(const link_options&, std::string_view);
+template void check_codec_for<payload>(const link_options&, std::string_view);
 
 } // namespace detail
 

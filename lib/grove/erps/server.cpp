@@ -1,5 +1,6 @@
 #include <grove/erps/server.hpp>
 
+#include <grove/erps/payload.hpp>
 #include <grove/erps/term.hpp>
 
 #include <grove/erps/detail/link.hpp>
@@ -141,10 +142,10 @@ void session<V>::maybe_finish_drain() {
 }
 
 template <class V>
-handler_outcome session<V>::on_call(server_base& s, std::string_view payload, const session_dispatch& d) {
+handler_outcome session<V>::on_call(server_base& s, std::string& payload, const session_dispatch& d) {
   decoded_call<V> c;
   try {
-    c = codec_->read_call(payload, link_->config().limits);
+    c = codec_->take_call(payload, link_->config().limits);
   } catch (const codec_error& e) {
     link_->log(log_level::warning, "bad_payload", e.what());
     // Answer by id when the id can be read, so the caller fails at once.
@@ -185,10 +186,10 @@ handler_outcome session<V>::on_call(server_base& s, std::string_view payload, co
 }
 
 template <class V>
-handler_outcome session<V>::on_cast(server_base& s, std::string_view payload, const session_dispatch& d) {
+handler_outcome session<V>::on_cast(server_base& s, std::string& payload, const session_dispatch& d) {
   V value;
   try {
-    value = codec_->read_value(payload, link_->config().limits);
+    value = codec_->take_value(payload, link_->config().limits);
   } catch (const codec_error& e) {
     link_->log(log_level::warning, "bad_payload", e.what());
     link_->send_error(e.what());
@@ -258,6 +259,7 @@ bool session<V>::push(const V& value) {
 
 template class session<json>;
 template class session<term>;
+template class session<payload>;
 
 handler_outcome session_access::on_message(server_base& s, message&& m, const session_dispatch& d) {
   if (!s.session_) return action{}; // a locally started server has no client
@@ -278,6 +280,7 @@ void session_access::attach(server_base& s, const std::shared_ptr<pending_sessio
 
 template void session_access::attach<json>(server_base&, const std::shared_ptr<pending_session>&, process&);
 template void session_access::attach<term>(server_base&, const std::shared_ptr<pending_session>&, process&);
+template void session_access::attach<payload>(server_base&, const std::shared_ptr<pending_session>&, process&);
 
 spawn_options session_spawn_options(std::size_t worker) {
   spawn_options options;
@@ -303,6 +306,7 @@ bool basic_server<V>::push(const V& value) {
 
 template class basic_server<json>;
 template class basic_server<term>;
+template class basic_server<payload>;
 
 bool server_base::has_client() const noexcept { return session_ != nullptr; }
 

@@ -147,7 +147,7 @@ public:
   static bool is_session_message(const message& m) noexcept;
   static grove::detail::handler_outcome on_message(server_base& s, message&& m, const session_dispatch& d);
   /// Connects a freshly constructed server of V values to its client
-  /// (before init). Defined for json and term.
+  /// (before init). Defined for json, term and payload.
   template <class V>
   static void attach(server_base& s, const std::shared_ptr<pending_session>& pending, process& self);
 };

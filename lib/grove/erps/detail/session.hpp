@@ -57,8 +57,9 @@ private:
     std::chrono::steady_clock::time_point arrived{}; // when metrics are on
   };
 
-  grove::detail::handler_outcome on_call(server_base& s, std::string_view payload, const session_dispatch& d);
-  grove::detail::handler_outcome on_cast(server_base& s, std::string_view payload, const session_dispatch& d);
+  // `payload` is the frame's, given up: the codec may keep its bytes.
+  grove::detail::handler_outcome on_call(server_base& s, std::string& payload, const session_dispatch& d);
+  grove::detail::handler_outcome on_cast(server_base& s, std::string& payload, const session_dispatch& d);
   /// After the handler of call `sequence` returned: reply now if it did,
   /// else wait for its from<V>.
   void settle(std::uint64_t sequence);
