@@ -2,6 +2,8 @@
 #include <grove/erps/error.hpp>
 #include <grove/erps/payload.hpp>
 
+#include <grove/erps/detail/link_messages.hpp>
+
 #include <simdjson.h>
 
 #include <charconv>
@@ -231,13 +233,16 @@ struct checked_json {
 };
 
 /// Throws codec_error unless `text` is one JSON value parse() accepts
-/// within `limits`.
-checked_json check_json(std::string_view text, std::string_view what, const decode_limits& limits) {
+/// within `limits`. `padded`: the simdjson padding past its end is
+/// readable, so simdjson reads it in place instead of copying it first.
+checked_json check_json(std::string_view text, std::string_view what, const decode_limits& limits,
+                        bool padded = false) {
   check_limits(limits);
   if (!text.empty() && text.size() <= simdjson_max_bytes) {
     simdjson::dom::element root;
-    if (!thread_parser().parse(text.data(), text.size(), true).get(root)) { // (simdjson refuses a NUL)
-      check_depth(root, 0, what, limits);
+    if (!thread_parser().parse(text.data(), text.size(), !padded).get(root)) { // (simdjson refuses a NUL)
+      // Each level takes two bytes: a shorter text cannot nest too deep.
+      if (text.size() >= 2 * (std::size_t(limits.max_depth) + 1)) check_depth(root, 0, what, limits);
       simdjson::dom::array elements;
       return {text, !root.get_array().get(elements) && elements.size() == 2};
     }
@@ -516,7 +521,7 @@ public:
     return {payload_access::copy(text, s.first, s.first_end), payload_access::copy(text, s.second, s.second_end)};
   }
   decoded_call<payload> take_call(std::string& bytes, const decode_limits& limits) const override {
-    const pair_spans s = call_spans(bytes, limits);
+    const pair_spans s = call_spans(bytes, limits, padded(bytes));
     payload id = payload_access::copy(bytes, s.first, s.first_end);
     return {std::move(id), payload_access::adopt(bytes, s.second, s.second_end)};
   }
@@ -525,7 +530,7 @@ public:
     return {payload_access::copy(text, s.second, s.second_end), payload_access::copy(text, s.first, s.first_end)};
   }
   decoded_reply<payload> take_reply(std::string& bytes, const decode_limits& limits) const override {
-    const pair_spans s = reply_spans(bytes, limits);
+    const pair_spans s = reply_spans(bytes, limits, padded(bytes));
     payload id = payload_access::copy(bytes, s.second, s.second_end);
     return {std::move(id), payload_access::adopt(bytes, s.first, s.first_end)};
   }
@@ -533,7 +538,7 @@ public:
     return payload_access::whole(check_json(text, "value payload", limits).text);
   }
   payload take_value(std::string& bytes, const decode_limits& limits) const override {
-    const std::string_view text = check_json(bytes, "value payload", limits).text;
+    const std::string_view text = check_json(bytes, "value payload", limits, padded(bytes)).text;
     const std::size_t begin = skip_space_forward(text, 0);
     return payload_access::adopt(bytes, begin, skip_space_backward(text, text.size()));
   }
@@ -576,15 +581,21 @@ private:
     out += second;
     out += ']';
   }
-  static pair_spans call_spans(std::string_view text, const decode_limits& limits) {
+  // Whether simdjson may read past the end of `bytes` (a frame's payload
+  // is allocated with room for it).
+  static_assert(detail::payload_padding >= simdjson::SIMDJSON_PADDING);
+  static bool padded(const std::string& bytes) noexcept {
+    return bytes.capacity() - bytes.size() >= simdjson::SIMDJSON_PADDING;
+  }
+  static pair_spans call_spans(std::string_view text, const decode_limits& limits, bool padded = false) {
     pair_spans s;
-    if (const checked_json c = check_json(text, "call payload", limits); c.pair) s = spans_with_id_first(c.text);
+    if (const checked_json c = check_json(text, "call payload", limits, padded); c.pair) s = spans_with_id_first(c.text);
     if (!s.id_ok) throw codec_error("call payload must be [call_id, request] with a number or string id");
     return s;
   }
-  static pair_spans reply_spans(std::string_view text, const decode_limits& limits) {
+  static pair_spans reply_spans(std::string_view text, const decode_limits& limits, bool padded = false) {
     pair_spans s;
-    if (const checked_json c = check_json(text, "reply payload", limits); c.pair) s = spans_with_id_second(c.text);
+    if (const checked_json c = check_json(text, "reply payload", limits, padded); c.pair) s = spans_with_id_second(c.text);
     if (!s.id_ok) throw codec_error("reply payload must be [reply, call_id] with a number or string id");
     return s;
   }

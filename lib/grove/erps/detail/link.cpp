@@ -157,7 +157,7 @@ link::link(std::unique_ptr<transport> t, std::shared_ptr<const link_config> conf
       reader_wake_(transport_->executor()),
       writer_wake_(transport_->executor()),
       heartbeat_timer_(transport_->executor()) {
-  started_ = last_received_ = last_sent_ = last_activity_ = last_tick_ = last_busy_ = clock::now();
+  started_ = last_received_ = last_sent_ = last_activity_ = last_tick_ = clock::now();
   const link_config& c = *config_;
   tick_ = std::min(c.keepalive_interval, c.keepalive_timeout / 4);
   tick_ = std::min(tick_, c.handshake_timeout / 4);
@@ -332,7 +332,12 @@ void link::handle(const frame_decoder::frame& f) {
   } else if (f.header.type == frame_type::cast) {
     touch();
   }
-  grove::send(owner_, link_frame{id_, f.header.type, std::string(f.payload)});
+  // With room past its end for a JSON reader that reads ahead (simdjson
+  // reads the payload in place when it has 64 bytes to spare).
+  std::string payload;
+  payload.reserve(f.payload.size() + payload_padding);
+  payload.assign(f.payload);
+  grove::send(owner_, link_frame{id_, f.header.type, std::move(payload)});
 }
 
 std::optional<std::string> link::frame_overdue(clock::time_point now) const {
@@ -576,7 +581,7 @@ bool link::heartbeat_tick() {
   }
   // Before the keepalive below: a keepalive queued at every tick (an
   // interval no longer than the tick) would otherwise never let it park.
-  park_if_idle(now);
+  park_if_idle();
   if (now - last_sent_ >= c.keepalive_interval && out_.empty() && writing_.empty() && !closing_) {
     enqueue(std::string(frame_writer::keepalive()));
     last_sent_ = now;
@@ -584,12 +589,15 @@ bool link::heartbeat_tick() {
   return !closed_;
 }
 
-void link::park_if_idle(clock::time_point now) {
+// Parks a link that has been idle for a whole tick: no frame but
+// keepalives since the tick before.
+void link::park_if_idle() {
+  const bool busy = std::exchange(busy_, false);
   if (parked_ || closed_ || closing_ || calls_in_flight_ != 0 || !out_.empty() || !writing_.empty() ||
       !transport_->reader_waiting() || reading_paused() || decoder_.in_frame()) {
     return;
   }
-  if (now - last_busy_ < tick_) return;
+  if (busy) return;
   parked_ = true;
   // Both queues are empty: give back what their last frames grew them to
   // (a keepalive fits in a string's own bytes; the next reply allocates).

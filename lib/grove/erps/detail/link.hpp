@@ -220,10 +220,10 @@ private:
   /// A frame other than a keepalive, in or out: the link is busy.
   void unpark() noexcept {
     if (parked_) leave_park();
-    last_busy_ = std::chrono::steady_clock::now();
+    busy_ = true;
   }
   void leave_park() noexcept;
-  void park_if_idle(std::chrono::steady_clock::time_point now);
+  void park_if_idle();
   /// One heartbeat tick; false when the link closed (no next tick).
   bool heartbeat_tick();
 
@@ -240,7 +240,7 @@ private:
   asio::steady_timer heartbeat_timer_;
   duration tick_{};
   std::chrono::steady_clock::time_point last_tick_;
-  std::chrono::steady_clock::time_point last_busy_; // the last frame in or out other than a keepalive
+  bool busy_ = false; // a frame in or out other than a keepalive since the last tick (no clock read per frame)
   std::chrono::steady_clock::time_point started_;
   std::chrono::steady_clock::time_point last_received_;
   std::chrono::steady_clock::time_point last_sent_;

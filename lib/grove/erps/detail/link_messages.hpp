@@ -9,6 +9,10 @@
 
 namespace grove::erps::detail {
 
+/// Bytes a link_frame's payload has to spare past its end (its capacity):
+/// room for a JSON reader that reads ahead to read it in place.
+inline constexpr std::size_t payload_padding = 64;
+
 /// A call, cast, reply, push or error frame that passed the link's checks.
 struct link_frame {
   std::uint64_t link = 0;
