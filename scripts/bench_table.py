@@ -12,7 +12,7 @@ ratios (each round runs every system, so a ratio never mixes rounds).
 import json
 import sys
 
-ERPS_SERVERS = [("hand", "hand-written (Asio)"), ("nlohmann", "hand-written + nlohmann"),
+ERPS_SERVERS = [("grove-json", "grove, JSON values"), ("hand", "hand-written (Asio)"), ("nlohmann", "hand-written + nlohmann"),
                 ("epoll", "raw epoll"), ("erlang", "Erlang gen_server"), ("grpc", "gRPC C++")]
 CALL_SYSTEMS = [("caf", "CAF 0.17"), ("erlang", "Erlang/OTP")]
 

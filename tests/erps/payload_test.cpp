@@ -63,6 +63,21 @@ TEST_CASE("a payload holds checked JSON text and parses it when asked") {
   CHECK(deep.value({.max_depth = 300}).is_array());
 }
 
+TEST_CASE("find() reads one member of an object, leaving the others unparsed") {
+  const payload p = payload::parse(R"({ "op" : "put", "v": {"s":"}]\"{[", "n":[1,{"op":"inner"}]}, "k\u0065y" : "k1", "op":"last" })");
+  REQUIRE(p.find("v"));
+  CHECK(p.find("v")->text() == R"({"s":"}]\"{[", "n":[1,{"op":"inner"}]})");
+  CHECK(p.find("op")->value() == "last"); // a repeated name: the last, as value() reads it
+  CHECK(p.find("key")->text() == "\"k1\""); // a name with escapes, compared as what it says
+  CHECK_FALSE(p.find("n").has_value());      // members of members are not members
+  CHECK_FALSE(p.find("absent").has_value());
+  CHECK_FALSE(payload::parse("[1,2]").find("0").has_value());
+  CHECK_FALSE(payload().find("a").has_value());
+  CHECK_FALSE(payload::parse("{}").find("").has_value());
+  const std::string big(200000, 'b');
+  CHECK(payload::parse(R"({"blob":")" + big + R"(","key":7})").find("key")->value() == 7);
+}
+
 TEST_CASE("a payload copied from a frame's part holds only that part") {
   std::string frame = "[7,{\"big\":\"" + std::string(1000, 'x') + "\"}]";
   const std::size_t size = frame.size();

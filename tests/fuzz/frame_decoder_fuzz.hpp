@@ -111,6 +111,15 @@ inline std::string payload_disagreement(std::string_view text, std::uint32_t max
   const auto lazy = verdict([&] { return view.read_value(text, limits); });
   if (value.has_value() != lazy.has_value()) return lazy ? "the payload view accepted a value" : "the payload view refused a value";
   if (lazy && (lazy->value(limits) != *value || !same_kinds(lazy->value(limits), *value))) return "a different value";
+  if (lazy && value->is_object()) { // each member found by name, unparsed around it
+    for (const auto& [key, member] : value->items()) {
+      const auto found = lazy->find(key);
+      if (!found || found->value(limits) != member) return "find(\"" + key + "\") differs from the member";
+    }
+    if (!value->contains("\x01" "absent") && lazy->find("\x01" "absent")) return "find() found an absent member";
+  } else if (lazy && lazy->find("a")) {
+    return "find() found a member in a value that is not an object";
+  }
 
   const auto call = verdict([&] { return codec.read_call(text, limits); });
   const auto lazy_call = verdict([&] { return view.read_call(text, limits); });

@@ -262,16 +262,44 @@ std::size_t skip_space_backward(std::string_view text, std::size_t at) noexcept 
 }
 bool ends_token(char c) noexcept { return json_space(c) || c == ',' || c == ']' || c == '}' || c == ':'; }
 
+// Whether the quote at `at` closes (or opens) a string: it follows an even
+// run of backslashes (or none); a quote inside a string follows an odd one.
+bool unescaped(std::string_view text, std::size_t at) noexcept {
+  std::size_t backslashes = 0;
+  while (backslashes < at && text[at - 1 - backslashes] == '\\') ++backslashes;
+  return backslashes % 2 == 0;
+}
+
 // In checked JSON: the end of the string or scalar starting at `at`.
 std::size_t token_end(std::string_view text, std::size_t at) noexcept {
   if (text[at] == '"') {
-    for (++at; text[at] != '"'; ++at) {
-      if (text[at] == '\\') ++at;
-    }
-    return at + 1;
+    std::size_t close = at;
+    do {
+      close = text.find('"', close + 1); // memchr: long strings go fast
+    } while (!unescaped(text, close));
+    return close + 1;
   }
   while (at < text.size() && !ends_token(text[at])) ++at;
   return at;
+}
+
+// In checked JSON: the end of the value starting at `at`.
+std::size_t value_end(std::string_view text, std::size_t at) noexcept {
+  if (text[at] != '[' && text[at] != '{') return token_end(text, at);
+  std::size_t depth = 0;
+  for (;;) {
+    const char c = text[at];
+    if (c == '"') {
+      at = token_end(text, at);
+      continue;
+    }
+    if (c == '[' || c == '{') {
+      ++depth;
+    } else if ((c == ']' || c == '}') && --depth == 0) {
+      return at + 1;
+    }
+    ++at;
+  }
 }
 
 // In checked JSON: the start of the string or scalar ending at `end`. A
@@ -280,12 +308,10 @@ std::size_t token_end(std::string_view text, std::size_t at) noexcept {
 std::size_t token_begin(std::string_view text, std::size_t end) noexcept {
   if (text[end - 1] == '"') {
     std::size_t at = end - 1;
-    for (;;) {
+    do {
       at = text.rfind('"', at - 1);
-      std::size_t backslashes = 0;
-      while (backslashes < at && text[at - 1 - backslashes] == '\\') ++backslashes;
-      if (backslashes % 2 == 0) return at;
-    }
+    } while (!unescaped(text, at));
+    return at;
   }
   while (end > 0 && !ends_token(text[end - 1]) && text[end - 1] != '[' && text[end - 1] != '{') --end;
   return end;
@@ -623,6 +649,28 @@ payload payload::parse(std::string text, const decode_limits& limits) {
 }
 
 json payload::value(const decode_limits& limits) const { return read_json(text(), limits, "payload"); }
+
+std::optional<payload> payload::find(std::string_view key) const {
+  const std::string_view t = text();
+  if (t.front() != '{') return std::nullopt;
+  std::optional<payload> found;
+  std::size_t at = skip_space_forward(t, 1);
+  while (t[at] == '"') {
+    const std::size_t key_end = token_end(t, at);
+    const std::string_view name = t.substr(at + 1, key_end - at - 2);
+    const std::size_t value = skip_space_forward(t, skip_space_forward(t, key_end) + 1); // past the colon
+    const std::size_t end = value_end(t, value);
+    // A name with escapes is compared as what it says; a repeated name's
+    // last value is the one, as value() reads it.
+    const bool match = name.find('\\') == std::string_view::npos
+                           ? name == key
+                           : json::parse(t.substr(at, key_end - at)).get_ref<const std::string&>() == key;
+    if (match) found = payload_access::copy(t, value, end);
+    at = skip_space_forward(t, end);
+    if (t[at] == ',') at = skip_space_forward(t, at + 1);
+  }
+  return found;
+}
 
 json read_json(std::string_view text, const decode_limits& limits, std::string_view what) {
   return parse(text, what, limits);

@@ -6,6 +6,7 @@
 //   grove::erps::payload p = grove::erps::payload::parse(R"({"op":"get","key":"k"})");
 //   p.text();                                  // {"op":"get","key":"k"}, as it came
 //   grove::erps::json v = p.value();           // parsed now, by the JSON codec's reader
+//   p.find("key")->text();                     // "k": one member, the rest unparsed
 //   grove::erps::payload q = grove::erps::json{{"ok", true}}; // serialised
 //
 // A payload always holds one well-formed JSON text (RFC 8259, UTF-8
@@ -23,6 +24,7 @@
 #include <grove/erps/json_codec.hpp>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -61,6 +63,10 @@ public:
     return value().template get<T>();
   }
   bool is_null() const noexcept { return text() == "null"; }
+  /// In an object, the value of member `key` (the last one, if it repeats),
+  /// found without parsing the others: a copy of its text. nullopt when
+  /// there is no such member, or this is not an object.
+  std::optional<payload> find(std::string_view key) const;
 
   friend bool operator==(const payload& a, const payload& b) noexcept { return a.text() == b.text(); }
 
