@@ -109,6 +109,14 @@ std::shared_ptr<store> service_state::find_store(std::string_view tenant) const 
 
 void service_state::add_store(std::shared_ptr<store> s) {
   std::lock_guard lock(mutex_);
+  // The tenant's clients' subscriptions outlive its stores: count on in the
+  // counter its earlier stores used.
+  auto& count = subscription_counts_[s->tenant];
+  if (count) {
+    s->subscriptions = count;
+  } else {
+    count = s->subscriptions;
+  }
   std::shared_ptr<store>& slot = stores_[s->tenant];
   // Left by a tenant process that was killed: sessions holding it look again.
   if (slot) slot->open.store(false, std::memory_order_release);
@@ -572,7 +580,7 @@ void session::handle_info(grove::message m) {
 void session::terminate(const grove::exit_reason&) {
   // The registry drops this process's group memberships when it ends.
   state_->subscriptions.fetch_sub(static_cast<std::int64_t>(topics_.size()), std::memory_order_relaxed);
-  if (store_) store_->subscriptions.fetch_sub(static_cast<std::int64_t>(topics_.size()), std::memory_order_relaxed);
+  if (store_) store_->subscriptions->fetch_sub(static_cast<std::int64_t>(topics_.size()), std::memory_order_relaxed);
   topics_.clear();
 }
 
@@ -753,13 +761,13 @@ grove::awaitable<json> session::subscribe(const json& request, bool on) {
       co_await state_->registry->join(st->topic_group(topic));
       topics_.insert(topic);
       state_->subscriptions.fetch_add(1, std::memory_order_relaxed);
-      st->subscriptions.fetch_add(1, std::memory_order_relaxed);
+      st->subscriptions->fetch_add(1, std::memory_order_relaxed);
     }
   } else {
     const bool was = topics_.erase(topic) > 0;
     if (was) {
       state_->subscriptions.fetch_sub(1, std::memory_order_relaxed);
-      st->subscriptions.fetch_sub(1, std::memory_order_relaxed);
+      st->subscriptions->fetch_sub(1, std::memory_order_relaxed);
       co_await state_->registry->leave(st->topic_group(topic));
     }
     r["was_subscribed"] = was;
@@ -787,7 +795,7 @@ json session::stats() {
   r["tenant"] = st.tenant;
   r["keys"] = st.keys.load(std::memory_order_relaxed);
   r["shards"] = st.shards;
-  r["subscriptions"] = st.subscriptions.load(std::memory_order_relaxed);
+  r["subscriptions"] = st.subscriptions->load(std::memory_order_relaxed);
   r["limits"] = {{"max_keys", st.max_keys.load(std::memory_order_relaxed)},
                  {"max_key_bytes", st.max_key_bytes.load(std::memory_order_relaxed)},
                  {"max_subscriptions", st.max_subscriptions.load(std::memory_order_relaxed)}};

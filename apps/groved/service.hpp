@@ -102,7 +102,11 @@ public:
   std::atomic<std::size_t> max_key_bytes;
   std::atomic<std::size_t> max_subscriptions;
   std::atomic<std::int64_t> keys{0};
-  std::atomic<std::int64_t> subscriptions{0};
+  /// Subscriptions to this tenant's topics, over its clients. One counter
+  /// per tenant, handed on by service_state::add_store to the store that
+  /// replaces this one: a client keeps its subscriptions when its tenant's
+  /// store is replaced (the tenant's process restarted), so the count must too.
+  std::shared_ptr<std::atomic<std::int64_t>> subscriptions = std::make_shared<std::atomic<std::int64_t>>(0);
   std::atomic<bool> open{true};
 
   void set_limits(const tenant_limits& l) noexcept;
@@ -176,6 +180,8 @@ struct service_state {
 private:
   mutable std::mutex mutex_;
   std::map<std::string, std::shared_ptr<store>, std::less<>> stores_;
+  // Each tenant's subscription counter, kept across its stores (store::subscriptions).
+  std::map<std::string, std::shared_ptr<std::atomic<std::int64_t>>, std::less<>> subscription_counts_;
   std::vector<grove::erps::daemon> daemons_{2};
 };
 

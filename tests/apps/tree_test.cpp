@@ -127,3 +127,32 @@ TEST_CASE("the tenants part: the default tenant's store opens before the listene
   n.block_on(top.stop());
   CHECK_FALSE(state->find_store("default")); // its process closed it as it stopped
 }
+
+TEST_CASE("a tenant's subscription count carries over to the store that replaces its store") {
+  grove::node n({.threads = 1});
+  grove::local_registry names(n);
+  groved::service_state state(names, test_config(), quiet(), 1);
+  const groved::tenant_limits limits{.max_keys = 10, .max_key_bytes = 64, .max_subscriptions = 4, .shards = 1};
+  auto first = std::make_shared<groved::store>("shop", limits, "");
+  state.add_store(first);
+  first->subscriptions->fetch_add(2); // two clients subscribed through it
+  // The tenant's process restarted: a new store for the same tenant. The
+  // clients keep their subscriptions (groups are named by tenant and topic).
+  auto second = std::make_shared<groved::store>("shop", limits, "");
+  state.add_store(second);
+  CHECK_FALSE(first->open.load());
+  CHECK(second->subscriptions->load() == 2);
+  second->subscriptions->fetch_sub(1); // one client unsubscribes through the new store
+  first->subscriptions->fetch_sub(1);  // one ends while it still holds the old one
+  CHECK(second->subscriptions->load() == 0);
+  // Another tenant counts on its own.
+  auto other = std::make_shared<groved::store>("news", limits, "");
+  state.add_store(other);
+  other->subscriptions->fetch_add(1);
+  CHECK(second->subscriptions->load() == 0);
+  // Stopped and started again: still the tenant's one counter.
+  state.remove_store(other);
+  auto again = std::make_shared<groved::store>("news", limits, "");
+  state.add_store(again);
+  CHECK(again->subscriptions->load() == 1);
+}
