@@ -83,6 +83,11 @@ void session<V>::reply(std::uint64_t sequence) {
   if (it == pending_.end()) return;
   pending_call call = std::move(it->second);
   pending_.erase(it);
+  send_reply(call);
+}
+
+template <class V>
+void session<V>::send_reply(pending_call& call) {
   if (!call.slot->error()) {
     V value = call.slot->take();
     try {
@@ -171,17 +176,41 @@ handler_outcome session<V>::on_call(server_base& s, std::string& payload, const 
     m->calls.inc();
     arrived = link_->received_at(); // its bytes came in then: the time it queued counts
   }
-  pending_.emplace(sequence, pending_call{std::move(c.id), slot, arrived});
+  // The call is pending_ only if its handler does not answer it at once:
+  // the common case touches no map. While the handler runs, it is
+  // current_ (counted by pending(), and failed by ~session if the handler
+  // throws and the server goes).
+  current_.emplace(pending_call{std::move(c.id), slot, arrived});
   grove::detail::envelope env{.body = basic_call<V>(std::move(c.request)),
                               .reply = slot,
                               .dispatch = d.call,
                               .kind = grove::detail::envelope_kind::call};
+  struct unwind_guard { // a throwing handler leaves its call to ~session
+    session& s;
+    std::uint64_t sequence;
+    ~unwind_guard() {
+      if (s.current_) {
+        s.pending_.emplace(sequence, std::move(*s.current_));
+        s.current_.reset();
+      }
+    }
+  } guard{*this, sequence};
   handler_outcome outcome = d.call(s, env);
   if (outcome.ready()) {
     action next = outcome.take_ready();
-    settle(sequence);
+    if (slot->completed()) {
+      pending_call call = std::move(*current_);
+      current_.reset();
+      send_reply(call);
+    } else {
+      pending_.emplace(sequence, std::move(*current_));
+      current_.reset();
+      settle(sequence);
+    }
     return next;
   }
+  pending_.emplace(sequence, std::move(*current_));
+  current_.reset();
   return settle_later(this, outcome.take_pending(), sequence);
 }
 

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -46,7 +47,7 @@ public:
   grove::detail::handler_outcome on_message(server_base& s, message&& m, const session_dispatch& d) override;
   const std::shared_ptr<link>& channel() const noexcept override { return link_; }
   void finish_then_close(std::string reason) override;
-  std::size_t pending() const noexcept override { return pending_.size(); }
+  std::size_t pending() const noexcept override { return pending_.size() + (current_ ? 1 : 0); }
   /// Sends a push frame; see basic_server::push.
   bool push(const V& value);
 
@@ -64,6 +65,7 @@ private:
   /// else wait for its from<V>.
   void settle(std::uint64_t sequence);
   void reply(std::uint64_t sequence);
+  void send_reply(pending_call& call);
   void send_error(const V* id, std::string_view text);
   void maybe_finish_drain();
   static awaitable<action> settle_later(session* s, awaitable<action> handler, std::uint64_t sequence);
@@ -73,6 +75,7 @@ private:
   const basic_codec<V>* codec_;
   std::uint64_t sequence_ = 0;
   std::unordered_map<std::uint64_t, pending_call> pending_;
+  std::optional<pending_call> current_; // the call whose handler is running
   bool draining_ = false;
   std::string close_reason_;
 };
