@@ -147,6 +147,17 @@ std::string endpoint_text(const asio::ip::tcp::endpoint& e) {
   return e.address().to_string() + ":" + std::to_string(e.port());
 }
 
+namespace {
+
+// The io_context under a transport's executor: a node's worker is an
+// io_context, and every executor grove hands out (a worker's, a process's
+// over it) runs on one.
+asio::io_context::executor_type context_executor(const asio::any_io_executor& ex) {
+  return static_cast<asio::io_context&>(asio::query(ex, asio::execution::context)).get_executor();
+}
+
+} // namespace
+
 link::link(std::unique_ptr<transport> t, std::shared_ptr<const link_config> config, pid owner, std::uint64_t id)
     : transport_(std::move(t)),
       config_(std::move(config)),
@@ -154,9 +165,9 @@ link::link(std::unique_ptr<transport> t, std::shared_ptr<const link_config> conf
       id_(id),
       peer_(transport_->peer()),
       decoder_(config_->max_payload),
-      reader_wake_(transport_->executor()),
-      writer_wake_(transport_->executor()),
-      heartbeat_timer_(transport_->executor()) {
+      reader_wake_(context_executor(transport_->executor())),
+      writer_wake_(reader_wake_.get_executor()),
+      heartbeat_timer_(reader_wake_.get_executor()) {
   started_ = last_received_ = last_sent_ = last_activity_ = last_tick_ = clock::now();
   const link_config& c = *config_;
   tick_ = std::min(c.keepalive_interval, c.keepalive_timeout / 4);
@@ -288,9 +299,9 @@ void link::abandon() noexcept {
   }
 }
 
-asio::awaitable<void> link::wait(asio::steady_timer& timer) {
-  timer.expires_at(clock::time_point::max());
-  co_await timer.async_wait(use_tuple);
+asio::awaitable<void> link::wait(timer& t) {
+  t.expires_at(clock::time_point::max());
+  co_await t.async_wait(use_tuple);
 }
 
 std::optional<std::string> link::check(const frame_decoder::frame& f) const {

@@ -33,6 +33,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/buffer.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/system/error_code.hpp>
 
@@ -215,7 +216,12 @@ private:
   /// `resumed`: started again by a readiness wait (the handshake is done).
   static asio::awaitable<void> read_loop(std::shared_ptr<link> self, bool resumed);
   static asio::awaitable<void> write_loop(std::shared_ptr<link> self);
-  static asio::awaitable<void> wait(asio::steady_timer& timer);
+  // Timers typed on the worker's io_context: an any_io_executor would add
+  // 48 bytes to each of the three every connection holds. (Their handlers
+  // run on that worker, as the sockets' do.)
+  using timer = asio::basic_waitable_timer<std::chrono::steady_clock, asio::wait_traits<std::chrono::steady_clock>,
+                                           asio::io_context::executor_type>;
+  static asio::awaitable<void> wait(timer& t);
   void arm_heartbeat();
   /// A frame other than a keepalive, in or out: the link is busy.
   void unpark() noexcept {
@@ -235,9 +241,9 @@ private:
   frame_decoder decoder_;
   std::string out_;     // frames queued, not yet being written
   std::string writing_; // the batch being written
-  asio::steady_timer reader_wake_;
-  asio::steady_timer writer_wake_; // a running writer waits on it for the next reply
-  asio::steady_timer heartbeat_timer_;
+  timer reader_wake_;
+  timer writer_wake_; // a running writer waits on it for the next reply
+  timer heartbeat_timer_;
   duration tick_{};
   std::chrono::steady_clock::time_point last_tick_;
   bool busy_ = false; // a frame in or out other than a keepalive since the last tick (no clock read per frame)
