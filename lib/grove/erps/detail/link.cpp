@@ -74,7 +74,7 @@ worker_socket on_its_worker(asio::ip::tcp::socket socket) {
   const auto local = socket.local_endpoint(error);
   const asio::ip::tcp protocol = error ? asio::ip::tcp::v4() : local.protocol();
   const auto native = socket.release(error);
-  if (error) throw boost::system::system_error(error, "adopting an accepted socket");
+  if (error) throw boost::system::system_error(error, "adopting a TCP socket onto its worker");
   return worker_socket(executor, protocol, native);
 }
 
