@@ -193,11 +193,17 @@ simdjson::dom::parser& thread_parser() {
   return parser;
 }
 
-json parse(std::string_view payload, std::string_view what, const decode_limits& limits) {
+// Whether simdjson may read past the end of `bytes`: a frame's payload is
+// allocated with room for it (link_frame), so simdjson reads it in place
+// instead of copying it into a padded buffer first.
+static_assert(detail::payload_padding >= simdjson::SIMDJSON_PADDING);
+bool has_padding(const std::string& bytes) noexcept { return bytes.capacity() - bytes.size() >= simdjson::SIMDJSON_PADDING; }
+
+json parse(std::string_view payload, std::string_view what, const decode_limits& limits, bool padded = false) {
   check_limits(limits);
   if (simdjson_reads_exactly(payload)) {
     simdjson::dom::element root;
-    if (!thread_parser().parse(payload.data(), payload.size(), true).get(root)) {
+    if (!thread_parser().parse(payload.data(), payload.size(), !padded).get(root)) {
       return simdjson_reader{what, limits}.build(root, 0);
     }
   }
@@ -409,23 +415,24 @@ public:
   }
 
   decoded_call<json> read_call(std::string_view payload, const decode_limits& limits) const override {
-    json value = parse(payload, "call payload", limits);
-    if (!value.is_array() || value.size() != 2 || !valid_id(value[0])) {
-      throw codec_error("call payload must be [call_id, request] with a number or string id");
-    }
-    return {std::move(value[0]), std::move(value[1])};
+    return call_of(parse(payload, "call payload", limits));
+  }
+  decoded_call<json> take_call(std::string& payload, const decode_limits& limits) const override {
+    return call_of(parse(payload, "call payload", limits, has_padding(payload)));
   }
 
   decoded_reply<json> read_reply(std::string_view payload, const decode_limits& limits) const override {
-    json value = parse(payload, "reply payload", limits);
-    if (!value.is_array() || value.size() != 2 || !valid_id(value[1])) {
-      throw codec_error("reply payload must be [reply, call_id] with a number or string id");
-    }
-    return {std::move(value[1]), std::move(value[0])};
+    return reply_of(parse(payload, "reply payload", limits));
+  }
+  decoded_reply<json> take_reply(std::string& payload, const decode_limits& limits) const override {
+    return reply_of(parse(payload, "reply payload", limits, has_padding(payload)));
   }
 
   json read_value(std::string_view payload, const decode_limits& limits) const override {
     return parse(payload, "value payload", limits);
+  }
+  json take_value(std::string& payload, const decode_limits& limits) const override {
+    return parse(payload, "value payload", limits, has_padding(payload));
   }
 
   decoded_error<json> read_error(std::string_view payload, const decode_limits& limits) const override {
@@ -480,6 +487,18 @@ public:
   }
 
 private:
+  static decoded_call<json> call_of(json value) {
+    if (!value.is_array() || value.size() != 2 || !valid_id(value[0])) {
+      throw codec_error("call payload must be [call_id, request] with a number or string id");
+    }
+    return {std::move(value[0]), std::move(value[1])};
+  }
+  static decoded_reply<json> reply_of(json value) {
+    if (!value.is_array() || value.size() != 2 || !valid_id(value[1])) {
+      throw codec_error("reply payload must be [reply, call_id] with a number or string id");
+    }
+    return {std::move(value[1]), std::move(value[0])};
+  }
   static std::string text_of(const json& error) { return error.is_string() ? error.get<std::string>() : error.dump(-1, ' ', false, json::error_handler_t::replace); }
   // An integer, or a string without escapes or control characters (ids
   // that need those are not looked for), of a sane length.
@@ -547,7 +566,7 @@ public:
     return {payload_access::copy(text, s.first, s.first_end), payload_access::copy(text, s.second, s.second_end)};
   }
   decoded_call<payload> take_call(std::string& bytes, const decode_limits& limits) const override {
-    const pair_spans s = call_spans(bytes, limits, padded(bytes));
+    const pair_spans s = call_spans(bytes, limits, has_padding(bytes));
     payload id = payload_access::copy(bytes, s.first, s.first_end);
     return {std::move(id), payload_access::adopt(bytes, s.second, s.second_end)};
   }
@@ -556,7 +575,7 @@ public:
     return {payload_access::copy(text, s.second, s.second_end), payload_access::copy(text, s.first, s.first_end)};
   }
   decoded_reply<payload> take_reply(std::string& bytes, const decode_limits& limits) const override {
-    const pair_spans s = reply_spans(bytes, limits, padded(bytes));
+    const pair_spans s = reply_spans(bytes, limits, has_padding(bytes));
     payload id = payload_access::copy(bytes, s.second, s.second_end);
     return {std::move(id), payload_access::adopt(bytes, s.first, s.first_end)};
   }
@@ -564,7 +583,7 @@ public:
     return payload_access::whole(check_json(text, "value payload", limits).text);
   }
   payload take_value(std::string& bytes, const decode_limits& limits) const override {
-    const std::string_view text = check_json(bytes, "value payload", limits, padded(bytes)).text;
+    const std::string_view text = check_json(bytes, "value payload", limits, has_padding(bytes)).text;
     const std::size_t begin = skip_space_forward(text, 0);
     return payload_access::adopt(bytes, begin, skip_space_backward(text, text.size()));
   }
@@ -606,12 +625,6 @@ private:
     out += ',';
     out += second;
     out += ']';
-  }
-  // Whether simdjson may read past the end of `bytes` (a frame's payload
-  // is allocated with room for it).
-  static_assert(detail::payload_padding >= simdjson::SIMDJSON_PADDING);
-  static bool padded(const std::string& bytes) noexcept {
-    return bytes.capacity() - bytes.size() >= simdjson::SIMDJSON_PADDING;
   }
   static pair_spans call_spans(std::string_view text, const decode_limits& limits, bool padded = false) {
     pair_spans s;
