@@ -6,6 +6,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -195,10 +196,6 @@ spawn_options to_spawn_options(const start_options& options) {
 
 namespace {
 
-awaitable<void> yield_now() {
-  co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
-}
-
 /// How many messages a server handles back to back before letting the other
 /// processes of its worker run.
 constexpr int fairness_budget = 64;
@@ -233,6 +230,8 @@ void end_ignored_start(process& self, reply_slot<pid>& started) {
 /// in coroutine locals, keeps an idle server's coroutine frame small (g++
 /// gives every local and every co_await temporary of a coroutine its own
 /// slot in the frame).
+} // namespace
+
 class server_loop {
 public:
   enum class need { mail, handler, yield, finished };
@@ -474,26 +473,42 @@ private:
   bool terminate_called_ = false;
 };
 
-/// The waiting half of a server: small on purpose (see server_loop).
-awaitable<exit_reason> run_server(process_state* state, std::unique_ptr<server_loop> loop) {
-  for (;;) {
-    const server_loop::need need = loop->advance();
-    if (need == server_loop::need::finished) co_return loop->reason();
-    try {
-      if (need == server_loop::need::mail) {
-        loop->mail_arrived(co_await wait_for_mail(*state, loop->wait_timeout()));
-      } else if (need == server_loop::need::handler) {
-        loop->handler_done(co_await loop->take_pending());
-      } else {
-        co_await yield_now();
-      }
-    } catch (const std::exception& e) {
-      loop->failed(e.what());
-    }
-  }
-}
+void server_loop_deleter::operator()(server_loop* loop) const noexcept { delete loop; }
 
-} // namespace
+/// The waiting half of a server, and the bottom frame of its process's
+/// coroutine stack (in place of run_process, process.cpp, whose start and
+/// end steps it repeats): small on purpose (see server_loop).
+process_entry run_server_process(process_state* state, [[maybe_unused]] std::unique_ptr<body_base> body,
+                                 server_run loop) {
+  (void)co_await asio::dispatch(asio::use_awaitable);
+  (co_await asio::detail::awaitable_thread_has_context_switched{}) = false;
+  exit_reason reason;
+  try {
+    for (;;) {
+      const server_loop::need need = loop->advance();
+      if (need == server_loop::need::finished) break;
+      try {
+        if (need == server_loop::need::mail) {
+          loop->mail_arrived(co_await wait_for_mail(*state, loop->wait_timeout()));
+        } else if (need == server_loop::need::handler) {
+          loop->handler_done(co_await loop->take_pending());
+        } else {
+          co_await asio::post(asio::use_awaitable); // let the worker's other processes run
+        }
+      } catch (const std::exception& e) {
+        loop->failed(e.what());
+      }
+    }
+    reason = loop->reason();
+  } catch (...) {
+    reason = reason_of(std::current_exception());
+  }
+  loop.reset();
+  if (!(co_await asio::detail::awaitable_thread_has_context_switched{})) {
+    (void)co_await asio::post(asio::use_awaitable);
+  }
+  body_finished(state, std::move(reason));
+}
 
 namespace {
 awaitable<exit_reason> finished_with(exit_reason reason) { co_return reason; }
@@ -504,12 +519,11 @@ awaitable<exit_reason> start_failed(process& self, std::shared_ptr<reply_slot<pi
   return finished_with(std::move(reason));
 }
 
-awaitable<exit_reason> server_main_untyped(process& self, gen_server* server, const server_hooks& hooks,
-                                           std::shared_ptr<reply_slot<pid>> started, handler_outcome init,
-                                           std::optional<duration> idle_timeout) {
+server_run server_main_untyped(process& self, gen_server* server, const server_hooks& hooks,
+                               std::shared_ptr<reply_slot<pid>> started, handler_outcome init,
+                               std::optional<duration> idle_timeout) {
   self.state().serves = true;
-  auto loop = std::make_unique<server_loop>(self, *server, hooks, std::move(started), std::move(init), idle_timeout);
-  return run_server(&self.state(), std::move(loop));
+  return server_run(new server_loop(self, *server, hooks, std::move(started), std::move(init), idle_timeout));
 }
 
 } // namespace grove::detail

@@ -169,10 +169,10 @@ template <class S, class... Args>
   requires std::derived_from<S, gen_server> && std::constructible_from<S, Args...>
 awaitable<server_ref<S>> start(node& n, start_options options, Args... args) {
   auto started = std::make_shared<detail::reply_slot<pid>>();
-  pid p = spawn(n,
-                detail::server_body<S, Args...>{started, std::tuple<Args...>(std::move(args)...), options.idle_timeout,
-                                                nullptr},
-                detail::to_spawn_options(options));
+  pid p = detail::spawn_body(n,
+                             detail::server_body<S, Args...>{started, std::tuple<Args...>(std::move(args)...),
+                                                             options.idle_timeout, nullptr},
+                             detail::to_spawn_options(options));
   return detail::await_start_typed<S>(std::move(started), p, options.init_timeout);
 }
 
@@ -215,11 +215,11 @@ template <class S, class... Args>
   requires std::derived_from<S, gen_server> && std::constructible_from<S, Args...>
 awaitable<std::pair<server_ref<S>, monitor_ref>> start_monitor(node& n, start_options options, Args... args) {
   auto started = std::make_shared<detail::reply_slot<pid>>();
-  std::pair<pid, monitor_ref> p =
-      spawn_monitor(n,
-                    detail::server_body<S, Args...>{started, std::tuple<Args...>(std::move(args)...),
-                                                    options.idle_timeout, nullptr},
-                    detail::to_spawn_options(options));
+  std::pair<pid, monitor_ref> p;
+  p.first = detail::spawn_body(n,
+                               detail::server_body<S, Args...>{started, std::tuple<Args...>(std::move(args)...),
+                                                               options.idle_timeout, nullptr},
+                               detail::to_spawn_options(options), &p.second);
   return detail::await_start_monitored<S>(std::move(started), p, options.init_timeout);
 }
 

@@ -192,10 +192,18 @@ namespace detail {
 /// that run a kind of process: "supervisor", ...
 void set_kind(process& p, const char* kind) noexcept;
 
+class server_loop;
+struct server_loop_deleter {
+  void operator()(server_loop* loop) const noexcept;
+};
+/// A gen_server's loop (gen_server.cpp), run by the process's bottom
+/// coroutine frame itself: one coroutine frame less per server.
+using server_run = std::unique_ptr<server_loop, server_loop_deleter>;
+
 /// Type-erased process body; owned by the process for its whole life.
 class body_base {
 public:
-  using coroutine = std::variant<awaitable<void>, awaitable<exit_reason>>;
+  using coroutine = std::variant<awaitable<void>, awaitable<exit_reason>, server_run>;
   virtual ~body_base() = default;
   virtual coroutine run(process& self) = 0;
 };
@@ -213,6 +221,13 @@ private:
 /// With `monitor`, the calling process also monitors the new one from
 /// before it runs, and *monitor is that monitor.
 pid spawn(node& n, std::unique_ptr<body_base> body, const spawn_options& options, monitor_ref* monitor = nullptr);
+
+/// spawn() for the library's own bodies, which may return any
+/// body_base::coroutine (a gen_server's returns its server_run).
+template <class F>
+pid spawn_body(node& n, F body, const spawn_options& options, monitor_ref* monitor = nullptr) {
+  return spawn(n, std::make_unique<body_impl<F>>(std::move(body)), options, monitor);
+}
 } // namespace detail
 
 template <class F>

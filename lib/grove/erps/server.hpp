@@ -161,7 +161,7 @@ struct session_body {
   std::tuple<Args...> args;
   std::unique_ptr<S> server;
 
-  awaitable<exit_reason> operator()(process& self) {
+  grove::detail::body_base::coroutine operator()(process& self) {
     grove::detail::handler_outcome init = action{};
     try {
       server = std::apply([](Args&... a) { return std::make_unique<S>(a...); }, args);
@@ -189,7 +189,8 @@ struct session_start {
 
   awaitable<pid> operator()(node& n) const {
     auto started = std::make_shared<grove::detail::reply_slot<pid>>();
-    pid p = spawn(n, session_body<S, Args...>{started, pending, args, nullptr}, session_spawn_options(worker));
+    pid p = grove::detail::spawn_body(n, session_body<S, Args...>{started, pending, args, nullptr},
+                                      session_spawn_options(worker));
     return await_session_start(std::move(started), p);
   }
 };

@@ -312,10 +312,10 @@ local_registry::local_registry(grove::node& n, local_registry_options options)
   start_options start;
   start.worker = options.worker;
   auto started = std::make_shared<detail::reply_slot<pid>>();
-  server_ = spawn(n,
-                  detail::server_body<registry_server, std::shared_ptr<tables>>{
-                      started, std::tuple<std::shared_ptr<tables>>(tables_), std::nullopt, nullptr},
-                  detail::to_spawn_options(start));
+  server_ = detail::spawn_body(n,
+                               detail::server_body<registry_server, std::shared_ptr<tables>>{
+                                   started, std::tuple<std::shared_ptr<tables>>(tables_), std::nullopt, nullptr},
+                               detail::to_spawn_options(start));
   if (telemetry::metric_registry* r = n.metrics()) {
     const std::string node = std::to_string(n.id());
     const std::string name = server_.to_string();

@@ -315,9 +315,9 @@ handler_outcome run_init(S& server) {
 awaitable<exit_reason> start_failed(process& self, std::shared_ptr<reply_slot<pid>> started, exit_reason reason);
 
 /// Starts an S; completes `started` when init finished (or failed).
-awaitable<exit_reason> server_main_untyped(process& self, gen_server* server, const server_hooks& hooks,
-                                           std::shared_ptr<reply_slot<pid>> started, handler_outcome init,
-                                           std::optional<duration> idle_timeout);
+server_run server_main_untyped(process& self, gen_server* server, const server_hooks& hooks,
+                               std::shared_ptr<reply_slot<pid>> started, handler_outcome init,
+                               std::optional<duration> idle_timeout);
 
 template <class S, class... Args>
 struct server_body {
@@ -326,7 +326,7 @@ struct server_body {
   std::optional<duration> idle_timeout;
   std::unique_ptr<S> server;
 
-  awaitable<exit_reason> operator()(process& self) {
+  body_base::coroutine operator()(process& self) {
     handler_outcome init = action{};
     try {
       server = std::apply([](Args&... a) { return std::make_unique<S>(std::move(a)...); }, args);
@@ -359,8 +359,10 @@ namespace detail {
 template <class S, class... Args>
 awaitable<pid> start_untyped(node& n, const start_options& options, Args... args) {
   auto started = std::make_shared<reply_slot<pid>>();
-  pid p = spawn(n, server_body<S, Args...>{started, std::tuple<Args...>(std::move(args)...), options.idle_timeout, nullptr},
-                to_spawn_options(options));
+  pid p = spawn_body(n,
+                     server_body<S, Args...>{started, std::tuple<Args...>(std::move(args)...), options.idle_timeout,
+                                             nullptr},
+                     to_spawn_options(options));
   return await_start(std::move(started), p, options.init_timeout);
 }
 } // namespace detail

@@ -12,6 +12,7 @@
 #include <grove/core/process.hpp>
 
 #include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/awaitable.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -464,5 +465,16 @@ private:
 /// Suspends the calling process until its mailbox is not empty (true) or
 /// `timeout` passed (false). Throws operation_aborted if it dies meanwhile.
 asio::awaitable<bool> wait_for_mail(process_state& state, std::optional<std::chrono::steady_clock::duration> timeout);
+
+/// The bottom frame of a process's coroutine stack, launched without
+/// co_spawn (process.cpp says why).
+using process_entry = asio::awaitable<asio::detail::awaitable_thread_entry_point, asio::any_io_executor>;
+/// A gen_server's bottom frame: the server loop itself (gen_server.cpp).
+process_entry run_server_process(process_state* state, std::unique_ptr<body_base> body, server_run loop);
+/// What a process that threw `e` out of its body exits with.
+exit_reason reason_of(const std::exception_ptr& e);
+/// The body's coroutine ended, returning or throwing: the process ends
+/// with it. Called from its bottom frame, last.
+void body_finished(process_state* p, exit_reason reason);
 
 } // namespace grove::detail
