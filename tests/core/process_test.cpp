@@ -551,3 +551,67 @@ TEST_CASE("a_node_can_make_round_robin_every_starters_default") {
   // Still overridable per starter.
   CHECK(workers_of_children(node, grove::placement::with_starter, 2) == std::vector<std::size_t>(2, 0));
 }
+
+namespace {
+struct watcher_report {
+  int index;
+  bool exit; // an exit_message (linked watchers), else a down message (the others)
+};
+} // namespace
+
+TEST_CASE("a process with more links and monitors than the small list holds keeps exactly the ones still there") {
+  // 40 watchers link to one process and half unlink again; the test
+  // monitors it 40 times and removes half: past relation_map's spill (16)
+  // on the target's side and the test's.
+  constexpr int count = 40;
+  grove::node node{{.threads = 1}};
+  std::vector<watcher_report> reports;
+  std::vector<grove::monitor_ref> kept, downs;
+  std::size_t target_links = 0, test_monitors = 0;
+  node.block_on([&](grove::process& self) -> awaitable<void> {
+    grove::pid target = grove::spawn(self.node(), waiter);
+    for (int i = 0; i < count; ++i) {
+      grove::spawn(self.node(), [i, target, test = self.self()](grove::process& me) -> awaitable<void> {
+        me.trap_exit(true);
+        me.link(target);
+        const bool linked = i % 2 == 1;
+        if (!linked) me.unlink(target);
+        me.monitor(target);
+        grove::send(test, ping{me.self(), i});
+        for (;;) {
+          grove::message m = co_await me.receive();
+          if (linked ? m.is<grove::exit_message>() : m.is<grove::down_message>()) {
+            grove::send(test, watcher_report{i, linked});
+            co_return;
+          }
+        }
+      });
+    }
+    for (int i = 0; i < count; ++i) (void)co_await self.receive();
+    std::vector<grove::monitor_ref> removed;
+    for (int i = 0; i < count; ++i) (i % 2 == 0 ? removed : kept).push_back(self.monitor(target));
+    for (const grove::monitor_ref& r : removed) self.demonitor(r);
+    for (const grove::process_info& info : co_await self.node().processes()) {
+      if (info.id == target) target_links = info.links;
+      if (info.id == self.self()) test_monitors = info.monitors;
+    }
+    grove::send(target, grove::exit_reason::error("gone"));
+    while (reports.size() < count || downs.size() < kept.size()) {
+      grove::message m = co_await self.receive();
+      if (auto* r = m.get_if<watcher_report>()) reports.push_back(*r);
+      if (auto* d = m.get_if<grove::down_message>()) downs.push_back(d->ref);
+    }
+  });
+  CHECK(target_links == count / 2);
+  CHECK(test_monitors == count / 2);
+  REQUIRE(reports.size() == count);
+  for (const watcher_report& r : reports) {
+    CAPTURE(r.index);
+    CHECK(r.exit == (r.index % 2 == 1));
+  }
+  auto sorted = [](std::vector<grove::monitor_ref> v) {
+    std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
+    return v;
+  };
+  CHECK(sorted(downs) == sorted(kept)); // one down per monitor kept, none for the removed
+}

@@ -219,7 +219,7 @@ void process_state::async_wait_mail(std::optional<std::chrono::steady_clock::dur
 
 void process_state::on_exit_signal(const pid& from, const exit_reason& reason, bool from_link) {
   if (dead_) return;
-  if (from_link && (!relations_ || relations_->links.erase(from) == 0)) return; // unlinked meanwhile
+  if (from_link && (!relations_ || !relations_->links.erase(from))) return; // unlinked meanwhile
   if (reason.what() == exit_reason::kind::kill && !from_link) {
     die(exit_reason::killed());
     return;
@@ -233,7 +233,7 @@ void process_state::on_exit_signal(const pid& from, const exit_reason& reason, b
 }
 
 void process_state::on_down(const monitor_ref& ref, const exit_reason& reason) {
-  if (dead_ || !relations_ || relations_->monitors.erase(ref.id) == 0) return; // demonitored meanwhile
+  if (dead_ || !relations_ || !relations_->monitors.erase(ref.id)) return; // demonitored meanwhile
   deliver(envelope{.body = down_message{ref, ref.target, reason}});
 }
 
@@ -262,7 +262,7 @@ bool process_state::stopped_by_parent() const noexcept {
 }
 
 void process_state::link(const pid& other) {
-  if (other == self || !rel().links.insert(other).second) return;
+  if (other == self || !rel().links.insert(other)) return;
   on_owner(other, [me = self, other](process_state* o) {
     if (o) {
       o->on_link(me);
@@ -273,7 +273,7 @@ void process_state::link(const pid& other) {
 }
 
 void process_state::unlink(const pid& other) {
-  if (!relations_ || relations_->links.erase(other) == 0) return;
+  if (!relations_ || !relations_->links.erase(other)) return;
   on_owner(other, [me = self](process_state* o) {
     if (o) o->on_unlink(me);
   });
@@ -281,7 +281,7 @@ void process_state::unlink(const pid& other) {
 
 monitor_ref process_state::monitor(const pid& target) {
   monitor_ref ref{target, new_ref_id()};
-  rel().monitors.emplace(ref.id, target);
+  rel().monitors.insert(ref.id, target);
   on_owner(target, [me = self, ref](process_state* t) {
     if (t) {
       t->on_monitor(ref.id, me);
@@ -293,7 +293,7 @@ monitor_ref process_state::monitor(const pid& target) {
 }
 
 bool process_state::demonitor(const monitor_ref& ref) {
-  bool active = relations_ && relations_->monitors.erase(ref.id) > 0;
+  bool active = relations_ && relations_->monitors.erase(ref.id);
   if (active) {
     on_owner(ref.target, [id = ref.id](process_state* t) {
       if (t) t->on_demonitor(id);
@@ -337,13 +337,14 @@ void process_state::die(exit_reason reason, bool coroutine_running) {
   if (relations_) {
     // Taken out first: a signal to ourselves must find nothing to change.
     std::unique_ptr<relations> r = std::move(relations_);
-    for (const pid& other : r->links) send_exit_signal(other, self, reason, true);
-    for (const auto& [id, watcher] : r->monitored_by) send_down(watcher, monitor_ref{self, id}, reason);
-    for (const auto& [id, target] : r->monitors) {
-      on_owner(target, [id = id](process_state* t) {
+    r->links.for_each([&](const pid& other) { send_exit_signal(other, self, reason, true); });
+    r->monitored_by.for_each(
+        [&](std::uint64_t id, const pid& watcher) { send_down(watcher, monitor_ref{self, id}, reason); });
+    r->monitors.for_each([](std::uint64_t id, const pid& target) {
+      on_owner(target, [id](process_state* t) {
         if (t) t->on_demonitor(id);
       });
-    }
+    });
   }
 
   if (waiter_) complete_wait(asio::error::operation_aborted, false);

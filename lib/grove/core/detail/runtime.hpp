@@ -6,6 +6,7 @@
 #include <grove/core/detail/envelope.hpp>
 #include <grove/core/detail/epoch.hpp>
 #include <grove/core/detail/node_directory.hpp>
+#include <grove/core/detail/relation_map.hpp>
 #include <grove/core/exit_reason.hpp>
 #include <grove/core/node.hpp>
 #include <grove/core/pid.hpp>
@@ -361,7 +362,7 @@ public:
   void on_unlink(const pid& from) {
     if (relations_) relations_->links.erase(from);
   }
-  void on_monitor(std::uint64_t id, const pid& watcher) { rel().monitored_by.emplace(id, watcher); }
+  void on_monitor(std::uint64_t id, const pid& watcher) { rel().monitored_by.insert(id, watcher); }
   void on_demonitor(std::uint64_t id) {
     if (relations_) relations_->monitored_by.erase(id);
   }
@@ -377,7 +378,7 @@ public:
   bool demonitor(const monitor_ref& ref);
   /// Records a monitor this process holds whose target already knows of it
   /// (spawn_monitor sets both sides before the target runs).
-  void adopt_monitor(const monitor_ref& ref) { rel().monitors.emplace(ref.id, ref.target); }
+  void adopt_monitor(const monitor_ref& ref) { rel().monitors.insert(ref.id, ref.target); }
 
   /// Ends the process: unpublishes it, fails calls waiting on it, notifies
   /// links and monitors, and (unless it already finished) cancels its
@@ -426,11 +427,12 @@ private:
   bool push_allowed(envelope& env);
 
   /// Links and monitors: most processes have none, so they live behind one
-  /// pointer, allocated on first use.
+  /// pointer, allocated on first use; most that have some have one or two
+  /// (relation_map.hpp).
   struct relations {
-    std::unordered_set<pid> links;
-    std::unordered_map<std::uint64_t, pid> monitored_by; // ref id -> watcher
-    std::unordered_map<std::uint64_t, pid> monitors;     // ref id -> target
+    relation_map<pid> links;
+    relation_map<std::uint64_t, pid> monitored_by; // ref id -> watcher
+    relation_map<std::uint64_t, pid> monitors;     // ref id -> target
   };
   relations& rel() {
     if (!relations_) relations_ = std::make_unique<relations>();
