@@ -128,6 +128,7 @@ void process_state::deliver(envelope env) {
     mailbox_.clear();
     head_ = 0;
   }
+  if (mailbox_.capacity() == 0) owner.reuse_mailbox(mailbox_);
   mailbox_.push_back(std::move(env));
   publish_length();
   note_depth();
@@ -143,6 +144,7 @@ envelope process_state::pop() {
   if (head_ == mailbox_.size()) {
     mailbox_.clear();
     head_ = 0;
+    owner.recycle_mailbox(mailbox_);
   } else if (head_ >= 64 && head_ * 2 >= mailbox_.size()) {
     mailbox_.erase(mailbox_.begin(), mailbox_.begin() + static_cast<std::ptrdiff_t>(head_));
     head_ = 0;

@@ -207,6 +207,23 @@ public:
     process_state* head_ = nullptr;
   };
   process_list processes;
+  /// An emptied mailbox's storage goes back here and the next mailbox
+  /// that gets mail takes it: an idle process holds no mailbox storage (an
+  /// envelope is 112 bytes), and one that takes and handles a message at a
+  /// time passes one buffer back and forth without the allocator. Owner
+  /// thread only.
+  void recycle_mailbox(std::vector<envelope>& m) noexcept {
+    if (m.capacity() <= spare_mailbox_capacity && spare_mailboxes_.size() < spare_mailboxes_.capacity()) {
+      spare_mailboxes_.push_back(std::move(m));
+    } else {
+      std::vector<envelope>().swap(m);
+    }
+  }
+  void reuse_mailbox(std::vector<envelope>& m) noexcept {
+    if (spare_mailboxes_.empty()) return;
+    m = std::move(spare_mailboxes_.back());
+    spare_mailboxes_.pop_back();
+  }
   /// The deepest mailbox seen on this worker (written by its thread,
   /// read by a scrape).
   std::atomic<std::size_t> mailbox_high_water{0};
@@ -223,6 +240,12 @@ private:
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> ready_guard_{std::in_place,
                                                                                         ready->get_executor()};
   bool drain_queued_ = false; // owner thread only
+  static constexpr std::size_t spare_mailbox_capacity = 8;
+  std::vector<std::vector<envelope>> spare_mailboxes_ = [] {
+    std::vector<std::vector<envelope>> v;
+    v.reserve(64);
+    return v;
+  }();
   std::thread thread_;
   std::atomic<int> cpu_clock_{-1}; // clockid_t of the thread, -1 until it runs
 };
