@@ -60,7 +60,6 @@ TEST_CASE("name_table_readers_on_other_threads_see_whole_values_while_a_writer_c
   std::vector<std::thread> readers;
   for (int r = 0; r < 3; ++r) {
     readers.emplace_back([&] {
-      long n = 0;
       while (!done.load(std::memory_order_acquire)) {
         for (int i = 0; i < keys; ++i) {
           const std::string key = std::to_string(i);
@@ -70,13 +69,16 @@ TEST_CASE("name_table_readers_on_other_threads_see_whole_values_while_a_writer_c
               if (v != "value-" + key && v != "other-" + key) torn.fetch_add(1);
             }
           });
-          ++n;
         }
+        lookups.fetch_add(keys, std::memory_order_relaxed);
       }
-      lookups.fetch_add(n);
     });
   }
-  for (int round = 0; round < 50000; ++round) { // bounded: stops by itself
+  // At least 50,000 writes, and on until the readers have made 100 passes
+  // among them while the writes go on (on a loaded machine the readers may
+  // start late); bounded either way.
+  for (long round = 0; round < 50000 || (lookups.load(std::memory_order_relaxed) < 100 * keys && round < 50'000'000);
+       ++round) {
     const std::string key = std::to_string(round % keys);
     if (!t.insert(key, "value-" + key)) {
       if (round % 2) {
@@ -89,7 +91,7 @@ TEST_CASE("name_table_readers_on_other_threads_see_whole_values_while_a_writer_c
   done.store(true, std::memory_order_release);
   for (auto& r : readers) r.join();
   CHECK(torn.load() == 0);
-  CHECK(lookups.load() > 0);
+  CHECK(lookups.load() >= 100 * keys);
   // With no reader pinned any more, everything retired is freed.
   CHECK(t.retired() > 0);
   t.reclaim();
