@@ -9,6 +9,7 @@
 #include <doctest/doctest.h>
 
 #include <future>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
@@ -168,6 +169,35 @@ TEST_CASE("temporary_and_transient_dynamic_children_leave_when_they_end_cleanly"
   // Both slots are free again.
   node.block_on(sup.start_child(w("x", log)));
   node.block_on(sup.start_child(w("y", log)));
+}
+
+TEST_CASE("a_temporary_dynamic_childs_start_is_not_kept_and_a_permanent_ones_is") {
+  // A temporary child is never restarted: what its start captured (an
+  // erps connection's stream, say) must not live as long as the child.
+  grove::node node{quiet()};
+  auto sup = start_dyn(node, {.report = nullptr});
+  auto spec = [](std::shared_ptr<int> token, grove::restart_type restart) {
+    grove::child_spec s;
+    s.start = [token](grove::node& n) {
+      return grove::spawn(
+          n, [](grove::process& self) -> awaitable<void> { (void)co_await self.receive(); }, {.link = true});
+    };
+    s.restart = restart;
+    return s;
+  };
+  auto temporary_token = std::make_shared<int>(1);
+  auto permanent_token = std::make_shared<int>(2);
+  const std::weak_ptr<int> temporary_seen = temporary_token;
+  const std::weak_ptr<int> permanent_seen = permanent_token;
+  const grove::pid t = node.block_on(sup.start_child(spec(std::move(temporary_token), grove::restart_type::temporary)));
+  const grove::pid p = node.block_on(sup.start_child(spec(std::move(permanent_token), grove::restart_type::permanent)));
+  // Each call's request is gone once the supervisor answers the next one.
+  const grove::child_counts n = node.block_on(sup.count_children());
+  CHECK(n.active == 2);
+  CHECK(grove::alive(t));
+  CHECK(grove::alive(p));
+  CHECK(temporary_seen.expired());
+  CHECK_FALSE(permanent_seen.expired());
 }
 
 TEST_CASE("a_dynamic_supervisor_that_restarts_too_often_exits_with_shutdown") {

@@ -167,6 +167,7 @@ struct session_body {
       server = std::apply([](Args&... a) { return std::make_unique<S>(a...); }, args);
       grove::detail::bind(*server, self);
       session_access::attach<typename S::value_type>(*server, pending, self);
+      pending.reset(); // its stream and config are the link's now
       init = grove::detail::run_init(*server);
     } catch (const std::exception& e) {
       return grove::detail::start_failed(self, std::move(started), exit_reason::error(e.what()));

@@ -66,6 +66,10 @@ public:
       report_child("start_error", r.spec.id, {}, *o.failure);
       co_return outcome<pid>::failure(errc::start_failed, child_name(r.spec.id, {}) + " failed to start", *o.failure);
     }
+    // A temporary child is never restarted, so (as OTP's supervisor) its
+    // start is not kept: whatever the start function captured (a
+    // connection's stream, its arguments) is not held for the child's life.
+    if (r.spec.restart == restart_type::temporary) r.spec.start = {};
     if (o.process) children_.emplace(o.process, dynamic_child{std::move(r.spec), next_order_++});
     co_return outcome<pid>{o.process};
   }
