@@ -282,6 +282,29 @@ TEST_CASE("a reply deeper than the client's max_depth fails that call at once wi
   r.others_unaffected();
 }
 
+TEST_CASE("a reply the codec cannot write fails that call alone; the replies queued around it go out whole") {
+  rig r;
+  raw_client c(r.server.port());
+  // One write: the three replies are queued together, the middle one fails
+  // half-way into the queue.
+  c.send(call_frame(1, json{{"op", "echo"}, {"value", "before"}}) + call_frame(2, json{{"op", "deep"}, {"levels", 1100}}) +
+         call_frame(3, json{{"op", "echo"}, {"value", "after"}}));
+  auto first = c.read_non_keepalive();
+  REQUIRE(first);
+  CHECK(first->type == frame_type::reply);
+  CHECK(first->payload == R"(["before",1])");
+  auto refused = c.read_non_keepalive();
+  REQUIRE(refused);
+  CHECK(refused->type == frame_type::error);
+  CHECK(refused->payload.rfind(R"([2,"the reply could not be written: value nests deeper than 1024 levels)", 0) == 0);
+  auto third = c.read_non_keepalive();
+  REQUIRE(third);
+  CHECK(third->type == frame_type::reply);
+  CHECK(third->payload == R"(["after",3])");
+  CHECK(logged(*r.logs, "reply_unwritable: the reply could not be written: value nests deeper than 1024 levels"));
+  r.others_unaffected();
+}
+
 TEST_CASE("max_depth out of range is refused by validate, naming the option") {
   grove::erps::daemon_options d;
   d.link.max_depth = 0;

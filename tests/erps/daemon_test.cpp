@@ -137,6 +137,17 @@ TEST_CASE("on the wire, a later call's reply goes out before an earlier one's, e
   CHECK(replies == std::vector<std::string>{"[2,3]", "[\"second\",\"two\"]", "[\"first\",1]"});
 }
 
+TEST_CASE("a from kept after its call was answered reaches no later call on that connection") {
+  rig r;
+  auto c = r.connect();
+  CHECK(r.call(c, op("echo", "warm")) == "warm"); // (a session reuses an answered call's slot when nothing holds it)
+  CHECK(r.call(c, op("keep", "kept")) == "kept");
+  for (int i = 0; i < 3; ++i) {
+    CHECK(r.call(c, op("late")) == false); // the kept from's call was answered: this one is not
+    CHECK(r.call(c, op("echo", i)) == i);
+  }
+}
+
 TEST_CASE("a reply can come later from another thread") {
   rig r;
   auto c = r.connect();

@@ -59,6 +59,17 @@ grove::call_result<json> test_server::handle_call(grove::erps::call c, grove::fr
   if (op == "stop_noreply") return grove::stop();
   if (op == "continue") return grove::call_result<json>(json(true), grove::continue_with(r.at("value")));
   if (op == "throw") throw std::runtime_error("asked to throw");
+  if (op == "keep") { // answered at once, and its from kept
+    kept_ = from;
+    kept_.reply(r.at("value"));
+    return grove::noreply;
+  }
+  if (op == "late") return json(kept_.reply(json("late"))); // false: that call was answered
+  if (op == "deep") { // a reply "levels" arrays deep (past 1024, erps does not write it)
+    json v = json::array();
+    for (int i = 1; i < r.at("levels").get<int>(); ++i) v = json::array({std::move(v)});
+    return v;
+  }
   return json{{"error", "unknown op"}};
 }
 

@@ -78,6 +78,7 @@ private:
   std::shared_ptr<event_log> events_;
   std::vector<std::pair<grove::from<json>, json>> held_;
   std::vector<std::pair<grove::from<json>, json>> slow_;
+  grove::from<json> kept_; // "keep": a from kept after its call was answered
   std::vector<std::thread> threads_;
 };
 

@@ -246,9 +246,9 @@ std::string frame_writer::frame(frame_type type, std::string_view payload) const
   return buffer;
 }
 
-void frame_writer::seal(frame_type type, std::string& buffer) const {
-  char* h = buffer.data();
-  const std::size_t payload_size = buffer.size() - header_size;
+void frame_writer::seal(frame_type type, std::string& buffer, std::size_t at) const {
+  char* h = buffer.data() + at;
+  const std::size_t payload_size = buffer.size() - at - header_size;
   if (payload_size > 0xffffffffu) throw grove::error(erps_errc::bad_payload, "a payload larger than 4 GiB cannot be framed");
   std::memcpy(h, magic, 4);
   store_u32(h + length_at, static_cast<std::uint32_t>(payload_size));

@@ -102,7 +102,10 @@ struct frame_writer {
   std::string frame(frame_type type, std::string_view payload) const;
   /// Fills the header of `buffer`, which holds header_size reserved bytes
   /// followed by the payload (so a payload written in place is never copied).
-  void seal(frame_type type, std::string& buffer) const;
+  void seal(frame_type type, std::string& buffer) const { seal(type, buffer, 0); }
+  /// The same for the frame that starts at byte `at` of `buffer` and runs
+  /// to its end (a frame appended to a queue of others).
+  void seal(frame_type type, std::string& buffer, std::size_t at) const;
   /// The 9-byte keepalive.
   static std::string_view keepalive() noexcept;
 };

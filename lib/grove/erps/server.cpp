@@ -123,6 +123,21 @@ void session<V>::settle(std::uint64_t sequence) {
 }
 
 template <class V>
+std::shared_ptr<reply_slot<V>> session<V>::take_slot() {
+  if (spare_slot_) return std::move(spare_slot_);
+  return std::make_shared<reply_slot<V>>();
+}
+
+template <class V>
+void session<V>::recycle(std::shared_ptr<reply_slot<V>> slot) noexcept {
+  // The only reference left is ours: its handler kept no from<V>, and the
+  // completion it made was seen (completed(), an acquire) on this thread.
+  if (slot.use_count() != 1) return;
+  slot->reset();
+  spare_slot_ = std::move(slot);
+}
+
+template <class V>
 awaitable<action> session<V>::settle_later(session* s, awaitable<action> handler, std::uint64_t sequence) {
   action next = co_await std::move(handler);
   s->settle(sequence);
@@ -169,7 +184,7 @@ handler_outcome session<V>::on_call(server_base& s, std::string& payload, const 
     return action{};
   }
   const std::uint64_t sequence = ++sequence_;
-  auto slot = std::make_shared<reply_slot<V>>();
+  std::shared_ptr<reply_slot<V>> slot = take_slot();
   slot->set_caller(self_); // a process never calls itself, so this marks a remote call
   std::chrono::steady_clock::time_point arrived{};
   if (const auto& m = link_->config().metrics) {
@@ -180,9 +195,10 @@ handler_outcome session<V>::on_call(server_base& s, std::string& payload, const 
   // the common case touches no map. While the handler runs, it is
   // current_ (counted by pending(), and failed by ~session if the handler
   // throws and the server goes).
+  reply_slot<V>& answer = *slot;
   current_.emplace(pending_call{std::move(c.id), slot, arrived});
   grove::detail::envelope env{.body = basic_call<V>(std::move(c.request)),
-                              .reply = slot,
+                              .reply = std::move(slot),
                               .dispatch = d.call,
                               .kind = grove::detail::envelope_kind::call};
   struct unwind_guard { // a throwing handler leaves its call to ~session
@@ -196,12 +212,14 @@ handler_outcome session<V>::on_call(server_base& s, std::string& payload, const 
     }
   } guard{*this, sequence};
   handler_outcome outcome = d.call(s, env);
+  env.reply.reset();
   if (outcome.ready()) {
     action next = outcome.take_ready();
-    if (slot->completed()) {
+    if (answer.completed()) {
       pending_call call = std::move(*current_);
       current_.reset();
       send_reply(call);
+      recycle(std::move(call.slot));
     } else {
       pending_.emplace(sequence, std::move(*current_));
       current_.reset();

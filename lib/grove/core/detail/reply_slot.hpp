@@ -90,6 +90,18 @@ public:
   }
 
 protected:
+  /// Pending again, for another call. Only by the one holder of the only
+  /// reference, after a completion it observed (completed(): acquire), so
+  /// that nothing else can reach the slot any more.
+  void reset_base() noexcept {
+    error_ = {};
+    reason_ = exit_reason();
+    caller_ = pid();
+    waiter_.store(nullptr, std::memory_order_relaxed);
+    answerers_.store(0, std::memory_order_relaxed);
+    state_.store(pending, std::memory_order_relaxed);
+  }
+
   bool claim() noexcept {
     std::uint8_t expected = pending;
     return state_.compare_exchange_strong(expected, completing, std::memory_order_acq_rel);
@@ -133,6 +145,14 @@ public:
   R take() {
     rethrow_error();
     return std::move(*value_);
+  }
+
+  /// See reset_base: a completed slot made pending again, for a caller
+  /// that makes many calls and holds the only reference to its last slot
+  /// (an erps session answering its client's calls).
+  void reset() noexcept {
+    value_.reset();
+    reset_base();
   }
 
 private:

@@ -217,19 +217,22 @@ bool link::send_error(std::string_view text, std::string_view call_payload) {
   return send(frame_type::error, [&](std::string& out) { config_->codec->write_refusal(out, text, call_payload); });
 }
 
-bool link::enqueue(std::string frame) {
-  if (queued_bytes() + frame.size() > config_->max_queued_bytes) {
+bool link::enqueue(std::string_view frame) {
+  const std::size_t at = out_.size();
+  out_.append(frame);
+  return queued(at);
+}
+
+bool link::queued(std::size_t at) {
+  if (queued_bytes() > config_->max_queued_bytes) {
+    const std::size_t frame = out_.size() - at;
+    out_.resize(at);
     const std::string reason = "peer is not reading: " + std::to_string(queued_bytes()) +
-                               " bytes already queued and a frame of " + std::to_string(frame.size()) +
+                               " bytes already queued and a frame of " + std::to_string(frame) +
                                " would pass the limit of " + std::to_string(config_->max_queued_bytes);
     log_close(log_level::warning, "slow_peer", reason);
     close(reason, true);
     return false;
-  }
-  if (out_.empty() && out_.capacity() < frame.size()) {
-    out_ = std::move(frame);
-  } else {
-    out_.append(frame);
   }
   if (config_->counters) {
     const auto now_queued = static_cast<std::int64_t>(queued_bytes());
@@ -605,7 +608,7 @@ bool link::heartbeat_tick() {
   // interval no longer than the tick) would otherwise never let it park.
   park_if_idle();
   if (now - last_sent_ >= c.keepalive_interval && out_.empty() && writing_.empty() && !closing_) {
-    enqueue(std::string(frame_writer::keepalive()));
+    enqueue(frame_writer::keepalive());
     last_sent_ = now;
   }
   return !closed_;

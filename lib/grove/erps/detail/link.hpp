@@ -171,10 +171,17 @@ public:
   bool send(frame_type type, WritePayload&& write) {
     if (closed_ || closing_) return false;
     unpark();
-    std::string frame(header_size, '\0');
-    write(frame);
-    config_->writer.seal(type, frame);
-    return enqueue(std::move(frame));
+    // Written in place at the queue's end: no buffer of its own per frame.
+    const std::size_t at = out_.size();
+    out_.resize(at + header_size);
+    try {
+      write(out_);
+      config_->writer.seal(type, out_, at);
+    } catch (...) {
+      out_.resize(at); // (a codec error: the frame is not sent, the queue is as it was)
+      throw;
+    }
+    return queued(at);
   }
   /// An error frame saying `text`; answering the call whose payload is
   /// `call_payload` when the codec can name it (JSON: [call_id, text]).
@@ -205,7 +212,12 @@ private:
   /// Logs why the link is about to close under its own event, so close()
   /// does not log it again as connection_closed.
   void log_close(log_level level, std::string_view event, const std::string& reason);
-  bool enqueue(std::string frame);
+  /// Queues a frame: copies it to the queue's end.
+  bool enqueue(std::string_view frame);
+  /// After a frame was written at out_[at..]: checks the queue's bound
+  /// (over it, the frame is taken back and the link closes) and wakes the
+  /// writer.
+  bool queued(std::size_t at);
   void wake_reader() noexcept;
   void wake_writer() noexcept;
   bool reading_paused() const noexcept;
