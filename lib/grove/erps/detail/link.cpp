@@ -116,6 +116,15 @@ public:
     });
   }
 
+  bool writes_at_once() const noexcept override { return true; }
+
+  std::optional<std::pair<boost::system::error_code, std::size_t>> try_write(asio::const_buffer bytes) override {
+    boost::system::error_code error;
+    const std::size_t n = stream_.write_some(bytes, error); // non-blocking: what the socket takes
+    if (error == asio::error::would_block || error == asio::error::try_again) error.clear();
+    return std::pair{error, n};
+  }
+
   asio::awaitable<std::pair<boost::system::error_code, std::size_t>> read_some(asio::mutable_buffer into) override {
     if (readable_) {
       readable_ = false;
@@ -260,8 +269,47 @@ void link::wake_writer() noexcept {
     return;
   }
   if (closed_ || !handshake_done_ || out_.empty()) return;
+  if (transport_->writes_at_once()) {
+    if (!flush_posted_) {
+      flush_posted_ = true;
+      asio::post(transport_->executor(), [self = shared_from_this()] { self->flush(); });
+    }
+    return;
+  }
   writer_running_ = true;
   asio::co_spawn(transport_->executor(), write_loop(shared_from_this()), asio::detached);
+}
+
+void link::flush() {
+  flush_posted_ = false;
+  if (closed_ || writer_running_ || out_.empty()) return;
+  std::swap(writing_, out_);
+  auto [error, n] = *transport_->try_write(asio::buffer(writing_));
+  if (config_->metrics) config_->metrics->bytes_out.inc(n);
+  if (error) {
+    writing_.clear();
+    close("write failed: " + describe(error), true);
+    return;
+  }
+  if (n < writing_.size()) { // the socket is full: the rest waits for it
+    writing_.erase(0, n);
+    writer_running_ = true;
+    asio::co_spawn(transport_->executor(), write_loop(shared_from_this()), asio::detached);
+    return;
+  }
+  wrote();
+}
+
+void link::wrote() {
+  writing_.clear();
+  if (config_->counters) {
+    const auto now_queued = static_cast<std::int64_t>(queued_bytes());
+    config_->counters->queued_bytes.fetch_add(now_queued - counted_queued_, std::memory_order_relaxed);
+    counted_queued_ = now_queued;
+  }
+  last_sent_ = clock::now();
+  wake_reader();
+  if (closing_ && out_.empty()) close(close_reason_, close_error_);
 }
 
 bool link::reading_paused() const noexcept {
@@ -491,12 +539,15 @@ asio::awaitable<void> link::write_loop(std::shared_ptr<link> self) {
   } mark{*self};
   for (;;) {
     if (self->closed_) co_return;
-    if (self->out_.empty()) {
-      if (self->parked_) co_return;      // wake_writer() starts it again
-      co_await wait(self->writer_wake_); // more frames are coming
-      continue;
+    if (self->writing_.empty()) { // (else: what a flush left)
+      if (self->out_.empty()) {
+        // Plain TCP: the next frames go out by flush().
+        if (self->parked_ || self->transport_->writes_at_once()) co_return; // wake_writer() starts it again
+        co_await wait(self->writer_wake_); // more frames are coming
+        continue;
+      }
+      std::swap(self->writing_, self->out_);
     }
-    std::swap(self->writing_, self->out_);
     // In chunks, so that a peer that reads slowly but steadily is told from
     // one that stopped reading (see the heartbeat).
     boost::system::error_code error;
@@ -509,23 +560,14 @@ asio::awaitable<void> link::write_loop(std::shared_ptr<link> self) {
       if (self->config_->metrics) self->config_->metrics->bytes_out.inc(n);
     }
     self->write_started_.reset();
-    self->writing_.clear();
-    if (self->config_->counters) {
-      const auto now_queued = static_cast<std::int64_t>(self->queued_bytes());
-      self->config_->counters->queued_bytes.fetch_add(now_queued - self->counted_queued_, std::memory_order_relaxed);
-      self->counted_queued_ = now_queued;
-    }
     if (self->closed_) co_return;
     if (error) {
+      self->writing_.clear();
       self->close("write failed: " + describe(error), true);
       co_return;
     }
-    self->last_sent_ = clock::now();
-    self->wake_reader();
-    if (self->closing_ && self->out_.empty()) {
-      self->close(self->close_reason_, self->close_error_);
-      co_return;
-    }
+    self->wrote();
+    if (self->closed_) co_return;
   }
 }
 

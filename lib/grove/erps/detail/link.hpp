@@ -9,10 +9,15 @@
 //               yet). Over plain TCP it waits for readability holding no
 //               read buffer; once the link is parked (below) it ends, and
 //               a readiness wait starts it again.
-//   write_loop  a coroutine started when frames are queued and none is
-//               running; gathers every queued frame into one write; waits
-//               for more, or ends when the queue is empty and the link is
-//               parked
+//   flush       plain TCP: posted when frames are queued (once per batch:
+//               what the owner queues before it runs goes out in one
+//               send), writes them at once without waiting; only what the
+//               socket does not take then is left to write_loop
+//   write_loop  a coroutine: over TLS, started when frames are queued and
+//               none is running, gathers every queued frame into one write
+//               and waits for more (it ends when the queue is empty and the
+//               link is parked); over plain TCP, started by a flush the
+//               socket did not take whole, it ends once the queue is empty
 //   heartbeat   a timer callback: keepalives out, a silent peer, the idle,
 //               handshake and frame timeouts, and the bound on a close that
 //               waits for a flush; and parking: a plain TCP link with
@@ -79,6 +84,14 @@ public:
   /// Only while reader_waiting() and no write is pending.
   virtual void cancel_wait() noexcept {}
   virtual asio::awaitable<std::pair<boost::system::error_code, std::size_t>> write(asio::const_buffer bytes) = 0;
+  /// Plain TCP: writes what the socket takes now, without waiting (0 bytes
+  /// and no error when it takes none). Others: nullopt, and write() is the
+  /// only way.
+  virtual std::optional<std::pair<boost::system::error_code, std::size_t>> try_write(asio::const_buffer) {
+    return std::nullopt;
+  }
+  /// Whether try_write() writes (checked once per link).
+  virtual bool writes_at_once() const noexcept { return false; }
   /// Cancels pending operations; they complete with an error.
   virtual void close() noexcept = 0;
   /// "127.0.0.1:51234" / "[::1]:51234"; empty if unknown.
@@ -228,6 +241,12 @@ private:
   /// `resumed`: started again by a readiness wait (the handshake is done).
   static asio::awaitable<void> read_loop(std::shared_ptr<link> self, bool resumed);
   static asio::awaitable<void> write_loop(std::shared_ptr<link> self);
+  /// Plain TCP: writes the queue now, what the socket takes; the rest goes
+  /// to write_loop.
+  void flush();
+  /// A batch was written whole: bookkeeping, the reader woken, and a close
+  /// that waited for the flush done.
+  void wrote();
   // Timers typed on the worker's io_context: an any_io_executor would add
   // 48 bytes to each of the three every connection holds. (Their handlers
   // run on that worker, as the sockets' do.)
@@ -272,6 +291,7 @@ private:
   std::int64_t counted_queued_ = 0; // what this link added to counters->queued_bytes
   bool handshake_done_ = false;
   bool writer_running_ = false;
+  bool flush_posted_ = false;
   bool parked_ = false; // idle: the reader waits by callback, the writer ends when the queue is empty
   bool reading_stopped_ = false;
   bool closing_ = false; // close_after_flush: no more frames accepted
