@@ -2,6 +2,7 @@
 #include <grove/erps/detail/metrics.hpp>
 
 #include <grove/core/event.hpp>
+#include <grove/core/detail/runtime.hpp>
 
 #include <grove/erps/detail/link_messages.hpp>
 #include <grove/erps/detail/transport.hpp>
@@ -272,7 +273,18 @@ void link::wake_writer() noexcept {
   if (transport_->writes_at_once()) {
     if (!flush_posted_) {
       flush_posted_ = true;
-      asio::post(transport_->executor(), [self = shared_from_this()] { self->flush(); });
+      auto run = [self = shared_from_this()] { self->flush(); };
+      // On its node worker's thread (the owner's), in the worker's ready
+      // queue: it runs once the processes resumed before it (the owner
+      // queueing its replies among them) have run, without the reactor
+      // poll that a post to the worker's io_context comes after.
+      grove::detail::worker* w = grove::detail::this_worker;
+      if (w && w->io.get() == &reader_wake_.get_executor().context()) {
+        asio::post(*w->ready, std::move(run));
+        w->queue_drain();
+      } else {
+        asio::post(transport_->executor(), std::move(run));
+      }
     }
     return;
   }
