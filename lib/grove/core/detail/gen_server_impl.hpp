@@ -132,8 +132,26 @@ template <class S, class Req>
 handler_outcome dispatch_call(gen_server& base, envelope& env) {
   using R = reply_of<Req>;
   S& server = static_cast<S&>(base);
-  from<R> f(std::static_pointer_cast<reply_slot<R>>(env.reply));
   Req& request = *env.body.get_if<Req>();
+  if constexpr (!call_with_from<S, Req>) {
+    if constexpr (!is_awaitable<std::decay_t<decltype(server.handle_call(std::move(request)))>>::value) {
+      // A call whose caller is this process itself: a remote one, its
+      // session holding the slot (a process never calls itself). A handler
+      // that takes no from<R> and answers with its value then answers
+      // without one, and without an atomic operation.
+      auto& slot = static_cast<reply_slot<R>&>(*env.reply);
+      if (slot.caller() == server.gen_server::self()) {
+        call_result<R> result(server.handle_call(std::move(request)));
+        if (result.reply()) {
+          slot.set_unshared(std::move(*result.reply()));
+          return std::move(result.then());
+        }
+        from<R> f(std::static_pointer_cast<reply_slot<R>>(env.reply));
+        return settle_call<R>(std::move(result), f);
+      }
+    }
+  }
+  from<R> f(std::static_pointer_cast<reply_slot<R>>(env.reply));
   using result = decltype(invoke_call(server, std::move(request), f));
   using value = typename awaited<std::decay_t<result>>::type;
   static_assert(std::is_convertible_v<value, call_result<R>>,

@@ -102,6 +102,13 @@ protected:
     state_.store(pending, std::memory_order_relaxed);
   }
 
+  /// Completes it as publish() does, for the slot's only holder on its own
+  /// thread: nothing can complete it meanwhile, nor wait on it yet.
+  void publish_unshared() noexcept {
+    state_.store(done, std::memory_order_relaxed);
+    waiter_.store(completed_marker(), std::memory_order_relaxed);
+  }
+
   bool claim() noexcept {
     std::uint8_t expected = pending;
     return state_.compare_exchange_strong(expected, completing, std::memory_order_acq_rel);
@@ -139,6 +146,15 @@ public:
     value_.emplace(std::move(value));
     publish();
     return true;
+  }
+
+  /// set(), by the slot's only holder on its own thread (a call that
+  /// process made of itself: an erps session's remote call, answered by
+  /// handle_call's value). No atomic read-modify-write: nothing else can
+  /// reach the slot.
+  void set_unshared(R value) {
+    value_.emplace(std::move(value));
+    publish_unshared();
   }
 
   /// Caller side, after completion: the reply, or throws the error.
