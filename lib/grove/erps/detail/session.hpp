@@ -68,12 +68,13 @@ private:
   void send_reply(pending_call& call);
   void send_error(const V* id, std::string_view text);
   void maybe_finish_drain();
-  /// The slot for the next call: the last one's when it came back.
-  std::shared_ptr<grove::detail::reply_slot<V>> take_slot();
-  /// A slot whose call was answered and sent: kept for the next call when
-  /// nothing else holds it (no allocation per call for a server that
-  /// answers from handle_call).
-  void recycle(std::shared_ptr<grove::detail::reply_slot<V>> slot) noexcept;
+  /// The slot for the next call: one given back on this thread, or a new one.
+  static std::shared_ptr<grove::detail::reply_slot<V>> take_slot();
+  /// A slot whose call was answered and sent: kept for the next call on
+  /// this thread, whichever session makes it, when nothing else holds it
+  /// (no allocation per call for a server that answers from handle_call,
+  /// and none held by an idle session).
+  static void recycle(std::shared_ptr<grove::detail::reply_slot<V>> slot) noexcept;
   static awaitable<action> settle_later(session* s, awaitable<action> handler, std::uint64_t sequence);
 
   std::shared_ptr<link> link_;
@@ -82,7 +83,6 @@ private:
   std::uint64_t sequence_ = 0;
   std::unordered_map<std::uint64_t, pending_call> pending_;
   std::optional<pending_call> current_; // the call whose handler is running
-  std::shared_ptr<grove::detail::reply_slot<V>> spare_slot_;
   bool draining_ = false;
   std::string close_reason_;
 };
