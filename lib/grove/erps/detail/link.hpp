@@ -90,7 +90,8 @@ public:
   virtual std::optional<std::pair<boost::system::error_code, std::size_t>> try_write(asio::const_buffer) {
     return std::nullopt;
   }
-  /// Whether try_write() writes (checked once per link).
+  /// true: try_write() always writes (never returns nullopt), and the link
+  /// flushes with it instead of keeping a writer coroutine.
   virtual bool writes_at_once() const noexcept { return false; }
   /// Cancels pending operations; they complete with an error.
   virtual void close() noexcept = 0;
