@@ -122,17 +122,30 @@ void session<V>::settle(std::uint64_t sequence) {
   }
 }
 
+namespace {
+// One per thread and value type: the sessions of a worker run one at a
+// time, and a call answered from handle_call gives its slot back before
+// the next call is read.
+template <class V>
+std::shared_ptr<reply_slot<V>>& spare_slot() noexcept {
+  thread_local std::shared_ptr<reply_slot<V>> spare;
+  return spare;
+}
+} // namespace
+
 template <class V>
 std::shared_ptr<reply_slot<V>> session<V>::take_slot() {
-  return grove::detail::take_reply_slot<V>();
+  if (auto& spare = spare_slot<V>()) return std::move(spare);
+  return std::make_shared<reply_slot<V>>();
 }
 
 template <class V>
 void session<V>::recycle(std::shared_ptr<reply_slot<V>> slot) noexcept {
-  // The sessions of a worker run one at a time, and a call answered from
-  // handle_call gives its slot back before the next call is read: one
-  // spare per thread serves them all.
-  grove::detail::give_back_reply_slot(std::move(slot));
+  // The only reference left is ours: its handler kept no from<V>, and the
+  // completion it made was seen (completed(), an acquire) on this thread.
+  if (slot.use_count() != 1) return;
+  slot->reset();
+  spare_slot<V>() = std::move(slot);
 }
 
 template <class V>
