@@ -54,7 +54,8 @@ session<V>::~session() {
   for (auto& entry : pending_) {
     pending_call& pending = entry.second; // (not a structured binding: clang 14 cannot capture one)
     const bool unanswered = pending.slot->fail(errc::exited);
-    if (!unanswered && !pending.slot->error()) {
+    // (An answer still being written on another thread is not read.)
+    if (!unanswered && pending.slot->published() && !pending.slot->error()) {
       V value = pending.slot->take();
       try {
         link_->send(frame_type::reply, [&](std::string& out) { codec_->write_reply(out, pending.id, value); });
@@ -115,7 +116,7 @@ template <class V>
 void session<V>::settle(std::uint64_t sequence) {
   auto it = pending_.find(sequence);
   if (it == pending_.end()) return;
-  if (it->second.slot->completed()) {
+  if (it->second.slot->published()) { // (claimed but not yet published: the waiter is woken by the publish)
     reply(sequence);
   } else {
     it->second.slot->set_waiter(new deferred_reply(self_, sequence));
@@ -226,7 +227,7 @@ handler_outcome session<V>::on_call(server_base& s, std::string& payload, const 
   env.reply.reset();
   if (outcome.ready()) {
     action next = outcome.take_ready();
-    if (answer.completed()) {
+    if (answer.published()) {
       pending_call call = std::move(*current_);
       current_.reset();
       send_reply(call);

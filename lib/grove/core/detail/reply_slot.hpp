@@ -48,6 +48,10 @@ public:
   }
 
   bool completed() const noexcept { return state_.load(std::memory_order_acquire) != pending; }
+  /// Completed and its value or error written: only then may another
+  /// thread than the completing one read them (completed() is already true
+  /// while the completing thread is still writing).
+  bool published() const noexcept { return state_.load(std::memory_order_acquire) == done; }
 
   /// The calling process, or the null pid for a caller outside any process.
   const pid& caller() const noexcept { return caller_; }
