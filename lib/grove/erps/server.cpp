@@ -8,6 +8,7 @@
 #include <grove/erps/detail/metrics.hpp>
 #include <grove/erps/detail/session.hpp>
 
+#include <atomic>
 #include <unordered_map>
 
 namespace grove::erps {
@@ -142,9 +143,12 @@ std::shared_ptr<reply_slot<V>> session<V>::take_slot() {
 
 template <class V>
 void session<V>::recycle(std::shared_ptr<reply_slot<V>> slot) noexcept {
-  // The only reference left is ours: its handler kept no from<V>, and the
-  // completion it made was seen (completed(), an acquire) on this thread.
+  // The only reference left is ours: its handler kept no from<V>, and its
+  // answer was seen published (an acquire) on this thread. The fence pairs
+  // with the release of the last other holder's count (a from handed to
+  // another thread), so what that holder did comes before the reset.
   if (slot.use_count() != 1) return;
+  std::atomic_thread_fence(std::memory_order_acquire);
   slot->reset();
   spare_slot<V>() = std::move(slot);
 }
