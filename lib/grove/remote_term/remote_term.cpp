@@ -41,20 +41,32 @@ public:
   term_cell() = default;
   term_cell(const term_cell&) = delete;
   term_cell& operator=(const term_cell&) = delete;
-  ~term_cell() { delete current_.load(std::memory_order_relaxed); }
 
   const term_value* load() const noexcept { return current_.load(std::memory_order_acquire); }
   const std::atomic<const term_value*>& pointer() const noexcept { return current_; }
 
-  void publish(std::shared_ptr<const void> value, std::string version) {
-    auto* fresh = new term_value{std::move(value), std::move(version)};
+  /// `value` is never null (make_value makes it).
+  void publish(std::shared_ptr<term_value> value, std::string version) {
+    value->version = std::move(version); // before any reader can see it
+    term_value* fresh = value.get();
+    fresh->self = std::move(value); // the refresher's reference, kept on the value
     std::lock_guard lock(writer_);
     const term_value* old = current_.exchange(fresh, std::memory_order_acq_rel);
-    if (old) retired_.retire(const_cast<term_value*>(old), [](void* p) { delete static_cast<term_value*>(p); });
+    if (old) retired_.retire(const_cast<term_value*>(old), &drop_reference);
     if (retired_.size() >= 8) retired_.collect();
   }
 
+  ~term_cell() {
+    if (const term_value* last = current_.load(std::memory_order_relaxed)) drop_reference(const_cast<term_value*>(last));
+  }
+
 private:
+  /// No reader can be pinned on `p` any more: drops the refresher's
+  /// reference (share()'s copies may keep the value on).
+  static void drop_reference(void* p) {
+    std::shared_ptr<const term_value> gone = std::move(static_cast<term_value*>(p)->self);
+  }
+
   std::atomic<const term_value*> current_{nullptr};
   std::mutex writer_;
   retired_list retired_;
@@ -334,7 +346,7 @@ private:
       }
     }
     std::string bytes = c.decompress && gzip_magic(f.bytes) ? gunzip(f.bytes, c.max_bytes) : std::move(f.bytes);
-    std::shared_ptr<const void> value;
+    std::shared_ptr<term_value> value;
     try {
       value = c.make_value(bytes);
     } catch (const std::exception& e) {
@@ -342,7 +354,7 @@ private:
     }
     if (c.validate) {
       try {
-        c.validate(value.get());
+        c.validate(value->raw());
       } catch (const std::exception& e) {
         throw grove::error(remote_term_errc::rejected, std::string("validate: ") + e.what());
       }

@@ -114,21 +114,21 @@ struct remote_term_options {
 };
 
 /// The published value, valid while held: it pins reclamation (grove's
-/// epochs), so hold it for a request, not for ever, release it on the
-/// thread that took it (a grove process always resumes on its own worker),
-/// and never past the life of its remote_term. share() gives a
+/// epochs), so hold it for a request, not for ever, and never past the
+/// life of its remote_term. It holds a pin of the thread that took it, so
+/// it must be released (destroyed or assigned over) on that thread: a grove
+/// process always resumes on its own worker, so a snapshot a process holds
+/// across a co_await is fine; one handed to another thread is not. share() gives a
 /// std::shared_ptr for longer or cross-thread holding.
 template <class T>
 class term_snapshot {
 public:
   term_snapshot() = default;
   term_snapshot(term_snapshot&& other) noexcept
-      : record_(std::exchange(other.record_, nullptr)), value_(std::exchange(other.value_, nullptr)),
-        version_(std::exchange(other.version_, nullptr)) {}
+      : value_(std::exchange(other.value_, nullptr)), version_(std::exchange(other.version_, nullptr)) {}
   term_snapshot& operator=(term_snapshot&& other) noexcept {
     if (this != &other) {
       release();
-      record_ = std::exchange(other.record_, nullptr);
       value_ = std::exchange(other.value_, nullptr);
       version_ = std::exchange(other.version_, nullptr);
     }
@@ -148,27 +148,45 @@ public:
 private:
   template <class>
   friend class remote_term;
-  /// Takes over the pin `record` holds (one detail::pin()).
-  term_snapshot(detail::epoch_record* record, const T* value, const std::string* version) noexcept
-      : record_(record), value_(value), version_(version) {}
+  /// Takes over the calling thread's pin (one detail::pin()).
+  term_snapshot(const T* value, const std::string* version) noexcept : value_(value), version_(version) {}
   void release() noexcept {
-    if (record_) detail::unpin(record_);
-    record_ = nullptr;
+    if (value_) detail::unpin(); // the pin is this thread's (see above)
+    value_ = nullptr;
   }
 
-  // The pin, held as the bare record so that get(), inlined into the
-  // caller, can keep it in a register.
-  detail::epoch_record* record_ = nullptr;
+  // A snapshot with a value holds one pin of the thread that took it:
+  // nothing to store for it, as the pin lives in that thread's TLS.
   const T* value_ = nullptr;
   const std::string* version_ = nullptr;
 };
 
 namespace detail {
 
-/// One published value.
+/// One published value: its version, and the value itself at a fixed
+/// offset after it (term_value_of<T>), so that get() finds the value
+/// without loading a pointer to it.
 struct term_value {
-  std::shared_ptr<const void> value;
-  std::string version;
+  term_value() = default;
+  term_value(const term_value&) = delete;
+  term_value& operator=(const term_value&) = delete;
+  virtual ~term_value() = default;
+  /// The value, for the type-erased refresher (validate).
+  virtual const void* raw() const noexcept = 0;
+
+  std::string version; ///< set before it is published, then never changed
+  /// The refresher's reference to this value, on the value itself so that
+  /// share() can copy it (one count increment) while pinned. Dropped only
+  /// once no reader can be pinned on the value (the term's reclamation),
+  /// after which the value lives as long as share()'s copies.
+  std::shared_ptr<const term_value> self;
+};
+
+template <class T>
+struct term_value_of final : term_value {
+  explicit term_value_of(T v) : value(std::move(v)) {}
+  const void* raw() const noexcept override { return &value; }
+  const T value;
 };
 
 /// A term's options with its value type erased.
@@ -183,7 +201,7 @@ struct term_config {
   std::size_t max_bytes = 0;
   duration attempt_timeout{};
   bool decompress = true;
-  std::function<std::shared_ptr<const void>(std::string_view)> make_value; ///< deserialize
+  std::function<std::shared_ptr<term_value>(std::string_view)> make_value; ///< deserialize (never null)
   std::function<void(const void*)> validate;                              ///< empty: none
   std::optional<std::string> sha256;
   std::function<void(const term_span&)> on_span;
@@ -247,13 +265,13 @@ public:
   /// The current value; empty before the first load. Lock-free and
   /// wait-free, from any thread; never touches the refresher.
   term_snapshot<T> get() const {
-    detail::epoch_record* record = detail::pin();
+    detail::pin();
     const detail::term_value* v = current();
     if (!v) [[unlikely]] {
-      detail::unpin(record);
+      detail::unpin();
       return {};
     }
-    return term_snapshot<T>(record, static_cast<const T*>(v->value.get()), &v->version);
+    return term_snapshot<T>(&static_cast<const detail::term_value_of<T>*>(v)->value, &v->version);
   }
 
   /// The current value as a shared_ptr (null before the first load): for
@@ -261,7 +279,9 @@ public:
   std::shared_ptr<const T> share() const {
     detail::epoch_guard pin;
     const detail::term_value* v = current();
-    return v ? std::static_pointer_cast<const T>(v->value) : nullptr;
+    if (!v) return nullptr;
+    // Pinned, so `self` is still set (see term_value).
+    return std::shared_ptr<const T>(v->self, &static_cast<const detail::term_value_of<T>*>(v)->value);
   }
 
 private:
@@ -288,8 +308,8 @@ private:
     c.max_bytes = o.max_bytes;
     c.attempt_timeout = o.attempt_timeout;
     c.decompress = o.decompress;
-    c.make_value = [deserialize = std::move(deserialize)](std::string_view bytes) -> std::shared_ptr<const void> {
-      return std::make_shared<const T>(deserialize(bytes));
+    c.make_value = [deserialize = std::move(deserialize)](std::string_view bytes) -> std::shared_ptr<detail::term_value> {
+      return std::make_shared<detail::term_value_of<T>>(deserialize(bytes));
     };
     if (o.validate) {
       c.validate = [validate = std::move(o.validate)](const void* value) { validate(*static_cast<const T*>(value)); };

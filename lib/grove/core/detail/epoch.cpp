@@ -1,16 +1,19 @@
 #include <grove/core/detail/epoch.hpp>
-#include <grove/core/detail/thread_records.hpp>
 
 #include <linux/membarrier.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <pthread.h>
+
 #include <limits>
+#include <mutex>
 
 namespace grove::detail {
 
 std::atomic<bool> asymmetric_fences{false};
-std::atomic<std::uint64_t> global_epoch{1};
+// Odd: readers fence after pinning, until membarrier is known to work.
+std::atomic<std::uint64_t> global_epoch{3};
 
 namespace {
 
@@ -23,26 +26,58 @@ int membarrier(int command) { return static_cast<int>(::syscall(__NR_membarrier,
   if (supported < 0 || (supported & MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0) return false;
   if (membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) != 0) return false;
   asymmetric_fences.store(true, std::memory_order_seq_cst);
+  // Odd to even by adding one: the epoch only ever grows, which the
+  // collector's comparison relies on.
+  global_epoch.fetch_add(1, std::memory_order_seq_cst);
   return true;
 }();
 
-thread_records<epoch_record> all_records; // records are reused, never freed
-
-/// Gives the record back when its thread ends.
-struct record_holder {
-  epoch_record* record = all_records.claim();
-  ~record_holder() {
-    this_thread_record = nullptr;
-    record->pinned.store(0, std::memory_order_release);
-    record->extra = 0;
-    thread_records<epoch_record>::release(record);
-  }
+/// The records of the threads that have pinned and not ended. A thread's
+/// record lives in its TLS block, so it is unlisted (under the lock) before
+/// that block goes away, and the collector walks the list under the lock.
+/// Listing and unlisting happen once per thread, collection now and then:
+/// the lock is never on a read path.
+struct record_list {
+  std::mutex lock;
+  epoch_record* head = nullptr;
+  pthread_key_t at_exit{};
+  bool have_key = false;
 };
+
+void unlist_at_thread_exit(void* record) noexcept;
+
+record_list& records() {
+  static record_list* list = [] {
+    auto* l = new record_list; // never destroyed: threads may end during static destruction
+    l->have_key = ::pthread_key_create(&l->at_exit, &unlist_at_thread_exit) == 0;
+    return l;
+  }();
+  return *list;
+}
+
+/// Runs when a thread that pinned ends, after its thread_local destructors
+/// (glibc runs key destructors after them), so their pins were covered.
+void unlist_at_thread_exit(void* record) noexcept {
+  auto* r = static_cast<epoch_record*>(record);
+  record_list& list = records();
+  std::lock_guard<std::mutex> hold(list.lock);
+  for (epoch_record** link = &list.head; *link; link = &(*link)->next) {
+    if (*link == r) {
+      *link = r->next;
+      break;
+    }
+  }
+  r->next = nullptr;
+  r->extra = 0;
+  r->pinned.store(epoch_record::unlisted, std::memory_order_relaxed);
+}
 
 /// The smallest epoch a reader is pinned at (max when none is).
 std::uint64_t oldest_pinned() {
   std::uint64_t oldest = std::numeric_limits<std::uint64_t>::max();
-  for (epoch_record* r = all_records.head(); r; r = r->next) {
+  record_list& list = records();
+  std::lock_guard<std::mutex> hold(list.lock);
+  for (epoch_record* r = list.head; r; r = r->next) {
     const std::uint64_t e = r->pinned.load(std::memory_order_seq_cst);
     if (e != 0 && e < oldest) oldest = e;
   }
@@ -51,10 +86,39 @@ std::uint64_t oldest_pinned() {
 
 } // namespace
 
-epoch_record& claim_this_thread_epoch_record() {
-  thread_local record_holder holder;
-  this_thread_record = holder.record;
-  return *holder.record;
+std::size_t listed_epoch_records() {
+  record_list& list = records();
+  std::lock_guard<std::mutex> hold(list.lock);
+  std::size_t n = 0;
+  for (epoch_record* r = list.head; r; r = r->next) ++n;
+  return n;
+}
+
+void pin_unlisted() noexcept {
+  epoch_record& r = this_thread_epoch;
+  record_list& list = records();
+  {
+    std::lock_guard<std::mutex> hold(list.lock);
+    r.next = list.head;
+    list.head = &r;
+    r.extra = 0;
+    r.pinned.store(0, std::memory_order_relaxed);
+  }
+  // The key's value is what makes its destructor run at thread exit (and
+  // run again if a later key destructor pins once more). Should the key
+  // be missing (pthread_key_create ran out of keys) or setting it fail, a
+  // thread_local's destructor unlists the record instead: earlier than
+  // the key would, so a pin in a thread_local destructor that runs after
+  // it lists the record again, and nothing then unlists it (the key is
+  // what covers that case).
+  if (!list.have_key || ::pthread_setspecific(list.at_exit, &r) != 0) {
+    struct unlist_on_exit {
+      ~unlist_on_exit() { unlist_at_thread_exit(&this_thread_epoch); }
+    };
+    thread_local unlist_on_exit fallback;
+    (void)fallback;
+  }
+  pin();
 }
 
 retired_list::~retired_list() {
@@ -72,7 +136,8 @@ void retired_list::retire(void* node, void (*deleter)(void*)) {
   // read-modify-write, in the release sequence of every later one)
   // synchronises it with the unlink that came before: that reader cannot
   // reach the node. This holds across structures and writers.
-  const std::uint64_t epoch = global_epoch.fetch_add(1, std::memory_order_acq_rel);
+  // By 2: the low bit (whether readers fence) stays as it is.
+  const std::uint64_t epoch = global_epoch.fetch_add(2, std::memory_order_acq_rel);
   head_ = new item{node, deleter, epoch, head_};
   ++size_;
 }

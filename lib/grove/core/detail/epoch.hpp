@@ -13,6 +13,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 
 namespace grove::detail {
@@ -23,79 +24,91 @@ namespace grove::detail {
 /// are released. The common unnested read stores twice, both on the
 /// thread's own cache line (liburcu's read lock does the same).
 struct alignas(64) epoch_record {
-  std::atomic<std::uint64_t> pinned{0};
-  std::atomic<bool> owned{false};
-  std::uint32_t extra = 0; // pins beyond the first (touched by the owning thread only)
-  epoch_record* next = nullptr;
+  /// A thread's record before its first pin, and after its thread ended:
+  /// not in the collector's list yet (or any more). Never an epoch (those
+  /// stay far below it).
+  static constexpr std::uint64_t unlisted = ~std::uint64_t{0};
+
+  std::atomic<std::uint64_t> pinned{unlisted};
+  std::uint32_t extra = 0;           // pins beyond the first (touched by the owning thread only)
+  epoch_record* next = nullptr; // the collector's list (under its lock)
 };
 
-/// Claims a record for the calling thread (first use) and arranges its
-/// release at thread exit.
-epoch_record& claim_this_thread_epoch_record();
-/// This thread's record, once claimed (constant-initialised: no TLS
-/// wrapper call on the read path).
-inline thread_local epoch_record* this_thread_record = nullptr;
-/// This thread's record (claimed on first use, released at thread exit).
-inline epoch_record& this_thread_epoch_record() {
-  epoch_record* r = this_thread_record;
-  if (r) [[likely]]
-    return *r;
-  return claim_this_thread_epoch_record();
-}
-/// The global epoch: moved on by every retirement.
+/// This thread's record, in the thread's own static TLS block: a pin
+/// reaches it at a fixed offset from the thread pointer, with no pointer
+/// to load first. Constant-initialised with a trivial destructor, so no
+/// TLS wrapper call either. It joins the collector's list on its thread's
+/// first pin and leaves it when the thread ends (after every thread_local
+/// destructor of that thread has run, so those may pin too).
+inline thread_local constinit epoch_record this_thread_epoch;
+
+/// The global epoch, moved on by 2 at every retirement. Its low bit says
+/// whether readers must fence after pinning (1: yes; see fence_after_pin):
+/// one load gives a pin both, and the bit is cleared once (by adding 1, so
+/// the epoch never goes back) when membarrier(2) is available.
 extern std::atomic<std::uint64_t> global_epoch;
-/// The current global epoch (inline: a reader's pin makes no call).
-inline std::uint64_t current_epoch() noexcept { return global_epoch.load(std::memory_order_acquire); }
 
 /// True once the process registered for membarrier(2)'s private expedited
 /// command (at load time; false where the kernel lacks it). Then a
 /// reader's pin needs only a compiler barrier, and collect() makes the
 /// full fence on every reader's behalf: the cost moves from every read to
-/// the rare collection. Never goes back to false.
+/// the rare collection. Never goes back to false. Readers learn it from
+/// the global epoch's low bit, cleared after this is set.
 extern std::atomic<bool> asymmetric_fences;
 
-/// What follows a reader's pin: the pinned epoch must be visible to a
-/// collector before the reader loads anything it could free.
-inline void fence_after_pin() noexcept {
-  if (asymmetric_fences.load(std::memory_order_relaxed)) [[likely]] {
+/// What follows a reader's pin at `epoch`: the pinned epoch must be
+/// visible to a collector before the reader loads anything it could free.
+inline void fence_after_pin(std::uint64_t epoch) noexcept {
+  if ((epoch & 1) == 0) [[likely]] {
     std::atomic_signal_fence(std::memory_order_seq_cst);
   } else {
     std::atomic_thread_fence(std::memory_order_seq_cst);
   }
 }
 
-/// Pins the calling thread's record; returns it for unpin().
-inline epoch_record* pin() {
-  epoch_record* r = &this_thread_epoch_record();
-  if (r->pinned.load(std::memory_order_relaxed) == 0) [[likely]] {
-    r->pinned.store(current_epoch(), std::memory_order_relaxed);
-    fence_after_pin();
+/// The first pin of a thread whose record is not in the collector's list:
+/// lists it, then pins (out of line: once per thread).
+void pin_unlisted() noexcept;
+
+/// How many threads' records the collector walks (tests: a thread that
+/// ended is no longer among them).
+std::size_t listed_epoch_records();
+
+/// Pins the calling thread. Release it with unpin() on the same thread
+/// (a grove process always resumes on its own worker; a pin is never held
+/// across a suspension that could move it).
+inline void pin() noexcept {
+  epoch_record& r = this_thread_epoch;
+  const std::uint64_t now = r.pinned.load(std::memory_order_relaxed);
+  if (now == 0) [[likely]] {
+    const std::uint64_t epoch = global_epoch.load(std::memory_order_acquire);
+    r.pinned.store(epoch, std::memory_order_relaxed);
+    fence_after_pin(epoch);
+  } else if (now != epoch_record::unlisted) {
+    ++r.extra; // nested: the first pin's (older) epoch already covers this one
   } else {
-    ++r->extra; // nested: the first pin's (older) epoch already covers this one
+    pin_unlisted();
   }
-  return r;
 }
-/// Releases one pin taken by pin() on this thread.
-inline void unpin(epoch_record* r) noexcept {
-  if (r->extra == 0) [[likely]] {
-    r->pinned.store(0, std::memory_order_release);
+/// Releases one pin the calling thread took with pin().
+inline void unpin() noexcept {
+  epoch_record& r = this_thread_epoch;
+  if (r.extra == 0) [[likely]] {
+    r.pinned.store(0, std::memory_order_release);
   } else {
-    --r->extra;
+    --r.extra;
   }
 }
 
 /// Pins the calling thread for a read. Nestable; cheap (one store on the
 /// thread's own cache line to pin and one to unpin, and a fence unless
-/// asymmetric_fences).
+/// asymmetric fences). Scoped: released on the thread that took it.
 class epoch_guard {
 public:
-  epoch_guard() : record_(pin()) {}
-  ~epoch_guard() { unpin(record_); }
+  epoch_guard() noexcept { pin(); }
+  ~epoch_guard() { unpin(); }
   epoch_guard(const epoch_guard&) = delete;
   epoch_guard& operator=(const epoch_guard&) = delete;
-
-private:
-  epoch_record* record_;
 };
 
 /// Nodes a writer unlinked and will free once no reader can hold them.
