@@ -184,6 +184,31 @@ TEST_CASE("a_request_the_server_does_not_handle_does_not_compile") {
   static_assert(can_cast<grove::server_ref<counter>, add>);
 }
 
+TEST_CASE("a_call_from_a_process_times_out_and_not_before_its_timeout") {
+  // From a process, on a worker: its calls wait in the worker's deadline
+  // list (the other tests here call from block_on's own executor, which
+  // takes an io timer per call instead).
+  grove::node node{{.threads = 1}};
+  node.block_on([](grove::process& self) -> awaitable<void> {
+    auto ref = co_await grove::start<counter>(self.node(), nullptr, 7);
+    for (int i = 0; i < 5; ++i) {
+      const auto started = std::chrono::steady_clock::now();
+      bool timed_out = false;
+      try {
+        co_await ref.call(park{}, 3ms);
+      } catch (const grove::error& e) {
+        timed_out = e.code() == grove::errc::timeout;
+      }
+      const auto waited = std::chrono::steady_clock::now() - started;
+      CHECK(timed_out);
+      CHECK(waited >= 3ms);
+      ref.cast(release{0});
+      const int value = co_await ref.call(get{});
+      CHECK(value == 7);
+    }
+  });
+}
+
 TEST_CASE("call_times_out_and_the_late_reply_never_reaches_a_later_call") {
   grove::node node{{.threads = 2}};
   node.block_on([](grove::node& nd) -> awaitable<void> {
