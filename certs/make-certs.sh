@@ -10,6 +10,8 @@
 #   other-client.pem / .key         client signed by other-ca
 #   tenant-a.pem / .key             client "grove tenant a", URI:grove://tenant/a (signed by ca)
 #   tenant-b.pem / .key             client "grove tenant b", URI:grove://tenant/b, DNS:b.tenants.grove.test (signed by ca)
+#   etcd.pem / etcd.key             server and client: localhost, 127.0.0.1, ::1 (signed by ca). etcd with
+#                                   --client-cert-auth presents it to its own gRPC gateway, as a client too.
 #
 # Certificates are valid for 20 years (except the expired one), so the
 # committed files do not need regenerating.
@@ -83,6 +85,10 @@ leaf() {
 subjectAltName=URI:grove://tenant/a" ;;
     tenant-b) sign tenant-b ca "/CN=grove tenant b" "$client_ext
 subjectAltName=URI:grove://tenant/b,DNS:b.tenants.grove.test" ;;
+    etcd) sign etcd ca "/CN=localhost" "basicConstraints=CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=serverAuth,clientAuth
+subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1" ;;
     expired-client) sign expired-client ca "/CN=grove expired client" "$client_ext" -startdate 20200101000000Z -enddate 20200102000000Z ;;
     *) echo "make-certs.sh: no certificate named '$1'" >&2; exit 2 ;;
   esac
@@ -94,7 +100,7 @@ if [ "$#" -gt 0 ]; then
 else
   make_ca ca "/CN=grove test CA"
   make_ca other-ca "/CN=grove other test CA"
-  for name in server client other-client tenant-a tenant-b expired-client; do leaf "$name"; done
+  for name in server client other-client tenant-a tenant-b etcd expired-client; do leaf "$name"; done
 fi
 chmod 644 ./*.key ./*.pem
 echo "certs: made ${*:-every certificate} in $(pwd) (for tests only)"

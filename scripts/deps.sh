@@ -7,6 +7,7 @@ grove_packages=(
   clang libclang-rt-14-dev
   testssl.sh bsdextrautils
   curl prometheus chromium erlang-nox
+  etcd-server etcd-client
 )
 
 # Extra packages (a benchmark's own, e.g. libcaf-dev) may be named as arguments.
