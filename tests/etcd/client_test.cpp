@@ -241,6 +241,40 @@ TEST_CASE("a watch rides out etcd killed and restarted: writes made meanwhile ar
   });
 }
 
+TEST_CASE("a watch whose etcd is down times out saying why, and resumes once etcd is back") {
+  etcd_server server;
+  etcd::client c(plain(server));
+  grove::node node{{.threads = 1}};
+  std::unique_ptr<etcd::watch> w;
+  node.block_on([&](grove::process&) -> awaitable<void> {
+    w = std::make_unique<etcd::watch>(co_await c.watch("d/", {.prefix = true}));
+    co_await c.put("d/1", "x");
+    const auto batch = co_await w->next(10s);
+    CHECK(batch.size() == 1);
+  });
+  server.kill();
+  std::error_code code;
+  std::string text;
+  node.block_on([&](grove::process&) -> awaitable<void> {
+    try {
+      co_await w->next(1500ms); // the stream breaks; reconnecting fails round after round
+    } catch (const grove::error& e) {
+      code = e.code();
+      text = e.what();
+    }
+  });
+  CHECK(code == etcd::errc::timeout);
+  CHECK(text.find("not connected: " + server.url() + ": cannot connect") != std::string::npos);
+  server.start();
+  node.block_on([&](grove::process&) -> awaitable<void> {
+    co_await c.put("d/2", "y");
+    const auto batch = co_await w->next(20s);
+    REQUIRE(batch.size() == 1);
+    CHECK(batch[0].kv.key == "d/2");
+    w.reset();
+  });
+}
+
 TEST_CASE("a watch from a compacted revision fails with compacted, naming the revision") {
   etcd_server server;
   etcd::client c(plain(server));

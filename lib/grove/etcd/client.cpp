@@ -277,7 +277,6 @@ struct client::shared {
   mutable std::mutex mutex;
   std::size_t preferred = 0;      // under mutex
   std::vector<idle> pool;         // under mutex
-  backoff_random random;          // under mutex
 };
 
 namespace {
@@ -853,6 +852,8 @@ struct watch::state {
   bool streaming = false;       // the stream's answer was 200: `lines` are watch messages
   bool created = false;         // etcd confirmed this stream's watch
   std::size_t next_endpoint = 0;
+  backoff_policy backoff;       // this watch's own: back to its first delay once a stream is made
+  backoff_random random;
   /// The parser's chunk callback (it keeps a reference): appends to lines.
   std::function<std::size_t(std::uint64_t, boost::beast::string_view, boost::system::error_code&)> on_chunk =
       [this](std::uint64_t, boost::beast::string_view data, boost::system::error_code&) {
@@ -908,6 +909,7 @@ awaitable<etcd::watch> client::watch(std::string key, watch_options options) con
   s->shared = shared_;
   s->key = std::move(key);
   s->options = options;
+  s->backoff = shared_->options.reconnect;
   s->range_end = std::string(options.range_end);
   s->options.range_end = s->range_end;
   {
@@ -940,11 +942,13 @@ awaitable<std::vector<event>> watch::state::run(duration timeout, bool until_cre
   const auto left = [&]() -> duration {
     return bounded ? std::max<duration>(until - std::chrono::steady_clock::now(), duration::zero()) : infinity;
   };
-  std::string reasons; // why endpoints were not reached, this call
+  std::string reasons;    // why endpoints were not reached, this round over them
+  std::string last_round; // the same, the round before
   const auto timed_out = [&] {
+    const std::string& why = reasons.empty() ? last_round : reasons;
     return grove::error(errc::timeout, "watch on \"" + w.key + "\": " +
                                            (until_created ? "not created within " : "no events within ") + ms_text(timeout) +
-                                           (reasons.empty() ? std::string() : " (not connected: " + reasons + ")"));
+                                           (why.empty() ? std::string() : " (not connected: " + why + ")"));
   };
   std::size_t tried = 0; // endpoints tried since the last backoff
   for (;;) {
@@ -975,11 +979,9 @@ awaitable<std::vector<event>> watch::state::run(duration timeout, bool until_cre
       const std::size_t n = s.endpoints.size();
       if (tried == n && until_created) throw grove::error(errc::unavailable, "watch on \"" + w.key + "\": " + reasons);
       if (tried == n) {
-        duration pause;
-        {
-          std::lock_guard lock(s.mutex);
-          pause = s.options.reconnect.next(s.random);
-        }
+        const duration pause = w.backoff.next(w.random);
+        last_round = std::move(reasons);
+        reasons.clear();
         if (bounded && pause >= left()) {
           asio::steady_timer rest(executor, left());
           co_await rest.async_wait(use_tuple);
@@ -1112,6 +1114,7 @@ std::vector<event> watch_message(watch::state& w, const endpoint& e, std::string
   }
   if (bool_field(result, "created")) {
     w.created = true;
+    w.backoff.reset(); // reconnected: the next break starts from the first delay again
     // Without a start revision, the watch sees what comes after this one.
     if (w.last == 0 && w.options.start_revision == 0) w.last = header_revision(result);
   }

@@ -81,6 +81,7 @@ struct client_options {
   duration request_timeout = std::chrono::seconds(5); ///< one request at one endpoint: connect, send, answer (default 5 s)
   backoff_policy reconnect = backoff_policy::exponential(
       {.initial = std::chrono::milliseconds(100), .max = std::chrono::seconds(5)}); ///< a watch's wait between rounds
+                                                   ///< over the endpoints (each watch its own, reset once reconnected)
   std::size_t max_idle_connections = 4;            ///< kept open per endpoint for later requests (default 4)
   std::size_t max_response_bytes = 64u << 20;      ///< a larger answer is refused (bad_response) (default 64 MiB)
 };
