@@ -387,58 +387,15 @@ struct failure {
   bool timed_out = false;
 };
 
-/// Connects to `e` within `limit` (armed by the caller's deadline).
-awaitable<connection> open_connection(shared_state& s, std::size_t index, grove::detail::deadline& limit, duration within) {
+/// Connects to endpoint `index`, each step within `within`.
+awaitable<connection> open_connection(shared_state& s, std::size_t index, duration within) {
   const endpoint& e = s.endpoints[index];
-  const auto executor = co_await asio::this_coro::executor;
-  std::vector<tcp::endpoint> targets;
-  boost::system::error_code not_address;
-  const asio::ip::address address = asio::ip::make_address(e.host, not_address);
-  if (!not_address) {
-    targets.emplace_back(address, e.port);
-  } else {
-    tcp::resolver resolver(executor);
-    limit.arm(within, [&resolver] { resolver.cancel(); });
-    auto resolved = co_await resolver.async_resolve(e.host, std::to_string(e.port), use_tuple);
-    limit.disarm();
-    if (std::get<0>(resolved)) {
-      throw failure{limit.expired() ? "resolving " + e.host + " took over request_timeout (" + ms_text(within) + ")"
-                                    : "cannot resolve " + e.host + ": " + std::get<0>(resolved).message(),
-                    false, limit.expired()};
-    }
-    for (const auto& entry : std::get<1>(resolved)) targets.push_back(entry.endpoint());
-  }
-  tcp::socket socket(executor);
-  boost::system::error_code error = asio::error::host_not_found;
-  for (const tcp::endpoint& target : targets) {
-    boost::system::error_code ignored;
-    socket.close(ignored);
-    limit.arm(within, [&socket] {
-      boost::system::error_code e2;
-      socket.close(e2);
-    });
-    auto connected = co_await socket.async_connect(target, use_tuple);
-    limit.disarm();
-    error = std::get<0>(connected);
-    if (!error) break;
-    if (limit.expired()) throw failure{"connect took over request_timeout (" + ms_text(within) + ")", false, true};
-  }
-  if (error) throw failure{"cannot connect: " + error.message(), false, false};
-  const int fd = socket.native_handle();
-  if (!e.tls) co_return connection{erps::detail::make_tcp_transport(std::move(socket)), fd, index, false};
-  const std::string name = s.options.tls.server_name.empty() ? e.host : s.options.tls.server_name;
-  auto stream = s.tls->wrap(std::move(socket), s.options.tls.verify_server ? name : std::string());
-  transport* raw = stream.get();
-  limit.arm(within, [raw] { raw->close(); });
-  const boost::system::error_code handshake = co_await stream->handshake();
-  limit.disarm();
-  if (handshake) {
-    if (limit.expired()) throw failure{"TLS handshake took over request_timeout (" + ms_text(within) + ")", false, true};
-    std::string why = "TLS handshake failed: " + handshake.message();
-    if (const std::string detail = stream->handshake_detail(); !detail.empty()) why += " (" + detail + ")";
-    throw failure{why, false, false};
-  }
-  co_return connection{std::move(stream), fd, index, false};
+  std::string name;
+  if (e.tls && s.options.tls.verify_server) name = s.options.tls.server_name.empty() ? e.host : s.options.tls.server_name;
+  erps::detail::dialed d =
+      co_await erps::detail::dial(e.host, e.port, e.tls ? s.tls.get() : nullptr, std::move(name), within, "request_timeout");
+  if (!d.stream) throw failure{std::move(d.error), false, d.timed_out};
+  co_return connection{std::move(d.stream), d.fd, index, false};
 }
 
 std::string request_text(const endpoint& e, std::string_view path, const std::string& body) {
@@ -496,7 +453,7 @@ awaitable<json> exchange(shared_state& s, std::size_t index, std::string_view pa
   grove::detail::deadline limit(executor);
   const auto started = std::chrono::steady_clock::now();
   std::optional<connection> c = take_idle(s, index, context);
-  if (!c) c = co_await open_connection(s, index, limit, s.options.request_timeout);
+  if (!c) c = co_await open_connection(s, index, s.options.request_timeout);
   const duration left = s.options.request_timeout - (std::chrono::steady_clock::now() - started);
   transport* raw = c->stream.get();
   limit.arm(std::max<duration>(left, duration::zero()), [raw] { raw->close(); });
@@ -996,7 +953,7 @@ awaitable<std::vector<event>> watch::state::run(duration timeout, bool until_cre
       grove::detail::deadline limit(executor);
       const duration within = std::min<duration>(s.options.request_timeout, bounded ? left() : infinity);
       try {
-        connection c = co_await open_connection(s, index, limit, within);
+        connection c = co_await open_connection(s, index, within);
         json body = json::object();
         set_range(body, w.key, w.options.prefix, w.options.range_end);
         if (const std::int64_t start = w.start_revision(); start > 0) body["start_revision"] = std::to_string(start);

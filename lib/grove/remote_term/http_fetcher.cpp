@@ -307,67 +307,13 @@ private:
   }
 
   awaitable<std::unique_ptr<erps::detail::transport>> connect(const http_url& url) {
-    const auto executor = co_await asio::this_coro::executor;
-    grove::detail::deadline limit(executor);
-    boost::system::error_code not_address;
-    const asio::ip::address address = asio::ip::make_address(url.host, not_address);
-    if (!not_address) { // an address: no resolver (its thread hop costs more than the rest of a 304)
-      std::vector<tcp::endpoint> direct(1, tcp::endpoint(address, url.port)); // (named: g++ 12, braces in co_await)
-      co_return co_await connected_to(std::move(direct), url, limit);
-    }
-    tcp::resolver resolver(executor);
-    limit.arm(config_.io_timeout, [&resolver] { resolver.cancel(); });
-    // (std::get, not a structured binding of a co_await: clang 14 miscompiles that.)
-    auto resolved = co_await resolver.async_resolve(url.host, std::to_string(url.port), use_tuple);
-    limit.disarm();
-    if (std::get<0>(resolved)) {
-      fail(remote_term_errc::fetch_failed, url,
-           limit.expired() ? "resolving " + url.host + " took over io_timeout (" + ms_text(config_.io_timeout) + ")"
-                           : "cannot resolve " + url.host + ": " + std::get<0>(resolved).message());
-    }
-    std::vector<tcp::endpoint> endpoints;
-    for (const auto& entry : std::get<1>(resolved)) endpoints.push_back(entry.endpoint());
-    co_return co_await connected_to(std::move(endpoints), url, limit);
-  }
-
-  /// Connects to the first of `endpoints` that answers, then shakes hands
-  /// if the URL is https.
-  awaitable<std::unique_ptr<erps::detail::transport>> connected_to(std::vector<tcp::endpoint> endpoints,
-                                                                    const http_url& url, grove::detail::deadline& limit) {
-    tcp::socket socket(co_await asio::this_coro::executor);
-    boost::system::error_code error = asio::error::host_not_found;
-    for (const tcp::endpoint& endpoint : endpoints) {
-      boost::system::error_code ignored;
-      socket.close(ignored);
-      limit.arm(config_.io_timeout, [&socket] {
-        boost::system::error_code e;
-        socket.close(e);
-      });
-      auto connected = co_await socket.async_connect(endpoint, use_tuple);
-      limit.disarm();
-      error = std::get<0>(connected);
-      if (!error) break;
-      if (limit.expired()) {
-        fail(remote_term_errc::fetch_failed, url, "connect took over io_timeout (" + ms_text(config_.io_timeout) + ")");
-      }
-    }
-    if (error) fail(remote_term_errc::fetch_failed, url, "cannot connect: " + error.message());
-    if (!url.tls) co_return erps::detail::make_tcp_transport(std::move(socket));
-    const std::string name = config_.tls.server_name.empty() ? url.host : config_.tls.server_name;
-    auto stream = tls_context()->wrap(std::move(socket), config_.tls.verify_server ? name : std::string());
-    erps::detail::transport* raw = stream.get();
-    limit.arm(config_.io_timeout, [raw] { raw->close(); });
-    const boost::system::error_code handshake = co_await stream->handshake();
-    limit.disarm();
-    if (handshake) {
-      if (limit.expired()) {
-        fail(remote_term_errc::fetch_failed, url, "TLS handshake took over io_timeout (" + ms_text(config_.io_timeout) + ")");
-      }
-      std::string why = "TLS handshake failed: " + handshake.message();
-      if (const std::string detail = stream->handshake_detail(); !detail.empty()) why += " (" + detail + ")";
-      fail(remote_term_errc::fetch_failed, url, why);
-    }
-    co_return stream;
+    std::shared_ptr<erps::detail::tls_context> tls = url.tls ? tls_context() : nullptr;
+    std::string name;
+    if (url.tls && config_.tls.verify_server) name = config_.tls.server_name.empty() ? url.host : config_.tls.server_name;
+    erps::detail::dialed d =
+        co_await erps::detail::dial(url.host, url.port, tls.get(), std::move(name), config_.io_timeout, "io_timeout");
+    if (!d.stream) fail(remote_term_errc::fetch_failed, url, d.error);
+    co_return std::move(d.stream);
   }
 
   std::string request_text(const http_url& url, const request_headers& conditions) const {

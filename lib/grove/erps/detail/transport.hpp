@@ -70,4 +70,19 @@ public:
   virtual duration handshake_timeout() const noexcept = 0;
 };
 
+/// An outbound connection, as the HTTP fetcher and the etcd client make
+/// them: resolves `host` (unless it is an address), connects to the first
+/// address that answers and, with `tls`, shakes hands (checking
+/// `verify_name` when not empty), each step within `step_timeout`.
+struct dialed {
+  std::unique_ptr<transport> stream; ///< null on failure
+  int fd = -1;                       ///< the socket's descriptor (for a liveness poll)
+  std::string error{};               ///< which step failed and why ("connect took over <timeout_name> (N ms)",
+                                     ///< "cannot connect: ...", "TLS handshake failed: ... (OpenSSL's reason)")
+  bool timed_out = false;            ///< the failed step ran out of time
+};
+/// (Parameters by value: the caller's temporaries may not outlive its co_await.)
+asio::awaitable<dialed> dial(std::string host, std::uint16_t port, tls_context* tls, std::string verify_name,
+                             duration step_timeout, std::string timeout_name);
+
 } // namespace grove::erps::detail
