@@ -13,7 +13,9 @@ using grove::detail::epoch_guard;
 using grove::detail::listed_epoch_records;
 using grove::detail::pin;
 using grove::detail::retired_list;
+using grove::detail::try_pin_held;
 using grove::detail::unpin;
+using grove::detail::unpin_held;
 
 /// A retired node that records its deletion.
 struct tracked {
@@ -76,6 +78,32 @@ TEST_CASE("a nested pin does not move the thread's epoch past what the outer pin
   unpin();
   CHECK(list.collect() == 0);
   CHECK(freed);
+}
+
+TEST_CASE("the held pin is taken once, and it and a nested pin each keep the node in either release order") {
+  retired_list list;
+  bool freed = false;
+  REQUIRE(try_pin_held());
+  CHECK_FALSE(try_pin_held()); // taken: the caller pins with pin() instead
+  pin();
+  retire_tracked(list, freed);
+  unpin_held(); // released first: the nesting slot still holds the epoch
+  CHECK(list.collect() == 1);
+  CHECK_FALSE(freed);
+  unpin();
+  CHECK(list.collect() == 0);
+  CHECK(freed);
+
+  bool freed_second = false;
+  pin();
+  REQUIRE(try_pin_held()); // free again, and apart from the nesting slot
+  retire_tracked(list, freed_second);
+  unpin(); // the nesting slot first: the held one still holds
+  CHECK(list.collect() == 1);
+  CHECK_FALSE(freed_second);
+  unpin_held();
+  CHECK(list.collect() == 0);
+  CHECK(freed_second);
 }
 
 TEST_CASE("another thread's pin keeps the node; its release frees it") {

@@ -97,6 +97,14 @@ private:
 };
 
 
+/// Options for a std::string term that is never started.
+grove::remote_term_options<std::string> json_free_options(std::string name) {
+  grove::remote_term_options<std::string> o;
+  o.name = std::move(name);
+  o.fetcher = grove::static_fetcher("x", "1");
+  return o;
+}
+
 void write_file(const std::string& path, const std::string& content) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out << content;
@@ -413,6 +421,56 @@ TEST_CASE("readers_on_two_threads_see_whole_values_while_it_is_republished_10000
   CHECK(torn == 0);
   CHECK(seen_a >= target);
   CHECK(seen_b >= target);
+}
+
+TEST_CASE("copies_of_a_term_read_what_it_publishes_and_snapshots_released_in_any_order_stay_whole") {
+  fixture f;
+  grove::remote_term_options<std::string> o;
+  o.name = "counter";
+  o.fetcher = std::make_shared<counting_fetcher>();
+  o.attempt_timeout = grove::infinity;
+  grove::remote_term<std::string> term(o);
+  auto copy = std::make_unique<grove::remote_term<std::string>>(term); // before the first load
+  grove::remote_term<std::string> other(json_free_options("other"));
+  grove::remote_term<std::string> reassigned(other);
+  reassigned = term;
+  f.node.block_on([&](grove::node& n) -> awaitable<void> {
+    co_await term.start(n);
+    co_await term.await_first_load(20s);
+    CHECK(copy->get().version() == "1");
+    CHECK(reassigned.get().version() == "1");
+    CHECK_FALSE(other.get()); // never started: still empty, and not the term it was copied into
+    // Two snapshots on this thread: the first takes the thread's held
+    // pin, the second a nested one; each is released while the other
+    // still reads.
+    auto first = term.get();
+    auto second = copy->get();
+    grove::remote_term<std::string> moved(std::move(*copy));
+    copy.reset();
+    for (int i = 0; i < 20; ++i) (void)co_await term.refresh(20s); // retires and collects the old values
+    CHECK(*first == "1|1|1|1|1|1|1|1|");
+    first = {}; // the held pin goes first
+    for (int i = 0; i < 20; ++i) (void)co_await term.refresh(20s);
+    CHECK(*second == "1|1|1|1|1|1|1|1|"); // still pinned by the nested one
+    CHECK(second.version() == "1");
+    second = {};
+    CHECK(moved.get().version() == "41");
+    CHECK(reassigned.get().version() == "41");
+    // The other order: nested released first, then the held one.
+    auto outer = term.get();
+    {
+      auto inner = moved.get();
+      CHECK(inner.version() == "41");
+    }
+    for (int i = 0; i < 20; ++i) (void)co_await term.refresh(20s);
+    CHECK(*outer == "41|41|41|41|41|41|41|41|");
+    outer = {};
+    auto empty = other.get();
+    CHECK_FALSE(empty);
+    CHECK(empty.version().empty());
+    co_await term.stop();
+  });
+  CHECK(term.stats().updates == 61);
 }
 
 TEST_CASE("each_attempt_is_a_span_seen_by_on_span_and_as_telemetry_events") {

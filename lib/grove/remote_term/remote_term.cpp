@@ -43,14 +43,41 @@ public:
   term_cell& operator=(const term_cell&) = delete;
 
   const term_value* load() const noexcept { return current_.load(std::memory_order_acquire); }
-  const std::atomic<const term_value*>& pointer() const noexcept { return current_; }
+
+  /// Links a remote_term object's copy of the address, set to the value
+  /// published now; publish() keeps it current until detach().
+  void attach(term_mirror& m) {
+    std::lock_guard lock(writer_);
+    const term_value* now = current_.load(std::memory_order_relaxed);
+    m.value.store(now ? now->raw() : nullptr, std::memory_order_release);
+    m.prev = nullptr;
+    m.next = mirrors_;
+    if (mirrors_) mirrors_->prev = &m;
+    mirrors_ = &m;
+  }
+  void detach(term_mirror& m) noexcept {
+    std::lock_guard lock(writer_);
+    (m.prev ? m.prev->next : mirrors_) = m.next;
+    if (m.next) m.next->prev = m.prev;
+    m.prev = m.next = nullptr;
+    m.value.store(nullptr, std::memory_order_relaxed);
+  }
 
   /// `value` is never null (make_value makes it).
   void publish(std::shared_ptr<term_value> value, std::string version) {
+    const void* address = value->raw();
+    if (static_cast<const char*>(address) - reinterpret_cast<const char*>(value.get()) != term_value_offset) {
+      // Readers find the header at that distance (header_of); a compiler
+      // laying term_value_of out otherwise would break them.
+      throw grove::error(errc::invalid_argument, "remote term: the value is not at term_value_offset");
+    }
     value->version = std::move(version); // before any reader can see it
     term_value* fresh = value.get();
     fresh->self = std::move(value); // the refresher's reference, kept on the value
     std::lock_guard lock(writer_);
+    // Every copy of the address first, then the canonical one: the old
+    // value is retired only once no object can lead a reader to it.
+    for (term_mirror* m = mirrors_; m; m = m->next) m->value.store(address, std::memory_order_release);
     const term_value* old = current_.exchange(fresh, std::memory_order_acq_rel);
     if (old) retired_.retire(const_cast<term_value*>(old), &drop_reference);
     if (retired_.size() >= 8) retired_.collect();
@@ -69,6 +96,7 @@ private:
 
   std::atomic<const term_value*> current_{nullptr};
   std::mutex writer_;
+  term_mirror* mirrors_ = nullptr; // the remote_term objects' copies (under writer_)
   retired_list retired_;
 };
 
@@ -508,8 +536,21 @@ void check(const term_config& c) {
 remote_term_base::remote_term_base(term_config config) {
   check(config);
   state_ = std::make_shared<remote_term_state>(std::move(config));
-  cell_ = &state_->cell.pointer();
+  state_->cell.attach(mirror_);
 }
+
+remote_term_base::remote_term_base(const remote_term_base& other) : state_(other.state_) { state_->cell.attach(mirror_); }
+
+remote_term_base& remote_term_base::operator=(const remote_term_base& other) {
+  if (state_ != other.state_) {
+    state_->cell.detach(mirror_);
+    state_ = other.state_;
+    state_->cell.attach(mirror_);
+  }
+  return *this;
+}
+
+remote_term_base::~remote_term_base() { state_->cell.detach(mirror_); }
 
 bool remote_term_base::loaded() const noexcept { return state_->cell.load() != nullptr; }
 

@@ -113,59 +113,13 @@ struct remote_term_options {
   std::optional<std::size_t> worker{};           ///< worker the refresher runs on (default: round-robin)
 };
 
-/// The published value, valid while held: it pins reclamation (grove's
-/// epochs), so hold it for a request, not for ever, and never past the
-/// life of its remote_term. It holds a pin of the thread that took it, so
-/// it must be released (destroyed or assigned over) on that thread: a grove
-/// process always resumes on its own worker, so a snapshot a process holds
-/// across a co_await is fine; one handed to another thread is not. share() gives a
-/// std::shared_ptr for longer or cross-thread holding.
-template <class T>
-class term_snapshot {
-public:
-  term_snapshot() = default;
-  term_snapshot(term_snapshot&& other) noexcept
-      : value_(std::exchange(other.value_, nullptr)), version_(std::exchange(other.version_, nullptr)) {}
-  term_snapshot& operator=(term_snapshot&& other) noexcept {
-    if (this != &other) {
-      release();
-      value_ = std::exchange(other.value_, nullptr);
-      version_ = std::exchange(other.version_, nullptr);
-    }
-    return *this;
-  }
-  term_snapshot(const term_snapshot&) = delete;
-  term_snapshot& operator=(const term_snapshot&) = delete;
-  ~term_snapshot() { release(); }
-
-  explicit operator bool() const noexcept { return value_ != nullptr; }
-  const T& operator*() const noexcept { return *value_; }
-  const T* operator->() const noexcept { return value_; }
-  const T* get() const noexcept { return value_; }
-  /// The value's version (empty for an empty snapshot).
-  std::string_view version() const noexcept { return version_ ? std::string_view(*version_) : std::string_view(); }
-
-private:
-  template <class>
-  friend class remote_term;
-  /// Takes over the calling thread's pin (one detail::pin()).
-  term_snapshot(const T* value, const std::string* version) noexcept : value_(value), version_(version) {}
-  void release() noexcept {
-    if (value_) detail::unpin(); // the pin is this thread's (see above)
-    value_ = nullptr;
-  }
-
-  // A snapshot with a value holds one pin of the thread that took it:
-  // nothing to store for it, as the pin lives in that thread's TLS.
-  const T* value_ = nullptr;
-  const std::string* version_ = nullptr;
-};
-
 namespace detail {
 
-/// One published value: its version, and the value itself at a fixed
-/// offset after it (term_value_of<T>), so that get() finds the value
-/// without loading a pointer to it.
+/// One published value: its version, and the value itself right after
+/// it, at the fixed offset term_value_offset (term_value_of<T>). What a
+/// term publishes is the value's own address, so get() hands it over as
+/// loaded (null: nothing loaded yet), with no arithmetic or test on it;
+/// the rest is found at that fixed distance before it (header_of).
 struct term_value {
   term_value() = default;
   term_value(const term_value&) = delete;
@@ -182,12 +136,86 @@ struct term_value {
   std::shared_ptr<const term_value> self;
 };
 
+/// Where a value sits after its term_value: the value is aligned to this
+/// (a member alignment, so it cannot share the header's tail padding),
+/// and the header fits before it (checked here, and at every publication).
+inline constexpr std::ptrdiff_t term_value_offset = 64;
+static_assert(sizeof(term_value) <= term_value_offset);
+
 template <class T>
 struct term_value_of final : term_value {
+  static_assert(alignof(T) <= term_value_offset, "remote_term: value types aligned beyond 64 bytes are not supported");
   explicit term_value_of(T v) : value(std::move(v)) {}
   const void* raw() const noexcept override { return &value; }
-  const T value;
+  alignas(term_value_offset) const T value;
 };
+
+/// The term_value a published value address belongs to.
+inline const term_value* header_of(const void* value) noexcept {
+  return reinterpret_cast<const term_value*>(static_cast<const char*>(value) - term_value_offset);
+}
+
+} // namespace detail
+
+/// The published value, valid while held: it pins reclamation (grove's
+/// epochs), so hold it for a request, not for ever, and never past the
+/// life of its remote_term. It holds a pin of the thread that took it, so
+/// it must be released (destroyed or assigned over) on that thread: a grove
+/// process always resumes on its own worker, so a snapshot a process holds
+/// across a co_await is fine; one handed to another thread is not. share() gives a
+/// std::shared_ptr for longer or cross-thread holding. An empty snapshot
+/// (no value loaded yet) holds its pin too, until released.
+template <class T>
+class term_snapshot {
+public:
+  term_snapshot() = default;
+  term_snapshot(term_snapshot&& other) noexcept
+      : value_(std::exchange(other.value_, nullptr)), pin_(std::exchange(other.pin_, pin_slot::none)) {}
+  term_snapshot& operator=(term_snapshot&& other) noexcept {
+    if (this != &other) {
+      release();
+      value_ = std::exchange(other.value_, nullptr);
+      pin_ = std::exchange(other.pin_, pin_slot::none);
+    }
+    return *this;
+  }
+  term_snapshot(const term_snapshot&) = delete;
+  term_snapshot& operator=(const term_snapshot&) = delete;
+  ~term_snapshot() { release(); }
+
+  explicit operator bool() const noexcept { return value_ != nullptr; }
+  const T& operator*() const noexcept { return *value_; }
+  const T* operator->() const noexcept { return value_; }
+  const T* get() const noexcept { return value_; }
+  /// The value's version (empty for an empty snapshot).
+  std::string_view version() const noexcept {
+    return value_ ? std::string_view(detail::header_of(value_)->version) : std::string_view();
+  }
+
+private:
+  template <class>
+  friend class remote_term;
+  /// Which of the thread's pins the snapshot holds.
+  enum class pin_slot : std::uint8_t { none, held, nested };
+  /// Takes over the calling thread's pin: its held slot
+  /// (detail::try_pin_held()) or one nesting pin (detail::pin()).
+  term_snapshot(const T* value, pin_slot pin) noexcept : value_(value), pin_(pin) {}
+  void release() noexcept {
+    // The pin is this thread's (see above).
+    if (pin_ == pin_slot::held) {
+      detail::unpin_held();
+    } else if (pin_ == pin_slot::nested) {
+      detail::unpin();
+    }
+    pin_ = pin_slot::none;
+    value_ = nullptr;
+  }
+
+  const T* value_ = nullptr; // inside a detail::term_value_of<T>
+  pin_slot pin_ = pin_slot::none;
+};
+
+namespace detail {
 
 /// A term's options with its value type erased.
 struct term_config {
@@ -210,6 +238,18 @@ struct term_config {
 };
 
 struct remote_term_state;
+
+/// A copy of the published value's address inside each remote_term
+/// object, kept by the refresher (under its writer lock) with the
+/// canonical one: get() loads it from the object it is called on, with
+/// no pointer to the shared state to load first. Linked into the term's
+/// list while the object lives.
+struct term_mirror {
+  std::atomic<const void*> value{nullptr}; ///< the value's address (term_value::raw()), or null
+
+  term_mirror* prev = nullptr;
+  term_mirror* next = nullptr;
+};
 
 /// What every remote_term does, whatever its value type.
 class remote_term_base {
@@ -247,11 +287,18 @@ public:
 
 protected:
   explicit remote_term_base(term_config config);
-  /// The published value (inline: a read makes no call into the library).
-  const term_value* current() const noexcept { return cell_->load(std::memory_order_acquire); }
+  /// A copy is the same term (one refresher, one value). A moved-from
+  /// term stays that term too: moving is copying.
+  remote_term_base(const remote_term_base& other);
+  remote_term_base& operator=(const remote_term_base& other);
+  ~remote_term_base();
+
+  /// The published value's address (inline: a read makes no call into the
+  /// library), or null.
+  const void* current() const noexcept { return mirror_.value.load(std::memory_order_acquire); }
 
   std::shared_ptr<remote_term_state> state_;
-  const std::atomic<const term_value*>* cell_ = nullptr; ///< in *state_, which outlives every use
+  term_mirror mirror_;
 };
 
 } // namespace detail
@@ -265,23 +312,23 @@ public:
   /// The current value; empty before the first load. Lock-free and
   /// wait-free, from any thread; never touches the refresher.
   term_snapshot<T> get() const {
-    detail::pin();
-    const detail::term_value* v = current();
-    if (!v) [[unlikely]] {
-      detail::unpin();
-      return {};
+    using slot = typename term_snapshot<T>::pin_slot;
+    slot pin = slot::held;
+    if (!detail::try_pin_held()) [[unlikely]] { // this thread holds a snapshot already
+      detail::pin();
+      pin = slot::nested;
     }
-    return term_snapshot<T>(&static_cast<const detail::term_value_of<T>*>(v)->value, &v->version);
+    return term_snapshot<T>(static_cast<const T*>(current()), pin);
   }
 
   /// The current value as a shared_ptr (null before the first load): for
   /// holding it long or on another thread. Lock-free (one reference count).
   std::shared_ptr<const T> share() const {
     detail::epoch_guard pin;
-    const detail::term_value* v = current();
+    const void* v = current();
     if (!v) return nullptr;
     // Pinned, so `self` is still set (see term_value).
-    return std::shared_ptr<const T>(v->self, &static_cast<const detail::term_value_of<T>*>(v)->value);
+    return std::shared_ptr<const T>(detail::header_of(v)->self, static_cast<const T*>(v));
   }
 
 private:

@@ -70,6 +70,7 @@ void unlist_at_thread_exit(void* record) noexcept {
   r->next = nullptr;
   r->extra = 0;
   r->pinned.store(epoch_record::unlisted, std::memory_order_relaxed);
+  r->held.store(epoch_record::unlisted, std::memory_order_relaxed);
 }
 
 /// The smallest epoch a reader is pinned at (max when none is).
@@ -78,8 +79,10 @@ std::uint64_t oldest_pinned() {
   record_list& list = records();
   std::lock_guard<std::mutex> hold(list.lock);
   for (epoch_record* r = list.head; r; r = r->next) {
-    const std::uint64_t e = r->pinned.load(std::memory_order_seq_cst);
-    if (e != 0 && e < oldest) oldest = e;
+    for (const std::atomic<std::uint64_t>* slot : {&r->pinned, &r->held}) {
+      const std::uint64_t e = slot->load(std::memory_order_seq_cst);
+      if (e != 0 && e < oldest) oldest = e;
+    }
   }
   return oldest;
 }
@@ -103,6 +106,7 @@ void pin_unlisted() noexcept {
     list.head = &r;
     r.extra = 0;
     r.pinned.store(0, std::memory_order_relaxed);
+    r.held.store(0, std::memory_order_relaxed);
   }
   // The key's value is what makes its destructor run at thread exit (and
   // run again if a later key destructor pins once more). Should the key
@@ -118,7 +122,32 @@ void pin_unlisted() noexcept {
     thread_local unlist_on_exit fallback;
     (void)fallback;
   }
-  pin();
+}
+
+void pin_slow(std::uint64_t now) noexcept {
+  epoch_record& r = this_thread_epoch;
+  if (now == epoch_record::unlisted) {
+    pin_unlisted();
+  } else if (now != 0) {
+    ++r.extra; // nested: the first pin's (older) epoch already covers this one
+    return;
+  }
+  const std::uint64_t epoch = global_epoch.load(std::memory_order_acquire);
+  r.pinned.store(epoch, std::memory_order_relaxed);
+  fence_after_pin(epoch);
+}
+
+bool try_pin_held_slow(std::uint64_t now) noexcept {
+  epoch_record& r = this_thread_epoch;
+  if (now == epoch_record::unlisted) {
+    pin_unlisted();
+  } else if (now != 0) {
+    return false; // taken
+  }
+  const std::uint64_t epoch = global_epoch.load(std::memory_order_acquire);
+  r.held.store(epoch, std::memory_order_relaxed);
+  fence_after_pin(epoch);
+  return true;
 }
 
 retired_list::~retired_list() {

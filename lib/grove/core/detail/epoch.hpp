@@ -19,10 +19,16 @@
 namespace grove::detail {
 
 /// One thread's announcement: the epoch it pinned at, 0 when not pinned.
-/// A thread's pins nest: the first stores the epoch, later ones only count
-/// (`extra`), and the last released stores 0 again, in whatever order they
-/// are released. The common unnested read stores twice, both on the
-/// thread's own cache line (liburcu's read lock does the same).
+/// Two slots, and the collector honours the older of them:
+/// - `pinned`, for pins that nest (epoch_guard, pin()): the first stores
+///   the epoch, later ones only count (`extra`), and the last released
+///   stores 0 again, in whatever order they are released.
+/// - `held`, one pin that does not nest (try_pin_held()): a snapshot a
+///   caller holds for a while. It is taken only when free, so releasing
+///   it is one store, with nothing to count; a second one while it is
+///   taken goes to the nesting slot.
+/// An unnested read stores twice, both on the thread's own cache line
+/// (liburcu's read lock does the same).
 struct alignas(64) epoch_record {
   /// A thread's record before its first pin, and after its thread ended:
   /// not in the collector's list yet (or any more). Never an epoch (those
@@ -30,7 +36,8 @@ struct alignas(64) epoch_record {
   static constexpr std::uint64_t unlisted = ~std::uint64_t{0};
 
   std::atomic<std::uint64_t> pinned{unlisted};
-  std::uint32_t extra = 0;           // pins beyond the first (touched by the owning thread only)
+  std::atomic<std::uint64_t> held{unlisted};
+  std::uint32_t extra = 0;      // pins beyond the first in `pinned` (touched by the owning thread only)
   epoch_record* next = nullptr; // the collector's list (under its lock)
 };
 
@@ -67,12 +74,17 @@ inline void fence_after_pin(std::uint64_t epoch) noexcept {
 }
 
 /// The first pin of a thread whose record is not in the collector's list:
-/// lists it, then pins (out of line: once per thread).
+/// lists it, with both slots free (out of line: once per thread).
 void pin_unlisted() noexcept;
 
 /// How many threads' records the collector walks (tests: a thread that
 /// ended is no longer among them).
 std::size_t listed_epoch_records();
+
+/// pin()'s and try_pin_held()'s paths other than the common one (out of
+/// line): the thread's first pin, a pin that must fence, a nested pin.
+void pin_slow(std::uint64_t now) noexcept;
+bool try_pin_held_slow(std::uint64_t now) noexcept;
 
 /// Pins the calling thread. Release it with unpin() on the same thread
 /// (a grove process always resumes on its own worker; a pin is never held
@@ -80,14 +92,14 @@ std::size_t listed_epoch_records();
 inline void pin() noexcept {
   epoch_record& r = this_thread_epoch;
   const std::uint64_t now = r.pinned.load(std::memory_order_relaxed);
-  if (now == 0) [[likely]] {
-    const std::uint64_t epoch = global_epoch.load(std::memory_order_acquire);
+  const std::uint64_t epoch = global_epoch.load(std::memory_order_acquire);
+  // One test for the common case (not pinned yet, listed, no fence
+  // needed): each branch on a read path costs it throughput.
+  if ((now | (epoch & 1)) == 0) [[likely]] {
     r.pinned.store(epoch, std::memory_order_relaxed);
-    fence_after_pin(epoch);
-  } else if (now != epoch_record::unlisted) {
-    ++r.extra; // nested: the first pin's (older) epoch already covers this one
+    std::atomic_signal_fence(std::memory_order_seq_cst); // see fence_after_pin
   } else {
-    pin_unlisted();
+    pin_slow(now);
   }
 }
 /// Releases one pin the calling thread took with pin().
@@ -99,6 +111,26 @@ inline void unpin() noexcept {
     --r.extra;
   }
 }
+
+/// Pins the calling thread in its non-nesting slot if that is free, and
+/// says whether it did; when it is taken (the thread already holds one),
+/// does nothing and returns false: use pin() instead. Release a true
+/// answer with unpin_held() on the same thread, in any order with other
+/// pins. The read path of a snapshot: no count to keep, so its release
+/// is one store and no load.
+inline bool try_pin_held() noexcept {
+  epoch_record& r = this_thread_epoch;
+  const std::uint64_t now = r.held.load(std::memory_order_relaxed);
+  const std::uint64_t epoch = global_epoch.load(std::memory_order_acquire);
+  if ((now | (epoch & 1)) == 0) [[likely]] { // as pin()
+    r.held.store(epoch, std::memory_order_relaxed);
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    return true;
+  }
+  return try_pin_held_slow(now);
+}
+/// Releases the pin try_pin_held() took.
+inline void unpin_held() noexcept { this_thread_epoch.held.store(0, std::memory_order_release); }
 
 /// Pins the calling thread for a read. Nestable; cheap (one store on the
 /// thread's own cache line to pin and one to unpin, and a fence unless
