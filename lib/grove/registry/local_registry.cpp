@@ -3,6 +3,7 @@
 #include <grove/core/event.hpp>
 #include <grove/core/node.hpp>
 #include <grove/registry/detail/name_table.hpp>
+#include <grove/registry/detail/registry_book.hpp>
 
 #include <algorithm>
 #include <deque>
@@ -98,9 +99,8 @@ public:
 
   bool handle_call(unregister_request r) {
     if (!tables_->names.erase_if(r.name, [&](const pid& holder) { return holder == r.owner; })) return false;
-    if (auto it = owners_.find(r.owner); it != owners_.end()) it->second.names.erase(r.name);
-    notify(r.name, registry_event::kind::unregistered, r.owner);
-    forget_if_idle(r.owner);
+    book_.notify(r.name, registry_event::kind::unregistered, r.owner);
+    book_.release(this_process(), r.owner, &owned::names, r.name);
     return true;
   }
 
@@ -115,31 +115,19 @@ public:
       next->push_back(group_member{r.member, std::move(r.value)});
     }
     tables_->groups.insert_or_assign(r.key, group_snapshot(std::move(next)));
-    owner(r.member).groups.insert(r.key);
-    notify(r.key, registry_event::kind::joined, r.member);
+    book_.owner(this_process(), r.member).groups.insert(r.key);
+    book_.notify(r.key, registry_event::kind::joined, r.member);
     return {};
   }
 
   bool handle_call(leave_request r) {
     if (!remove_member(r.key, r.member)) return false;
-    if (auto it = owners_.find(r.member); it != owners_.end()) it->second.groups.erase(r.key);
-    forget_if_idle(r.member);
+    book_.release(this_process(), r.member, &owned::groups, r.key);
     return true;
   }
 
   std::error_code handle_call(watch_request r) {
-    auto& list = watchers_[r.key];
-    auto it = std::find(list.begin(), list.end(), r.watcher);
-    if (r.on) {
-      if (!alive(r.watcher)) return errc::noproc;
-      if (it == list.end()) list.push_back(r.watcher);
-      owner(r.watcher).watching.insert(r.key);
-    } else {
-      if (it != list.end()) list.erase(it);
-      if (list.empty()) watchers_.erase(r.key);
-      if (auto o = owners_.find(r.watcher); o != owners_.end()) o->second.watching.erase(r.key);
-      forget_if_idle(r.watcher);
-    }
+    if (!book_.watch(this_process(), r.key, r.watcher, r.on)) return errc::noproc;
     return {};
   }
 
@@ -175,33 +163,16 @@ public:
   }
 
 private:
-  struct owned {
-    monitor_ref monitor;
-    std::set<std::string> names, groups, watching, claims;
-    bool idle() const { return names.empty() && groups.empty() && watching.empty() && claims.empty(); }
-  };
+  using owned = detail::registry_book::owned;
   struct pending_claim {
     pid claimant;
     std::deque<from<name_claim>> waiting;
   };
 
-  owned& owner(const pid& p) {
-    auto [it, fresh] = owners_.try_emplace(p);
-    if (fresh) it->second.monitor = this_process().monitor(p);
-    return it->second;
-  }
-
-  void forget_if_idle(const pid& p) {
-    auto it = owners_.find(p);
-    if (it == owners_.end() || !it->second.idle()) return;
-    this_process().demonitor(it->second.monitor);
-    owners_.erase(it);
-  }
-
   void add_name(const std::string& name, const pid& holder) {
     tables_->names.insert_or_assign(name, holder);
-    owner(holder).names.insert(name);
-    notify(name, registry_event::kind::registered, holder);
+    book_.owner(this_process(), holder).names.insert(name);
+    book_.notify(name, registry_event::kind::registered, holder);
   }
 
   bool remove_member(const std::string& key, const pid& member) {
@@ -219,7 +190,7 @@ private:
       if (next->empty()) return std::nullopt;
       return group_snapshot(std::move(next));
     });
-    if (removed) notify(key, registry_event::kind::left, member);
+    if (removed) book_.notify(key, registry_event::kind::left, member);
     return removed;
   }
 
@@ -227,7 +198,7 @@ private:
     pending_[name].claimant = claimant;
     // A claimant outside any process (main, a test) cannot be watched: its
     // claim lasts until it settles.
-    if (claimant) owner(claimant).claims.insert(name);
+    if (claimant) book_.owner(this_process(), claimant).claims.insert(name);
   }
 
   /// Ends the claim on `name`: registers `started`, or passes the claim on
@@ -235,7 +206,6 @@ private:
   void settle(const std::string& name, const pid& started) {
     auto it = pending_.find(name);
     const pid claimant = it->second.claimant;
-    if (auto o = owners_.find(claimant); o != owners_.end()) o->second.claims.erase(name);
     std::deque<from<name_claim>> waiting = std::move(it->second.waiting);
     pending_.erase(it);
     if (started && alive(started)) {
@@ -253,47 +223,32 @@ private:
         }
       }
     }
-    if (claimant) forget_if_idle(claimant);
+    if (claimant) book_.release(this_process(), claimant, &owned::claims, name);
   }
 
   void owner_ended(const pid& p) {
-    auto it = owners_.find(p);
-    if (it == owners_.end()) return;
-    owned gone = std::move(it->second);
-    owners_.erase(it);
+    std::optional<owned> gone = book_.ended(p);
+    if (!gone) return;
     grove::emit(event{.level = event_level::debug,
                       .layer = "registry",
                       .name = "owner_down",
                       .fields = {{"registry", self().to_string()},
                                  {"owner", p.to_string()},
-                                 {"names", std::to_string(gone.names.size())},
-                                 {"groups", std::to_string(gone.groups.size())}}});
-    for (const auto& name : gone.names) {
+                                 {"names", std::to_string(gone->names.size())},
+                                 {"groups", std::to_string(gone->groups.size())}}});
+    for (const auto& name : gone->names) {
       if (tables_->names.erase_if(name, [&](const pid& holder) { return holder == p; })) {
-        notify(name, registry_event::kind::unregistered, p);
+        book_.notify(name, registry_event::kind::unregistered, p);
       }
     }
-    for (const auto& key : gone.groups) remove_member(key, p);
-    for (const auto& key : gone.watching) {
-      auto w = watchers_.find(key);
-      if (w == watchers_.end()) continue;
-      std::erase(w->second, p);
-      if (w->second.empty()) watchers_.erase(w);
-    }
-    for (const auto& name : gone.claims) {
+    for (const auto& key : gone->groups) remove_member(key, p);
+    for (const auto& name : gone->claims) {
       if (auto c = pending_.find(name); c != pending_.end() && c->second.claimant == p) settle(name, pid{});
     }
   }
 
-  void notify(const std::string& key, registry_event::kind what, const pid& who) {
-    auto it = watchers_.find(key);
-    if (it == watchers_.end()) return;
-    for (const pid& w : it->second) send(w, registry_event{what, key, who});
-  }
-
   std::shared_ptr<local_registry::tables> tables_;
-  std::unordered_map<pid, owned> owners_;
-  std::unordered_map<std::string, std::vector<pid>> watchers_;
+  detail::registry_book book_;
   std::unordered_map<std::string, pending_claim> pending_;
 };
 
