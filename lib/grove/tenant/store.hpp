@@ -14,7 +14,8 @@
 // change that produced them and removed once the event sink took them, so
 // an event is never lost between a change and its delivery.
 //
-// What a store must guarantee (an etcd backend, later, included):
+// What a store must guarantee (etcd_tenant_store in grove/etcd included;
+// tests/tenant/store_contract.hpp checks it on each):
 //  - commit() is atomic and durable: when it returns, the record put or
 //    erased and every event appended are stored together and survive a
 //    crash of the program; when it throws, none of it was applied.
