@@ -68,6 +68,12 @@ struct call_self {
 struct not_handled {
   using reply_type = int;
 };
+struct keep { // answered at once, its from kept afterwards
+  using reply_type = int;
+};
+struct late { // answers the kept from again: 100 if that reached anyone, else 200
+  using reply_type = int;
+};
 
 /// Records what happened to it, for tests to assert on after it ended.
 struct journal {
@@ -107,6 +113,12 @@ public:
     co_return n_;
   }
   grove::pid handle_call(whoami) { return self(); }
+  grove::call_result<int> handle_call(keep, grove::from<int> from) {
+    kept_ = from;
+    kept_.reply(1);
+    return grove::noreply;
+  }
+  int handle_call(late) { return kept_.reply(2) ? 100 : 200; }
   awaitable<int> handle_call(call_self) {
     co_return co_await grove::server_ref<counter>(self()).call(get{});
   }
@@ -140,6 +152,7 @@ private:
   journal* journal_;
   int n_;
   std::vector<grove::from<int>> parked_;
+  grove::from<int> kept_;
 };
 
 // Asio awaitables start when awaited; these let `a && b` send in order.
@@ -225,6 +238,25 @@ TEST_CASE("call_times_out_and_the_late_reply_never_reaches_a_later_call") {
     // The next call gets its own reply, never the stale 999.
     CHECK(co_await ref.call(get{}) == 7);
     CHECK(co_await ref.call(add_and_get{1}) == 8);
+  }(node));
+}
+
+TEST_CASE("a_from_kept_after_its_call_was_answered_reaches_no_later_call") {
+  // A caller reuses its last call's reply slot when nothing else holds it;
+  // the kept from holds that one.
+  grove::node node{{.threads = 1}};
+  node.block_on([](grove::node& nd) -> awaitable<void> {
+    auto ref = co_await grove::start<counter>(nd, nullptr, 5);
+    int got = co_await ref.call(get{});
+    CHECK(got == 5);
+    int kept = co_await ref.call(keep{});
+    CHECK(kept == 1);
+    for (int i = 0; i < 3; ++i) {
+      int again = co_await ref.call(late{});
+      CHECK(again == 200);
+      int value = co_await ref.call(get{});
+      CHECK(value == 5);
+    }
   }(node));
 }
 

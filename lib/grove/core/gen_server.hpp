@@ -122,7 +122,7 @@ public:
     requires handles_call<S, Req>
   awaitable<detail::reply_of<Req>> call(Req request, call_options options) const {
     using R = detail::reply_of<Req>;
-    auto slot = std::make_shared<detail::reply_slot<R>>();
+    auto slot = detail::take_reply_slot<R>();
     detail::envelope env{.body = std::move(request),
                          .reply = slot,
                          .dispatch = &detail::dispatch_call<S, Req>,

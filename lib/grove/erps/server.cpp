@@ -124,33 +124,18 @@ void session<V>::settle(std::uint64_t sequence) {
   }
 }
 
-namespace {
-// One per thread and value type: the sessions of a worker run one at a
-// time, and a call answered from handle_call gives its slot back before
-// the next call is read.
-template <class V>
-std::shared_ptr<reply_slot<V>>& spare_slot() noexcept {
-  thread_local std::shared_ptr<reply_slot<V>> spare;
-  return spare;
-}
-} // namespace
-
 template <class V>
 std::shared_ptr<reply_slot<V>> session<V>::take_slot() {
-  if (auto& spare = spare_slot<V>()) return std::move(spare);
-  return std::make_shared<reply_slot<V>>();
+  return grove::detail::take_reply_slot<V>();
 }
 
 template <class V>
 void session<V>::recycle(std::shared_ptr<reply_slot<V>> slot) noexcept {
-  // The only reference left is ours: its handler kept no from<V>, and its
-  // answer was seen published (an acquire) on this thread. The fence pairs
-  // with the release of the last other holder's count (a from handed to
-  // another thread), so what that holder did comes before the reset.
-  if (slot.use_count() != 1) return;
-  std::atomic_thread_fence(std::memory_order_acquire);
-  slot->reset();
-  spare_slot<V>() = std::move(slot);
+  // The sessions of a worker run one at a time, and a call answered from
+  // handle_call gives its slot back before the next call is read: one
+  // spare per thread serves them all. Kept only when ours is the last
+  // reference (its handler kept no from<V>); see give_back_reply_slot.
+  grove::detail::give_back_reply_slot(std::move(slot));
 }
 
 template <class V>

@@ -308,7 +308,9 @@ awaitable<exit_reason> stop_process(pid target, exit_reason reason, duration tim
 template <class R, class Req>
 awaitable<R> call_typed(pid target, envelope env, std::shared_ptr<reply_slot<R>> slot, duration timeout) {
   co_await await_call(target, std::move(env), timeout);
-  co_return slot->take();
+  R value = slot->take(); // (an error throws: that slot is not reused)
+  give_back_reply_slot(std::move(slot));
+  co_return value;
 }
 
 } // namespace detail

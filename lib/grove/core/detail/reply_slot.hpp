@@ -179,4 +179,33 @@ private:
   std::optional<R> value_;
 };
 
+/// This thread's spare slot for replies of type R: calls made one after
+/// another on a thread (a process's calls, an erps session's remote calls)
+/// reuse one slot instead of allocating one each.
+template <class R>
+std::shared_ptr<reply_slot<R>>& spare_reply_slot() noexcept {
+  thread_local std::shared_ptr<reply_slot<R>> spare;
+  return spare;
+}
+
+/// A pending slot for a new call: this thread's spare, or a new one.
+template <class R>
+std::shared_ptr<reply_slot<R>> take_reply_slot() {
+  if (auto& spare = spare_reply_slot<R>()) return std::move(spare);
+  return std::make_shared<reply_slot<R>>();
+}
+
+/// After a call completed and its caller took the answer: keeps the slot
+/// as this thread's spare when nothing else holds it any more (no from<R>
+/// kept by a server, no timer, no tracking list). The fence pairs with the
+/// release of the last other holder's reference count, so whatever that
+/// holder did with the slot comes before the reset.
+template <class R>
+void give_back_reply_slot(std::shared_ptr<reply_slot<R>> slot) noexcept {
+  if (slot.use_count() != 1) return;
+  std::atomic_thread_fence(std::memory_order_acquire);
+  slot->reset();
+  spare_reply_slot<R>() = std::move(slot);
+}
+
 } // namespace grove::detail
