@@ -282,36 +282,56 @@ TEST_CASE("the registry keeps up across an etcd restart: changes made after it r
   CHECK(rb->whereis("after-restart") == holder);
 }
 
-TEST_CASE("a registry whose lease is lost stops, naming the lease, and its names go with it") {
+TEST_CASE("a registry whose lease is lost takes a new one and registers its names and members again") {
   cluster c;
   auto ra = open_on(c.a, c.client, 5);
   auto rb = open_on(c.b, c.client);
   const grove::pid holder = idle_process(c.a);
-  grove::down_message down{};
+  const std::string node_key = "grove/nodes/" + std::to_string(c.a.id());
+  std::int64_t old_lease = 0, new_lease = 0;
   on(c.b, [&](grove::process& self) -> awaitable<void> {
-    co_await rb->watch("lost");
-    co_await ra->register_name("lost", holder);
-    (void)co_await next_event(self); // registered
-    const std::string node_key = "grove/nodes/" + std::to_string(c.a.id());
-    const etcd::get_result node = co_await c.client.get(node_key);
-    REQUIRE(node.kvs.size() == 1);
-    REQUIRE(node.kvs[0].lease != 0);
-    self.monitor(ra->process());
-    co_await c.client.revoke_lease(node.kvs[0].lease); // as if it had expired
-    for (int i = 0; i < 2; ++i) {
-      std::optional<grove::message> m = co_await self.receive_for(30s);
-      REQUIRE(m.has_value());
-      if (const auto* d = m->get_if<grove::down_message>()) {
-        down = *d;
+    co_await rb->watch("kept");
+    co_await rb->watch("crew");
+    co_await ra->register_name("kept", holder);
+    std::any role = std::string("cook");
+    co_await ra->join("crew", std::move(role), holder);
+    bool registered = false, joined = false;
+    while (!registered || !joined) {
+      const grove::registry_event e = co_await next_event(self);
+      registered = registered || e.what == grove::registry_event::kind::registered;
+      joined = joined || e.what == grove::registry_event::kind::joined;
+    }
+    const etcd::get_result before = co_await c.client.get(node_key);
+    REQUIRE(before.kvs.size() == 1);
+    old_lease = before.kvs[0].lease;
+    co_await c.client.revoke_lease(old_lease); // as if it had expired while etcd was away
+    // The keys went with the lease, and come back on a new one.
+    bool gone = false, back = false, left = false, rejoined = false;
+    while (!back || !rejoined) {
+      const grove::registry_event e = co_await next_event(self);
+      if (e.key == "kept") {
+        gone = gone || e.what == grove::registry_event::kind::unregistered;
+        back = back || (gone && e.what == grove::registry_event::kind::registered);
       } else {
-        REQUIRE(m->get_if<grove::registry_event>() != nullptr);
-        CHECK(m->get_if<grove::registry_event>()->what == grove::registry_event::kind::unregistered);
+        left = left || e.what == grove::registry_event::kind::left;
+        rejoined = rejoined || (left && e.what == grove::registry_event::kind::joined);
       }
     }
+    const etcd::get_result after = co_await c.client.get(node_key);
+    REQUIRE(after.kvs.size() == 1);
+    new_lease = after.kvs[0].lease;
+    const etcd::get_result name = co_await c.client.get("grove/names/kept");
+    REQUIRE(name.kvs.size() == 1);
+    CHECK(name.kvs[0].lease == new_lease);
+    // A write through a returns once a's cache reflects it, and so what
+    // came before it: the name a wrote again.
+    co_await ra->register_name("after", holder);
   });
-  CHECK(down.process == ra->process());
-  CHECK(down.reason.what() == grove::exit_reason::kind::error);
-  INFO(down.reason.to_string());
-  CHECK(down.reason.detail().find("lease") != std::string::npos);
-  CHECK_FALSE(rb->whereis("lost"));
+  CHECK(grove::alive(ra->process()));
+  CHECK(new_lease != 0);
+  CHECK(new_lease != old_lease);
+  CHECK(rb->whereis("kept") == holder);
+  CHECK(ra->whereis("kept") == holder);
+  REQUIRE(rb->members("crew").size() == 1);
+  CHECK(std::any_cast<std::string>(rb->members("crew")[0].value) == "cook");
 }

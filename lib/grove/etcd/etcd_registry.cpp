@@ -176,6 +176,8 @@ struct watch_lost {
 };
 /// Try the reload again (the last one could not reach etcd).
 struct reload_again {};
+/// Try taking a new lease again (the last try could not reach etcd).
+struct renew_lease {};
 
 /// Reads the watch and forwards what it gets, from `after` + 1 on.
 awaitable<void> watch_loop(etcd::client etcd, std::string prefix, std::int64_t after, pid server) {
@@ -196,6 +198,8 @@ awaitable<void> watch_loop(etcd::client etcd, std::string prefix, std::int64_t a
   }
 }
 
+constexpr const char* renewing_text = "this node's etcd lease ended and a new one is being taken; try again";
+
 struct registry_config {
   etcd::client etcd;
   etcd_registry_options options;
@@ -214,30 +218,7 @@ public:
       co_return stop(exit_reason::error("etcd_registry_options.lease_ttl_seconds: " +
                                         std::to_string(options_.lease_ttl_seconds) + " (expected at least 1)"));
     }
-    etcd::lease_keeper_options lo;
-    lo.ttl_seconds = options_.lease_ttl_seconds;
-    start_options so;
-    so.link = true;
-    so.worker = self().worker();
-    so.trap_exit = true; // a shutdown from here runs its terminate: the lease is revoked
-    keeper_ = co_await start<etcd::lease_keeper>(node(), so, etcd_, lo);
-    const etcd::lease l = co_await keeper_.call(etcd::held_lease{});
-    lease_ = l.id;
-    // This node's key: one registry per node id on this prefix.
-    const std::string node_key = options_.prefix + "nodes/" + std::to_string(tables_->node_id);
-    nlohmann::json me{{"creation", tables_->creation}, {"endpoint", options_.endpoint}};
-    etcd::txn_request t;
-    t.when.push_back(etcd::compare::absent(node_key));
-    t.then.push_back(etcd::txn_op::put(node_key, me.dump(), lease_));
-    t.otherwise.push_back(etcd::txn_op::get(node_key));
-    const etcd::txn_result r = co_await etcd_.txn(std::move(t));
-    if (!r.succeeded) {
-      std::string held = "?";
-      if (const auto* g = std::get_if<etcd::get_result>(&r.responses.at(0)); g && !g->kvs.empty()) held = g->kvs[0].value;
-      co_return stop(exit_reason::error("node id " + std::to_string(tables_->node_id) +
-                                        " is already in the cluster under " + options_.prefix + " (" + held +
-                                        "): give each node its own node_options::id"));
-    }
+    if (std::optional<std::string> conflict = co_await take_lease()) co_return stop(exit_reason::error(*conflict));
     co_await reload();
     co_return action{};
   }
@@ -254,6 +235,7 @@ public:
     if (!alive(r.owner)) co_return refuse(f, errc::noproc, "cannot register '" + r.name + "' to " + r.owner.to_string());
     const std::optional<name_entry> now = tables_->names.find(r.name);
     if (now && now->holder == r.owner) co_return true; // the holder again: a no-op
+    if (lease_ == 0) co_return refuse(f, etcd::errc::lease_not_found, renewing_text);
     if (now && (!now->holder || tables_->live(now->holder))) {
       co_return refuse(f, registry_errc::already_registered, held_text(r.name, *now));
     }
@@ -303,6 +285,7 @@ public:
                            "': an etcd_registry group value must be empty, a std::string or an nlohmann::json");
     }
     (*value)["pid"] = pid_text(r.member);
+    if (lease_ == 0) co_return refuse(f, etcd::errc::lease_not_found, renewing_text);
     try {
       const std::string key = member_key(r.key, r.member);
       etcd::put_options po;
@@ -310,6 +293,7 @@ public:
       const std::string text = value->dump();
       const etcd::put_result put = co_await etcd_.put(key, text, po);
       book_.owner(this_process(), r.member).groups.insert(r.key);
+      my_members_[key] = text;
       after(put.revision, [f] { f.reply(true); });
       co_return noreply;
     } catch (const grove::error& e) {
@@ -323,6 +307,7 @@ public:
       const std::string key = member_key(r.key, r.member);
       const etcd::erase_result gone = co_await etcd_.erase(key);
       book_.release(this_process(), r.member, &owned::groups, r.key);
+      my_members_.erase(key);
       if (gone.deleted == 0) co_return false;
       after(gone.revision, [f] { f.reply(true); });
       co_return noreply;
@@ -355,6 +340,7 @@ public:
 
   awaitable<call_result<name_claim>> handle_call(claim_request r, from<name_claim> f) {
     if (r.name.empty()) co_return refuse(f, errc::invalid_argument, "a claimed name must not be empty");
+    if (lease_ == 0) co_return refuse(f, etcd::errc::lease_not_found, renewing_text);
     try {
       co_await try_claim(r.name, f);
     } catch (const grove::error& e) {
@@ -366,6 +352,7 @@ public:
   awaitable<call_result<bool>> handle_call(settle_request r, from<bool> f) {
     auto it = claims_.find(r.name);
     if (it == claims_.end() || it->second.claimant != f.caller()) co_return false;
+    if (lease_ == 0) co_return refuse(f, etcd::errc::lease_not_found, renewing_text);
     const std::string claimed = it->second.value;
     const pid claimant = it->second.claimant;
     claims_.erase(it);
@@ -406,15 +393,112 @@ public:
       co_await resync();
     } else if (m.is<reload_again>()) {
       co_await resync();
+    } else if (m.is<renew_lease>()) {
+      if (lease_ == 0) {
+        if (std::optional<exit_reason> end = co_await recover_lease("renewal retried")) co_return stop(*end);
+      }
     } else if (auto* x = m.get_if<exit_message>()) {
-      if (x->from == keeper_.id()) {
-        co_return stop(exit_reason::error("etcd_registry: this node's lease ended: " + x->reason.to_string()));
+      if (keeper_ && x->from == keeper_.id()) {
+        if (std::optional<exit_reason> end = co_await recover_lease(x->reason.to_string())) co_return stop(*end);
       }
       if (x->from == watcher_ && !x->reason.is_clean()) {
         co_await resync(); // the watch process failed: start over from a fresh load
       }
     }
     co_return action{};
+  }
+
+  /// Starts a lease keeper (linked) and writes this node's key on its
+  /// lease. The text of a conflict (another live registry has this node
+  /// id), or nothing.
+  awaitable<std::optional<std::string>> take_lease() {
+    etcd::lease_keeper_options lo;
+    lo.ttl_seconds = options_.lease_ttl_seconds;
+    start_options so;
+    so.link = true;
+    so.worker = self().worker();
+    so.trap_exit = true; // a shutdown from here runs its terminate: the lease is revoked
+    keeper_ = co_await start<etcd::lease_keeper>(node(), so, etcd_, lo);
+    const etcd::lease l = co_await keeper_.call(etcd::held_lease{});
+    // This node's key: one registry per node id on this prefix.
+    const std::string node_key = options_.prefix + "nodes/" + std::to_string(tables_->node_id);
+    nlohmann::json me{{"creation", tables_->creation}, {"endpoint", options_.endpoint}};
+    etcd::txn_request t;
+    t.when.push_back(etcd::compare::absent(node_key));
+    t.then.push_back(etcd::txn_op::put(node_key, me.dump(), l.id));
+    t.otherwise.push_back(etcd::txn_op::get(node_key));
+    const etcd::txn_result r = co_await etcd_.txn(std::move(t));
+    if (!r.succeeded) {
+      std::string held = "?";
+      if (const auto* g = std::get_if<etcd::get_result>(&r.responses.at(0)); g && !g->kvs.empty()) held = g->kvs[0].value;
+      co_return "node id " + std::to_string(tables_->node_id) + " is already in the cluster under " + options_.prefix +
+          " (" + held + "): give each node its own node_options::id";
+    }
+    lease_ = l.id;
+    co_return std::nullopt;
+  }
+
+  /// The lease ended under a running registry (expired while etcd was
+  /// away, or revoked): takes a new one and writes this node's names,
+  /// memberships and claims again on it. A name another node took
+  /// meanwhile is lost to it (its local holder is told nothing but the
+  /// registry's warning, as the name is no longer its). Tried again
+  /// after a pause while etcd cannot be reached; writes are refused until
+  /// it is done. A conflict on this node's id stops the registry.
+  awaitable<std::optional<exit_reason>> recover_lease(const std::string& why) {
+    lease_ = 0;
+    keeper_ = server_ref<etcd::lease_keeper>();
+    grove::emit(event{.level = event_level::warning,
+                      .layer = "registry",
+                      .name = "etcd_lease_lost",
+                      .fields = {{"registry", self().to_string()}, {"reason", why}}});
+    try {
+      if (std::optional<std::string> conflict = co_await take_lease()) co_return exit_reason::error(*conflict);
+      std::vector<std::pair<pid, std::string>> names, memberships;
+      book_.for_each_owner([&](const pid& p, const owned& o) {
+        for (const auto& n : o.names) names.emplace_back(p, n);
+        for (const auto& g : o.groups) memberships.emplace_back(p, g);
+      });
+      for (const auto& [holder, name] : names) {
+        const std::string value = holder_value(holder);
+        std::optional<std::string> expected; // absent, or still ours on the dead lease
+        const write_outcome first = co_await put_name(name, value, expected);
+        if (first.written) continue;
+        if (first.current.holder == holder) {
+          expected = first.current.raw;
+          const write_outcome moved = co_await put_name(name, value, expected);
+          if (moved.written) continue;
+        }
+        book_.release(this_process(), holder, &owned::names, name);
+        grove::emit(event{.level = event_level::warning,
+                          .layer = "registry",
+                          .name = "etcd_name_lost",
+                          .fields = {{"registry", self().to_string()}, {"name", name}, {"holder", holder.to_string()},
+                                     {"now", first.current.holder.to_string()}}});
+      }
+      for (const auto& [member, key] : memberships) {
+        const std::string k = member_key(key, member);
+        auto value = my_members_.find(k);
+        if (value == my_members_.end()) continue;
+        etcd::put_options po;
+        po.lease = lease_;
+        (void)co_await etcd_.put(k, value->second, po);
+      }
+      for (const auto& [name, c] : claims_) {
+        const std::optional<std::string> expected;
+        (void)co_await put_name(name, c.value, expected); // lost to another claim: its settle finds it gone
+      }
+      recover_delay_ = std::chrono::milliseconds(100);
+    } catch (const grove::error& e) {
+      lease_ = 0;
+      grove::emit(event{.level = event_level::warning,
+                        .layer = "registry",
+                        .name = "etcd_lease_renewal_failed",
+                        .fields = {{"registry", self().to_string()}, {"reason", e.what()}}});
+      send_after(self(), recover_delay_, message(renew_lease{}));
+      recover_delay_ = std::min<duration>(recover_delay_ * 2, std::chrono::seconds(5));
+    }
+    co_return std::nullopt;
   }
 
   awaitable<void> terminate(const exit_reason&) {
@@ -567,6 +651,7 @@ private:
       }
       for (const auto& group : gone.groups) {
         const std::string key = member_key(group, p);
+        my_members_.erase(key);
         (void)co_await etcd_.erase(key);
       }
     } catch (const grove::error& e) {
@@ -770,13 +855,15 @@ private:
   std::int64_t lease_ = 0;
   pid watcher_;
   detail::registry_book book_;
-  std::unordered_map<std::string, my_claim> claims_;                           // this node's, not settled yet
+  std::unordered_map<std::string, my_claim> claims_;
+  std::unordered_map<std::string, std::string> my_members_; // this node's member keys and what they hold                           // this node's, not settled yet
   std::unordered_map<std::string, std::deque<from<name_claim>>> waiting_;      // claims behind another claim
   std::multimap<std::int64_t, std::function<void()>> waiting_revisions_;       // replies waiting for the watch
   std::unordered_map<std::string, std::vector<member_record>> groups_;         // in join (creation) order
   std::unordered_map<std::string, std::int64_t> known_;                        // key -> mod_revision, for reloads
   std::uint64_t claim_serial_ = 0;
   duration resync_delay_ = std::chrono::milliseconds(100);
+  duration recover_delay_ = std::chrono::milliseconds(100);
 };
 
 using server = server_ref<registry_server>;

@@ -19,8 +19,12 @@
 // One lease per registry, held by an etcd::lease_keeper the registry's
 // process starts: when a node dies, its names and memberships go when the
 // lease's TTL runs out; when a registry stops cleanly, the lease is revoked
-// and they go at once. A registration is written in a transaction only if
-// the key is absent, so of two nodes registering one name, one wins.
+// and they go at once. A lease that ends under a running registry (it
+// expired while etcd was away, or was revoked) is replaced: the registry
+// takes a new one and writes its live names, memberships and claims again
+// (a name another node took meanwhile stays that node's). A registration
+// is written in a transaction only if the key is absent, so of two nodes
+// registering one name, one wins.
 //
 // Lookups (whereis, names, members, meta) read a local cache, lock-free, and
 // never touch the network: the registry loads the prefix when it opens and

@@ -79,6 +79,12 @@ public:
     return true;
   }
 
+  /// Calls f(pid, const owned&) for every owner.
+  template <class F>
+  void for_each_owner(F&& f) const {
+    for (const auto& [p, o] : owners_) f(p, o);
+  }
+
   /// Tells the watchers of `key`.
   void notify(const std::string& key, registry_event::kind what, const pid& who) const {
     auto it = watchers_.find(key);
