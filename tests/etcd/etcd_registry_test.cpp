@@ -335,3 +335,31 @@ TEST_CASE("a registry whose lease is lost takes a new one and registers its name
   REQUIRE(rb->members("crew").size() == 1);
   CHECK(std::any_cast<std::string>(rb->members("crew")[0].value) == "cook");
 }
+
+TEST_CASE("on a three-member etcd cluster, killing the member the registries use leaves them working") {
+  test_support::etcd_cluster etcd(3);
+  etcd::client client{etcd::client_options{.endpoints = etcd.urls()}};
+  grove::node a{{.threads = 1}};
+  grove::node b{{.threads = 1}};
+  auto ra = open_on(a, client);
+  auto rb = open_on(b, client);
+  const grove::pid before = idle_process(a);
+  const grove::pid after = idle_process(a);
+  on(b, [&](grove::process& self) -> awaitable<void> {
+    co_await rb->watch("before");
+    co_await rb->watch("after");
+    co_await ra->register_name("before", before);
+    const grove::registry_event first = co_await next_event(self);
+    CHECK(first.process == before);
+    // Every client talks to the first endpoint while it answers: that one goes.
+    etcd.member(0).kill();
+    co_await ra->register_name("after", after); // through a member still up
+    const grove::registry_event second = co_await next_event(self); // b's watch moved over too
+    CHECK(second.key == "after");
+    CHECK(second.what == grove::registry_event::kind::registered);
+    CHECK(second.process == after);
+  });
+  CHECK(rb->whereis("before") == before);
+  CHECK(rb->whereis("after") == after);
+  CHECK(client.current_endpoint() != etcd.urls()[0]);
+}

@@ -288,10 +288,8 @@ public:
     if (lease_ == 0) co_return refuse(f, etcd::errc::lease_not_found, renewing_text);
     try {
       const std::string key = member_key(r.key, r.member);
-      etcd::put_options po;
-      po.lease = lease_;
       const std::string text = value->dump();
-      const etcd::put_result put = co_await etcd_.put(key, text, po);
+      const etcd::put_result put = co_await put_again_if_unknown(key, text, lease_);
       book_.owner(this_process(), r.member).groups.insert(r.key);
       my_members_[key] = text;
       after(put.revision, [f] { f.reply(true); });
@@ -328,7 +326,7 @@ public:
   awaitable<call_result<bool>> handle_call(meta_request r, from<bool> f) {
     try {
       const std::string key = options_.prefix + "meta/" + r.key;
-      const etcd::put_result put = co_await etcd_.put(key, r.value);
+      const etcd::put_result put = co_await put_again_if_unknown(key, r.value, 0);
       after(put.revision, [f] { f.reply(true); });
       co_return noreply;
     } catch (const grove::error& e) {
@@ -480,9 +478,7 @@ public:
         const std::string k = member_key(key, member);
         auto value = my_members_.find(k);
         if (value == my_members_.end()) continue;
-        etcd::put_options po;
-        po.lease = lease_;
-        (void)co_await etcd_.put(k, value->second, po);
+        (void)co_await put_again_if_unknown(k, value->second, lease_);
       }
       for (const auto& [name, c] : claims_) {
         const std::optional<std::string> expected;
@@ -558,29 +554,73 @@ private:
   /// `expected`, holds exactly that). Not written: who holds it now.
   awaitable<write_outcome> put_name(const std::string& name, const std::string& value, std::optional<std::string> expected) {
     const std::string key = name_key(name);
-    etcd::txn_request t;
-    t.when.push_back(expected ? etcd::compare::value_is(key, *expected) : etcd::compare::absent(key));
-    t.then.push_back(etcd::txn_op::put(key, value, lease_));
-    t.otherwise.push_back(etcd::txn_op::get(key));
-    const etcd::txn_result r = co_await etcd_.txn(std::move(t));
-    write_outcome out;
-    out.written = r.succeeded;
-    out.revision = r.revision;
-    if (!r.succeeded) {
-      if (const auto* g = std::get_if<etcd::get_result>(&r.responses.at(0)); g && !g->kvs.empty()) {
-        out.current = parse_name(g->kvs[0].value);
+    for (int attempt = 1;; ++attempt) {
+      etcd::txn_request t;
+      t.when.push_back(expected ? etcd::compare::value_is(key, *expected) : etcd::compare::absent(key));
+      t.then.push_back(etcd::txn_op::put(key, value, lease_));
+      t.otherwise.push_back(etcd::txn_op::get(key));
+      std::optional<etcd::txn_result> r;
+      try {
+        r = co_await etcd_.txn(std::move(t));
+      } catch (const grove::error& e) {
+        if (e.code() != etcd::errc::outcome_unknown || attempt == 3) throw;
       }
+      if (!r) {
+        // Sent, answer lost (the member died): the value says whether it
+        // landed, as no other writer writes this one (it names the holder
+        // or the claim); if not, the transaction is safe to send again.
+        const etcd::get_result now = co_await etcd_.get(key);
+        if (!now.kvs.empty() && now.kvs[0].value == value) {
+          write_outcome landed;
+          landed.written = true;
+          landed.revision = now.kvs[0].mod_revision;
+          co_return landed;
+        }
+        continue;
+      }
+      write_outcome out;
+      out.written = r->succeeded;
+      out.revision = r->revision;
+      if (!r->succeeded) {
+        if (const auto* g = std::get_if<etcd::get_result>(&r->responses.at(0)); g && !g->kvs.empty()) {
+          out.current = parse_name(g->kvs[0].value);
+        }
+      }
+      co_return out;
     }
-    co_return out;
   }
 
   /// Deletes `key` if it holds `value`; the revision of the delete, or 0.
   awaitable<std::int64_t> erase_if_value(const std::string& key, const std::string& value) {
-    etcd::txn_request t;
-    t.when.push_back(etcd::compare::value_is(key, value));
-    t.then.push_back(etcd::txn_op::erase(key));
-    const etcd::txn_result r = co_await etcd_.txn(std::move(t));
-    co_return r.succeeded ? r.revision : 0;
+    for (int attempt = 1;; ++attempt) {
+      etcd::txn_request t;
+      t.when.push_back(etcd::compare::value_is(key, value));
+      t.then.push_back(etcd::txn_op::erase(key));
+      std::optional<etcd::txn_result> r;
+      try {
+        r = co_await etcd_.txn(std::move(t));
+      } catch (const grove::error& e) {
+        if (e.code() != etcd::errc::outcome_unknown || attempt == 3) throw;
+      }
+      if (r) co_return r->succeeded ? r->revision : 0;
+      // Answer lost: gone (or changed) now means done; the read's revision
+      // is at or after the delete's.
+      const etcd::get_result now = co_await etcd_.get(key);
+      if (now.kvs.empty() || now.kvs[0].value != value) co_return now.revision;
+    }
+  }
+
+  /// A put that may be sent again (it writes the same key and value).
+  awaitable<etcd::put_result> put_again_if_unknown(const std::string& key, const std::string& value, std::int64_t lease) {
+    etcd::put_options po;
+    po.lease = lease;
+    for (int attempt = 1;; ++attempt) {
+      try {
+        co_return co_await etcd_.put(key, value, po);
+      } catch (const grove::error& e) {
+        if (e.code() != etcd::errc::outcome_unknown || attempt == 3) throw;
+      }
+    }
   }
 
   /// Answers `f` now or once the claim on `name` before it settles.
