@@ -733,6 +733,12 @@ private:
 
   awaitable<void> apply_one(bool put, const etcd::key_value& kv) {
     if (!kv.key.starts_with(options_.prefix)) co_return;
+    // What the cache holds, key by key, for a reload to diff against.
+    if (put) {
+      known_[kv.key] = kv.mod_revision;
+    } else {
+      known_.erase(kv.key);
+    }
     const std::string_view rest = std::string_view(kv.key).substr(options_.prefix.size());
     if (rest.starts_with("names/")) {
       const std::string name(rest.substr(6));
@@ -857,9 +863,8 @@ private:
     std::set<std::string> present;
     for (const etcd::key_value& kv : all.kvs) {
       present.insert(kv.key);
-      const bool same = known_.contains(kv.key) && known_[kv.key] == kv.mod_revision;
-      if (!same) co_await apply_one(true, kv);
-      known_[kv.key] = kv.mod_revision;
+      const auto seen = known_.find(kv.key);
+      if (seen == known_.end() || seen->second != kv.mod_revision) co_await apply_one(true, kv);
     }
     std::vector<std::string> vanished;
     for (const auto& [key, revision] : known_) {
@@ -869,7 +874,6 @@ private:
       etcd::key_value kv;
       kv.key = key;
       co_await apply_one(false, kv);
-      known_.erase(key);
     }
     advance(all.revision);
     spawn_options so;
