@@ -1,7 +1,7 @@
 // The tenant store contract (grove/tenant/store.hpp) as test templates,
 // instantiated for each implementation with a Kind whose open() gives a
 // fresh, empty store: memory and SQLite in store_test.cpp, etcd in
-// tests/etcd/etcd_tenant_store_test.cpp. Invoke the four templates with
+// tests/etcd/etcd_tenant_store_test.cpp. Invoke the templates with
 // GROVE_STORE_CONTRACT(kinds...).
 #pragma once
 
@@ -146,8 +146,25 @@ TEST_CASE_TEMPLATE_DEFINE("a_change_with_a_bad_tenant_id_applies_nothing", Kind,
   CHECK(got.outbox.empty());
 }
 
+TEST_CASE_TEMPLATE_DEFINE("a_change_erasing_and_putting_one_id_keeps_the_put_and_a_twice_acknowledged_event_is_fine", Kind,
+                          store_contract_4) {
+  Kind kind;
+  auto store = kind.open();
+  store->commit(put(record("t", 1)));
+  grove::tenant_change both = put(record("t", 2), {event("t", grove::tenant_event_kind::update, 2)});
+  both.erase = "t"; // erased, then put: the put stands
+  const auto sequences = store->commit(std::move(both));
+  REQUIRE(sequences.size() == 1);
+  auto got = store->load();
+  REQUIRE(got.records.size() == 1);
+  CHECK(got.records[0].generation == 2);
+  store->acknowledge({sequences[0], sequences[0]});
+  CHECK(store->load().outbox.empty());
+}
+
 #define GROVE_STORE_CONTRACT(...)                                                                                      \
   TEST_CASE_TEMPLATE_INVOKE(store_contract_0, __VA_ARGS__);                                                            \
   TEST_CASE_TEMPLATE_INVOKE(store_contract_1, __VA_ARGS__);                                                            \
   TEST_CASE_TEMPLATE_INVOKE(store_contract_2, __VA_ARGS__);                                                            \
-  TEST_CASE_TEMPLATE_INVOKE(store_contract_3, __VA_ARGS__)
+  TEST_CASE_TEMPLATE_INVOKE(store_contract_3, __VA_ARGS__);                                                            \
+  TEST_CASE_TEMPLATE_INVOKE(store_contract_4, __VA_ARGS__)

@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cstdio>
@@ -246,7 +247,11 @@ std::vector<std::uint64_t> etcd_tenant_store::commit(tenant_change change) {
   }
   etcd::txn_request t;
   try {
-    if (change.erase) t.then.push_back(etcd::txn_op::erase(options_.prefix + "records/" + *change.erase));
+    // Erased then put (as the other stores apply it): the put stands, and
+    // etcd refuses a transaction naming one key twice.
+    if (change.erase && !(change.put && change.put->id == *change.erase)) {
+      t.then.push_back(etcd::txn_op::erase(options_.prefix + "records/" + *change.erase));
+    }
     if (change.put) t.then.push_back(etcd::txn_op::put(options_.prefix + "records/" + change.put->id, record_value(*change.put)));
   } catch (const nlohmann::json::exception& e) {
     throw grove::error(tenant_errc::store_failed, describe() + ": the record cannot be written as JSON: " + e.what());
@@ -263,7 +268,11 @@ std::vector<std::uint64_t> etcd_tenant_store::commit(tenant_change change) {
   return sequences;
 }
 
-void etcd_tenant_store::acknowledge(const std::vector<std::uint64_t>& sequences) {
+void etcd_tenant_store::acknowledge(const std::vector<std::uint64_t>& given) {
+  // Each once: etcd refuses a transaction naming one key twice.
+  std::vector<std::uint64_t> sequences = given;
+  std::sort(sequences.begin(), sequences.end());
+  sequences.erase(std::unique(sequences.begin(), sequences.end()), sequences.end());
   if (sequences.empty()) return;
   for (std::size_t from = 0; from < sequences.size(); from += max_events_per_change) {
     etcd::txn_request t;
