@@ -5,6 +5,7 @@
 #include <grove/etcd/lease_keeper.hpp>
 #include <grove/registry/detail/name_table.hpp>
 #include <grove/registry/detail/registry_book.hpp>
+#include <grove/registry/detail/requests.hpp>
 #include <grove/registry/error.hpp>
 
 #include <nlohmann/json.hpp>
@@ -121,49 +122,15 @@ struct etcd_registry::tables {
 
 namespace {
 
-// -- requests to the registry's process ---------------------------------------------
-
-struct register_request {
-  using reply_type = bool;
-  std::string name;
-  pid owner;
-};
-struct unregister_request {
-  using reply_type = bool;
-  std::string name;
-  pid owner;
-};
-struct join_request {
-  using reply_type = bool;
-  std::string key;
-  std::any value;
-  pid member;
-};
-struct leave_request {
-  using reply_type = bool;
-  std::string key;
-  pid member;
-};
-struct watch_request {
-  using reply_type = bool;
-  std::string key;
-  pid watcher;
-  bool on;
-};
-struct claim_request {
-  using reply_type = name_claim;
-  std::string name;
-};
-struct settle_request {
-  using reply_type = bool;
-  std::string name;
-  pid started;
-};
-struct meta_request {
-  using reply_type = bool;
-  std::string key;
-  std::string value;
-};
+// The requests (registry/detail/requests.hpp).
+using detail::claim_request;
+using detail::join_request;
+using detail::leave_request;
+using detail::meta_request;
+using detail::register_request;
+using detail::settle_request;
+using detail::unregister_request;
+using detail::watch_request;
 
 /// What the watch process hands the registry's process: one revision's
 /// events, or that the watch ended (a compaction passed it).
@@ -225,7 +192,7 @@ public:
 
   // -- names ----------------------------------------------------------------------
 
-  awaitable<call_result<bool>> handle_call(register_request r, from<bool> f) {
+  awaitable<call_result<std::error_code>> handle_call(register_request r, from<std::error_code> f) {
     if (r.name.empty()) co_return refuse(f, errc::invalid_argument, "a registered name must not be empty");
     if (!tables_->local(r.owner)) {
       co_return refuse(f, errc::invalid_argument,
@@ -234,7 +201,7 @@ public:
     }
     if (!alive(r.owner)) co_return refuse(f, errc::noproc, "cannot register '" + r.name + "' to " + r.owner.to_string());
     const std::optional<name_entry> now = tables_->names.find(r.name);
-    if (now && now->holder == r.owner) co_return true; // the holder again: a no-op
+    if (now && now->holder == r.owner) co_return std::error_code{}; // the holder again: a no-op
     if (lease_ == 0) co_return refuse(f, etcd::errc::lease_not_found, renewing_text);
     if (now && (!now->holder || tables_->live(now->holder))) {
       co_return refuse(f, registry_errc::already_registered, held_text(r.name, *now));
@@ -248,7 +215,7 @@ public:
       const write_outcome w = co_await put_name(r.name, value, expected);
       if (!w.written) co_return refuse(f, registry_errc::already_registered, held_text(r.name, w.current));
       book_.owner(this_process(), r.owner).names.insert(r.name);
-      after(w.revision, [f] { f.reply(true); });
+      after(w.revision, [f] { f.reply(std::error_code{}); });
       co_return noreply;
     } catch (const grove::error& e) {
       co_return refuse(f, e.code(), e.what());
@@ -272,7 +239,7 @@ public:
 
   // -- groups ---------------------------------------------------------------------
 
-  awaitable<call_result<bool>> handle_call(join_request r, from<bool> f) {
+  awaitable<call_result<std::error_code>> handle_call(join_request r, from<std::error_code> f) {
     if (!tables_->local(r.member)) {
       co_return refuse(f, errc::invalid_argument,
                        "cannot join " + r.member.to_string() + " to '" + r.key + "': not a process of this registry's node");
@@ -292,7 +259,7 @@ public:
       const etcd::put_result put = co_await put_again_if_unknown(key, text, lease_);
       book_.owner(this_process(), r.member).groups.insert(r.key);
       my_members_[key] = text;
-      after(put.revision, [f] { f.reply(true); });
+      after(put.revision, [f] { f.reply(std::error_code{}); });
       co_return noreply;
     } catch (const grove::error& e) {
       co_return refuse(f, e.code(), e.what());
@@ -316,11 +283,11 @@ public:
 
   // -- watchers and metadata ----------------------------------------------------------
 
-  call_result<bool> handle_call(watch_request r, from<bool> f) {
+  call_result<std::error_code> handle_call(watch_request r, from<std::error_code> f) {
     if (!book_.watch(this_process(), r.key, r.watcher, r.on)) {
       return refuse(f, errc::noproc, "cannot watch '" + r.key + "' for " + r.watcher.to_string());
     }
-    return true;
+    return std::error_code{};
   }
 
   awaitable<call_result<bool>> handle_call(meta_request r, from<bool> f) {

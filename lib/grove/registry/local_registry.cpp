@@ -4,6 +4,7 @@
 #include <grove/core/node.hpp>
 #include <grove/registry/detail/name_table.hpp>
 #include <grove/registry/detail/registry_book.hpp>
+#include <grove/registry/detail/requests.hpp>
 
 #include <algorithm>
 #include <deque>
@@ -36,49 +37,15 @@ struct registry_families {
 
 namespace {
 
-// -- requests to the registry's process ---------------------------------------------
-
-struct register_request {
-  using reply_type = std::error_code;
-  std::string name;
-  pid owner;
-};
-struct unregister_request {
-  using reply_type = bool;
-  std::string name;
-  pid owner;
-};
-struct join_request {
-  using reply_type = std::error_code;
-  std::string key;
-  std::any value;
-  pid member;
-};
-struct leave_request {
-  using reply_type = bool;
-  std::string key;
-  pid member;
-};
-struct watch_request {
-  using reply_type = std::error_code;
-  std::string key;
-  pid watcher;
-  bool on;
-};
-struct claim_request {
-  using reply_type = name_claim;
-  std::string name;
-};
-struct settle_request {
-  using reply_type = bool;
-  std::string name;
-  pid started;
-};
-struct meta_request {
-  using reply_type = bool;
-  std::string key;
-  std::string value;
-};
+// The requests (registry/detail/requests.hpp).
+using detail::claim_request;
+using detail::join_request;
+using detail::leave_request;
+using detail::meta_request;
+using detail::register_request;
+using detail::settle_request;
+using detail::unregister_request;
+using detail::watch_request;
 
 /// Applies every change, one at a time, and monitors every process that
 /// owns something in the registry (a name, a membership, a watch, a claim).
