@@ -18,6 +18,7 @@ constexpr const char* core_messages[] = {
     "the wait was cancelled because the waiting process is exiting",
     "invalid argument",
     "a handler returned a result that handler may not return",
+    "no connection to the target's node: the link between the nodes is down",
 };
 
 } // namespace
@@ -28,7 +29,7 @@ std::string detail::table_category::message(int value) const {
 }
 
 const std::error_category& error_category() noexcept {
-  return detail::table_category_of<errc::bad_directive>("grove.core", core_messages);
+  return detail::table_category_of<errc::noconnection>("grove.core", core_messages);
 }
 
 void detail::throw_wrong_message_type(const char* wanted, const char* held) {

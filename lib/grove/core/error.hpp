@@ -47,6 +47,7 @@ enum class errc {
   cancelled,         ///< the waiting process was killed or the wait was cancelled
   invalid_argument,  ///< an option or argument is out of range; the text names it
   bad_directive,     ///< a handler returned what that handler may not return; the text says which
+  noconnection,      ///< the target is on another node and the link to it is down (grove/dist)
 };
 
 const std::error_category& error_category() noexcept;

@@ -12,6 +12,7 @@ std::string exit_reason::to_string() const {
   case kind::killed: return "killed";
   case kind::error: return "{error, " + detail_ + "}";
   case kind::noproc: return "noproc";
+  case kind::noconnection: return "noconnection";
   }
   return "unknown";
 }

@@ -22,6 +22,7 @@ public:
     killed,   ///< the reason a process ends with after `kill`
     error,    ///< a handler threw; detail() is the exception's text
     noproc,   ///< reported for a process that was already gone
+    noconnection, ///< the link to the other process's node went down (grove/dist)
   };
 
   /// Default: normal.
@@ -35,6 +36,9 @@ public:
   static exit_reason killed() { return exit_reason(kind::killed, {}); }
   static exit_reason error(std::string what) { return exit_reason(kind::error, std::move(what)); }
   static exit_reason noproc() { return exit_reason(kind::noproc, {}); }
+  /// A monitor or link to a process of another node whose link dropped
+  /// (Erlang's `noconnection`).
+  static exit_reason noconnection() { return exit_reason(kind::noconnection, {}); }
 
   kind what() const noexcept { return kind_; }
   /// The shutdown value or the exception text; empty otherwise.
@@ -47,7 +51,7 @@ public:
   bool is_clean() const noexcept { return kind_ == kind::normal || kind_ == kind::shutdown; }
 
   /// "normal", "shutdown", "{shutdown, value}", "kill", "killed",
-  /// "{error, text}", "noproc".
+  /// "{error, text}", "noproc", "noconnection".
   std::string to_string() const;
 
   friend bool operator==(const exit_reason&, const exit_reason&) = default;

@@ -85,6 +85,9 @@ public:
     return *address<T>();
   }
 
+  /// The held type (typeid(void) when empty).
+  const std::type_info& type() const noexcept { return ops_ ? ops_->type() : typeid(void); }
+
   /// Name of the held type as the compiler spells it (for logs).
   const char* type_name() const noexcept { return ops_ ? ops_->type().name() : "empty"; }
 

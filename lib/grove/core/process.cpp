@@ -1,5 +1,6 @@
 #include <grove/core/detail/node_metrics.hpp>
 #include <grove/core/detail/process_executor.hpp>
+#include <grove/core/detail/remote.hpp>
 #include <grove/core/detail/runtime.hpp>
 #include <grove/core/error.hpp>
 #include <grove/core/gen_server.hpp>
@@ -27,18 +28,39 @@ std::atomic<std::uint64_t> next_ref_id{1};
 
 std::uint64_t new_ref_id() noexcept { return next_ref_id.fetch_add(1, std::memory_order_relaxed); }
 
+std::atomic<remote_router*> installed_router{nullptr};
+
 /// Always posted, even to a process on this worker: an exit can end the
 /// target, whose own exit signals end the next, and so on; posting unrolls a
 /// cascade down a long chain of links through the queue, not the stack.
 void send_exit_signal(const pid& target, const pid& from, const exit_reason& reason, bool from_link) {
+  if (remote_router* r = remote_router_for(target)) {
+    r->exit_signal(target, from, reason, from_link);
+    return;
+  }
   on_owner<true>(target, [from, reason, from_link](process_state* t) {
     if (t) t->on_exit_signal(from, reason, from_link);
   });
 }
 
 void send_down(const pid& watcher, const monitor_ref& ref, const exit_reason& reason) {
+  if (remote_router* r = remote_router_for(watcher)) {
+    r->down(watcher, ref, reason);
+    return;
+  }
   on_owner(watcher, [ref, reason](process_state* w) {
     if (w) w->on_down(ref, reason);
+  });
+}
+
+/// Ends the local monitor `id` of ref.target (a process of this node or another).
+void end_monitor_at_target(const pid& watcher, const monitor_ref& ref) {
+  if (remote_router* r = remote_router_for(ref.target)) {
+    r->demonitor(watcher, ref);
+    return;
+  }
+  on_owner(ref.target, [id = ref.id](process_state* t) {
+    if (t) t->on_demonitor(id);
   });
 }
 
@@ -265,6 +287,10 @@ bool process_state::stopped_by_parent() const noexcept {
 
 void process_state::link(const pid& other) {
   if (other == self || !rel().links.insert(other)) return;
+  if (remote_router* r = remote_router_for(other)) {
+    r->link(self, other);
+    return;
+  }
   on_owner(other, [me = self, other](process_state* o) {
     if (o) {
       o->on_link(me);
@@ -276,6 +302,10 @@ void process_state::link(const pid& other) {
 
 void process_state::unlink(const pid& other) {
   if (!relations_ || !relations_->links.erase(other)) return;
+  if (remote_router* r = remote_router_for(other)) {
+    r->unlink(self, other);
+    return;
+  }
   on_owner(other, [me = self](process_state* o) {
     if (o) o->on_unlink(me);
   });
@@ -284,6 +314,10 @@ void process_state::unlink(const pid& other) {
 monitor_ref process_state::monitor(const pid& target) {
   monitor_ref ref{target, new_ref_id()};
   rel().monitors.insert(ref.id, target);
+  if (remote_router* r = remote_router_for(target)) {
+    r->monitor(self, ref);
+    return ref;
+  }
   on_owner(target, [me = self, ref](process_state* t) {
     if (t) {
       t->on_monitor(ref.id, me);
@@ -296,11 +330,7 @@ monitor_ref process_state::monitor(const pid& target) {
 
 bool process_state::demonitor(const monitor_ref& ref) {
   bool active = relations_ && relations_->monitors.erase(ref.id);
-  if (active) {
-    on_owner(ref.target, [id = ref.id](process_state* t) {
-      if (t) t->on_demonitor(id);
-    });
-  }
+  if (active) end_monitor_at_target(self, ref);
   bool removed = remove_queued([&](const envelope& env) {
     auto* down = env.body.get_if<down_message>();
     return down && down->ref == ref;
@@ -342,11 +372,7 @@ void process_state::die(exit_reason reason, bool coroutine_running) {
     r->links.for_each([&](const pid& other) { send_exit_signal(other, self, reason, true); });
     r->monitored_by.for_each(
         [&](std::uint64_t id, const pid& watcher) { send_down(watcher, monitor_ref{self, id}, reason); });
-    r->monitors.for_each([](std::uint64_t id, const pid& target) {
-      on_owner(target, [id](process_state* t) {
-        if (t) t->on_demonitor(id);
-      });
-    });
+    r->monitors.for_each([&](std::uint64_t id, const pid& target) { end_monitor_at_target(self, monitor_ref{target, id}); });
   }
 
   if (waiter_) complete_wait(asio::error::operation_aborted, false);
@@ -499,6 +525,10 @@ pid spawn(node& n, std::unique_ptr<body_base> body, const spawn_options& options
 }
 
 void deliver_envelope(const pid& to, envelope env) {
+  if (remote_router* r = remote_router_for(to)) {
+    r->deliver(to, std::move(env));
+    return;
+  }
   on_owner(to, [env = std::move(env)](process_state* t) mutable {
     if (t) {
       t->deliver(std::move(env));
@@ -506,6 +536,57 @@ void deliver_envelope(const pid& to, envelope env) {
       env.reply->fail(errc::noproc);
     }
   });
+}
+
+// -- other nodes (grove/dist) --------------------------------------------------------
+
+remote_router* remote_router_for(const pid& p) noexcept {
+  remote_router* r = installed_router.load(std::memory_order_acquire);
+  return r && r->handles(p) ? r : nullptr;
+}
+
+void set_remote_router(remote_router* r) noexcept { installed_router.store(r, std::memory_order_release); }
+
+std::uint64_t new_monitor_id() noexcept { return new_ref_id(); }
+
+void link_from_remote(const pid& to, const pid& from) {
+  on_owner(to, [to, from](process_state* t) {
+    if (t) {
+      t->on_link(from);
+    } else {
+      send_exit_signal(from, to, exit_reason::noproc(), true);
+    }
+  });
+}
+
+void unlink_from_remote(const pid& to, const pid& from) {
+  on_owner(to, [from](process_state* t) {
+    if (t) t->on_unlink(from);
+  });
+}
+
+void monitor_from_remote(const pid& target, std::uint64_t id, const pid& watcher) {
+  on_owner(target, [target, id, watcher](process_state* t) {
+    if (t) {
+      t->on_monitor(id, watcher);
+    } else {
+      send_down(watcher, monitor_ref{target, id}, exit_reason::noproc());
+    }
+  });
+}
+
+void demonitor_from_remote(const pid& target, std::uint64_t id) {
+  on_owner(target, [id](process_state* t) {
+    if (t) t->on_demonitor(id);
+  });
+}
+
+void exit_signal_to_local(const pid& to, const pid& from, const exit_reason& reason, bool from_link) {
+  send_exit_signal(to, from, reason, from_link);
+}
+
+void down_to_local(const pid& watcher, const monitor_ref& ref, const exit_reason& reason) {
+  send_down(watcher, ref, reason);
 }
 
 // -- timers ------------------------------------------------------------------------
@@ -573,6 +654,10 @@ void process::set_label(std::string label) { state_->label = std::move(label); }
 void send(const pid& to, message m) { detail::deliver_envelope(to, detail::envelope{.body = std::move(m)}); }
 
 void exit(const pid& target, exit_reason reason) {
+  if (detail::remote_router* r = detail::remote_router_for(target)) {
+    r->exit_signal(target, self(), reason, false);
+    return;
+  }
   on_owner(target, [from = self(), reason = std::move(reason)](process_state* t) {
     if (t) t->on_exit_signal(from, reason, false);
   });
@@ -603,6 +688,19 @@ timer_ref send_after(const pid& to, duration delay, message m) {
   auto state = std::make_shared<detail::timer_state>();
   state->target = to;
   state->body = std::move(m);
+  if (detail::remote_router_for(to) && detail::this_worker) {
+    // A process of another node: the timer runs here, and its message goes
+    // through dist when it fires (cancel_timer stops it from firing; the io
+    // timer itself ends at its expiry).
+    auto timer = std::make_shared<boost::asio::steady_timer>(*detail::this_worker->io, delay);
+    state->timer = timer;
+    timer->async_wait([state, timer](boost::system::error_code) {
+      std::uint8_t expected = detail::timer_state::armed;
+      if (!state->state.compare_exchange_strong(expected, detail::timer_state::fired)) return;
+      detail::deliver_envelope(state->target, detail::envelope{.body = std::move(state->body), .timer_id = state->id});
+    });
+    return timer_ref(std::move(state));
+  }
   // Armed on the target's worker, where its handler delivers. A target
   // gone by then is nobody to fire at: no io timer, and cancel_timer still
   // says (truly) that the message will never be handled.

@@ -1,5 +1,6 @@
 #include <grove/etcd/etcd_registry.hpp>
 
+#include <grove/core/pid_text.hpp>
 #include <grove/core/event.hpp>
 #include <grove/core/gen_server.hpp>
 #include <grove/etcd/lease_keeper.hpp>
@@ -32,29 +33,6 @@ struct name_entry {
 };
 
 // -- pids and keys as text ------------------------------------------------------------
-
-std::string pid_text(const pid& p) {
-  return std::to_string(p.node_id()) + "." + std::to_string(p.creation()) + "." + std::to_string(p.worker()) + "." +
-         std::to_string(p.slot()) + "." + std::to_string(p.serial());
-}
-
-std::optional<pid> parse_pid(std::string_view text) {
-  std::uint64_t parts[5] = {};
-  const char* at = text.data();
-  const char* end = text.data() + text.size();
-  for (int i = 0; i < 5; ++i) {
-    auto [next, ec] = std::from_chars(at, end, parts[i]);
-    if (ec != std::errc()) return std::nullopt;
-    at = next;
-    if (i < 4) {
-      if (at == end || *at != '.') return std::nullopt;
-      ++at;
-    }
-  }
-  if (at != end) return std::nullopt;
-  return pid(static_cast<std::uint32_t>(parts[0]), static_cast<std::uint32_t>(parts[1]),
-             static_cast<std::uint32_t>(parts[2]), static_cast<std::uint32_t>(parts[3]), parts[4]);
-}
 
 /// A group key inside an etcd key: '/' and '%' escaped, so that the member
 /// is what follows the last '/'.

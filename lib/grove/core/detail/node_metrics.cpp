@@ -23,6 +23,8 @@ const char* kind_name(exit_reason::kind k) noexcept {
     return "error";
   case exit_reason::kind::noproc:
     return "noproc";
+  case exit_reason::kind::noconnection:
+    return "noconnection";
   }
   return "unknown";
 }
