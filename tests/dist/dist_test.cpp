@@ -3,14 +3,17 @@
 #include <grove/dist/dist.hpp>
 
 #include "../child_process.hpp"
+#include "../etcd/etcd_server.hpp"
 #include "../readme_check.hpp"
 #include "dist_types.hpp"
 
 #include <grove/core/node.hpp>
+#include <grove/etcd/etcd_registry.hpp>
 
 #include <doctest/doctest.h>
 
 #include <chrono>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -27,8 +30,8 @@ struct peer {
   std::uint32_t node = 0;
   grove::pid service{};
 
-  explicit peer(std::uint32_t id, std::string secret = cookie)
-      : process({GROVE_DIST_PEER, std::to_string(id), secret, std::string(GROVE_SOURCE_ROOT) + "/certs"}) {
+  explicit peer(std::uint32_t id, std::string secret = cookie, std::string etcd_url = {})
+      : process({GROVE_DIST_PEER, std::to_string(id), secret, std::string(GROVE_SOURCE_ROOT) + "/certs", etcd_url}) {
     auto line = nlohmann::json::parse(process.wait_for("\"port\""));
     port = line.at("port").get<std::uint16_t>();
     node = line.at("node").get<std::uint32_t>();
@@ -325,4 +328,94 @@ TEST_CASE("dist: options are checked, and one dist runs per program") {
   d->stop();
   auto again = n.block_on(grove::dist::start(n, plain_options()));
   again->stop();
+}
+
+TEST_CASE("dist: with options.resolve a node dials on demand, and again once the other node restarted") {
+  registered r;
+  std::optional<peer> p;
+  p.emplace(2);
+  std::mutex mutex;
+  std::uint16_t port_of_2 = p->port;
+  grove::node n(node_one());
+  grove::dist::options o = plain_options();
+  o.resolve = [&](std::uint32_t node) -> std::string {
+    std::lock_guard lock(mutex);
+    if (node == 2) return "127.0.0.1:" + std::to_string(port_of_2);
+    if (node == 8) return "127.0.0.1:1"; // nothing listens there
+    return {};
+  };
+  auto d = n.block_on(grove::dist::start(n, o));
+  CHECK(d->peers().empty());
+
+  // No connect(): the first call opens the link, and the casts before it wait for it, in order.
+  const grove::pid first = p->service;
+  n.block_on([&](grove::process&) -> grove::awaitable<void> {
+    grove::server_ref<service> remote(first);
+    for (int i = 0; i < 20; ++i) remote.cast(dist_test::note{"n" + std::to_string(i)});
+    auto notes = co_await remote.call(dist_test::get_notes{});
+    REQUIRE(notes.size() == 20);
+    for (int i = 0; i < 20; ++i) CHECK(notes[static_cast<std::size_t>(i)] == "n" + std::to_string(i));
+  });
+  REQUIRE(d->peers().size() == 1);
+  CHECK(d->peers()[0].dialed);
+
+  // Node 2 dies and comes back (another life: a new creation, a new port).
+  n.block_on([&](grove::process& self) -> grove::awaitable<void> {
+    self.monitor(first);
+    p->process.stop();
+    auto down = co_await receive_one<grove::down_message>(self);
+    REQUIRE(down);
+    CHECK(down->reason == grove::exit_reason::noconnection());
+  });
+  p.emplace(2);
+  {
+    std::lock_guard lock(mutex);
+    port_of_2 = p->port;
+  }
+  CHECK(p->service.creation() != first.creation());
+  CHECK(n.block_on(grove::server_ref<service>(p->service).call(dist_test::echo{"again"})) == "again");
+  // A pid of its earlier life names no process now.
+  CHECK(call_error(n, [&]() -> grove::awaitable<void> {
+          dist_test::echo request{"old"};
+          co_await grove::server_ref<service>(first).call(std::move(request));
+        }()) == grove::errc::noproc);
+  // A node the resolver does not know: no process; one that cannot be reached: noconnection.
+  CHECK(call_error(n, [&]() -> grove::awaitable<void> {
+          dist_test::echo request{"x"};
+          co_await grove::server_ref<service>(grove::pid(7, 1, 0, 0, 1)).call(std::move(request));
+        }()) == grove::errc::noproc);
+  CHECK(call_error(n, [&]() -> grove::awaitable<void> {
+          dist_test::echo request{"x"};
+          co_await grove::server_ref<service>(grove::pid(8, 1, 0, 0, 1)).call(std::move(request));
+        }()) == grove::errc::noconnection);
+  d->stop();
+}
+
+TEST_CASE("dist: a name held on another node, found through etcd_registry, reached by via") {
+  registered r;
+  test_support::etcd_server etcd_server;
+  peer p(2, cookie, etcd_server.url()); // registers its service as "svc", its dist port as its endpoint
+  grove::node n(node_one());
+  grove::etcd::client etcd(grove::etcd::client_options{.endpoints = {etcd_server.url()}});
+  auto names = std::make_shared<std::unique_ptr<grove::etcd_registry>>();
+  grove::dist::options o = plain_options();
+  o.resolve = [names](std::uint32_t node) { return *names ? (*names)->node_endpoint(node) : std::string(); };
+  auto d = n.block_on(grove::dist::start(n, o));
+  grove::etcd_registry_options ro;
+  ro.endpoint = "127.0.0.1:" + std::to_string(d->port());
+  *names = n.block_on(grove::etcd_registry::open(n, etcd, ro));
+  CHECK((*names)->node_endpoint(2) == "127.0.0.1:" + std::to_string(p.port));
+  CHECK((*names)->node_endpoint(1) == ro.endpoint);
+  CHECK((*names)->node_endpoint(9).empty());
+  // The name is the peer's; no connect(): the via call dials node 2 through the registry's endpoint.
+  CHECK((*names)->whereis("svc") == p.service);
+  CHECK(n.block_on(grove::via<service>(**names, "svc").call(dist_test::echo{"via etcd"})) == "via etcd");
+  grove::via<service>(**names, "svc").cast(dist_test::note{"cast by name"});
+  const auto notes = n.block_on(grove::via<service>(**names, "svc").call(dist_test::get_notes{}));
+  REQUIRE(notes.size() == 1);
+  CHECK(notes[0] == "cast by name");
+  REQUIRE(d->peers().size() == 1);
+  CHECK(d->peers()[0].node == 2);
+  names->reset(); // leaves the cluster (its lease revoked) before the node stops
+  d->stop();
 }

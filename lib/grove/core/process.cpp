@@ -549,6 +549,10 @@ void set_remote_router(remote_router* r) noexcept { installed_router.store(r, st
 
 std::uint64_t new_monitor_id() noexcept { return new_ref_id(); }
 
+bool node_in_program(const pid& p) noexcept {
+  return with_node(p, [](node_state* n) { return n != nullptr; });
+}
+
 void link_from_remote(const pid& to, const pid& from) {
   on_owner(to, [to, from](process_state* t) {
     if (t) {

@@ -14,6 +14,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <algorithm>
+#include <charconv>
 #include <map>
 #include <mutex>
 #include <set>
@@ -55,6 +56,7 @@ void options::validate() const {
     bad("cookie", "required without TLS: a secret every node of the cluster shares");
   }
   if (connect_timeout <= duration::zero()) bad("connect_timeout", "expected a positive duration");
+  if (redial_interval < duration::zero()) bad("redial_interval", "expected a duration of 0 or more");
   link.validate("dist.options");
 }
 
@@ -196,6 +198,7 @@ struct call_answered {
 /// Close the link now (dist stopped, a simultaneous link won, disconnect()).
 struct close_link {
   std::string reason;
+  bool replaced = false; ///< another link to the node took over: what waits here goes to it
 };
 
 class answered_waiter final : public grove::detail::reply_waiter {
@@ -215,21 +218,42 @@ private:
 };
 
 struct route {
-  std::uint32_t creation = 0;
-  pid channel{};
+  std::uint32_t creation = 0; ///< 0 until a handshake said (a link dialed on demand)
+  pid channel{};              ///< null: the node is down
   std::string address;
   bool dialed = false;
+  std::chrono::steady_clock::time_point failed_at{}; ///< the last dial on demand that failed
+  bool up = false;                                    ///< handshake done, link not dropped
 };
+
+/// "host:port" or "[v6]:port" split; nullopt if it is neither.
+std::optional<std::pair<std::string, std::uint16_t>> split_endpoint(const std::string& text) {
+  const std::size_t colon = text.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == text.size()) return std::nullopt;
+  std::string host = text.substr(0, colon);
+  if (host.front() == '[') {
+    if (host.back() != ']') return std::nullopt;
+    host = host.substr(1, host.size() - 2);
+  }
+  unsigned port = 0;
+  const char* end = text.data() + text.size();
+  auto [at, ec] = std::from_chars(text.data() + colon + 1, end, port);
+  if (ec != std::errc() || at != end || port == 0 || port > 65535) return std::nullopt;
+  return std::make_pair(host, static_cast<std::uint16_t>(port));
+}
 
 class state;
 
 /// What a channel is started with (arguments are copied into the process).
 struct channel_start {
   std::shared_ptr<state> owner;
-  std::shared_ptr<std::unique_ptr<erps::detail::transport>> stream;
+  std::shared_ptr<std::unique_ptr<erps::detail::transport>> stream; ///< null: dial `host:port` first
   bool dialed = false;
   bool handshake_first = false;
   std::shared_ptr<grove::detail::reply_slot<std::uint32_t>> ready;
+  std::string host{};
+  std::uint16_t port = 0;
+  std::uint32_t expect_node = 0; ///< a link dialed on demand: the node it is for
 };
 
 std::atomic<bool> running{false};
@@ -307,22 +331,25 @@ public:
   // -- instance ------------------------------------------------------------------------------
   std::uint16_t port() const noexcept override { return port_; }
 
-  awaitable<std::uint32_t> connect(std::string host, std::uint16_t port) override {
-    if (stopped_.load()) throw grove::error(errc::noconnection, "dist: stopped");
-    const std::size_t worker = next_worker_++ % node_.size();
+  /// Connects (TCP, then TLS) on the calling coroutine's executor.
+  asio::awaitable<erps::detail::dialed> dial(std::string host, std::uint16_t port) {
     std::string verify;
     if (options_.tls_client && options_.tls_client->verify_server) {
       verify = options_.tls_client->server_name.empty() ? host : options_.tls_client->server_name;
     }
+    return erps::detail::dial(std::move(host), port, tls_client_.get(), std::move(verify), options_.connect_timeout,
+                              "dist.options.connect_timeout");
+  }
+
+  awaitable<std::uint32_t> connect(std::string host, std::uint16_t port) override {
+    if (stopped_.load()) throw grove::error(errc::noconnection, "dist: stopped");
+    const std::size_t worker = next_worker_++ % node_.size();
     const std::string where = host + ":" + std::to_string(port);
-    erps::detail::dialed d = co_await asio::co_spawn(
-        node_.context(worker),
-        erps::detail::dial(host, port, tls_client_.get(), verify, options_.connect_timeout, "dist.options.connect_timeout"),
-        asio::use_awaitable);
+    erps::detail::dialed d = co_await asio::co_spawn(node_.context(worker), dial(host, port), asio::use_awaitable);
     if (!d.stream) throw grove::error(errc::noconnection, "dist: cannot link to " + where + ": " + d.error);
     auto ready = std::make_shared<grove::detail::reply_slot<std::uint32_t>>();
     channel_start s{shared_from_this(), std::make_shared<std::unique_ptr<erps::detail::transport>>(std::move(d.stream)),
-                    true, false, ready};
+                    true, false, ready, {}, 0, 0};
     co_await start_channel(std::move(s), worker);
     try {
       co_await grove::detail::await_reply(ready, options_.connect_timeout);
@@ -339,7 +366,7 @@ public:
     std::shared_lock lock(mutex_);
     std::vector<peer_info> out;
     for (const auto& [id, r] : routes_) {
-      if (r.channel) out.push_back(peer_info{id, r.creation, r.address, r.dialed});
+      if (r.up) out.push_back(peer_info{id, r.creation, r.address, r.dialed});
     }
     std::sort(out.begin(), out.end(), [](const peer_info& a, const peer_info& b) { return a.node < b.node; });
     return out;
@@ -353,6 +380,7 @@ public:
       if (it == routes_.end() || !it->second.channel) return false;
       channel = it->second.channel;
       it->second.channel = pid();
+      it->second.up = false;
     }
     grove::send(channel, close_link{"disconnect() was called"});
     return true;
@@ -385,9 +413,17 @@ public:
 
   // -- routing (through the shim) ---------------------------------------------------------------
   bool handles(const pid& p) const noexcept {
-    std::shared_lock lock(mutex_);
-    auto it = routes_.find(p.node_id());
-    return it != routes_.end() && it->second.creation == p.creation();
+    {
+      std::shared_lock lock(mutex_);
+      auto it = routes_.find(p.node_id());
+      if (it != routes_.end()) {
+        const route& r = it->second;
+        if (r.creation == p.creation() || (r.channel && r.creation == 0)) return true; // up, down, or being dialed
+        if (r.channel) return false; // linked to another life of that node
+      }
+    }
+    // A node with no link (or down, perhaps restarted): reachable if it can be found.
+    return options_.resolve && !grove::detail::node_in_program(p) && !resolve(p.node_id()).empty();
   }
 
   void deliver(const pid& to, envelope env) {
@@ -442,14 +478,15 @@ public:
       if (stopped_.load()) return false;
       auto it = routes_.find(peer);
       if (it != routes_.end() && it->second.channel && it->second.channel != channel) {
-        const bool ours_by_lower = dialed == (node_.id() < peer);
-        const bool theirs_by_lower = it->second.dialed == (node_.id() < peer);
-        if (it->second.creation == creation && (theirs_by_lower || !ours_by_lower)) return false;
+        const bool new_by_lower = dialed == (node_.id() < peer);
+        const bool old_by_lower = it->second.dialed == (node_.id() < peer);
+        const bool other_life = it->second.creation != 0 && it->second.creation != creation;
+        if (!other_life && old_by_lower && !new_by_lower) return false;
         replaced = it->second.channel;
       }
-      routes_[peer] = route{creation, channel, address, dialed};
+      routes_[peer] = route{creation, channel, address, dialed, {}, true};
     }
-    if (replaced) grove::send(replaced, close_link{"replaced by another link to the same node"});
+    if (replaced) grove::send(replaced, close_link{"replaced by another link to the same node", true});
     return true;
   }
 
@@ -459,7 +496,10 @@ public:
   void forget(std::uint32_t peer, pid channel) {
     std::unique_lock lock(mutex_);
     auto it = routes_.find(peer);
-    if (it != routes_.end() && it->second.channel == channel) it->second.channel = pid();
+    if (it != routes_.end() && it->second.channel == channel) {
+      it->second.channel = pid();
+      it->second.up = false;
+    }
   }
 
   awaitable<void> start_channel(channel_start s, std::size_t worker);
@@ -474,6 +514,43 @@ private:
     hand_over(std::move(o));
   }
 
+  std::string resolve(std::uint32_t node) const noexcept {
+    try {
+      return options_.resolve ? options_.resolve(node) : std::string();
+    } catch (const std::exception& e) {
+      log_event(event_level::warning, "resolve_failed", {}, "node " + std::to_string(node) + ": " + e.what());
+      return {};
+    }
+  }
+
+  /// A link dialed on demand to `node`, if none is up or being dialed and
+  /// the last attempt is older than redial_interval; its channel, or null.
+  pid dial_on_demand(std::uint32_t node) {
+    if (!options_.resolve || stopped_.load()) return {};
+    const std::string where = resolve(node);
+    if (where.empty()) return {};
+    const auto endpoint = split_endpoint(where);
+    if (!endpoint) {
+      log_event(event_level::warning, "resolve_failed", where,
+                "node " + std::to_string(node) + ": \"" + where + "\" is not host:port");
+      return {};
+    }
+    std::unique_lock lock(mutex_);
+    route& r = routes_[node];
+    if (r.channel) return r.channel;
+    const auto now = std::chrono::steady_clock::now();
+    if (r.failed_at != std::chrono::steady_clock::time_point{} && now - r.failed_at < options_.redial_interval) return {};
+    channel_start s{shared_from_this(), nullptr, true, false, nullptr, endpoint->first, endpoint->second, node};
+    r.channel = spawn_channel(std::move(s), next_worker_++ % node_.size());
+    r.address = where;
+    r.dialed = true;
+    return r.channel;
+  }
+
+  pid spawn_channel(channel_start s, std::size_t worker);
+
+public:
+  /// Hands `o` to the link of its node (dialing it on demand).
   void hand_over(outbound o) {
     pid channel;
     {
@@ -481,10 +558,23 @@ private:
       auto it = routes_.find(o.to.node_id());
       if (it != routes_.end()) channel = it->second.channel;
     }
-    // No route any more (or a channel that ends before it reads this): the
+    if (!channel) channel = dial_on_demand(o.to.node_id());
+    // No link (or a channel that ends before it reads this): the
     // outbound's destructor answers with noconnection.
     if (channel) grove::send(channel, std::move(o));
   }
+
+  /// A link dialed on demand ended before its handshake.
+  void dial_failed(std::uint32_t node, pid channel) {
+    std::unique_lock lock(mutex_);
+    auto it = routes_.find(node);
+    if (it != routes_.end() && it->second.channel == channel) {
+      it->second.channel = pid();
+      it->second.failed_at = std::chrono::steady_clock::now();
+    }
+  }
+
+private:
 
   static asio::awaitable<void> accept_loop(std::shared_ptr<state> self, std::shared_ptr<tcp::acceptor> acceptor);
 
@@ -519,10 +609,31 @@ public:
   ~channel() override { finish(); }
 
   action init() {
-    state& d = *start_.owner;
-    link_ = std::make_shared<erps::detail::link>(std::move(*start_.stream), d.config(start_.handshake_first), self(),
-                                                 d.next_link_id());
+    if (!start_.stream) return grove::continue_with(dial_step{});
+    begin(std::move(*start_.stream));
     start_.stream.reset();
+    return action{};
+  }
+
+  awaitable<action> handle_continue(message m) {
+    if (!m.is<dial_step>()) co_return action{};
+    state& d = *start_.owner;
+    const std::string where = start_.host + ":" + std::to_string(start_.port);
+    this_process().set_label("dist link to node " + std::to_string(start_.expect_node) + " " + where + " (dialing)");
+    erps::detail::dialed dialed = co_await d.dial(start_.host, start_.port);
+    if (!dialed.stream) {
+      log_event(event_level::warning, "dial_failed", where,
+                "node " + std::to_string(start_.expect_node) + ": " + dialed.error);
+      co_return grove::stop(exit_reason::shutdown("dist: cannot link to " + where + ": " + dialed.error));
+    }
+    begin(std::move(dialed.stream));
+    co_return action{};
+  }
+
+  void begin(std::unique_ptr<erps::detail::transport> stream) {
+    state& d = *start_.owner;
+    link_ = std::make_shared<erps::detail::link>(std::move(stream), d.config(start_.handshake_first), self(),
+                                                 d.next_link_id());
     peer_address_ = link_->peer();
     this_process().set_label("dist link " + peer_address_);
     link_->start();
@@ -533,12 +644,11 @@ public:
               {"cookie", d.settings().cookie}});
     // A peer that does not say hello within the connect timeout is dropped.
     grove::send_after(self(), d.settings().connect_timeout, hello_deadline{});
-    return action{};
   }
 
   action handle_info(message m) {
     if (auto* f = m.get_if<erps::detail::link_frame>()) {
-      if (f->link != link_->id()) return action{};
+      if (!link_ || f->link != link_->id()) return action{};
       if (f->type != erps::frame_type::cast) return protocol_error("unexpected " + std::string(erps::to_string(f->type)) + " frame");
       json j = json::parse(f->payload, nullptr, false);
       if (j.is_discarded() || !j.is_object()) return protocol_error("a frame that is not a JSON object");
@@ -557,11 +667,12 @@ public:
       return action{};
     }
     if (auto* down = m.get_if<erps::detail::link_down>()) {
-      if (down->link != link_->id()) return action{};
+      if (!link_ || down->link != link_->id()) return action{};
       return stop(exit_reason::shutdown("link down: " + down->reason));
     }
     if (auto* c = m.get_if<close_link>()) {
-      link_->close_after_flush(c->reason, false);
+      if (c->replaced) pass_on_waiting();
+      if (link_) link_->close_after_flush(c->reason, false);
       return stop(exit_reason::shutdown(c->reason));
     }
     if (m.is<hello_deadline>() && !peer_) {
@@ -572,6 +683,7 @@ public:
 
 private:
   struct hello_deadline {};
+  struct dial_step {};
   struct out_call {
     std::shared_ptr<reply_slot_base> slot;
     std::shared_ptr<const type_entry> type;
@@ -588,7 +700,7 @@ private:
 
   action protocol_error(const std::string& why) {
     log_event(event_level::warning, "protocol_error", peer_address_, why);
-    link_->close_after_flush("dist: " + why, true);
+    if (link_) link_->close_after_flush("dist: " + why, true);
     return stop(exit_reason::shutdown("dist: " + why));
   }
 
@@ -609,9 +721,15 @@ private:
     const auto peer = j.at("node").get<std::uint32_t>();
     const auto creation = j.at("creation").get<std::uint32_t>();
     if (peer == d.owner_node().id()) return protocol_error("the peer has this node's id (" + std::to_string(peer) + ")");
+    if (start_.expect_node != 0 && peer != start_.expect_node) {
+      return protocol_error("dialed for node " + std::to_string(start_.expect_node) + ", the peer is node " +
+                            std::to_string(peer) + " (options.resolve gave a stale address?)");
+    }
     if (!d.adopt(peer, creation, self(), peer_address_, start_.dialed)) {
-      // Another link to that node is up (or dist stopped): this one goes.
+      // Another link to that node is up (or dist stopped): this one goes,
+      // and what waited for it goes to that one.
       if (start_.ready) start_.ready->set(peer);
+      pass_on_waiting();
       link_->close_after_flush("a link to node " + std::to_string(peer) + " is up already", false);
       return stop(exit_reason::normal());
     }
@@ -619,6 +737,9 @@ private:
     creation_ = creation;
     log_event(event_level::info, "node_up", peer_address_, "linked to node " + std::to_string(peer));
     if (start_.ready) start_.ready->set(peer);
+    std::vector<outbound> waiting = std::move(waiting_);
+    waiting_.clear();
+    for (outbound& o : waiting) outgoing(o);
     return action{};
   }
 
@@ -782,11 +903,14 @@ private:
   }
 
   void outgoing(outbound& o) {
-    o.done = true;
-    if (!peer_ || o.to.node_id() != *peer_ || o.to.creation() != creation_) {
-      o.done = false; // not this link's node (a route replaced meanwhile): answered as a dropped link
+    if (!peer_ && start_.expect_node != 0 && o.to.node_id() == start_.expect_node) {
+      waiting_.push_back(std::move(o)); // dialing: sent in order once the handshake is done
       return;
     }
+    if (!peer_ || o.to.node_id() != *peer_ || o.to.creation() != creation_) {
+      return; // not this link's node (a route replaced meanwhile): answered as a dropped link (its destructor)
+    }
+    o.done = true;
     switch (o.what) {
     case outbound::kind::deliver: deliver(o); break;
     case outbound::kind::exit:
@@ -875,10 +999,20 @@ private:
     }
   }
 
+  /// Operations that waited for this link's handshake go to the node's
+  /// link that won instead (in their order).
+  void pass_on_waiting() {
+    std::vector<outbound> waiting = std::move(waiting_);
+    waiting_.clear();
+    for (outbound& o : waiting) start_.owner->hand_over(std::move(o));
+  }
+
   /// The link ended: everything across it answers as a dropped link does.
   void finish() noexcept {
     try {
       if (link_) link_->abandon();
+      if (!peer_ && start_.expect_node != 0) start_.owner->dial_failed(start_.expect_node, self());
+      waiting_.clear(); // (each answers noconnection)
       if (peer_) {
         start_.owner->forget(*peer_, self());
         log_event(event_level::info, "node_down", peer_address_, "the link to node " + std::to_string(*peer_) + " is down");
@@ -904,6 +1038,7 @@ private:
 
   channel_start start_;
   std::shared_ptr<erps::detail::link> link_;
+  std::vector<outbound> waiting_; // dialing: operations for after the handshake
   std::string peer_address_;
   std::optional<std::uint32_t> peer_;
   std::uint32_t creation_ = 0;
@@ -982,6 +1117,17 @@ awaitable<void> state::start_channel(channel_start s, std::size_t worker) {
   co_await grove::start<channel>(node_, o, std::move(s));
 }
 
+pid state::spawn_channel(channel_start s, std::size_t worker) {
+  // Started without waiting for its init (the caller may hold the routes' lock).
+  start_options o;
+  o.worker = worker;
+  auto started = std::make_shared<grove::detail::reply_slot<pid>>();
+  return grove::detail::spawn_body(node_,
+                                   grove::detail::server_body<channel, channel_start>{
+                                       started, std::tuple<channel_start>(std::move(s)), std::nullopt, nullptr},
+                                   grove::detail::to_spawn_options(o));
+}
+
 asio::awaitable<void> state::accept_loop(std::shared_ptr<state> self, std::shared_ptr<tcp::acceptor> acceptor) {
   for (;;) {
     auto [error, socket] = co_await acceptor->async_accept(asio::as_tuple(asio::use_awaitable));
@@ -998,7 +1144,7 @@ asio::awaitable<void> state::accept_loop(std::shared_ptr<state> self, std::share
       stream = erps::detail::make_tcp_transport(std::move(socket));
     }
     channel_start s{self, std::make_shared<std::unique_ptr<erps::detail::transport>>(std::move(stream)), false,
-                    self->tls_server_ != nullptr, nullptr};
+                    self->tls_server_ != nullptr, nullptr, {}, 0, 0};
     try {
       co_await self->start_channel(std::move(s), 0);
     } catch (const std::exception& e) {

@@ -31,9 +31,11 @@
 //
 // What stays local: grove::stop, alive() and mailbox_size() answer for
 // processes of this program only (a pid of another node is not alive
-// here); a node only reaches nodes it has a link to (connect(), or a peer
-// that connected to it): a pid of a node with no link names no process
-// (noproc), as before dist.
+// here). A node reaches the nodes it has a link to (connect(), a peer that
+// connected to it) and, with options::resolve, any node it can find the
+// address of (dialed on demand); a pid of a node it cannot reach names no
+// process (noproc), as before dist; one of a node whose link dropped gets
+// noconnection.
 #pragma once
 
 #include <grove/core/gen_server.hpp>
@@ -44,6 +46,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -72,6 +75,17 @@ struct options {
   /// Keepalives, max payload, send queue, ... of each link.
   erps::link_options link{};
   duration connect_timeout = std::chrono::seconds(5); ///< dial, TLS and handshake, each (default 5 s)
+  /// Where node N listens ("host:port", "[::1]:port"; empty: unknown), for
+  /// dialing on demand: a send, call, link or monitor to a pid of a node
+  /// with no link up opens one (operations wait in order for it; if it
+  /// fails they get noconnection). Called on the thread of the process
+  /// doing the operation, once per node until its link is up: it must be
+  /// quick and must not block (etcd_registry::node_endpoint is). Default
+  /// none: only connect() and peers that dial us make links.
+  std::function<std::string(std::uint32_t node)> resolve{};
+  /// After a failed dial on demand, operations to that node fail with
+  /// noconnection for this long before the next dial (default 1 s).
+  duration redial_interval = std::chrono::seconds(1);
   /// Throws grove::error (errc::invalid_argument) naming `dist.options.<field>`.
   void validate() const;
 };

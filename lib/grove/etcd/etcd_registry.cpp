@@ -89,6 +89,7 @@ struct etcd_registry::tables {
   detail::name_table<name_entry> names{64};
   detail::name_table<group_snapshot> groups{64};
   detail::name_table<std::string> meta{8};
+  detail::name_table<std::string> nodes{8}; // node id (decimal) -> the endpoint it advertised
   std::atomic<std::int64_t> revision{0};
   std::uint32_t node_id = 0, creation = 0;
 
@@ -699,6 +700,16 @@ private:
       std::optional<std::string> value;
       if (put) value = kv.value;
       apply_member(unescape_key(tail.substr(0, slash)), *member, kv.create_revision, value);
+    } else if (rest.starts_with("nodes/")) {
+      const std::string id(rest.substr(6));
+      if (put) {
+        const nlohmann::json j = nlohmann::json::parse(kv.value, nullptr, false);
+        std::string endpoint;
+        if (j.is_object() && j.contains("endpoint") && j["endpoint"].is_string()) endpoint = j["endpoint"].get<std::string>();
+        tables_->nodes.insert_or_assign(id, std::move(endpoint));
+      } else {
+        tables_->nodes.erase(id);
+      }
     } else if (rest.starts_with("meta/")) {
       const std::string key(rest.substr(5));
       if (put) {
@@ -896,6 +907,10 @@ std::string etcd_registry::endpoint_of(std::string_view name) const {
     if (e.holder) out = e.endpoint;
   });
   return out;
+}
+
+std::string etcd_registry::node_endpoint(std::uint32_t node_id) const {
+  return tables_->nodes.find(std::to_string(node_id)).value_or(std::string());
 }
 
 std::vector<std::string> etcd_registry::names() const {

@@ -8,8 +8,9 @@
 //   grove::pid holder = names->whereis("billing");                   // any thread, from the local cache
 //
 // What lives in etcd, under the prefix (default "grove/"):
-//   nodes/ID          this node while its registry runs (its lease): a second
-//                     registry for one node id is refused
+//   nodes/ID          this node while its registry runs (its lease), with
+//                     its creation and endpoint: a second registry for one
+//                     node id is refused
 //   names/NAME        the holder's pid (node id, creation, worker, slot,
 //                     serial) and its node's endpoint, on the node's lease;
 //                     or a claim being settled
@@ -104,6 +105,10 @@ public:
   pid process() const noexcept { return server_; }
   /// The endpoint a name's holder's node advertised (empty: none, or not held).
   std::string endpoint_of(std::string_view name) const;
+  /// The endpoint node `node_id` advertised while its registry runs (empty:
+  /// none, or no such node in the cluster). Any thread, from the cache: a
+  /// grove::dist resolver (dist::options::resolve).
+  std::string node_endpoint(std::uint32_t node_id) const;
   /// The etcd revision the cache reflects.
   std::int64_t revision() const noexcept;
 

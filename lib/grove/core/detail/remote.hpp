@@ -65,6 +65,8 @@ void exit_signal_to_local(const pid& to, const pid& from, const exit_reason& rea
 void down_to_local(const pid& watcher, const monitor_ref& ref, const exit_reason& reason);
 /// A send, call or cast to a local process.
 void deliver_envelope(const pid& to, envelope env);
+/// Whether `p`'s node (id and creation) is one of this program's.
+bool node_in_program(const pid& p) noexcept;
 /// A fresh id for a monitor, unique in this program.
 std::uint64_t new_monitor_id() noexcept;
 
