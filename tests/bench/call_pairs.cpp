@@ -5,12 +5,15 @@
 // put the three side by side.
 //
 //   call_pairs --pairs P --workers W --calls N [--placement with_starter|round_robin]
+//   (GROVE_BENCH_DIST=1: with a grove::dist running, to measure what its
+//   route check costs local calls)
 //   prints {"system":"grove","pairs":P,"workers":W,"round_trips":R,"seconds":S,"per_second":X}
 //
 // The clock runs from the first caller's start to the last caller's end
 // (spawns included, as in the other two).
 #include <grove/core/gen_server.hpp>
 #include <grove/core/node.hpp>
+#include <grove/dist/dist.hpp>
 
 #include "pairs_args.hpp"
 
@@ -45,6 +48,12 @@ int main(int argc, char** argv) {
       args.placement == "round_robin" ? grove::placement::round_robin : grove::placement::with_starter;
 
   grove::node node{{.child_placement = placement, .threads = static_cast<std::size_t>(workers), .events = nullptr}};
+  std::shared_ptr<grove::dist::instance> dist;
+  if (const char* d = std::getenv("GROVE_BENCH_DIST"); d && std::strcmp(d, "1") == 0) {
+    grove::dist::options o;
+    o.cookie = "call-pairs";
+    dist = node.block_on(grove::dist::start(node, o));
+  }
   const auto started = std::chrono::steady_clock::now();
   node.block_on([&](grove::process& self) -> awaitable<void> {
     const grove::pid coordinator = self.self();
@@ -70,6 +79,7 @@ int main(int argc, char** argv) {
     for (long p = 0; p < pairs; ++p) co_await self.receive();
   });
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  if (dist) dist->stop();
   const double trips = static_cast<double>(pairs) * static_cast<double>(calls);
   std::printf("{\"system\":\"grove\",\"pairs\":%ld,\"workers\":%zu,\"round_trips\":%.0f,\"seconds\":%.4f,\"per_second\":%.0f}\n",
               pairs, node.size(), trips, seconds, trips / seconds);

@@ -1070,6 +1070,7 @@ void shim::detach(const state* s) {
 }
 
 bool shim::handles(const pid& p) const noexcept {
+  if (!p) return false;
   if (key_of(p.node_id(), p.creation()) == local_key_.load(std::memory_order_relaxed)) return false;
   std::shared_lock lock(mutex_);
   return current_ && current_->handles(p);
