@@ -188,6 +188,11 @@ TEST_CASE_FIXTURE(linked, "dist: timeouts, monitors and links across nodes; noco
       failed = e.code();
     }
     CHECK(failed == grove::errc::timeout);
+    // Its reply, late, is dropped; the link and the next calls go on.
+    const int released = co_await remote.call(dist_test::release_kept{});
+    CHECK(released == 1);
+    const int late_fresh = co_await remote.call(dist_test::release_kept{});
+    CHECK(late_fresh == 0);
     // A monitor and a link on the remote server; its clean stop arrives as a down.
     self.trap_exit(true);
     auto ref = self.monitor(p.service);

@@ -21,6 +21,9 @@ struct crash {
 struct never_answer { // the server keeps the call and never answers it
   using reply_type = int;
 };
+struct release_kept { // answers the never_answer calls kept so far (late replies); how many
+  using reply_type = int;
+};
 struct note {
   std::string text;
 };
@@ -60,6 +63,8 @@ inline void to_json(nlohmann::json& j, const crash&) { j = nullptr; }
 inline void from_json(const nlohmann::json&, crash&) {}
 inline void to_json(nlohmann::json& j, const never_answer&) { j = nullptr; }
 inline void from_json(const nlohmann::json&, never_answer&) {}
+inline void to_json(nlohmann::json& j, const release_kept&) { j = nullptr; }
+inline void from_json(const nlohmann::json&, release_kept&) {}
 inline void to_json(nlohmann::json& j, const note& v) { j = v.text; }
 inline void from_json(const nlohmann::json& j, note& v) { v.text = j.get<std::string>(); }
 inline void to_json(nlohmann::json& j, const get_notes&) { j = nullptr; }
@@ -97,6 +102,12 @@ public:
   grove::call_result<int> handle_call(never_answer, grove::from<int> f) {
     kept_.push_back(f);
     return grove::noreply;
+  }
+  int handle_call(release_kept) {
+    for (auto& f : kept_) f.reply(7);
+    const int n = static_cast<int>(kept_.size());
+    kept_.clear();
+    return n;
   }
   void handle_cast(note n) { notes_.push_back(n.text); }
   std::vector<std::string> handle_call(get_notes) { return notes_; }
@@ -151,6 +162,7 @@ inline void register_types() {
   grove::dist::register_call<service, echo>("test.echo");
   grove::dist::register_call<service, crash>("test.crash");
   grove::dist::register_call<service, never_answer>("test.never_answer");
+  grove::dist::register_call<service, release_kept>("test.release_kept");
   grove::dist::register_cast<service, note>("test.note");
   grove::dist::register_call<service, get_notes>("test.get_notes");
   grove::dist::register_call<service, stop_with>("test.stop_with");
