@@ -266,13 +266,13 @@ public:
   void attach(std::shared_ptr<state> s, std::uint64_t local_key);
   void detach(const state* s);
   bool handles(const pid& p) const noexcept override;
-  void deliver(const pid& to, envelope env);
-  void exit_signal(const pid& to, const pid& from, const exit_reason& reason, bool from_link);
-  void down(const pid& watcher, const monitor_ref& ref, const exit_reason& reason);
-  void link(const pid& from, const pid& to);
-  void unlink(const pid& from, const pid& to);
-  void monitor(const pid& watcher, const monitor_ref& ref);
-  void demonitor(const pid& watcher, const monitor_ref& ref);
+  void deliver(const pid& to, envelope env) override;
+  void exit_signal(const pid& to, const pid& from, const exit_reason& reason, bool from_link) override;
+  void down(const pid& watcher, const monitor_ref& ref, const exit_reason& reason) override;
+  void link(const pid& from, const pid& to) override;
+  void unlink(const pid& from, const pid& to) override;
+  void monitor(const pid& watcher, const monitor_ref& ref) override;
+  void demonitor(const pid& watcher, const monitor_ref& ref) override;
 
 private:
   std::shared_ptr<state> current() const {
