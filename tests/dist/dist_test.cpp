@@ -351,6 +351,29 @@ TEST_CASE("dist: with options.resolve a node dials on demand, and again once the
   };
   auto d = n.block_on(grove::dist::start(n, o));
   CHECK(d->peers().empty());
+  // A process told of nodes coming and going.
+  struct fetch {};
+  struct seen {
+    std::vector<std::string> events;
+  };
+  std::vector<std::string> events;
+  const grove::pid node_watcher = grove::spawn(n, [&](grove::process& self) -> grove::awaitable<void> {
+    std::vector<std::string> log;
+    for (;;) {
+      auto m = co_await self.receive();
+      if (auto* u = m.get_if<grove::dist::node_up>()) log.push_back("up " + std::to_string(u->node));
+      if (auto* dn = m.get_if<grove::dist::node_down>()) log.push_back("down " + std::to_string(dn->node));
+      if (auto* f = m.get_if<std::pair<fetch, grove::pid>>()) grove::send(f->second, seen{log});
+    }
+  });
+  d->monitor_nodes(node_watcher);
+  auto events_so_far = [&] {
+    return n.block_on([&](grove::process& self) -> grove::awaitable<std::vector<std::string>> {
+      grove::send(node_watcher, std::make_pair(fetch{}, self.self()));
+      auto s = co_await receive_one<seen>(self);
+      co_return s ? s->events : std::vector<std::string>{"no answer"};
+    });
+  };
 
   // No connect(): the first call opens the link, and the casts before it wait for it, in order.
   const grove::pid first = p->service;
@@ -379,6 +402,8 @@ TEST_CASE("dist: with options.resolve a node dials on demand, and again once the
   }
   CHECK(p->service.creation() != first.creation());
   CHECK(n.block_on(grove::server_ref<service>(p->service).call(dist_test::echo{"again"})) == "again");
+  // (node_up is sent before the first reply can come back over the link, node_down before the monitors fire)
+  CHECK(events_so_far() == std::vector<std::string>{"up 2", "down 2", "up 2"});
   // A pid of its earlier life names no process now.
   CHECK(call_error(n, [&]() -> grove::awaitable<void> {
           dist_test::echo request{"old"};

@@ -407,6 +407,7 @@ public:
     }
     for (auto& [id, r] : routes) {
       if (r.channel) grove::send(r.channel, close_link{"dist stopped"});
+      if (r.up) notify(node_down{id, r.creation, "dist stopped"});
     }
     return true;
   }
@@ -473,6 +474,8 @@ public:
   /// dialed at once): the one the lower node id dialed stays, on both sides.
   bool adopt(std::uint32_t peer, std::uint32_t creation, pid channel, const std::string& address, bool dialed) {
     pid replaced;
+    bool was_up = false;            // a link to this life of the node was up already (a replaced one)
+    std::uint32_t earlier_life = 0; // a link to an earlier life was up
     {
       std::unique_lock lock(mutex_);
       if (stopped_.load()) return false;
@@ -484,22 +487,49 @@ public:
         if (!other_life && old_by_lower && !new_by_lower) return false;
         replaced = it->second.channel;
       }
+      if (it != routes_.end() && it->second.up) {
+        was_up = it->second.creation == creation;
+        if (!was_up) earlier_life = it->second.creation;
+      }
       routes_[peer] = route{creation, channel, address, dialed, {}, true};
     }
     if (replaced) grove::send(replaced, close_link{"replaced by another link to the same node", true});
+    if (earlier_life) notify(node_down{peer, earlier_life, "the node restarted (a new creation)"});
+    if (!was_up) notify(node_up{peer, creation});
     return true;
+  }
+
+  void monitor_nodes(pid watcher, bool on) override {
+    std::lock_guard lock(watchers_mutex_);
+    std::erase(watchers_, watcher);
+    if (on) watchers_.push_back(watcher);
+  }
+
+  template <class Event>
+  void notify(const Event& e) {
+    std::vector<pid> to;
+    {
+      std::lock_guard lock(watchers_mutex_);
+      std::erase_if(watchers_, [](const pid& w) { return !grove::alive(w); });
+      to = watchers_;
+    }
+    for (const pid& w : to) grove::send(w, e);
   }
 
   /// The channel ended: its node is down (if the route is still its). The
   /// node stays known, so its pids get noconnection, not noproc, until a
   /// link to it is up again.
-  void forget(std::uint32_t peer, pid channel) {
-    std::unique_lock lock(mutex_);
-    auto it = routes_.find(peer);
-    if (it != routes_.end() && it->second.channel == channel) {
+  void forget(std::uint32_t peer, pid channel, const std::string& why) {
+    std::uint32_t creation = 0;
+    {
+      std::unique_lock lock(mutex_);
+      auto it = routes_.find(peer);
+      if (it == routes_.end() || it->second.channel != channel) return;
       it->second.channel = pid();
       it->second.up = false;
+      creation = it->second.creation;
     }
+    notify(node_down{peer, creation, why});
   }
 
   awaitable<void> start_channel(channel_start s, std::size_t worker);
@@ -591,6 +621,8 @@ private:
   std::atomic<std::uint64_t> link_ids_{0};
   mutable std::shared_mutex mutex_;
   std::unordered_map<std::uint32_t, route> routes_;
+  std::mutex watchers_mutex_;
+  std::vector<pid> watchers_; // monitor_nodes()
 };
 
 // -- a link to one node -------------------------------------------------------------------------
@@ -668,10 +700,12 @@ public:
     }
     if (auto* down = m.get_if<erps::detail::link_down>()) {
       if (!link_ || down->link != link_->id()) return action{};
+      down_reason_ = down->reason;
       return stop(exit_reason::shutdown("link down: " + down->reason));
     }
     if (auto* c = m.get_if<close_link>()) {
       if (c->replaced) pass_on_waiting();
+      down_reason_ = c->reason;
       if (link_) link_->close_after_flush(c->reason, false);
       return stop(exit_reason::shutdown(c->reason));
     }
@@ -700,6 +734,7 @@ private:
 
   action protocol_error(const std::string& why) {
     log_event(event_level::warning, "protocol_error", peer_address_, why);
+    down_reason_ = "dist: " + why;
     if (link_) link_->close_after_flush("dist: " + why, true);
     return stop(exit_reason::shutdown("dist: " + why));
   }
@@ -1014,7 +1049,7 @@ private:
       if (!peer_ && start_.expect_node != 0) start_.owner->dial_failed(start_.expect_node, self());
       waiting_.clear(); // (each answers noconnection)
       if (peer_) {
-        start_.owner->forget(*peer_, self());
+        start_.owner->forget(*peer_, self(), down_reason_.empty() ? std::string("the link closed") : down_reason_);
         log_event(event_level::info, "node_down", peer_address_, "the link to node " + std::to_string(*peer_) + " is down");
       }
       if (start_.ready) start_.ready->fail(make_error_code(errc::noconnection), exit_reason::noconnection());
@@ -1039,6 +1074,7 @@ private:
   channel_start start_;
   std::shared_ptr<erps::detail::link> link_;
   std::vector<outbound> waiting_; // dialing: operations for after the handshake
+  std::string down_reason_;       // why the link ended (for node_down)
   std::string peer_address_;
   std::optional<std::uint32_t> peer_;
   std::uint32_t creation_ = 0;

@@ -98,6 +98,18 @@ struct peer_info {
   bool dialed = false; ///< this node opened the link
 };
 
+/// Sent to the processes monitor_nodes() names when a link to a node comes
+/// up, and when it goes down (Erlang's nodeup / nodedown).
+struct node_up {
+  std::uint32_t node = 0;
+  std::uint32_t creation = 0;
+};
+struct node_down {
+  std::uint32_t node = 0;
+  std::uint32_t creation = 0;
+  std::string reason; ///< why the link went down, one line
+};
+
 /// A running dist: its listener and links. At most one per program.
 class instance {
 public:
@@ -113,6 +125,10 @@ public:
   /// Closes the link to `node` (its links and monitors fire noconnection);
   /// false if there was none.
   virtual bool disconnect(std::uint32_t node) = 0;
+  /// `watcher` (a local process) gets node_up and node_down for every
+  /// node's link from now on (on: false stops it). A watcher that ended is
+  /// dropped by itself.
+  virtual void monitor_nodes(pid watcher, bool on = true) = 0;
   /// Closes the listener and every link; the routes go at once. Idempotent.
   virtual void stop() = 0;
 };
