@@ -363,3 +363,50 @@ TEST_CASE("on a three-member etcd cluster, killing the member the registries use
   CHECK(rb->whereis("after") == after);
   CHECK(client.current_endpoint() != etcd.urls()[0]);
 }
+
+TEST_CASE("etcd_registry: a watch that fell behind a compaction reloads, and watchers hear what changed meanwhile") {
+  test_support::etcd_cluster etcd(3);
+  const auto urls = etcd.urls();
+  // a reaches etcd through member 0 only; b through the other two. (Long
+  // request timeouts: killing a member may cost an election, slow on a
+  // loaded machine.)
+  etcd::client client_a{etcd::client_options{.endpoints = {urls[0]}, .request_timeout = 20s}};
+  etcd::client client_b{etcd::client_options{.endpoints = {urls[1], urls[2]}, .request_timeout = 20s}};
+  grove::node a{{.threads = 1}};
+  grove::node b{{.threads = 1}};
+  auto ra = open_on(a, client_a);
+  auto rb = open_on(b, client_b);
+  const grove::pid gone = idle_process(b);
+  const grove::pid came = idle_process(b);
+  on(a, [&](grove::process& self) -> awaitable<void> {
+    co_await ra->watch("gone");
+    co_await ra->watch("came");
+    co_await rb->register_name("gone", gone);
+    const grove::registry_event seen = co_await next_event(self); // through a's watch
+    CHECK(seen.key == "gone");
+    CHECK(seen.what == grove::registry_event::kind::registered);
+    // a loses etcd; meanwhile b changes both names, and the history of the
+    // change is compacted away, so a's watch cannot resume where it was.
+    etcd.member(0).kill();
+    const bool unregistered = co_await rb->unregister_name("gone", gone);
+    CHECK(unregistered);
+    co_await rb->register_name("came", came);
+    etcd::get_options o;
+    const etcd::get_result now = co_await client_b.get("grove/", o);
+    co_await client_b.compact(now.revision);
+    etcd.member(0).start();
+    // a reloads and tells its watchers the difference, in either order.
+    std::optional<grove::registry_event> about_gone, about_came;
+    while (!about_gone || !about_came) {
+      const grove::registry_event e = co_await next_event(self);
+      if (e.key == "gone") about_gone = e;
+      if (e.key == "came") about_came = e;
+    }
+    CHECK(about_gone->what == grove::registry_event::kind::unregistered);
+    CHECK(about_gone->process == gone);
+    CHECK(about_came->what == grove::registry_event::kind::registered);
+    CHECK(about_came->process == came);
+  });
+  CHECK(ra->whereis("gone") == grove::pid());
+  CHECK(ra->whereis("came") == came);
+}
