@@ -2,6 +2,7 @@
 
 #include <grove/core/pid_text.hpp>
 #include <grove/core/detail/remote.hpp>
+#include <grove/core/detail/reply_notice.hpp>
 #include <grove/core/error.hpp>
 #include <grove/core/event.hpp>
 #include <grove/erps/detail/link.hpp>
@@ -199,22 +200,6 @@ struct call_answered {
 struct close_link {
   std::string reason;
   bool replaced = false; ///< another link to the node took over: what waits here goes to it
-};
-
-class answered_waiter final : public grove::detail::reply_waiter {
-public:
-  answered_waiter(pid channel, std::uint64_t id) : channel_(channel), id_(id) {}
-  void wake(reply_slot_base&) noexcept override {
-    try {
-      grove::send(channel_, call_answered{id_});
-    } catch (...) { // only when memory fails; the caller then times out
-    }
-    delete this;
-  }
-
-private:
-  pid channel_;
-  std::uint64_t id_;
 };
 
 struct route {
@@ -787,12 +772,8 @@ private:
     const std::string& op = j.at("op").get_ref<const std::string&>();
     if (op == "send") {
       const pid to = j.at("to").get<pid>();
-      auto type = find_name(entry_kind::message, j.at("type").get<std::string>());
-      if (!type) {
-        log_event(event_level::warning, "unregistered_type", peer_address_,
-                  "a message of type \"" + j.at("type").get<std::string>() + "\" that this node has not registered: dropped");
-        return action{};
-      }
+      auto type = registered_or_logged(entry_kind::message, j);
+      if (!type) return action{};
       if (ours(to)) grove::detail::deliver_envelope(to, envelope{.body = type->decode(j.at("body"))});
     } else if (op == "call") {
       const std::uint64_t id = j.at("id").get<std::uint64_t>();
@@ -819,7 +800,7 @@ private:
       std::shared_ptr<reply_slot_base> slot = type->make_slot();
       slot->set_caller(from);
       in_calls_[id] = out_call{slot, type};
-      slot->set_waiter(new answered_waiter(self(), id));
+      grove::detail::notify_when_answered(*slot, self(), call_answered{id});
       grove::detail::deliver_envelope(to, envelope{.body = std::move(body),
                                                    .reply = slot,
                                                    .dispatch = type->dispatch,
@@ -828,12 +809,8 @@ private:
                                                    .readiness = j.value("ready", std::uint8_t{0})});
     } else if (op == "cast") {
       const pid to = j.at("to").get<pid>();
-      auto type = find_name(entry_kind::cast, j.at("type").get<std::string>());
-      if (!type) {
-        log_event(event_level::warning, "unregistered_type", peer_address_,
-                  "a cast of type \"" + j.at("type").get<std::string>() + "\" that this node has not registered: dropped");
-        return action{};
-      }
+      auto type = registered_or_logged(entry_kind::cast, j);
+      if (!type) return action{};
       if (ours(to)) {
         grove::detail::deliver_envelope(to, envelope{.body = type->decode(j.at("body")),
                                                      .dispatch = type->dispatch,
@@ -909,6 +886,17 @@ private:
       return protocol_error("an unknown operation \"" + op + "\"");
     }
     return action{};
+  }
+
+  /// The type a send or cast names, or nothing (logged: it is dropped).
+  std::shared_ptr<const type_entry> registered_or_logged(entry_kind kind, const json& j) const {
+    const std::string name = j.at("type").get<std::string>();
+    auto type = find_name(kind, name);
+    if (!type) {
+      log_event(event_level::warning, "unregistered_type", peer_address_,
+                std::string("a ") + kind_text(kind) + " of type \"" + name + "\" that this node has not registered: dropped");
+    }
+    return type;
   }
 
   void reply_error(std::uint64_t id, errc code, const exit_reason& reason) {

@@ -1,5 +1,7 @@
 #include <grove/erps/server.hpp>
 
+#include <grove/core/detail/reply_notice.hpp>
+
 #include <grove/erps/payload.hpp>
 #include <grove/erps/term.hpp>
 
@@ -21,25 +23,6 @@ using grove::detail::handler_outcome;
 using grove::detail::reply_slot;
 using grove::detail::reply_slot_base;
 
-// Wakes the session when a remote call is answered after its handler
-// returned (from any thread). Owned by itself: deleted when it fires, and
-// every slot it waits on is completed at the latest when the session ends.
-class deferred_reply final : public grove::detail::reply_waiter {
-public:
-  deferred_reply(pid session, std::uint64_t sequence) : session_(session), sequence_(sequence) {}
-  void wake(reply_slot_base&) noexcept override {
-    try {
-      grove::send(session_, remote_reply_ready{sequence_});
-    } catch (...) { // a send only fails when memory does; the call then times out on the client
-    }
-    delete this;
-  }
-
-private:
-  pid session_;
-  std::uint64_t sequence_;
-};
-
 } // namespace
 
 template <class V>
@@ -49,7 +32,7 @@ session<V>::session(std::shared_ptr<link> l, pid self, const basic_codec<V>& cod
 template <class V>
 session<V>::~session() {
   // Whatever was never answered: tell the client, and complete the slots
-  // so their deferred_reply waiters are freed. A reply that was given but
+  // so their reply notices are freed. A reply that was given but
   // not sent yet (its wake-up came too late) still goes out; a call that
   // failed as the server went (its from dropped with it) says so.
   for (auto& entry : pending_) {
@@ -120,7 +103,8 @@ void session<V>::settle(std::uint64_t sequence) {
   if (it->second.slot->published()) { // (claimed but not yet published: the waiter is woken by the publish)
     reply(sequence);
   } else {
-    it->second.slot->set_waiter(new deferred_reply(self_, sequence));
+    // Wakes the session when the call is answered after its handler returned.
+    grove::detail::notify_when_answered(*it->second.slot, self_, remote_reply_ready{sequence});
   }
 }
 
