@@ -34,6 +34,10 @@ const char* usage =
     "                                          JSON object of limits, e.g. '{\"max_keys\":1000}');\n"
     "                                          --cert/--key pick the identity for this one command\n"
     "\n"
+    "A groved of a cluster answers a client whose tenant another node serves with the error\n"
+    "moved, naming that node's addresses: grovectl connects there and goes on (up to 3 moves;\n"
+    "with --verbose it says so on stderr). --no-follow prints the moved reply instead.\n"
+    "\n"
     "FLAGS\n";
 
 const char* script_help =
@@ -93,6 +97,52 @@ json call(grove::node& n, connected_client& c, json request, std::chrono::millis
   } catch (const std::exception& e) {
     c.rethrow(e);
   }
+}
+
+// groved across nodes: a reply `moved` says which node serves this
+// client's tenant, with its addresses. The endpoint to ask instead (the
+// same transport, the same flags), or nullopt.
+std::optional<endpoint> moved_to(const json& reply, const endpoint& e) {
+  if (!is_error_reply(reply) || !reply.contains("error") || !reply["error"].is_object()) return std::nullopt;
+  const json& error = reply["error"];
+  if (error.value("code", std::string()) != "moved") return std::nullopt;
+  auto at = error.find(e.tls ? "tls" : "tcp");
+  if (at == error.end() || !at->is_string()) return std::nullopt;
+  const std::string address = at->get<std::string>();
+  const std::size_t colon = address.rfind(':');
+  if (colon == std::string::npos || colon == 0) return std::nullopt;
+  std::string host = address.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  char* end = nullptr;
+  const unsigned long port = std::strtoul(address.c_str() + colon + 1, &end, 10);
+  if (*end != '\0' || port == 0 || port > 65535) return std::nullopt;
+  endpoint next = e;
+  next.host = std::move(host);
+  next.port = static_cast<std::uint16_t>(port);
+  return next;
+}
+
+// A moved client goes where it is sent, at most this many times in a row.
+constexpr int max_moves = 3;
+
+// One call on a connection of its own, following `moved` replies (unless
+// --no-follow); `e` ends as the endpoint that answered.
+json call_following(grove::node& n, endpoint& e, const json& request, bool follow) {
+  for (int moves = 0;; ++moves) {
+    auto c = connected_client::open(n, e, {});
+    json reply = call(n, *c, request, e.timeout);
+    std::optional<endpoint> next = follow && moves < max_moves ? moved_to(reply, e) : std::nullopt;
+    if (!next) return reply;
+    if (e.verbose) std::cerr << "grovectl: " << error_text(reply) << "; following\n";
+    e = std::move(*next);
+  }
+}
+
+// Before a cast, a subscription or a script: the node that serves this
+// client's tenant (groved's `where`), so they go there. A daemon that does
+// not know `where` (not groved, or an older one) is asked as it is.
+void settle_node(grove::node& n, endpoint& e, bool follow) {
+  if (follow) (void)call_following(n, e, json{{"op", "where"}}, true);
 }
 
 // A cast has no answer; a call after it on the same connection returns only
@@ -197,6 +247,7 @@ int run(int argc, char** argv) {
   std::vector<std::string> words;
   std::uint64_t count = 0;
   std::chrono::milliseconds retry_for{0};
+  bool follow = true;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "-h" || arg == "--help") {
@@ -204,6 +255,10 @@ int run(int argc, char** argv) {
       return ok;
     }
     if (parse_endpoint_flag(argc, argv, i, e)) continue;
+    if (arg == "--no-follow") {
+      follow = false;
+      continue;
+    }
     if (arg == "--count" || arg.rfind("--count=", 0) == 0) {
       const std::string v = arg == "--count" ? (i + 1 < argc ? argv[++i] : "") : arg.substr(8);
       char* end = nullptr;
@@ -244,13 +299,14 @@ int run(int argc, char** argv) {
     arguments(1, "one JSON argument");
     json request = parse_json_argument(words[1], command);
     grove::node n({.threads = 1});
-    auto c = connected_client::open(n, e, {});
     if (command == "cast") {
+      settle_node(n, e, follow);
+      auto c = connected_client::open(n, e, {});
       c->ref().cast(std::move(request));
       confirm_casts(n, *c, e.timeout);
       return ok;
     }
-    json reply = call(n, *c, std::move(request), e.timeout);
+    json reply = call_following(n, e, request, follow);
     print(reply);
     if (is_error_reply(reply)) throw failure(remote_error, error_text(reply));
     return ok;
@@ -276,8 +332,7 @@ int run(int argc, char** argv) {
       throw failure(bad_input, "tenant: expected list, get, install, update or uninstall (grovectl --help)");
     }
     grove::node n({.threads = 1});
-    auto c = connected_client::open(n, e, {});
-    json reply = call(n, *c, std::move(request), e.timeout);
+    json reply = call_following(n, e, request, follow);
     print(reply);
     if (is_error_reply(reply)) throw failure(remote_error, error_text(reply));
     return ok;
@@ -285,11 +340,13 @@ int run(int argc, char** argv) {
   if (command == "subscribe") {
     arguments(1, "a topic");
     grove::node n({.threads = 1});
+    settle_node(n, e, follow);
     return run_subscribe(n, e, words[1], count, retry_for);
   }
   if (command == "script") {
     if (words.size() > 2) throw failure(bad_input, "script: expected at most one file");
     grove::node n({.threads = 1});
+    settle_node(n, e, follow);
     if (words.size() == 2 && words[1] != "-") {
       std::ifstream in(words[1]);
       if (!in) throw failure(bad_input, "script: cannot read '" + words[1] + "'");

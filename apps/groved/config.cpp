@@ -3,6 +3,7 @@
 #include "access.hpp"
 
 #include <grove/erps/json_codec.hpp>
+#include <grove/etcd/client.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -271,6 +272,61 @@ const std::vector<option>& options() {
                  "serve {\"op\":\"debug.kill_sessions\",\"count\":N}, which kills N random other client sessions (for chaos tests only)",
                  [](const config& c) { return json(c.debug_chaos_ops); },
                  [](config& c, const json& v) { c.debug_chaos_ops = to_bool("debug.chaos_ops", v); }});
+    t.push_back({"cluster.etcd", kind::text,
+                 "etcd endpoints of the cluster this groved joins, comma-separated (\"http://10.0.0.1:2379,"
+                 "http://10.0.0.2:2379\"); each tenant is served by one node, and a client that reaches another is "
+                 "sent to it; empty: not clustered",
+                 [](const config& c) {
+                   std::string joined;
+                   for (const auto& e : c.cluster_etcd) joined += (joined.empty() ? "" : ",") + e;
+                   return json(joined);
+                 },
+                 [](config& c, const json& v) {
+                   const std::string text = to_text("cluster.etcd", v, true);
+                   std::vector<std::string> endpoints;
+                   std::size_t at = 0;
+                   while (at <= text.size() && !text.empty()) {
+                     const std::size_t comma = std::min(text.find(',', at), text.size());
+                     std::string e = text.substr(at, comma - at);
+                     e.erase(0, e.find_first_not_of(' '));
+                     e.erase(e.find_last_not_of(' ') + 1);
+                     if (e.rfind("http://", 0) != 0 && e.rfind("https://", 0) != 0) {
+                       bad("cluster.etcd", "comma-separated endpoints, each http://HOST:PORT or https://HOST:PORT", v);
+                     }
+                     try {
+                       grove::etcd::client_options o; // its own checks of HOST and PORT
+                       o.endpoints = {e};
+                       (void)grove::etcd::client(std::move(o));
+                     } catch (const std::exception& error) {
+                       throw config_error(std::string("cluster.etcd: ") + error.what());
+                     }
+                     endpoints.push_back(std::move(e));
+                     at = comma + 1;
+                   }
+                   c.cluster_etcd = std::move(endpoints);
+                 }});
+    t.push_back({"cluster.node", kind::text,
+                 "this groved's name in the cluster, unique among its nodes (" + std::string(tenant_id_form) +
+                     "); required with cluster.etcd",
+                 [](const config& c) { return json(c.cluster_node); },
+                 [](config& c, const json& v) {
+                   std::string name = to_text("cluster.node", v, true);
+                   if (!name.empty() && !is_tenant_id(name)) bad("cluster.node", std::string(tenant_id_form), v);
+                   c.cluster_node = std::move(name);
+                 }});
+    t.push_back({"cluster.advertise", kind::text,
+                 "the host (name or address) clients of other nodes are sent to for this node's tenants; empty: "
+                 "each listener's address (which must then not be a wildcard such as 0.0.0.0)",
+                 [](const config& c) { return json(c.cluster_advertise); },
+                 [](config& c, const json& v) { c.cluster_advertise = to_text("cluster.advertise", v, true); }});
+    t.push_back({"cluster.lease_ttl_s", kind::integer,
+                 "seconds this node's etcd lease (its name and its tenants' placements) outlives its last renewal; "
+                 "renewed every third of it",
+                 [](const config& c) { return json(c.cluster_lease_ttl_s); },
+                 [](config& c, const json& v) { c.cluster_lease_ttl_s = static_cast<std::int64_t>(to_uint("cluster.lease_ttl_s", v, 2, 3600)); }});
+    t.push_back({"cluster.prefix", kind::text, "every etcd key the cluster's groveds write starts with it",
+                 [](const config& c) { return json(c.cluster_prefix); },
+                 [](config& c, const json& v) { c.cluster_prefix = to_text("cluster.prefix", v, false); }});
     t.push_back({"log.format", kind::choice, "log line format on stderr: logfmt or json",
                  [](const config& c) { return json(c.format == log_format::json ? "json" : "logfmt"); },
                  [](config& c, const json& v) {
@@ -347,6 +403,18 @@ void check(const config& c) {
   if (c.tcp.enabled && c.tls.enabled && c.tcp.port != 0 && c.tcp.port == c.tls.port && c.tcp.address == c.tls.address) {
     throw config_error("tls.port: expected a port other than tcp.port on the same address, got " +
                        std::to_string(c.tls.port));
+  }
+  if (!c.cluster_etcd.empty() && c.cluster_node.empty()) {
+    throw config_error("cluster.node: expected this groved's name in the cluster (" + std::string(tenant_id_form) +
+                       ") with cluster.etcd, got \"\"");
+  }
+  if (!c.cluster_etcd.empty() && c.cluster_advertise.empty()) {
+    for (const auto& [name, l] : {std::pair{"tcp", &c.tcp}, std::pair{"tls", &c.tls}}) {
+      if (l->enabled && (l->address == "0.0.0.0" || l->address == "::" || l->address == "[::]")) {
+        throw config_error(std::string("cluster.advertise: expected the host clients reach this node at, since ") + name +
+                           ".address is " + l->address + " (every address), got \"\"");
+      }
+    }
   }
   for (const auto& [name, other] : {std::pair{"tcp", &c.tcp}, std::pair{"tls", &c.tls}}) {
     if (c.admin.enabled && other->enabled && c.admin.port != 0 && c.admin.port == other->port &&

@@ -62,6 +62,13 @@ struct config {
   log_level level = log_level::info;
   log_format format = log_format::logfmt;
   bool debug_chaos_ops = false; // serve debug.kill_sessions (tests only)
+
+  // A cluster of groveds sharing one etcd (cluster.hpp); empty etcd: alone.
+  std::vector<std::string> cluster_etcd; // cluster.etcd: endpoints, "http(s)://host:port", comma-separated
+  std::string cluster_node;              // cluster.node: this groved's name, unique in the cluster
+  std::string cluster_advertise;         // cluster.advertise: the host clients are sent to; empty: the listener's
+  std::int64_t cluster_lease_ttl_s = 10; // cluster.lease_ttl_s
+  std::string cluster_prefix = "groved/"; // cluster.prefix: every etcd key groved writes starts with it
 };
 
 /// A bad configuration value or flag; what() names the key and the

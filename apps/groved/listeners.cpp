@@ -3,6 +3,8 @@
 // and the link options (identifier, codec, max_payload, ..., keepalive_*).
 #include "tree.hpp"
 
+#include "cluster.hpp"
+
 #include <grove/erps/etf.hpp>
 
 #include <grove/supervisor/supervisor.hpp>
@@ -12,8 +14,23 @@ namespace {
 
 grove::awaitable<grove::pid> start_listener(grove::node& n, grove::erps::daemon_options options,
                                             std::shared_ptr<service_state> state, std::size_t slot) {
+  const std::string bound = options.bind_address;
   grove::erps::daemon d = co_await grove::erps::daemon::start_link<session>(n, std::move(options), state, slot == tls_slot);
   state->set_daemon(slot, d);
+  if (state->cluster) {
+    // Where the cluster sends this node's tenants' clients: a start that
+    // cannot say so fails (and is retried by the supervisor).
+    std::string failure;
+    try {
+      co_await state->cluster->announce(slot == tls_slot ? "tls" : "tcp", bound, d.port());
+    } catch (const std::exception& e) {
+      failure = std::string("cluster: this node's address could not be written to etcd: ") + e.what();
+    }
+    if (!failure.empty()) {
+      co_await d.shutdown(std::chrono::seconds(0));
+      throw std::runtime_error(failure);
+    }
+  }
   co_return d.id();
 }
 

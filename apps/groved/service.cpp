@@ -1,5 +1,7 @@
 #include "service.hpp"
 
+#include "cluster.hpp"
+
 #include <random>
 
 #include <grove/core/process.hpp>
@@ -22,6 +24,12 @@ json error_reply(std::string_view code, std::string message) {
   return r;
 }
 
+json error_reply(const bad_request& e) {
+  json r = error_reply(e.code, e.message);
+  for (auto it = e.detail.begin(); it != e.detail.end(); ++it) r["error"][it.key()] = it.value();
+  return r;
+}
+
 namespace {
 
 json ok() {
@@ -41,7 +49,7 @@ const std::string& required_string(const json& request, const char* field, std::
 }
 
 constexpr const char* known_ops =
-    "ping, get, put, delete, incr, keys, subscribe, unsubscribe, stats, tenant.install, tenant.update, tenant.uninstall, "
+    "ping, where, get, put, delete, incr, keys, subscribe, unsubscribe, stats, tenant.install, tenant.update, tenant.uninstall, "
     "tenant.get, tenant.list";
 
 } // namespace
@@ -91,7 +99,8 @@ service_state::service_state(grove::registry& r, const config& c, logger l, std:
     : registry(&r), defaults{c.max_keys, c.max_key_bytes, c.max_subscriptions, default_shards},
       max_reply_bytes(c.max_payload / 2), chaos_ops(c.debug_chaos_ops), log(l), data_path(c.data_path),
       max_depth(c.max_depth), durability(c.durability), durability_interval(c.durability_interval),
-      default_tenant(c.default_tenant), max_tenants(c.max_tenants) {}
+      default_tenant(c.default_tenant), max_tenants(c.max_tenants),
+      cluster(c.cluster_etcd.empty() ? nullptr : std::make_shared<cluster_view>(c)) {}
 
 std::string service_state::store_path(const std::string& tenant) const {
   if (data_path.empty()) return {};
@@ -502,6 +511,16 @@ store& session::tenant_store() {
   if (store_ && store_->open.load(std::memory_order_acquire)) return *store_;
   store_ = state_->find_store(tenant_);
   if (store_) return *store_;
+  if (state_->cluster) {
+    if (std::optional<std::string> node = state_->cluster->placed_on(tenant_); node && *node != state_->cluster->node()) {
+      // Served by another node: this client is sent there, and closed here
+      // after the reply (its identity keeps it in this tenant).
+      bad_request m = moved(*state_->cluster, tenant_, *node);
+      refused_ = true;
+      close_reason_ = "its tenant is served by node '" + *node + "'";
+      throw m;
+    }
+  }
   std::optional<grove::tenant_record> record;
   if (state_->tenants) record = state_->tenants->fetch(tenant_);
   if (!record) {
@@ -528,7 +547,7 @@ grove::awaitable<grove::call_result<json>> session::handle_call(grove::erps::cal
   json result = co_await serve(c.request, reply, forwarded);
   if (forwarded) co_return grove::call_result<json>(grove::noreply);
   if (!result.value("ok", false)) state_->errors.fetch_add(1, std::memory_order_relaxed);
-  if (refused_) close_connection("refused by the access policy"); // after this reply
+  if (refused_) close_connection(close_reason_); // after this reply
   co_return grove::call_result<json>(std::move(result));
 }
 
@@ -541,7 +560,7 @@ grove::awaitable<void> session::handle_cast(grove::erps::cast c) {
     state_->log.log(log_level::warning, "cast_failed",
                     {{"peer", peer()}, {"msg", result["error"]["message"].get<std::string>()}});
   }
-  if (refused_) close_connection("refused by the access policy");
+  if (refused_) close_connection(close_reason_);
 }
 
 void session::handle_info(grove::message m) {
@@ -632,6 +651,14 @@ grove::awaitable<json> session::serve(json& request, const grove::from<json>& re
       if (auto d = request.find("data"); d != request.end()) r["data"] = std::move(*d);
       co_return r;
     }
+    if (op == "where") {
+      // Which node serves this client's tenant: this one, or `moved` naming it.
+      const store& st = tenant_store();
+      json r = ok();
+      r["tenant"] = st.tenant;
+      if (state_->cluster) r["node"] = state_->cluster->node();
+      co_return r;
+    }
     if (op == "keys") co_return co_await keys(request);
     if (op == "subscribe") co_return co_await subscribe(request, true);
     if (op == "unsubscribe") co_return co_await subscribe(request, false);
@@ -641,7 +668,7 @@ grove::awaitable<json> session::serve(json& request, const grove::from<json>& re
     if (op == "debug.kill_shard") co_return kill_shard(request);
     throw bad_request{"unknown_op", "unknown op '" + op + "'; expected one of " + std::string(known_ops)};
   } catch (const bad_request& e) {
-    co_return error_reply(e.code, e.message);
+    co_return error_reply(e);
   } catch (const grove::error& e) {
     // A shard or the registry did not answer (restarting, or the node is stopping).
     co_return error_reply("unavailable", std::string("the store did not answer: ") + e.what());

@@ -9,6 +9,8 @@
 // Requests are JSON objects with an "op"; every reply is an object with
 // "ok": true and the result, or "ok": false and "error": {"code", "message"}.
 //   {"op":"ping"[,"data":any]}            -> {"ok":true,"pong":true[,"data":any]}
+//   {"op":"where"}                        -> {"ok":true,"tenant":T[,"node":N]} (clustered: the node serving
+//                                            the client's tenant is this one; else the error `moved`)
 //   {"op":"get","key":K}                  -> {"ok":true,"value":V} | not_found
 //   {"op":"put","key":K,"value":V}        -> {"ok":true,"created":bool}
 //   {"op":"delete","key":K}               -> {"ok":true,"deleted":bool}
@@ -34,6 +36,9 @@
 //                                            store shard; it restarts and reads its keys back from disk)
 // With a data_path, a write that could not be stored in the log is undone
 // and answered {"ok":false,"error":{"code":"storage_error",...}}.
+// Clustered (cluster.hpp), a request for a tenant another node serves is
+// answered {"ok":false,"error":{"code":"moved","message","tenant","node",
+// "tcp":"HOST:PORT","tls":"HOST:PORT"}} and the connection closed after it.
 // A subscriber to topic T gets a push for every put, delete or incr of key
 // T or of a key under it ("T/..."):
 //   {"topic":T,"event":"put"|"delete"|"incr","key":K[,"value":V]}
@@ -70,6 +75,8 @@ class tenant_manager_base;
 namespace groved {
 
 using json = nlohmann::json;
+
+class cluster_view; // cluster.hpp
 
 /// Sent to every session when a new access policy is published: a client
 /// the policy no longer names is closed.
@@ -151,6 +158,8 @@ struct service_state {
   const grove::remote_term<access_policy>* access = nullptr;
   // The tenant manager (tenants.hpp), set by the tree before it starts.
   const grove::detail::tenant_manager_base* tenants = nullptr;
+  // The cluster (cluster.hpp) with cluster.etcd; null for a groved alone.
+  std::shared_ptr<cluster_view> cluster;
 
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
 
@@ -293,6 +302,8 @@ private:
   grove::awaitable<json> subscribe(const json& request, bool on);
   json stats();
   grove::awaitable<json> tenant_admin(const std::string& op, const json& request);
+  /// Drops the placement a failed tenant.install made (cluster.hpp).
+  grove::awaitable<void> unplace(const std::string& id);
 
   /// Checks the access policy for `op` and settles this client's tenant;
   /// throws bad_request "forbidden".
@@ -311,6 +322,7 @@ private:
   bool tls_;
   std::vector<std::string> identities_; // what the access policy knows this client by, in order
   bool refused_ = false;                // the policy names none of them: close after the reply
+  std::string close_reason_ = "refused by the access policy"; // (or: its tenant is another node's)
   role role_ = role::admin;             // what the policy grants (admin without a policy)
   std::string tenant_;                  // whose keys this client reaches (settled at its first request)
   std::shared_ptr<store> store_;        // that tenant's store, while it is open
@@ -323,9 +335,17 @@ grove::awaitable<void> notify_sessions(std::shared_ptr<service_state> state);
 struct bad_request {
   std::string code;
   std::string message;
+  json detail = json::object(); // more fields of the error object (moved: the node and its addresses)
 };
+
+/// The error for a tenant served by another node of the cluster: code
+/// `moved`, with "tenant", "node" and the node's "tcp" and "tls" addresses
+/// (cluster.cpp); `unavailable` while that node's addresses are not known.
+bad_request moved(const cluster_view& cluster, std::string_view tenant, const std::string& node);
 
 /// {"ok":false,"error":{"code":code,"message":message}}
 json error_reply(std::string_view code, std::string message);
+/// The same with the error's detail fields.
+json error_reply(const bad_request& e);
 
 } // namespace groved

@@ -2,8 +2,10 @@
 
 #include "snapshot.hpp"
 #include "tree.hpp"
+#include "cluster.hpp"
 
 #include <grove/core/process.hpp>
+#include <grove/etcd/etcd_tenant_store.hpp>
 #include <grove/registry/supervised.hpp>
 
 #include <algorithm>
@@ -158,6 +160,16 @@ grove::awaitable<grove::pid> start_tenants(grove::child_start inner, std::shared
                                            std::shared_ptr<service_state> state, grove::node& n) {
   const grove::pid subtree = co_await inner(n);
   const std::string& id = state->default_tenant;
+  if (state->cluster) {
+    // One node of the cluster serves the default tenant: the first to place
+    // it. The others send its clients there.
+    const std::string holder = co_await state->cluster->claim(id);
+    if (!holder.empty()) {
+      state->log.log(log_level::info, "default_tenant_elsewhere",
+                     {{"tenant", id}, {"node", holder}, {"msg", "the default tenant is served by another node"}});
+      co_return subtree;
+    }
+  }
   if (!manager->fetch(id)) {
     grove::tenant_op op = co_await manager->install(id);
     grove::tenant_outcome done = co_await op.done();
@@ -231,6 +243,16 @@ grove::awaitable<std::string> store_tenant::open(const grove::tenant_info& t) {
     limits = limits_from(t.config, state_->defaults);
   } catch (const bad_request& e) {
     co_return e.message;
+  }
+  if (state_->cluster) {
+    // Served by one node only: this one, once its placement is ours.
+    std::string holder;
+    try {
+      holder = co_await state_->cluster->claim(t.id);
+    } catch (const std::exception& e) {
+      co_return std::string("its placement could not be claimed in etcd: ") + e.what();
+    }
+    if (!holder.empty()) co_return "it is placed on node '" + holder + "' (cluster.node), which serves it";
   }
   auto st = std::make_shared<store>(t.id, limits, state_->store_path(t.id));
   // A process of this tenant that was killed left its store behind: what its
@@ -344,6 +366,15 @@ grove::awaitable<grove::tenant_result<json>> store_tenant::handle_uninstall(cons
                       {{"tenant", t.id}, {"path", path}, {"msg", "could not be removed: " + ec.message()}});
     }
   }
+  if (state_->cluster) {
+    try {
+      co_await state_->cluster->release(t.id);
+    } catch (const std::exception& e) {
+      // Its placement goes with this node's lease.
+      state_->log.log(log_level::warning, "placement_left",
+                      {{"tenant", t.id}, {"msg", std::string("its placement could not be dropped: ") + e.what()}});
+    }
+  }
   state_->log.log(log_level::info, "tenant_uninstalled", {{"tenant", t.id}, {"msg", "its keys were deleted"}});
   co_return grove::tenant_result<json>(grove::tenant_ok());
 }
@@ -372,9 +403,47 @@ grove::awaitable<void> store_tenant::terminate(const grove::exit_reason&) { co_a
 
 // --- the manager ------------------------------------------------------------------
 
+namespace {
+
+// A clustered groved's tenant records: an etcd_tenant_store under
+// P tenants/NODE/, made at the manager's first load, on the manager's own
+// thread (its constructor waits for etcd, which a node worker must not).
+class cluster_tenant_store final : public grove::tenant_store {
+public:
+  cluster_tenant_store(grove::node& n, grove::etcd::client etcd, std::string prefix)
+      : node_(n), etcd_(std::move(etcd)), prefix_(std::move(prefix)) {}
+  grove::tenant_store_contents load() override { return inner().load(); }
+  std::vector<std::uint64_t> commit(grove::tenant_change change) override { return inner().commit(std::move(change)); }
+  void acknowledge(const std::vector<std::uint64_t>& sequences) override { inner().acknowledge(sequences); }
+  std::string describe() const override { return "etcd " + prefix_; }
+  bool may_block() const noexcept override { return true; }
+
+private:
+  grove::etcd_tenant_store& inner() {
+    if (!inner_) {
+      grove::etcd_tenant_store_options o;
+      o.prefix = prefix_;
+      inner_ = std::make_unique<grove::etcd_tenant_store>(node_, etcd_, std::move(o));
+    }
+    return *inner_;
+  }
+
+  grove::node& node_;
+  grove::etcd::client etcd_;
+  std::string prefix_;
+  std::unique_ptr<grove::etcd_tenant_store> inner_;
+};
+
+} // namespace
+
 std::shared_ptr<tenant_manager_t> make_tenant_manager(const std::shared_ptr<service_state>& state) {
   grove::tenant_manager_options o;
-  o.store_file = state->tenants_file(); // empty: in memory
+  if (state->cluster) {
+    o.store = std::make_shared<cluster_tenant_store>(state->registry->node(), state->cluster->etcd(),
+                                                     state->cluster->tenants_prefix());
+  } else {
+    o.store_file = state->tenants_file(); // empty: in memory
+  }
   if (state->max_tenants > 0) o.max_tenants = state->max_tenants;
   o.name = "groved";
   auto m = std::make_shared<tenant_manager_t>(std::move(o), state);
@@ -460,6 +529,15 @@ part tenants_part(const config& c, const std::shared_ptr<service_state>& state) 
 
 // --- the tenant.* ops (a session's) -------------------------------------------------
 
+grove::awaitable<void> session::unplace(const std::string& id) {
+  try {
+    co_await state_->cluster->release(id);
+  } catch (const std::exception& e) {
+    state_->log.log(log_level::warning, "placement_left",
+                    {{"tenant", id}, {"msg", std::string("a failed install's placement could not be dropped: ") + e.what()}});
+  }
+}
+
 grove::awaitable<json> session::tenant_admin(const std::string& op, const json& request) {
   if (!state_->tenants) throw bad_request{"unavailable", "the tenant manager is not running"};
   const grove::detail::tenant_manager_base& m = *state_->tenants;
@@ -470,9 +548,32 @@ grove::awaitable<json> session::tenant_admin(const std::string& op, const json& 
     for (const auto& r : records) list.push_back(record_json(r, *state_));
     json r = ok_reply();
     r["tenants"] = std::move(list);
+    if (state_->cluster) {
+      // This node's records above; where every tenant of the cluster is served here.
+      json placements = json::object();
+      for (const auto& [tenant, node] : state_->cluster->placements()) placements[tenant] = node;
+      r["cluster"] = {{"node", state_->cluster->node()}, {"placements", std::move(placements)}};
+    }
     co_return r;
   }
   const std::string id = tenant_field(request);
+  bool claimed = false; // this install placed the tenant here
+  if (state_->cluster && !m.fetch(id)) {
+    // Another node's tenant is that node's to change; a new one is placed
+    // here before its record is written, so no two nodes install it.
+    std::optional<std::string> node = state_->cluster->placed_on(id);
+    if (op == "tenant.install") {
+      std::string holder;
+      try {
+        holder = co_await state_->cluster->claim(id);
+      } catch (const grove::error& e) {
+        throw bad_request{"unavailable", "tenant '" + id + "' could not be placed (etcd): " + e.what()};
+      }
+      if (!holder.empty()) node = holder;
+      claimed = holder.empty();
+    }
+    if (node && *node != state_->cluster->node()) throw moved(*state_->cluster, id, *node);
+  }
   if (op == "tenant.get") {
     std::optional<grove::tenant_record> record = m.fetch(id);
     if (!record) throw bad_request{"not_found", "no tenant '" + id + "'"};
@@ -504,8 +605,10 @@ grove::awaitable<json> session::tenant_admin(const std::string& op, const json& 
   } catch (const grove::error& e) {
     refused = manager_refusal(e);
   }
+  if (refused && claimed) co_await unplace(id);
   if (refused) throw *refused;
   grove::tenant_outcome outcome = co_await started->done(std::chrono::minutes(2));
+  if (!outcome.ok && claimed && !m.fetch(id)) co_await unplace(id);
   if (!outcome.ok) throw bad_request{"tenant_failed", op + " of '" + id + "' failed: " + outcome.error};
   json r = ok_reply();
   if (op == "tenant.uninstall") {

@@ -1,5 +1,7 @@
 #include "tree.hpp"
 
+#include "cluster.hpp"
+
 #include <stdexcept>
 
 namespace groved {
@@ -8,6 +10,7 @@ std::vector<part> tree(const config& c, const std::shared_ptr<service_state>& st
                        grove::telemetry::metric_registry* metrics) {
   std::vector<part> parts;
   if (!c.access_policy.empty()) parts.push_back(access_part(c, state));
+  if (state->cluster) parts.push_back(cluster_part(c, state));
   parts.push_back(tenants_part(c, state));
   if (c.tcp.enabled) parts.push_back(listener_part(c, state, false));
   if (c.tls.enabled) parts.push_back(listener_part(c, state, true));

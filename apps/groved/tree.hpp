@@ -5,6 +5,9 @@
 //
 //   groved                  supervisor, rest_for_one
 //   ├── access              the access policy: a remote term's refresher (with access.policy)
+//   ├── cluster             with cluster.etcd: this node's lease, name and the placements cache
+//                           (cluster.hpp); restarted, it restarts the tenants and listeners,
+//                           which claim their tenants again
 //   ├── tenants             the tenant manager (tenants.hpp): a process per tenant,
 //   │                       each with its store's shards; and the snapshot timer
 //   ├── tcp, tls            erps daemons: listener + dynamic supervisor, a session per client
