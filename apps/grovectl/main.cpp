@@ -36,7 +36,9 @@ const char* usage =
     "\n"
     "A groved of a cluster answers a client whose tenant another node serves with the error\n"
     "moved, naming that node's addresses: grovectl connects there and goes on (up to 3 moves;\n"
-    "with --verbose it says so on stderr). --no-follow prints the moved reply instead.\n"
+    "with --verbose it says so on stderr). A cast is confirmed with {\"op\":\"where\"} and sent\n"
+    "again where that says; a script's casts before its first call are not (it fails, saying\n"
+    "so). --no-follow prints the moved reply instead.\n"
     "\n"
     "FLAGS\n";
 
@@ -138,30 +140,36 @@ json call_following(grove::node& n, endpoint& e, const json& request, bool follo
   }
 }
 
-// Before a cast, a subscription or a script: the node that serves this
-// client's tenant (groved's `where`), so they go there. A daemon that does
-// not know `where` (not groved, or an older one) is asked as it is.
+// Before a subscription: the node that serves this client's tenant
+// (groved's `where`), so it is made there. A daemon that does not know
+// `where` (not groved, or an older one) is asked as it is.
 void settle_node(grove::node& n, endpoint& e, bool follow) {
   if (follow) (void)call_following(n, e, json{{"op", "where"}}, true);
 }
 
 // A cast has no answer; a call after it on the same connection returns only
 // once the daemon has taken the cast (its answer, even an error, says so).
-void confirm_casts(grove::node& n, connected_client& c, std::chrono::milliseconds timeout) {
+// The call is groved's `where`: a `moved` answer says the casts went to a
+// node that does not serve this client's tenant, which dropped them; it is
+// returned (else null).
+json confirm_casts(grove::node& n, connected_client& c, std::chrono::milliseconds timeout) {
   try {
-    n.block_on(c.ref().call(json{{"op", "ping"}}, std::chrono::duration_cast<grove::duration>(timeout)));
+    json reply = n.block_on(c.ref().call(json{{"op", "where"}}, std::chrono::duration_cast<grove::duration>(timeout)));
+    return is_error_reply(reply) && reply["error"].value("code", std::string()) == "moved" ? reply : json();
   } catch (const std::exception& e) {
     auto* g = dynamic_cast<const grove::error*>(&e);
-    if (g && g->code() == grove::erps_errc::remote) return; // answered: the casts before it were read
+    if (g && g->code() == grove::erps_errc::remote) return json(); // answered: the casts before it were read
     c.rethrow(e);
   }
 }
 
-int run_script(grove::node& n, const endpoint& e, std::istream& in) {
+int run_script(grove::node& n, endpoint e, std::istream& in, bool follow) {
   auto c = connected_client::open(n, e, {.keep_pushes = true});
   std::string text;
   int line = 0;
   bool casts_pending = false;
+  bool casts_sent = false; // on this connection
+  int moves = 0;
   while (std::getline(in, text)) {
     ++line;
     const auto first = text.find_first_not_of(" \t\r");
@@ -177,7 +185,21 @@ int run_script(grove::node& n, const endpoint& e, std::istream& in) {
       timeout = std::chrono::milliseconds(t->get<std::int64_t>());
     }
     if (auto r = step.find("call"); r != step.end()) {
-      json reply = call(n, *c, std::move(*r), timeout);
+      json reply = call(n, *c, *r, timeout);
+      // The tenant is served by another node: the script goes on there
+      // (this node took nothing of it: it serves no request of this tenant).
+      while (std::optional<endpoint> next = follow && moves < max_moves ? moved_to(reply, e) : std::nullopt) {
+        if (casts_sent) {
+          throw failure(remote_error, where + ": " + error_text(reply) +
+                                          "; the casts before it went to that node and were dropped (start the "
+                                          "script with a call, such as {\"call\":{\"op\":\"where\"}})");
+        }
+        if (e.verbose) std::cerr << "grovectl: " << error_text(reply) << "; following\n";
+        e = std::move(*next);
+        ++moves;
+        c = connected_client::open(n, e, {.keep_pushes = true});
+        reply = call(n, *c, *r, timeout);
+      }
       casts_pending = false;
       print(json{{"line", line}, {"reply", reply}});
       if (auto x = step.find("expect"); x != step.end()) {
@@ -188,6 +210,7 @@ int run_script(grove::node& n, const endpoint& e, std::istream& in) {
     } else if (auto k = step.find("cast"); k != step.end()) {
       c->ref().cast(std::move(*k));
       casts_pending = true;
+      casts_sent = true;
     } else if (auto p = step.find("expect_push"); p != step.end()) {
       std::optional<json> push = c->take_push(timeout);
       if (!push) throw failure(timed_out, where + ": no push within " + std::to_string(timeout.count()) + " ms");
@@ -202,7 +225,12 @@ int run_script(grove::node& n, const endpoint& e, std::istream& in) {
       throw failure(bad_input, where + ": expected a step with \"call\", \"cast\", \"expect_push\" or \"sleep_ms\": " + text);
     }
   }
-  if (casts_pending) confirm_casts(n, *c, e.timeout);
+  if (casts_pending) {
+    if (json moved = confirm_casts(n, *c, e.timeout); !moved.is_null()) {
+      throw failure(remote_error, "the script's last casts went to a node that does not serve this client's tenant "
+                                  "and were dropped: " + error_text(moved));
+    }
+  }
   return ok;
 }
 
@@ -300,11 +328,20 @@ int run(int argc, char** argv) {
     json request = parse_json_argument(words[1], command);
     grove::node n({.threads = 1});
     if (command == "cast") {
-      settle_node(n, e, follow);
-      auto c = connected_client::open(n, e, {});
-      c->ref().cast(std::move(request));
-      confirm_casts(n, *c, e.timeout);
-      return ok;
+      for (int moves = 0;; ++moves) {
+        auto c = connected_client::open(n, e, {});
+        c->ref().cast(request);
+        json moved = confirm_casts(n, *c, e.timeout);
+        if (moved.is_null()) return ok;
+        // Dropped by a node that does not serve this tenant: sent again where it is served.
+        std::optional<endpoint> next = follow && moves < max_moves ? moved_to(moved, e) : std::nullopt;
+        if (!next) {
+          print(moved);
+          throw failure(remote_error, "the cast was dropped: " + error_text(moved));
+        }
+        if (e.verbose) std::cerr << "grovectl: " << error_text(moved) << "; following\n";
+        e = std::move(*next);
+      }
     }
     json reply = call_following(n, e, request, follow);
     print(reply);
@@ -346,13 +383,12 @@ int run(int argc, char** argv) {
   if (command == "script") {
     if (words.size() > 2) throw failure(bad_input, "script: expected at most one file");
     grove::node n({.threads = 1});
-    settle_node(n, e, follow);
     if (words.size() == 2 && words[1] != "-") {
       std::ifstream in(words[1]);
       if (!in) throw failure(bad_input, "script: cannot read '" + words[1] + "'");
-      return run_script(n, e, in);
+      return run_script(n, e, in, follow);
     }
-    return run_script(n, e, std::cin);
+    return run_script(n, e, std::cin, follow);
   }
   throw failure(bad_input, "unknown command '" + command + "' (expected call, cast, subscribe, script or tenant)");
 }

@@ -2,15 +2,21 @@
 #include "cluster.hpp"
 
 #include "service.hpp"
+#include "snapshot.hpp"
 
 #include <grove/core/gen_server.hpp>
+#include <grove/etcd/etcd_tenant_store.hpp>
 #include <grove/etcd/lease_keeper.hpp>
+#include <grove/tenant/manager.hpp>
 
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <stdexcept>
 #include <utility>
 
 namespace groved {
@@ -102,31 +108,32 @@ void cluster_view::apply(const std::vector<grove::etcd::event>& events) {
 grove::awaitable<std::string> cluster_view::claim(std::string tenant) const {
   const std::string key = placement_key(tenant);
   const std::int64_t lease = this->lease();
-  // Absent: ours now. Ours already (an earlier life of this node, or an
-  // earlier lease of this one): attached to the lease held now.
-  grove::etcd::txn_request first;
-  first.when.push_back(grove::etcd::compare::absent(key));
-  first.then.push_back(grove::etcd::txn_op::put(key, node_, lease));
-  first.otherwise.push_back(grove::etcd::txn_op::get(key));
-  grove::etcd::txn_result got = co_await etcd_.txn(std::move(first));
-  if (got.succeeded) co_return std::string();
-  std::string holder;
-  if (!got.responses.empty()) {
-    if (const auto* r = std::get_if<grove::etcd::get_result>(&got.responses.front()); r && !r->kvs.empty()) {
-      holder = r->kvs.front().value;
+  // A few rounds at most: each ends unless the key changed hands between
+  // the two steps of the round.
+  for (int round = 0; round < 8; ++round) {
+    // Absent: ours now. Ours already (an earlier life of this node, or an
+    // earlier lease of this one): attached to the lease held now.
+    grove::etcd::txn_request first;
+    first.when.push_back(grove::etcd::compare::absent(key));
+    first.then.push_back(grove::etcd::txn_op::put(key, node_, lease));
+    first.otherwise.push_back(grove::etcd::txn_op::get(key));
+    grove::etcd::txn_result got = co_await etcd_.txn(std::move(first));
+    if (got.succeeded) co_return std::string();
+    std::string holder;
+    if (!got.responses.empty()) {
+      if (const auto* r = std::get_if<grove::etcd::get_result>(&got.responses.front()); r && !r->kvs.empty()) {
+        holder = r->kvs.front().value;
+      }
     }
+    if (holder.empty()) continue; // erased between the compare and the get
+    if (holder != node_) co_return holder;
+    grove::etcd::txn_request again;
+    again.when.push_back(grove::etcd::compare::value_is(key, node_));
+    again.then.push_back(grove::etcd::txn_op::put(key, node_, lease));
+    grove::etcd::txn_result second = co_await etcd_.txn(std::move(again));
+    if (second.succeeded) co_return std::string();
   }
-  if (holder != node_) {
-    if (!holder.empty()) co_return holder;
-    co_return co_await claim(std::move(tenant)); // erased between the compare and the get: try again
-  }
-  grove::etcd::txn_request again;
-  again.when.push_back(grove::etcd::compare::value_is(key, node_));
-  again.then.push_back(grove::etcd::txn_op::put(key, node_, lease));
-  again.otherwise.push_back(grove::etcd::txn_op::get(key));
-  grove::etcd::txn_result second = co_await etcd_.txn(std::move(again));
-  if (second.succeeded) co_return std::string();
-  co_return co_await claim(std::move(tenant)); // it changed hands meanwhile: ask again
+  throw std::runtime_error("the placement of tenant '" + tenant + "' kept changing hands; try again");
 }
 
 grove::awaitable<void> cluster_view::release(std::string tenant) const {
@@ -185,13 +192,271 @@ bad_request moved(const cluster_view& cluster, std::string_view tenant, const st
                      std::move(detail)};
 }
 
+// --- a tenant's data --------------------------------------------------------------
+
+namespace {
+
+// etcd takes requests of at most 1.5 MiB (--max-request-bytes), and values
+// travel as base64 in the gateway's JSON: 768 KiB a value stays under it.
+constexpr std::size_t part_bytes = 768 * 1024;
+
+std::string hex_number(std::uint64_t n, int digits) {
+  char text[24];
+  std::snprintf(text, sizeof text, "%0*llx", digits, static_cast<unsigned long long>(n));
+  return text;
+}
+
+std::optional<std::uint64_t> parse_hex(std::string_view text) {
+  std::uint64_t n = 0;
+  if (text.empty() || text.size() > 16) return std::nullopt;
+  for (char c : text) {
+    int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    if (d < 0) return std::nullopt;
+    n = n * 16 + static_cast<std::uint64_t>(d);
+  }
+  return n;
+}
+
+} // namespace
+
+tenant_data::tenant_data(grove::node& n, std::shared_ptr<const cluster_view> cluster, std::string tenant)
+    : node_(n), cluster_(std::move(cluster)), tenant_(std::move(tenant)), prefix_(cluster_->data_prefix(tenant_)) {}
+
+grove::etcd::txn_request tenant_data::fenced() const {
+  const std::string placement = cluster_->placement_key(tenant_);
+  grove::etcd::txn_request t;
+  t.when.push_back(grove::etcd::compare::value_is(placement, cluster_->node()));
+  grove::etcd::compare lease{placement, grove::etcd::compare::target::lease, grove::etcd::compare::result::equal,
+                             cluster_->lease(), {}};
+  t.when.push_back(std::move(lease));
+  return t;
+}
+
+grove::awaitable<void> tenant_data::put_fenced(std::string key, std::string value) const {
+  grove::etcd::txn_request t = fenced();
+  t.then.push_back(grove::etcd::txn_op::put(std::move(key), std::move(value)));
+  grove::etcd::txn_result r = co_await cluster_->etcd().txn(std::move(t));
+  if (!r.succeeded) {
+    throw std::runtime_error("tenant '" + tenant_ + "' is no longer placed on this node under its lease: another node "
+                             "serves it now");
+  }
+}
+
+std::string tenant_data::store(std::string_view records, std::uint64_t generation, bool& broken) {
+  if (generation != generation_) {
+    generation_ = generation;
+    sequence_ = 0;
+  }
+  std::vector<std::string> written;
+  std::string failure;
+  try {
+    for (std::size_t at = 0; at < records.size(); at += part_bytes) {
+      std::string key = prefix_ + "log/" + hex_number(generation, 16) + "/" + hex_number(++sequence_, 16);
+      node_.block_on(put_fenced(key, std::string(records.substr(at, part_bytes))));
+      written.push_back(std::move(key));
+    }
+  } catch (const std::exception& e) {
+    failure = std::string("cannot store the log in etcd: ") + e.what();
+  }
+  if (failure.empty()) return failure;
+  // Part of a large round went in: take it back, so no record of the round
+  // is ever read (it was not acknowledged).
+  for (const std::string& key : written) {
+    try {
+      node_.block_on(cluster_->etcd().erase(key));
+    } catch (const std::exception& e) {
+      broken = true;
+      return failure + "; taking back its first part failed too (" + e.what() + ")";
+    }
+  }
+  return failure;
+}
+
+grove::awaitable<recovered_store> tenant_data::recover(std::uint32_t max_depth,
+                                                       std::function<bool(std::string_view)> keep) const {
+  recovered_store r;
+  grove::etcd::get_options all;
+  all.prefix = true;
+  const std::string snap_prefix = prefix_ + "snap/";
+  grove::etcd::get_result snaps = co_await cluster_->etcd().get(snap_prefix, all);
+  // generation -> (parts declared, parts by index)
+  std::map<std::uint64_t, std::pair<std::optional<std::uint64_t>, std::map<std::uint64_t, std::string>>> found;
+  for (auto& kv : snaps.kvs) {
+    const std::string_view rest = std::string_view(kv.key).substr(snap_prefix.size());
+    const std::size_t slash = rest.find('/');
+    const auto generation = parse_hex(rest.substr(0, slash));
+    if (!generation || slash == std::string_view::npos) continue;
+    const std::string_view part = rest.substr(slash + 1);
+    if (part == "parts") {
+      found[*generation].first = parse_hex(kv.value);
+    } else if (const auto index = parse_hex(part)) {
+      found[*generation].second[*index] = std::move(kv.value);
+    }
+  }
+  for (auto it = found.rbegin(); it != found.rend(); ++it) {
+    auto& [declared, parts] = it->second;
+    if (!declared || parts.size() != *declared || (!parts.empty() && parts.rbegin()->first + 1 != *declared)) continue;
+    std::string text;
+    for (auto& [index, bytes] : parts) text += bytes;
+    loaded_snapshot s = parse_snapshot(text, "etcd " + snap_prefix + hex_number(it->first, 16), max_depth);
+    r.snapshot_found = true;
+    r.snapshot_generation = it->first;
+    r.data = std::move(s.data);
+    if (keep) {
+      for (auto k = r.data.begin(); k != r.data.end();) {
+        if (keep(k.key())) ++k;
+        else k = r.data.erase(k);
+      }
+    }
+    break;
+  }
+  r.next_generation = std::max<std::uint64_t>(1, r.snapshot_generation);
+  const std::string log_prefix = prefix_ + "log/";
+  grove::etcd::get_result logs = co_await cluster_->etcd().get(log_prefix, all);
+  // Keys sort by generation, then sequence: one generation's rounds are
+  // read as the stream they were written as.
+  std::optional<std::uint64_t> current;
+  std::string bytes;
+  auto replay = [&](std::uint64_t generation) {
+    ++r.replay.files;
+    replay_records(bytes, 0, "etcd " + log_prefix + hex_number(generation, 16), false,
+                   [&](std::string&& key, std::optional<json>&& value) {
+                     if (keep && !keep(key)) return;
+                     if (value) r.data[key] = std::move(*value);
+                     else r.data.erase(key);
+                   },
+                   r.replay);
+    bytes.clear();
+  };
+  for (auto& kv : logs.kvs) {
+    const std::string_view rest = std::string_view(kv.key).substr(log_prefix.size());
+    const auto generation = parse_hex(rest.substr(0, rest.find('/')));
+    if (!generation) continue;
+    r.next_generation = std::max(r.next_generation, *generation + 1);
+    if (*generation < r.snapshot_generation) continue; // held by the snapshot; dropped after it
+    if (current && *current != *generation) replay(*current);
+    current = *generation;
+    bytes += kv.value;
+  }
+  if (current) replay(*current);
+  co_return r;
+}
+
+grove::awaitable<void> tenant_data::write_snapshot(const json& data, std::uint64_t generation) const {
+  const std::string text = snapshot_text(data, generation);
+  const std::string at = prefix_ + "snap/" + hex_number(generation, 16) + "/";
+  std::uint64_t parts = 0;
+  for (std::size_t from = 0; from < text.size(); from += part_bytes) {
+    std::string key = at + hex_number(parts++, 8);
+    std::string part = text.substr(from, part_bytes);
+    co_await put_fenced(std::move(key), std::move(part));
+  }
+  std::string count_key = at + "parts";
+  std::string count = hex_number(parts, 8);
+  co_await put_fenced(std::move(count_key), std::move(count));
+  // Whole: what it holds goes (a failure here leaves only what the next
+  // snapshot drops).
+  const std::string snap_from = prefix_ + "snap/";
+  const std::string snap_to = prefix_ + "snap/" + hex_number(generation, 16);
+  const std::string log_from = prefix_ + "log/";
+  const std::string log_to = prefix_ + "log/" + hex_number(generation, 16);
+  grove::etcd::erase_options older;
+  older.range_end = snap_to;
+  co_await cluster_->etcd().erase(snap_from, older);
+  older.range_end = log_to;
+  co_await cluster_->etcd().erase(log_from, older);
+}
+
+grove::awaitable<void> tenant_data::erase_all() const {
+  grove::etcd::txn_request t = fenced();
+  t.then.push_back(grove::etcd::txn_op::erase(prefix_, true));
+  grove::etcd::txn_result r = co_await cluster_->etcd().txn(std::move(t));
+  if (!r.succeeded) {
+    throw std::runtime_error("tenant '" + tenant_ + "' is no longer placed on this node: its data is another node's now");
+  }
+}
+
 // --- the part -------------------------------------------------------------------
 
 namespace {
 
+std::int64_t millis_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t).count();
+}
+
+// Failover: node `from` is gone (its lease ended: killed, cut off, or
+// stopped), and with it its placement of `tenant`. Every surviving node
+// tries; the one whose claim lands moves the tenant's record out of the
+// dead node's store (in a transaction that holds only while that node is
+// still gone) and installs it here, where its process reads its data from
+// etcd and serves it.
+grove::awaitable<void> take_over(std::shared_ptr<service_state> state, std::string tenant, std::string from) {
+  const cluster_view& cluster = *state->cluster;
+  const auto started = std::chrono::steady_clock::now();
+  const std::string holder = co_await cluster.claim(tenant);
+  if (!holder.empty()) co_return; // another node was first
+  const std::string record_key = grove::etcd_tenant_store::record_key(cluster.tenants_prefix(from), tenant);
+  grove::etcd::get_result got = co_await cluster.etcd().get(record_key);
+  if (got.kvs.empty()) {
+    // Uninstalled as its node went: nothing to serve.
+    co_await cluster.release(tenant);
+    co_return;
+  }
+  const grove::tenant_record record = grove::etcd_tenant_store::parse_record(tenant, got.kvs.front().value);
+  grove::etcd::txn_request move;
+  move.when.push_back(grove::etcd::compare::absent(cluster.node_key(from)));
+  move.then.push_back(grove::etcd::txn_op::erase(record_key));
+  grove::etcd::txn_result moved_out = co_await cluster.etcd().txn(std::move(move));
+  if (!moved_out.succeeded) {
+    // Its node is back (restarted within the moment): it keeps its tenant.
+    co_await cluster.release(tenant);
+    co_return;
+  }
+  const grove::detail::tenant_manager_base& manager = *state->tenants;
+  std::optional<grove::tenant_op> op;
+  if (manager.fetch(tenant)) {
+    op.emplace(co_await manager.update(tenant, record.config)); // a record of an earlier stay here
+  } else {
+    op.emplace(co_await manager.install(tenant, record.config));
+  }
+  grove::tenant_outcome done = co_await op->done(std::chrono::minutes(2));
+  if (!done.ok) {
+    state->log.log(log_level::error, "takeover_failed",
+                   {{"tenant", tenant}, {"from", from}, {"msg", "it could not be started here: " + done.error}});
+    co_return;
+  }
+  state->log.log(log_level::warning, "tenant_taken_over",
+                 {{"tenant", tenant},
+                  {"from", from},
+                  {"ms", millis_since(started)},
+                  {"msg", "its node is gone; this node serves it now, with its data from etcd"}});
+}
+
+// The tenants a batch of events orphans: placements erased together with
+// their node's name (its lease ended), other than this node's.
+std::vector<std::pair<std::string, std::string>> orphans(const cluster_view& view,
+                                                         const std::vector<grove::etcd::event>& events) {
+  const std::string nodes = view.node_key("");
+  const std::string placements = view.placement_key("");
+  std::vector<std::string> gone;
+  for (const auto& e : events) {
+    if (e.type == grove::etcd::event_type::erase && e.kv.key.rfind(nodes, 0) == 0) gone.push_back(e.kv.key.substr(nodes.size()));
+  }
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& e : events) {
+    if (e.type != grove::etcd::event_type::erase || !e.prev || e.kv.key.rfind(placements, 0) != 0) continue;
+    const std::string& holder = e.prev->value;
+    if (holder == view.node() || std::find(gone.begin(), gone.end(), holder) == gone.end()) continue;
+    out.emplace_back(e.kv.key.substr(placements.size()), holder);
+  }
+  return out;
+}
+
 // Keeps the cache: reads the watched range, then follows it from the next
-// revision; a compacted watch reads it all again.
-grove::awaitable<void> watch_cluster(std::shared_ptr<cluster_view> view) {
+// revision; a compacted watch reads it all again. Starts a takeover for
+// each tenant a dead node leaves.
+grove::awaitable<void> watch_cluster(std::shared_ptr<service_state> state, grove::node& n) {
+  std::shared_ptr<cluster_view> view = state->cluster;
   const std::string prefix = view->watched_prefix();
   for (;;) {
     grove::etcd::get_options all;
@@ -201,11 +466,24 @@ grove::awaitable<void> watch_cluster(std::shared_ptr<cluster_view> view) {
     grove::etcd::watch_options from;
     from.prefix = true;
     from.start_revision = got.revision + 1;
+    from.prev_kv = true;
     grove::etcd::watch w = co_await view->etcd().watch(prefix, from);
     try {
       for (;;) {
         std::vector<grove::etcd::event> events = co_await w.next();
         view->apply(events);
+        for (auto& [tenant, node] : orphans(*view, events)) {
+          state->log.log(log_level::warning, "node_gone",
+                         {{"node", node}, {"tenant", tenant}, {"msg", "its lease ended; taking its tenant over"}});
+          grove::spawn(n, [state, tenant, node](grove::process& self) -> grove::awaitable<void> {
+            self.set_label("groved takeover " + tenant);
+            try {
+              co_await take_over(state, tenant, node);
+            } catch (const std::exception& e) {
+              state->log.log(log_level::error, "takeover_failed", {{"tenant", tenant}, {"from", node}, {"msg", e.what()}});
+            }
+          });
+        }
       }
     } catch (const grove::error& e) {
       if (e.code() != grove::etcd::errc::compacted) throw;
@@ -215,7 +493,8 @@ grove::awaitable<void> watch_cluster(std::shared_ptr<cluster_view> view) {
 
 class cluster_node : public grove::gen_server {
 public:
-  cluster_node(std::shared_ptr<cluster_view> view, logger log) : view_(std::move(view)), log_(std::move(log)) {}
+  explicit cluster_node(std::shared_ptr<service_state> state)
+      : state_(state), view_(state->cluster), log_(state->log) {}
 
   grove::awaitable<grove::action> init() {
     this_process().set_label("groved cluster");
@@ -245,12 +524,11 @@ public:
       boost::asio::steady_timer pause(co_await boost::asio::this_coro::executor, std::chrono::milliseconds(250));
       co_await pause.async_wait(boost::asio::use_awaitable);
     }
-    std::shared_ptr<cluster_view> view = view_;
     grove::spawn_options watcher;
     watcher.link = true;
-    grove::spawn(n, [view](grove::process& self) -> grove::awaitable<void> {
+    grove::spawn(n, [state = state_](grove::process& self) -> grove::awaitable<void> {
       self.set_label("groved cluster watch");
-      co_await watch_cluster(view);
+      co_await watch_cluster(state, self.node());
     }, watcher);
     log_.log(log_level::info, "cluster_joined",
              {{"node", view_->node()}, {"lease", std::to_string(held.id)}, {"msg", "joined the cluster"}});
@@ -282,6 +560,7 @@ public:
   }
 
 private:
+  std::shared_ptr<service_state> state_;
   std::shared_ptr<cluster_view> view_;
   logger log_;
   grove::pid keeper_;
@@ -296,7 +575,7 @@ part cluster_part(const config& c, const std::shared_ptr<service_state>& state) 
   grove::start_options o;
   o.trap_exit = true;
   o.init_timeout = std::chrono::seconds(c.cluster_lease_ttl_s + 10);
-  p.child.start = grove::child_start::server<cluster_node>(o, state->cluster, state->log);
+  p.child.start = grove::child_start::server<cluster_node>(o, state);
   p.child.shutdown = grove::shutdown_policy::timeout(std::chrono::seconds(10));
   p.describe = [state](json& ready) {
     ready["cluster"] = {{"node", state->cluster->node()}};

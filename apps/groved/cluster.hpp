@@ -1,10 +1,12 @@
-// groved across nodes: several groveds share one etcd (cluster.etcd), and
-// each tenant is served by one of them.
+// groved across nodes: several groveds share one etcd (cluster.etcd), each
+// tenant is served by one of them, and the others take it over, data and
+// all, when its node dies.
 //
 // Keys, under cluster.prefix (P, default "groved/"):
 //   P cluster/nodes/NODE        {"tcp":"HOST:PORT","tls":"HOST:PORT"}: where NODE's clients connect
 //   P cluster/placement/TENANT  NODE: the one node that serves TENANT
 //   P tenants/NODE/             NODE's tenant records (an etcd_tenant_store)
+//   P data/TENANT/              TENANT's write-ahead log and snapshots (tenant_data)
 // The first two are attached to the node's lease (cluster.lease_ttl_s,
 // renewed every third of it): a node that dies loses its name and its
 // placements when its lease ends; one that stops gracefully revokes it, so
@@ -15,19 +17,27 @@
 // its record, and a tenant's process claims it again before it opens its
 // store. A tenant placed on another node is not served here: its clients
 // get the error `moved` naming the node and its addresses, and are closed
-// (grovectl connects there and sends the request again). Two nodes never
-// serve one tenant: the placement key is the fence, and a node whose lease
-// is lost stops serving (the cluster part fails, and groved's root
+// (grovectl connects there and sends the request again).
+//
+// Fencing. Every write of a tenant's data holds only while its placement
+// names this node under the lease held now (tenant_data). A node whose
+// lease is lost stops serving: the cluster part fails, and groved's root
 // supervisor restarts it with the tenants and listeners after it, which
-// claim their tenants again under the new lease).
+// claim their tenants again under the new lease.
+//
+// Failover. A lease that ends erases the node's name and placements in one
+// revision; every other node's watch sees them go and claims each tenant
+// (one claim lands), moves its record out of the dead node's store while
+// that node is still gone, installs it and serves it from its data in etcd.
 //
 //   cluster               the cluster part: a gen_server (cluster_node)
 //   ├── lease keeper      grove::etcd::lease_keeper, linked
-//   └── watcher           keeps the nodes and placements cache (a watch)
+//   └── watcher           keeps the nodes and placements cache (a watch); starts takeovers
 #pragma once
 
 #include "config.hpp"
 #include "part.hpp"
+#include "wal.hpp"
 
 #include <grove/etcd/client.hpp>
 
@@ -35,6 +45,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -63,7 +74,10 @@ public:
     return prefix_ + "cluster/placement/" + std::string(tenant);
   }
   /// Where this node's tenant records live (P tenants/NODE/).
-  std::string tenants_prefix() const { return prefix_ + "tenants/" + node_ + "/"; }
+  std::string tenants_prefix() const { return tenants_prefix(node_); }
+  std::string tenants_prefix(std::string_view node) const { return prefix_ + "tenants/" + std::string(node) + "/"; }
+  /// Where a tenant's data lives (P data/TENANT/).
+  std::string data_prefix(std::string_view tenant) const { return prefix_ + "data/" + std::string(tenant) + "/"; }
   std::int64_t lease_ttl_seconds() const noexcept { return ttl_; }
 
   /// This node's lease now (0 before the cluster part has one).
@@ -111,6 +125,47 @@ private:
   std::map<std::string, std::string, std::less<>> placements_;
   std::map<std::string, nlohmann::json, std::less<>> nodes_;
   nlohmann::json own_ = nlohmann::json::object();
+};
+
+/// A tenant's data in etcd, where a clustered groved keeps its log and
+/// snapshots so that the node that takes the tenant over finds every
+/// acknowledged write (P data/TENANT/):
+///   log/G/S     one round of the log's records (or a part of a large one):
+///               generation G, sequence S, both 16 hex digits so keys sort
+///   snap/G/P    part P (8 hex digits) of the snapshot holding generations before G
+///   snap/G/parts  how many parts: written last, so a snapshot without it is not whole
+/// Every write is a transaction that holds only while the tenant's
+/// placement is this node's under the lease it has now: once another node
+/// has the tenant, nothing this one writes lands.
+class tenant_data final : public wal_remote {
+public:
+  tenant_data(grove::node& n, std::shared_ptr<const cluster_view> cluster, std::string tenant);
+
+  /// The log's thread: stores a round (waits for etcd).
+  std::string store(std::string_view records, std::uint64_t generation, bool& broken) override;
+  /// The tenant's keys: its newest whole snapshot, then the log from that
+  /// generation on; `keep` filters keys. Throws snapshot_error, wal_error
+  /// or grove::error (etcd).
+  grove::awaitable<recovered_store> recover(std::uint32_t max_depth, std::function<bool(std::string_view)> keep) const;
+  /// Writes the snapshot holding the generations before `generation`, then
+  /// drops those generations and older snapshots. Throws.
+  grove::awaitable<void> write_snapshot(const nlohmann::json& data, std::uint64_t generation) const;
+  /// Drops everything (an uninstall). Throws.
+  grove::awaitable<void> erase_all() const;
+  /// P data/TENANT/
+  const std::string& prefix() const noexcept { return prefix_; }
+
+private:
+  /// The transaction's guard: the placement is this node's, under its lease.
+  grove::etcd::txn_request fenced() const;
+  grove::awaitable<void> put_fenced(std::string key, std::string value) const;
+
+  grove::node& node_;
+  std::shared_ptr<const cluster_view> cluster_;
+  std::string tenant_;
+  std::string prefix_;
+  std::uint64_t generation_ = 0; // the log's thread's: the generation its sequence counts in
+  std::uint64_t sequence_ = 0;
 };
 
 /// The cluster part (before the tenants): holds the lease, the node's name

@@ -408,6 +408,11 @@ void check(const config& c) {
     throw config_error("cluster.node: expected this groved's name in the cluster (" + std::string(tenant_id_form) +
                        ") with cluster.etcd, got \"\"");
   }
+  if (!c.cluster_etcd.empty() && !c.data_path.empty()) {
+    throw config_error("data_path: a clustered groved keeps its tenants' records and data in etcd (cluster.etcd), "
+                       "where the node that takes a tenant over finds them; expected \"\" with cluster.etcd, got \"" +
+                       c.data_path + "\"");
+  }
   if (!c.cluster_etcd.empty() && c.cluster_advertise.empty()) {
     for (const auto& [name, l] : {std::pair{"tcp", &c.tcp}, std::pair{"tls", &c.tls}}) {
       if (l->enabled && (l->address == "0.0.0.0" || l->address == "::" || l->address == "[::]")) {

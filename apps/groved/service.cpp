@@ -173,18 +173,18 @@ void shard::load(json part) {
   for (auto it = part.begin(); it != part.end(); ++it) data_.emplace(it.key(), std::move(it.value()));
 }
 
-void shard::init() {
+grove::awaitable<grove::action> shard::init() {
   this_process().set_label("groved store " + store_->tenant + " shard " + std::to_string(index_));
   if (std::optional<json> part = store_->take_initial(index_)) {
     load(std::move(*part)); // the loaded keys were counted when the store was read
-    return;
+    co_return grove::action{};
   }
   if (!store_->wal) {
     state_->log.log(log_level::warning, "shard_started_empty",
                     {{"tenant", store_->tenant},
                      {"shard", index_},
                      {"msg", "a store shard restarted after a failure; the keys it held are lost"}});
-    return;
+    co_return grove::action{};
   }
   // Restarted after a crash: the disk holds every write it acknowledged.
   // What its last incarnation queued is written first, so nothing it logged
@@ -194,8 +194,13 @@ void shard::init() {
   // reading.
   store_->wal->flush();
   store_->wal->reset(index_);
-  recovered_store r = recover_store(store_->data_path, state_->max_depth, true,
-                                    [this](std::string_view key) { return store_->shard_of(key) == index_; });
+  std::function<bool(std::string_view)> mine = [this](std::string_view key) { return store_->shard_of(key) == index_; };
+  recovered_store r;
+  if (store_->data) {
+    r = co_await store_->data->recover(state_->max_depth, mine);
+  } else {
+    r = recover_store(store_->data_path, state_->max_depth, true, mine);
+  }
   const std::size_t count = r.data.size();
   load(std::move(r.data));
   store_->keys.fetch_add(static_cast<std::int64_t>(count), std::memory_order_relaxed);
@@ -205,6 +210,7 @@ void shard::init() {
                    {"keys", count},
                    {"records", r.replay.records},
                    {"msg", "a store shard restarted after a failure and read its keys back from the snapshot and the log"}});
+  co_return grove::action{};
 }
 
 void shard::terminate(const grove::exit_reason&) {
@@ -523,6 +529,10 @@ store& session::tenant_store() {
   }
   std::optional<grove::tenant_record> record;
   if (state_->tenants) record = state_->tenants->fetch(tenant_);
+  if (!record && state_->cluster && state_->cluster->placed_on(tenant_) == state_->cluster->node()) {
+    // Placed here, its record not yet: a takeover from a node that died is under way.
+    throw bad_request{"unavailable", "tenant '" + tenant_ + "' is being taken over by this node; try again shortly"};
+  }
   if (!record) {
     identify();
     refuse("no_tenant", "tenant '" + tenant_ + "' (of " + identity_list() + ") is not installed");

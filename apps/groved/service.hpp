@@ -77,6 +77,7 @@ namespace groved {
 using json = nlohmann::json;
 
 class cluster_view; // cluster.hpp
+class tenant_data;  // cluster.hpp
 
 /// Sent to every session when a new access policy is published: a client
 /// the policy no longer names is closed.
@@ -102,8 +103,9 @@ public:
 
   const std::string tenant;
   const std::size_t shards;
-  const std::string data_path;         // the snapshot; empty: nothing persisted
-  std::shared_ptr<write_ahead_log> wal; // set before the shards start when data_path is
+  const std::string data_path;         // the snapshot; empty: nothing persisted (unless clustered)
+  std::shared_ptr<write_ahead_log> wal; // set before the shards start when data_path or data is
+  std::shared_ptr<tenant_data> data;    // clustered: the log and snapshots in etcd (cluster.hpp)
 
   std::atomic<std::size_t> max_keys;
   std::atomic<std::size_t> max_key_bytes;
@@ -240,7 +242,7 @@ class shard : public grove::gen_server {
 public:
   shard(std::shared_ptr<service_state> state, std::shared_ptr<store> store, std::size_t index);
 
-  void init();
+  grove::awaitable<grove::action> init();
   void handle_cast(store_op op);
   grove::call_result<std::vector<std::string>> handle_call(keys_request r, grove::from<std::vector<std::string>> reply);
   grove::call_result<json> handle_call(dump_request, grove::from<json> reply);

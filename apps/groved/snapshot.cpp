@@ -42,26 +42,30 @@ std::optional<loaded_snapshot> load_snapshot(const std::string& path, std::uint3
   }
   const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
   if (in.bad()) fail("cannot read snapshot", path);
+  return parse_snapshot(text, "'" + path + "'", max_depth);
+}
+
+loaded_snapshot parse_snapshot(const std::string& text, const std::string& name, std::uint32_t max_depth) {
   nlohmann::json document;
   try {
     // The same reader and bound as a client's payload: a value deeper than
     // a put could have stored was not written by groved.
     document = grove::erps::read_json(text, grove::erps::decode_limits{max_depth}, "snapshot");
   } catch (const grove::erps::codec_error& e) {
-    throw snapshot_error("snapshot '" + path + "' is not a snapshot groved wrote (truncated or edited?): " + e.what());
+    throw snapshot_error("snapshot " + name + " is not a snapshot groved wrote (truncated or edited?): " + e.what());
   }
   if (!document.is_object() || document.value("format", "") != "groved-snapshot" || !document.contains("data") ||
       !document["data"].is_object()) {
-    throw snapshot_error("'" + path + "' is not a groved snapshot (expected {\"format\":\"groved-snapshot\",\"data\":{...}})");
+    throw snapshot_error(name + " is not a groved snapshot (expected {\"format\":\"groved-snapshot\",\"data\":{...}})");
   }
   if (document.value("version", 0) != 1) {
-    throw snapshot_error("snapshot '" + path + "' has version " + document["version"].dump() + "; this groved reads version 1");
+    throw snapshot_error("snapshot " + name + " has version " + document["version"].dump() + "; this groved reads version 1");
   }
   loaded_snapshot out;
   const auto generation = document.find("wal_generation");
   if (generation != document.end()) {
     if (!generation->is_number_unsigned()) {
-      throw snapshot_error("snapshot '" + path + "': wal_generation is " + generation->dump() + ", expected a count");
+      throw snapshot_error("snapshot " + name + ": wal_generation is " + generation->dump() + ", expected a count");
     }
     out.wal_generation = generation->get<std::uint64_t>();
   }
@@ -69,7 +73,7 @@ std::optional<loaded_snapshot> load_snapshot(const std::string& path, std::uint3
   return out;
 }
 
-void write_snapshot(const std::string& path, const nlohmann::json& data, std::uint64_t wal_generation) {
+std::string snapshot_text(const nlohmann::json& data, std::uint64_t wal_generation) {
   nlohmann::json document = nlohmann::json::object();
   document["format"] = "groved-snapshot";
   document["version"] = 1;
@@ -77,7 +81,11 @@ void write_snapshot(const std::string& path, const nlohmann::json& data, std::ui
   document["keys"] = data.size();
   document["wal_generation"] = wal_generation;
   document["data"] = data;
-  const std::string text = document.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  return document.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+void write_snapshot(const std::string& path, const nlohmann::json& data, std::uint64_t wal_generation) {
+  const std::string text = snapshot_text(data, wal_generation);
 
   const std::string temporary = path + ".tmp";
   const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);

@@ -30,6 +30,12 @@ struct loaded_snapshot {
 /// put within groved's max_depth always fits).
 std::optional<loaded_snapshot> load_snapshot(const std::string& path, std::uint32_t max_depth);
 
+/// A snapshot document's text (`name` says where it came from, for errors).
+/// Throws snapshot_error as load_snapshot.
+loaded_snapshot parse_snapshot(const std::string& text, const std::string& name, std::uint32_t max_depth);
+/// The document write_snapshot writes, as text.
+std::string snapshot_text(const nlohmann::json& data, std::uint64_t wal_generation);
+
 /// Throws snapshot_error naming the step that failed (the old file stays).
 void write_snapshot(const std::string& path, const nlohmann::json& data, std::uint64_t wal_generation);
 

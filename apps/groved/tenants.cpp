@@ -43,6 +43,31 @@ struct tenants_changed_notifier {
   grove::awaitable<void> operator()(grove::process&) const { co_await notify_sessions(state); }
 };
 
+// What a recovery found, logged; the store's keys handed to its shards; its
+// log for this run opened (`o` says where it goes). Throws wal_error.
+void open_log(service_state& state, store& st, recovered_store& r, const std::string& where, write_ahead_log::options o) {
+  for (const auto& at : r.replay.torn_at) {
+    state.log.log(log_level::warning, "wal_torn_record",
+                  {{"tenant", st.tenant},
+                   {"at", at},
+                   {"msg", "a record cut short by a crash was dropped (it had not been acknowledged)"}});
+  }
+  state.log.log(log_level::info, r.snapshot_found ? "snapshot_loaded" : "snapshot_absent",
+                {{"tenant", st.tenant},
+                 {"path", where},
+                 {"keys", r.data.size()},
+                 {"log_files", r.replay.files},
+                 {"log_records", r.replay.records},
+                 {"msg", r.snapshot_found || r.replay.records > 0 ? "store loaded" : "starting empty"}});
+  st.keys = static_cast<std::int64_t>(r.data.size());
+  st.set_initial(std::move(r.data));
+  o.generation = r.next_generation;
+  o.mode = durability_from(state.durability).value_or(durability::always);
+  o.batch_interval = state.durability_interval;
+  o.shards = st.shards;
+  st.wal = std::make_shared<write_ahead_log>(o, state.log);
+}
+
 // The snapshot, then the log from its generation on; then this run's log.
 // Throws std::runtime_error saying why (and logs it, as the daemon did
 // before tenants: snapshot_unreadable, wal_unreadable).
@@ -61,35 +86,36 @@ void load_store(service_state& state, store& st) {
                   {{"tenant", st.tenant}, {"path", wal_directory(st.data_path)}, {"msg", e.what()}});
     throw std::runtime_error(e.what());
   }
-  for (const auto& at : r.replay.torn_at) {
-    state.log.log(log_level::warning, "wal_torn_record",
-                  {{"tenant", st.tenant},
-                   {"at", at},
-                   {"msg", "a record cut short by a crash was dropped (it had not been acknowledged)"}});
-  }
-  state.log.log(log_level::info, r.snapshot_found ? "snapshot_loaded" : "snapshot_absent",
-                {{"tenant", st.tenant},
-                 {"path", st.data_path},
-                 {"keys", r.data.size()},
-                 {"log_files", r.replay.files},
-                 {"log_records", r.replay.records},
-                 {"msg", r.snapshot_found || r.replay.records > 0 ? "store loaded" : "starting empty"}});
-  st.keys = static_cast<std::int64_t>(r.data.size());
-  st.set_initial(std::move(r.data));
   write_ahead_log::options o;
   o.directory = wal_directory(st.data_path);
-  o.generation = r.next_generation;
-  o.mode = durability_from(state.durability).value_or(durability::always);
-  o.batch_interval = state.durability_interval;
-  o.shards = st.shards;
   try {
-    st.wal = std::make_shared<write_ahead_log>(o, state.log);
+    open_log(state, st, r, st.data_path, std::move(o));
   } catch (const wal_error& e) {
     state.log.log(log_level::error, "wal_unusable", {{"tenant", st.tenant}, {"msg", e.what()}});
     throw std::runtime_error(e.what());
   }
   // Left by a crash between a snapshot and the removal of what it holds.
   st.wal->remove_before(r.snapshot_generation);
+}
+
+// A clustered tenant's store: its snapshot and log from etcd (wherever they
+// were written: this node, or the one it took the tenant over from), then
+// this run's log, going to etcd too. Throws std::runtime_error saying why.
+grove::awaitable<void> load_cluster_store(service_state& state, store& st) {
+  recovered_store r;
+  std::string failure;
+  try {
+    r = co_await st.data->recover(state.max_depth, {});
+  } catch (const std::exception& e) {
+    failure = std::string("its data in etcd (") + st.data->prefix() + ") cannot be read: " + e.what();
+  }
+  if (!failure.empty()) {
+    state.log.log(log_level::error, "tenant_data_unreadable", {{"tenant", st.tenant}, {"msg", failure}});
+    throw std::runtime_error(failure);
+  }
+  write_ahead_log::options o;
+  o.remote = st.data;
+  open_log(state, st, r, "etcd " + st.data->prefix(), std::move(o));
 }
 
 // A new log generation, then every shard's keys (each once its waiting
@@ -111,8 +137,12 @@ grove::awaitable<bool> write_store_snapshot(service_state& state, store& st) {
       }
       for (auto it = part["data"].begin(); it != part["data"].end(); ++it) data[it.key()] = std::move(it.value());
     }
-    write_snapshot(st.data_path, data, next);
-    st.wal->remove_before(next);
+    if (st.data) {
+      co_await st.data->write_snapshot(data, next);
+    } else {
+      write_snapshot(st.data_path, data, next);
+      st.wal->remove_before(next);
+    }
     count = data.size();
   } catch (const std::exception& e) {
     failure = e.what();
@@ -120,12 +150,15 @@ grove::awaitable<bool> write_store_snapshot(service_state& state, store& st) {
   if (!failure.empty()) {
     state.log.log(log_level::error, "snapshot_failed",
                   {{"tenant", st.tenant},
-                   {"path", st.data_path},
+                   {"path", st.data ? "etcd " + st.data->prefix() : st.data_path},
                    {"msg", failure + "; the log still holds every write"}});
     co_return false;
   }
   state.log.log(log_level::info, "snapshot_written",
-                {{"tenant", st.tenant}, {"path", st.data_path}, {"keys", count}, {"wal_generation", next}});
+                {{"tenant", st.tenant},
+                 {"path", st.data ? "etcd " + st.data->prefix() : st.data_path},
+                 {"keys", count},
+                 {"wal_generation", next}});
   co_return true;
 }
 
@@ -259,15 +292,25 @@ grove::awaitable<std::string> store_tenant::open(const grove::tenant_info& t) {
   // log still queues is written before the files are read.
   if (std::shared_ptr<store> old = state_->find_store(t.id); old && old->wal) old->wal->flush();
   std::string failure;
-  try {
-    if (st->data_path.empty()) {
-      st->set_initial(json::object());
-    } else {
-      std::filesystem::create_directories(std::filesystem::path(st->data_path).parent_path());
-      load_store(*state_, *st);
+  if (state_->cluster) {
+    // Clustered: the data is in etcd, where any node that takes the tenant over finds it.
+    st->data = std::make_shared<tenant_data>(this_process().node(), state_->cluster, t.id);
+    try {
+      co_await load_cluster_store(*state_, *st);
+    } catch (const std::exception& e) {
+      failure = e.what();
     }
-  } catch (const std::exception& e) {
-    failure = e.what();
+  } else {
+    try {
+      if (st->data_path.empty()) {
+        st->set_initial(json::object());
+      } else {
+        std::filesystem::create_directories(std::filesystem::path(st->data_path).parent_path());
+        load_store(*state_, *st);
+      }
+    } catch (const std::exception& e) {
+      failure = e.what();
+    }
   }
   if (!failure.empty()) co_return failure;
 
@@ -357,6 +400,14 @@ grove::awaitable<grove::tenant_result<json>> store_tenant::handle_uninstall(cons
         grove::tenant_error("the default tenant (tenants.default) cannot be uninstalled"));
   }
   co_await close();
+  if (state_->cluster) {
+    try {
+      tenant_data data(this_process().node(), state_->cluster, t.id);
+      co_await data.erase_all();
+    } catch (const std::exception& e) {
+      co_return grove::tenant_result<json>(grove::tenant_error(std::string("its data in etcd could not be deleted: ") + e.what()));
+    }
+  }
   if (const std::string path = state_->store_path(t.id); !path.empty()) {
     std::error_code ec;
     std::filesystem::remove_all(wal_directory(path), ec);
@@ -506,7 +557,7 @@ part tenants_part(const config& c, const std::shared_ptr<service_state>& state) 
   grove::child_start inner = subtree.start;
   subtree.start = [inner, manager, state](grove::node& n) { return start_tenants(inner, manager, state, n); };
   std::vector<grove::child_spec> children{std::move(subtree)};
-  const bool persisted = !c.data_path.empty();
+  const bool persisted = !c.data_path.empty() || state->cluster; // clustered: snapshots go to etcd
   if (persisted && c.snapshot_interval.count() > 0) {
     children.push_back(grove::child_spec{
         .id = "snapshots", .start = grove::child_start::server<snapshot_timer>(grove::start_options{}, state, c.snapshot_interval)});

@@ -197,7 +197,17 @@ void replay_file(const std::string& path, bool lenient,
   if (std::memcmp(bytes.data(), magic, sizeof magic) != 0) {
     throw wal_error("'" + path + "' is not a groved log (bad header); not starting, so it is not overwritten");
   }
-  std::size_t at = header_size;
+  replay_records(bytes, header_size, path, lenient, apply, stats);
+}
+
+void replay_records(const std::string& bytes, std::size_t from, const std::string& name, bool lenient,
+                    const std::function<void(std::string&&, std::optional<nlohmann::json>&&)>& apply,
+                    replay_stats& stats) {
+  auto torn = [&](std::size_t offset) {
+    ++stats.torn;
+    stats.torn_at.push_back(name + " at offset " + std::to_string(offset));
+  };
+  std::size_t at = from;
   while (at < bytes.size()) {
     const std::size_t left = bytes.size() - at;
     std::string why;
@@ -245,7 +255,7 @@ void replay_file(const std::string& path, bool lenient,
       torn(at);
       return;
     }
-    throw wal_error("the log '" + path + "' has a damaged record at offset " + std::to_string(at) + " (" + why +
+    throw wal_error("the log '" + name + "' has a damaged record at offset " + std::to_string(at) + " (" + why +
                     ") with more records after it; not starting, so nothing is overwritten (move the file away to "
                     "start from what precedes it)");
   }
@@ -299,6 +309,8 @@ recovered_store recover_store(const std::string& data_path, std::uint32_t max_de
 
 write_ahead_log::write_ahead_log(options o, logger log)
     : options_(std::move(o)), log_(log), failed_(options_.shards), generation_(options_.generation) {
+  last_sync_ = std::chrono::steady_clock::now();
+  if (options_.remote) return; // no file: the records go to the remote
   std::error_code ec;
   std::filesystem::create_directories(options_.directory, ec);
   if (ec) throw wal_error("cannot create the log directory '" + options_.directory + "': " + ec.message());
@@ -382,6 +394,12 @@ bool write_ahead_log::flush() {
 }
 
 void write_ahead_log::rotate(std::uint64_t next) {
+  if (options_.remote) {
+    std::lock_guard file(file_mutex_); // (after the round being stored, if any)
+    std::lock_guard lock(mutex_);
+    generation_ = next;
+    return;
+  }
   const int fd = create_log(options_.directory, next);
   std::lock_guard file(file_mutex_);
   if (::fdatasync(fd_) != 0) {
@@ -402,6 +420,7 @@ std::uint64_t write_ahead_log::generation() const {
 }
 
 void write_ahead_log::remove_before(std::uint64_t generation) {
+  if (options_.remote) return; // the remote's owner drops what a snapshot holds
   bool removed = false;
   for (const auto& [g, path] : log_files(options_.directory)) {
     if (g >= generation) continue;
@@ -478,7 +497,23 @@ void write_ahead_log::run() {
     }
     room_.notify_all();
     std::string failure;
-    {
+    if (options_.remote) {
+      std::lock_guard file(file_mutex_);
+      bool broken = false;
+      if (!writing.empty()) {
+        std::uint64_t generation = 0;
+        {
+          std::lock_guard lock(mutex_);
+          generation = generation_;
+        }
+        failure = options_.remote->store(writing, generation, broken);
+      }
+      if (!failure.empty() && broken) {
+        std::lock_guard lock(mutex_);
+        broken_ = true;
+        broken_reason_ = failure + "; no more writes are taken until groved restarts";
+      }
+    } else {
       std::lock_guard file(file_mutex_);
       const int error = writing.empty() ? 0 : write_all(fd_, writing.data(), writing.size());
       if (error != 0) {

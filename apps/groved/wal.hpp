@@ -31,6 +31,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
@@ -83,6 +84,12 @@ struct replay_stats {
   std::vector<std::string> torn_at; // "file at offset N", one per torn record
 };
 
+/// Replays records (no file header) from `bytes`, as replay_file does a
+/// file's; `name` says where they came from in errors.
+void replay_records(const std::string& bytes, std::size_t from, const std::string& name, bool lenient,
+                    const std::function<void(std::string&&, std::optional<nlohmann::json>&&)>& apply,
+                    replay_stats& stats);
+
 /// Replays one log file in order. A damaged record followed by more data
 /// throws wal_error naming the file and the offset; with `lenient` it ends
 /// the file instead (a file another thread may be appending to).
@@ -105,6 +112,17 @@ struct recovered_store {
 recovered_store recover_store(const std::string& data_path, std::uint32_t max_depth, bool lenient,
                               const std::function<bool(std::string_view)>& keep = {});
 
+/// Where a store's log goes instead of a file: a clustered groved's etcd
+/// (cluster.hpp). Called on the log's thread; may block it.
+class wal_remote {
+public:
+  virtual ~wal_remote() = default;
+  /// Stores one round of whole records of log generation `generation`,
+  /// durably: "" once stored, else why not (then nothing of the round is
+  /// kept, or `broken` says it could not be taken back).
+  virtual std::string store(std::string_view records, std::uint64_t generation, bool& broken) = 0;
+};
+
 /// The log of one store.
 class write_ahead_log {
 public:
@@ -120,6 +138,10 @@ public:
     /// without work, and the next append starts it again: an idle tenant's
     /// log holds no thread.
     std::chrono::milliseconds idle_exit{2000};
+    /// Records go there instead of to files in `directory` (none is made;
+    /// rotate() only counts generations, remove_before() does nothing).
+    /// Every mode but none waits for it.
+    std::shared_ptr<wal_remote> remote{};
   };
 
   /// Creates the directory and the generation's file (synced). Throws wal_error.

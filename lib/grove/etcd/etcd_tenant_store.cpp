@@ -126,6 +126,35 @@ etcd_tenant_store::etcd_tenant_store(grove::node& n, etcd::client etcd, etcd_ten
 
 std::string etcd_tenant_store::describe() const { return "etcd " + options_.prefix; }
 
+std::string etcd_tenant_store::record_key(const std::string& prefix, std::string_view id) {
+  return prefix + "records/" + std::string(id);
+}
+
+tenant_record etcd_tenant_store::parse_record(std::string_view id, const std::string& value) {
+  const nlohmann::json j = nlohmann::json::parse(value, nullptr, false);
+  auto damaged = [](const std::string& why) { return grove::error(tenant_errc::store_failed, why); };
+  if (!j.is_object()) throw damaged("not a JSON object");
+  try {
+    tenant_record rec;
+    rec.id = std::string(id);
+    const auto state = parse_tenant_state(j.at("state").get<std::string>());
+    if (!state) throw damaged("unknown state");
+    rec.state = *state;
+    rec.config = j.at("config");
+    rec.capabilities = j.at("capabilities");
+    rec.generation = j.at("generation").get<std::uint64_t>();
+    const auto error = unhex(j.at("last_error").get<std::string>());
+    if (!error) throw damaged("last_error is not hex");
+    rec.last_error = *error;
+    if (j.contains("snapshot")) rec.snapshot = j.at("snapshot").at(0);
+    rec.created_at = from_micros(j.at("created_at").get<std::int64_t>());
+    rec.updated_at = from_micros(j.at("updated_at").get<std::int64_t>());
+    return rec;
+  } catch (const nlohmann::json::exception& e) {
+    throw damaged(e.what());
+  }
+}
+
 tenant_store_contents etcd_tenant_store::load() {
   const std::string sequence_key = options_.prefix + "sequence";
   etcd::txn_request t; // one revision for all three
@@ -149,26 +178,10 @@ tenant_store_contents etcd_tenant_store::load() {
   tenant_store_contents out;
   const std::size_t records_at = options_.prefix.size() + 8;
   for (const etcd::key_value& kv : records.kvs) {
-    nlohmann::json j = nlohmann::json::parse(kv.value, nullptr, false);
-    if (!j.is_object()) throw damaged(kv.key, "not a JSON object");
     try {
-      tenant_record rec;
-      rec.id = kv.key.substr(records_at);
-      const auto state = parse_tenant_state(j.at("state").get<std::string>());
-      if (!state) throw damaged(kv.key, "unknown state");
-      rec.state = *state;
-      rec.config = j.at("config");
-      rec.capabilities = j.at("capabilities");
-      rec.generation = j.at("generation").get<std::uint64_t>();
-      const auto error = unhex(j.at("last_error").get<std::string>());
-      if (!error) throw damaged(kv.key, "last_error is not hex");
-      rec.last_error = *error;
-      if (j.contains("snapshot")) rec.snapshot = j["snapshot"].at(0);
-      rec.created_at = from_micros(j.at("created_at").get<std::int64_t>());
-      rec.updated_at = from_micros(j.at("updated_at").get<std::int64_t>());
-      out.records.push_back(std::move(rec));
-    } catch (const nlohmann::json::exception& e) {
-      throw damaged(kv.key, e.what());
+      out.records.push_back(parse_record(std::string_view(kv.key).substr(records_at), kv.value));
+    } catch (const grove::error& e) {
+      throw grove::error(tenant_errc::store_failed, describe() + ": " + kv.key + ": " + e.what());
     }
   }
   const std::size_t outbox_at = options_.prefix.size() + 7;

@@ -35,6 +35,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace grove {
@@ -56,6 +57,14 @@ public:
   void acknowledge(const std::vector<std::uint64_t>& sequences) override;
   std::string describe() const override;
   bool may_block() const noexcept override { return true; }
+
+  /// The key a record of the store at `prefix` lives at.
+  static std::string record_key(const std::string& prefix, std::string_view id);
+  /// A record as the store keeps it (the value at record_key), for a reader
+  /// that does not open the store: a node taking over the tenants of one
+  /// that died reads their records so, and moves each out in a transaction
+  /// of its own. Throws grove::error (store_failed) saying what is wrong.
+  static tenant_record parse_record(std::string_view id, const std::string& value);
 
 private:
   template <class T>
