@@ -233,10 +233,26 @@ grove::etcd::txn_request tenant_data::fenced() const {
 }
 
 grove::awaitable<void> tenant_data::put_fenced(std::string key, std::string value) const {
-  grove::etcd::txn_request t = fenced();
-  t.then.push_back(grove::etcd::txn_op::put(std::move(key), std::move(value)));
-  grove::etcd::txn_result r = co_await cluster_->etcd().txn(std::move(t));
-  if (!r.succeeded) {
+  // Every key is written once (a log round's, a snapshot part's), so the
+  // write can be tried again when etcd's answer was lost (a member died
+  // with it): if the key is there with this value, an earlier try landed.
+  for (int attempt = 1;; ++attempt) {
+    grove::etcd::txn_request t = fenced();
+    t.when.push_back(grove::etcd::compare::absent(key));
+    t.then.push_back(grove::etcd::txn_op::put(key, value));
+    t.otherwise.push_back(grove::etcd::txn_op::get(key));
+    std::optional<grove::etcd::txn_result> r;
+    try {
+      r = co_await cluster_->etcd().txn(std::move(t));
+    } catch (const grove::error& e) {
+      const bool retry = e.code() == grove::etcd::errc::outcome_unknown || e.code() == grove::etcd::errc::unavailable ||
+                         e.code() == grove::etcd::errc::timeout;
+      if (!retry || attempt == 3) throw;
+    }
+    if (!r) continue;
+    if (r->succeeded) co_return;
+    const auto* got = r->responses.empty() ? nullptr : std::get_if<grove::etcd::get_result>(&r->responses.front());
+    if (got && !got->kvs.empty() && got->kvs.front().value == value) co_return; // the try before landed
     throw std::runtime_error("tenant '" + tenant_ + "' is no longer placed on this node under its lease: another node "
                              "serves it now");
   }

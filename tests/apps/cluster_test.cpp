@@ -8,6 +8,7 @@
 #include <doctest/doctest.h>
 
 #include <csignal>
+#include <fstream>
 #include <functional>
 
 using namespace apps_test;
@@ -262,4 +263,138 @@ TEST_CASE("a node cut off past its lease: no write of its lands once another nod
   CHECK(serving == "b");
   CHECK(a.stop() == 0);
   CHECK(b.stop() == 0);
+}
+
+namespace {
+
+// A client certificate for "/CN=grove load NAME", signed by the test CA,
+// made with the openssl command into `dir` (NAME.pem, NAME.key).
+void make_client_cert(const temp_dir& dir, const std::string& name) {
+  const std::string key = dir.file(name + ".key");
+  const std::string csr = dir.file(name + ".csr");
+  REQUIRE(run({"openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", key}).status == 0);
+  REQUIRE(run({"openssl", "req", "-new", "-key", key, "-subj", "/CN=grove load " + name, "-out", csr}).status == 0);
+  REQUIRE(run({"openssl", "x509", "-req", "-in", csr, "-CA", certs_dir() + "/ca.pem", "-CAkey", certs_dir() + "/ca.key",
+               "-CAserial", dir.file("ca.srl"), "-CAcreateserial", "-days", "2", "-out", dir.file(name + ".pem")})
+              .status == 0);
+}
+
+} // namespace
+
+TEST_CASE("three nodes, 30 tenants: one node killed under load and an etcd member killed; every acknowledged write stays") {
+  test_support::etcd_cluster etcd(3);
+  temp_dir dir;
+  // 30 tenants, each with its client's certificate; the test client is the admin.
+  json identities = json::object();
+  identities["subject:/CN=grove test client"] = {{"role", "admin"}};
+  std::vector<std::string> tenants;
+  for (int i = 0; i < 30; ++i) {
+    tenants.push_back("t" + std::to_string(i));
+    make_client_cert(dir, tenants.back());
+    identities["subject:/CN=grove load " + tenants.back()] = {{"role", "write"}, {"tenant", tenants.back()}};
+  }
+  {
+    std::ofstream policy(dir.file("policy.json"));
+    policy << json{{"format", "groved-access"}, {"version", 1}, {"identities", identities}}.dump();
+  }
+  std::string endpoints;
+  for (const auto& u : etcd.urls()) endpoints += (endpoints.empty() ? "" : ",") + u;
+  auto node = [&](const std::string& name) {
+    return std::vector<std::string>{"--cluster.etcd=" + endpoints, "--cluster.node=" + name, "--cluster.lease_ttl_s=2",
+                                    "--access.policy=" + dir.file("policy.json")};
+  };
+  groved a(node("a"));
+  groved b(node("b"));
+  groved c(node("c"));
+  auto as = [&](const groved& d, const std::string& who) {
+    const std::string certs = who == "admin" ? certs_dir() + "/client" : dir.file(who);
+    return std::vector<std::string>{"--port", std::to_string(d.tls_port()), "--ca", certs_dir() + "/ca.pem", "--cert",
+                                    certs + ".pem", "--key", certs + ".key"};
+  };
+  // Ten tenants placed on each node.
+  groved* nodes[] = {&a, &b, &c};
+  for (int i = 0; i < 30; ++i) {
+    result r = grovectl(as(*nodes[i / 10], "admin"), {"tenant", "install", tenants[i]});
+    REQUIRE(r.status == 0);
+  }
+
+  // Load on b meanwhile: puts of a tenant b serves, riding out failures.
+  child load({grove_bench_path(), "--tls", "--port", std::to_string(b.tls_port()), "--ca", certs_dir() + "/ca.pem",
+              "--cert", dir.file("t15.pem"), "--key", dir.file("t15.key"), "-c", "8", "-p", "4", "--op", "put",
+              "--keep-going", "-d", "12", "-w", "0"});
+  // A writer per tenant of a's: 400 numbered puts each, its acknowledged
+  // ones printed as it goes; a dies under them.
+  std::vector<std::unique_ptr<child>> writers;
+  for (int i = 0; i < 10; ++i) {
+    std::vector<std::string> argv{grovectl_path()};
+    for (const auto& f : as(a, tenants[i])) argv.push_back(f);
+    argv.push_back("script");
+    writers.push_back(std::make_unique<child>(argv, true));
+    std::string lines;
+    for (int k = 0; k < 400; ++k) {
+      lines += json{{"call", {{"op", "put"}, {"key", "w" + std::to_string(k)}, {"value", k}}}, {"expect", {{"ok", true}}}}.dump() + "\n";
+    }
+    writers.back()->write_stdin(lines);
+    writers.back()->close_stdin();
+  }
+  for (auto& w : writers) CHECK(w->wait_stdout("\"line\":20,", 30s)); // each has 20 acknowledged
+  etcd.member(0).kill();       // the cluster goes on through the other two members
+  a.process().signal(SIGKILL); // and a dies mid-stream
+  CHECK(a.process().wait(10s) == 128 + SIGKILL);
+
+  // What each writer had acknowledged when a died.
+  std::vector<int> acknowledged;
+  for (auto& w : writers) {
+    CHECK(w->wait(30s).has_value());
+    w->finish_output();
+    int last = -1;
+    for (const json& line : json_lines(w->out())) {
+      if (line.contains("reply") && line["reply"].value("ok", false)) last = line["line"].get<int>() - 1;
+    }
+    acknowledged.push_back(last);
+  }
+
+  // Within the TTL and a watch round trip (bounded here by 60 s), b and c
+  // take a's ten tenants over, each once.
+  auto takeovers = [&](const std::string& tenant) {
+    int n = 0;
+    for (groved* d : {&b, &c}) {
+      const std::string err = d->process().err();
+      for (std::size_t at = err.find("\"tenant_taken_over\""); at != std::string::npos;
+           at = err.find("\"tenant_taken_over\"", at + 1)) {
+        n += err.substr(at, err.find('\n', at) - at).find("\"tenant\":\"" + tenant + "\"") != std::string::npos;
+      }
+    }
+    return n;
+  };
+  auto all_taken = [&] {
+    for (int i = 0; i < 10; ++i) {
+      if (takeovers(tenants[i]) == 0) return false;
+    }
+    return true;
+  };
+  for (int i = 0; i < 600 && !all_taken(); ++i) (void)b.process().wait_stderr("\n\n", 100ms);
+  for (int i = 0; i < 10; ++i) {
+    INFO("tenant ", tenants[i], ", acknowledged up to w", acknowledged[i]);
+    CHECK(takeovers(tenants[i]) == 1);
+    // Every acknowledged write is there, read through b (which sends the client on if c serves it).
+    std::vector<json> reads;
+    for (int k = 0; k <= acknowledged[i]; ++k) {
+      reads.push_back(json{{"call", {{"op", "get"}, {"key", "w" + std::to_string(k)}}}, {"expect", {{"value", k}}}});
+    }
+    result r = script(as(b, tenants[i]), reads);
+    CHECK(r.status == 0);
+    CHECK(r.err.empty());
+  }
+  // The tenants of b and c were served all along, and still are.
+  for (int i = 10; i < 30; ++i) {
+    result r = grovectl(as(i % 2 ? b : c, tenants[i]), {"call", R"({"op":"put","key":"after","value":1})"});
+    CHECK(r.status == 0);
+  }
+  CHECK(load.wait(60s) == 0);
+  load.finish_output();
+  const json report = json::parse(load.out().substr(load.out().rfind("{\"calls\"")));
+  CHECK(report["ok"].get<std::int64_t>() > 0);
+  CHECK(b.stop() == 0);
+  CHECK(c.stop() == 0);
 }
