@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <set>
 #include <stdexcept>
 #include <utility>
 
@@ -448,6 +449,63 @@ grove::awaitable<void> take_over(std::shared_ptr<service_state> state, std::stri
                   {"msg", "its node is gone; this node serves it now, with its data from etcd"}});
 }
 
+// take_over in a process of its own.
+void start_takeover(const std::shared_ptr<service_state>& state, grove::node& n, std::string tenant, std::string from) {
+  grove::spawn(n, [state, tenant = std::move(tenant), from = std::move(from)](grove::process& self) -> grove::awaitable<void> {
+    self.set_label("groved takeover " + tenant);
+    try {
+      co_await take_over(state, tenant, from);
+    } catch (const std::exception& e) {
+      state->log.log(log_level::error, "takeover_failed", {{"tenant", tenant}, {"from", from}, {"msg", e.what()}});
+    }
+  });
+}
+
+// Tenants whose node went while no node watched (or whose takeover did not
+// finish): a record in a store of a node that is gone, and no placement.
+grove::awaitable<void> find_orphans(std::shared_ptr<service_state> state) {
+  const cluster_view& cluster = *state->cluster;
+  // Every node's records: P tenants/NODE/records/TENANT.
+  const std::string stores = cluster.all_tenants_prefix();
+  grove::etcd::get_options keys;
+  keys.prefix = true;
+  keys.keys_only = true;
+  grove::etcd::get_result got = co_await cluster.etcd().get(stores, keys);
+  // Who is alive and what is placed, as etcd says now (the cache may not be loaded yet).
+  const std::string watched = cluster.watched_prefix();
+  grove::etcd::get_result now = co_await cluster.etcd().get(watched, keys);
+  const std::string nodes_at = cluster.node_key("");
+  const std::string placed_at = cluster.placement_key("");
+  std::set<std::string, std::less<>> alive, placed;
+  for (const auto& kv : now.kvs) {
+    if (kv.key.rfind(nodes_at, 0) == 0) alive.insert(kv.key.substr(nodes_at.size()));
+    if (kv.key.rfind(placed_at, 0) == 0) placed.insert(kv.key.substr(placed_at.size()));
+  }
+  grove::node& n = state->registry->node();
+  for (const auto& kv : got.kvs) {
+    const std::string_view rest = std::string_view(kv.key).substr(stores.size());
+    const std::size_t slash = rest.find('/');
+    if (slash == std::string_view::npos || rest.substr(slash + 1, 8) != "records/") continue;
+    std::string node(rest.substr(0, slash));
+    std::string tenant(rest.substr(slash + 9));
+    // A record of a node that is gone, of a tenant nobody serves.
+    if (node == cluster.node() || alive.count(node) != 0) continue;
+    if (placed.count(tenant) != 0) {
+      // Served by another node already (installed there anew while this
+      // one was gone): the gone node's record is stale; it goes, while
+      // that node is still gone.
+      grove::etcd::txn_request drop;
+      drop.when.push_back(grove::etcd::compare::absent(cluster.node_key(node)));
+      drop.then.push_back(grove::etcd::txn_op::erase(std::string(kv.key)));
+      co_await cluster.etcd().txn(std::move(drop));
+      continue;
+    }
+    state->log.log(log_level::warning, "node_gone",
+                   {{"node", node}, {"tenant", tenant}, {"msg", "its node is gone and nobody serves it; taking it over"}});
+    start_takeover(state, n, std::move(tenant), std::move(node));
+  }
+}
+
 // The tenants a batch of events orphans: placements erased together with
 // their node's name (its lease ended), other than this node's.
 std::vector<std::pair<std::string, std::string>> orphans(const cluster_view& view,
@@ -491,14 +549,7 @@ grove::awaitable<void> watch_cluster(std::shared_ptr<service_state> state, grove
         for (auto& [tenant, node] : orphans(*view, events)) {
           state->log.log(log_level::warning, "node_gone",
                          {{"node", node}, {"tenant", tenant}, {"msg", "its lease ended; taking its tenant over"}});
-          grove::spawn(n, [state, tenant, node](grove::process& self) -> grove::awaitable<void> {
-            self.set_label("groved takeover " + tenant);
-            try {
-              co_await take_over(state, tenant, node);
-            } catch (const std::exception& e) {
-              state->log.log(log_level::error, "takeover_failed", {{"tenant", tenant}, {"from", node}, {"msg", e.what()}});
-            }
-          });
+          start_takeover(state, n, tenant, node);
         }
       }
     } catch (const grove::error& e) {
@@ -583,6 +634,18 @@ private:
 };
 
 } // namespace
+
+void adopt_orphans(const std::shared_ptr<service_state>& state) {
+  grove::spawn(state->registry->node(), [state](grove::process& self) -> grove::awaitable<void> {
+    self.set_label("groved orphans");
+    try {
+      co_await find_orphans(state);
+    } catch (const std::exception& e) {
+      state->log.log(log_level::error, "orphans_unknown",
+                     {{"msg", std::string("the tenants of nodes that are gone could not be listed: ") + e.what()}});
+    }
+  });
+}
 
 part cluster_part(const config& c, const std::shared_ptr<service_state>& state) {
   part p;

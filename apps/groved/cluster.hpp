@@ -76,6 +76,8 @@ public:
   /// Where this node's tenant records live (P tenants/NODE/).
   std::string tenants_prefix() const { return tenants_prefix(node_); }
   std::string tenants_prefix(std::string_view node) const { return prefix_ + "tenants/" + std::string(node) + "/"; }
+  /// Every node's tenant records (P tenants/).
+  std::string all_tenants_prefix() const { return prefix_ + "tenants/"; }
   /// Where a tenant's data lives (P data/TENANT/).
   std::string data_prefix(std::string_view tenant) const { return prefix_ + "data/" + std::string(tenant) + "/"; }
   std::int64_t lease_ttl_seconds() const noexcept { return ttl_; }
@@ -167,6 +169,11 @@ private:
   std::uint64_t generation_ = 0; // the log's thread's: the generation its sequence counts in
   std::uint64_t sequence_ = 0;
 };
+
+/// Takes over, in the background, the tenants of nodes that are gone which
+/// nobody serves (their node died while no other node watched, or a
+/// takeover did not finish). The tenants part calls it once it is up.
+void adopt_orphans(const std::shared_ptr<service_state>& state);
 
 /// The cluster part (before the tenants): holds the lease, the node's name
 /// and the cache. Its start fails, naming the key, when the name is held

@@ -200,6 +200,7 @@ grove::awaitable<grove::pid> start_tenants(grove::child_start inner, std::shared
     if (!holder.empty()) {
       state->log.log(log_level::info, "default_tenant_elsewhere",
                      {{"tenant", id}, {"node", holder}, {"msg", "the default tenant is served by another node"}});
+      adopt_orphans(state);
       co_return subtree;
     }
   }
@@ -217,6 +218,7 @@ grove::awaitable<grove::pid> start_tenants(grove::child_start inner, std::shared
     grove::tenant_op op = co_await manager->update(id, r->config, r->capabilities);
     co_await op.done();
   }
+  if (state->cluster) adopt_orphans(state);
   co_return subtree;
 }
 

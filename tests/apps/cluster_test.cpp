@@ -398,3 +398,33 @@ TEST_CASE("three nodes, 30 tenants: one node killed under load and an etcd membe
   CHECK(b.stop() == 0);
   CHECK(c.stop() == 0);
 }
+
+TEST_CASE("a node that joins takes over the tenants of a node that died while nobody watched") {
+  test_support::etcd_server etcd;
+  {
+    groved a(node_flags(etcd, "a", 2));
+    CHECK(grovectl(a.tcp(), {"tenant", "install", "x"}).status == 0);
+    CHECK(grovectl(a.tcp(), {"call", R"({"op":"put","key":"kept","value":"yes"})"}).status == 0);
+    a.process().signal(SIGKILL);
+    CHECK(a.process().wait(10s) == 128 + SIGKILL);
+  }
+  // Its lease ends with nobody watching (asked of etcd until its name is gone).
+  bool gone = false;
+  for (int i = 0; i < 300 && !gone; ++i) {
+    result r = run({"etcdctl", "--endpoints", etcd.url(), "get", "--prefix", "--keys-only", "groved/cluster/nodes/"});
+    gone = r.status == 0 && r.out.find("groved/cluster/nodes/a") == std::string::npos;
+  }
+  REQUIRE(gone);
+  groved b(node_flags(etcd, "b", 2));
+  // It placed the default tenant anew (first to start) with its data from
+  // etcd, and took x over with its record.
+  CHECK(b.process().wait_stderr("\"tenant_taken_over\""));
+  CHECK(json::parse(grovectl(b.tcp(), {"call", R"({"op":"get","key":"kept"})"}).out)["value"] == "yes");
+  CHECK(json::parse(grovectl(b.tcp(), {"tenant", "get", "x"}).out)["tenant"]["state"] == "running");
+  // a's stale record of the default tenant went too: back, a has no tenants of its own.
+  groved a2(node_flags(etcd, "a", 2));
+  CHECK(json::parse(grovectl(a2.tcp(), {"tenant", "list"}).out)["tenants"].empty());
+  CHECK(serving_node(a2) == "b");
+  CHECK(a2.stop() == 0);
+  CHECK(b.stop() == 0);
+}
