@@ -430,16 +430,30 @@ grove::awaitable<void> take_over(std::shared_ptr<service_state> state, std::stri
     co_return;
   }
   const grove::detail::tenant_manager_base& manager = *state->tenants;
-  std::optional<grove::tenant_op> op;
-  if (manager.fetch(tenant)) {
-    op.emplace(co_await manager.update(tenant, record.config)); // a record of an earlier stay here
-  } else {
-    op.emplace(co_await manager.install(tenant, record.config));
+  std::string failure;
+  try {
+    std::optional<grove::tenant_op> op;
+    if (manager.fetch(tenant)) {
+      op.emplace(co_await manager.update(tenant, record.config)); // a record of an earlier stay here
+    } else {
+      op.emplace(co_await manager.install(tenant, record.config));
+    }
+    grove::tenant_outcome done = co_await op->done(std::chrono::minutes(2));
+    if (!done.ok) failure = done.error;
+  } catch (const std::exception& e) {
+    failure = e.what();
   }
-  grove::tenant_outcome done = co_await op->done(std::chrono::minutes(2));
-  if (!done.ok) {
+  if (!failure.empty() && !manager.fetch(tenant)) {
+    // Not installed here: its record goes back where it was and its
+    // placement is let go, so the next node to look takes it (orphans).
+    std::string back = got.kvs.front().value;
+    grove::etcd::put_result restored = co_await cluster.etcd().put(record_key, back);
+    (void)restored;
+    co_await cluster.release(tenant);
+  }
+  if (!failure.empty()) {
     state->log.log(log_level::error, "takeover_failed",
-                   {{"tenant", tenant}, {"from", from}, {"msg", "it could not be started here: " + done.error}});
+                   {{"tenant", tenant}, {"from", from}, {"msg", "it could not be started here: " + failure}});
     co_return;
   }
   state->log.log(log_level::warning, "tenant_taken_over",
