@@ -322,6 +322,7 @@ grove::awaitable<std::string> store_tenant::open(const grove::tenant_info& t) {
     grove::start_options placement;
     placement.worker = i % n.size();
     placement.trap_exit = true;
+    if (st->data) placement.init_timeout = std::chrono::seconds(60); // a restarted shard reads its keys from etcd
     grove::child_spec spec;
     spec.id = "shard-" + std::to_string(i);
     spec.start = grove::child_start::server<shard>(placement, state_, st, i);

@@ -428,3 +428,29 @@ TEST_CASE("a node that joins takes over the tenants of a node that died while no
   CHECK(a2.stop() == 0);
   CHECK(b.stop() == 0);
 }
+
+TEST_CASE("a store shard killed in a clustered groved reads its keys back from etcd") {
+  test_support::etcd_server etcd;
+  std::vector<std::string> flags = node_flags(etcd, "a", 5);
+  flags.push_back("--debug.chaos_ops=true");
+  flags.push_back("--shards=2");
+  groved a(flags);
+  std::vector<json> puts;
+  for (int i = 0; i < 50; ++i) {
+    puts.push_back(json{{"call", {{"op", "put"}, {"key", "k" + std::to_string(i)}, {"value", i}}}, {"expect", {{"ok", true}}}});
+  }
+  REQUIRE(script(a.tcp(), puts).status == 0);
+  for (int shard : {0, 1}) {
+    result killed = grovectl(a.tcp(), {"call", json{{"op", "debug.kill_shard"}, {"shard", shard}}.dump()});
+    CHECK(killed.status == 0);
+  }
+  CHECK(a.process().wait_stderr_count("\"event\":\"shard_recovered\"", 2));
+  std::vector<json> gets;
+  for (int i = 0; i < 50; ++i) {
+    gets.push_back(json{{"call", {{"op", "get"}, {"key", "k" + std::to_string(i)}}}, {"expect", {{"value", i}}}});
+  }
+  result r = script(a.tcp(), gets);
+  INFO(r.out, r.err);
+  CHECK(r.status == 0);
+  CHECK(a.stop() == 0);
+}
