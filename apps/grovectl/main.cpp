@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <thread>
 
@@ -128,11 +129,13 @@ std::optional<endpoint> moved_to(const json& reply, const endpoint& e) {
 constexpr int max_moves = 3;
 
 // One call on a connection of its own, following `moved` replies (unless
-// --no-follow); `e` ends as the endpoint that answered.
-json call_following(grove::node& n, endpoint& e, const json& request, bool follow) {
+// --no-follow); `e` ends as the endpoint that answered. `request` makes the
+// request anew for each try (a request is given up to the call, and a copy
+// of a deeply nested one would recurse as deep as it nests).
+json call_following(grove::node& n, endpoint& e, const std::function<json()>& request, bool follow) {
   for (int moves = 0;; ++moves) {
     auto c = connected_client::open(n, e, {});
-    json reply = call(n, *c, request, e.timeout);
+    json reply = call(n, *c, request(), e.timeout);
     std::optional<endpoint> next = follow && moves < max_moves ? moved_to(reply, e) : std::nullopt;
     if (!next) return reply;
     if (e.verbose) std::cerr << "grovectl: " << error_text(reply) << "; following\n";
@@ -144,7 +147,7 @@ json call_following(grove::node& n, endpoint& e, const json& request, bool follo
 // (groved's `where`), so it is made there. A daemon that does not know
 // `where` (not groved, or an older one) is asked as it is.
 void settle_node(grove::node& n, endpoint& e, bool follow) {
-  if (follow) (void)call_following(n, e, json{{"op", "where"}}, true);
+  if (follow) (void)call_following(n, e, [] { return json{{"op", "where"}}; }, true);
 }
 
 // A cast has no answer; a call after it on the same connection returns only
@@ -185,7 +188,7 @@ int run_script(grove::node& n, endpoint e, std::istream& in, bool follow) {
       timeout = std::chrono::milliseconds(t->get<std::int64_t>());
     }
     if (auto r = step.find("call"); r != step.end()) {
-      json reply = call(n, *c, *r, timeout);
+      json reply = call(n, *c, std::move(*r), timeout);
       // The tenant is served by another node: the script goes on there
       // (this node took nothing of it: it serves no request of this tenant).
       while (std::optional<endpoint> next = follow && moves < max_moves ? moved_to(reply, e) : std::nullopt) {
@@ -198,7 +201,8 @@ int run_script(grove::node& n, endpoint e, std::istream& in, bool follow) {
         e = std::move(*next);
         ++moves;
         c = connected_client::open(n, e, {.keep_pushes = true});
-        reply = call(n, *c, *r, timeout);
+        json again = json::parse(text); // (the request was given up to the first try)
+        reply = call(n, *c, std::move(again["call"]), timeout);
       }
       casts_pending = false;
       print(json{{"line", line}, {"reply", reply}});
@@ -325,12 +329,13 @@ int run(int argc, char** argv) {
   };
   if (command == "call" || command == "cast") {
     arguments(1, "one JSON argument");
-    json request = parse_json_argument(words[1], command);
+    auto request = [&] { return parse_json_argument(words[1], command); };
+    (void)request(); // a bad argument fails before any connection
     grove::node n({.threads = 1});
     if (command == "cast") {
       for (int moves = 0;; ++moves) {
         auto c = connected_client::open(n, e, {});
-        c->ref().cast(request);
+        c->ref().cast(request());
         json moved = confirm_casts(n, *c, e.timeout);
         if (moved.is_null()) return ok;
         // Dropped by a node that does not serve this tenant: sent again where it is served.
@@ -369,7 +374,7 @@ int run(int argc, char** argv) {
       throw failure(bad_input, "tenant: expected list, get, install, update or uninstall (grovectl --help)");
     }
     grove::node n({.threads = 1});
-    json reply = call_following(n, e, request, follow);
+    json reply = call_following(n, e, [&] { return request; }, follow);
     print(reply);
     if (is_error_reply(reply)) throw failure(remote_error, error_text(reply));
     return ok;
