@@ -522,8 +522,7 @@ store& session::tenant_store() {
       // Served by another node: this client is sent there, and closed here
       // after the reply (its identity keeps it in this tenant).
       bad_request m = moved(*state_->cluster, tenant_, *node);
-      refused_ = true;
-      close_reason_ = "its tenant is served by node '" + *node + "'";
+      moved_to_ = *node;
       throw m;
     }
   }
@@ -557,7 +556,11 @@ grove::awaitable<grove::call_result<json>> session::handle_call(grove::erps::cal
   json result = co_await serve(c.request, reply, forwarded);
   if (forwarded) co_return grove::call_result<json>(grove::noreply);
   if (!result.value("ok", false)) state_->errors.fetch_add(1, std::memory_order_relaxed);
-  if (refused_) close_connection(close_reason_); // after this reply
+  if (refused_) close_connection("refused by the access policy"); // after this reply
+  // Its tenant is another node's: closed after the reply that says where.
+  // (A cast it sent before was dropped, and the connection kept, so that
+  // this call could say so.)
+  if (!moved_to_.empty()) close_connection("its tenant is served by node '" + moved_to_ + "'");
   co_return grove::call_result<json>(std::move(result));
 }
 
@@ -570,7 +573,7 @@ grove::awaitable<void> session::handle_cast(grove::erps::cast c) {
     state_->log.log(log_level::warning, "cast_failed",
                     {{"peer", peer()}, {"msg", result["error"]["message"].get<std::string>()}});
   }
-  if (refused_) close_connection(close_reason_);
+  if (refused_) close_connection("refused by the access policy");
 }
 
 void session::handle_info(grove::message m) {

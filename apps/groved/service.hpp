@@ -38,7 +38,9 @@
 // and answered {"ok":false,"error":{"code":"storage_error",...}}.
 // Clustered (cluster.hpp), a request for a tenant another node serves is
 // answered {"ok":false,"error":{"code":"moved","message","tenant","node",
-// "tcp":"HOST:PORT","tls":"HOST:PORT"}} and the connection closed after it.
+// "tcp":"HOST:PORT","tls":"HOST:PORT"}} and the connection closed after it
+// (a cast is dropped and logged, and the connection kept, so that the
+// client's next call hears of the move).
 // A subscriber to topic T gets a push for every put, delete or incr of key
 // T or of a key under it ("T/..."):
 //   {"topic":T,"event":"put"|"delete"|"incr","key":K[,"value":V]}
@@ -324,7 +326,7 @@ private:
   bool tls_;
   std::vector<std::string> identities_; // what the access policy knows this client by, in order
   bool refused_ = false;                // the policy names none of them: close after the reply
-  std::string close_reason_ = "refused by the access policy"; // (or: its tenant is another node's)
+  std::string moved_to_;                // the node its tenant is served by (cluster): close after a call's reply
   role role_ = role::admin;             // what the policy grants (admin without a policy)
   std::string tenant_;                  // whose keys this client reaches (settled at its first request)
   std::shared_ptr<store> store_;        // that tenant's store, while it is open
