@@ -543,17 +543,25 @@ std::vector<std::pair<std::string, std::string>> orphans(const cluster_view& vie
 // Keeps the cache: reads the watched range, then follows it from the next
 // revision; a compacted watch reads it all again. Starts a takeover for
 // each tenant a dead node leaves.
-grove::awaitable<void> watch_cluster(std::shared_ptr<service_state> state, grove::node& n) {
+// Reads the watched range into the cache; the revision it was read at.
+grove::awaitable<std::int64_t> load_cache(cluster_view& view) {
+  grove::etcd::get_options all;
+  all.prefix = true;
+  const std::string prefix = view.watched_prefix();
+  grove::etcd::get_result got = co_await view.etcd().get(prefix, all);
+  view.reset(got.kvs);
+  co_return got.revision;
+}
+
+grove::awaitable<void> watch_cluster(std::shared_ptr<service_state> state, grove::node& n, std::int64_t loaded_at) {
   std::shared_ptr<cluster_view> view = state->cluster;
   const std::string prefix = view->watched_prefix();
   for (;;) {
-    grove::etcd::get_options all;
-    all.prefix = true;
-    grove::etcd::get_result got = co_await view->etcd().get(prefix, all);
-    view->reset(got.kvs);
+    if (loaded_at == 0) loaded_at = co_await load_cache(*view);
     grove::etcd::watch_options from;
     from.prefix = true;
-    from.start_revision = got.revision + 1;
+    from.start_revision = loaded_at + 1;
+    loaded_at = 0; // (a compacted watch reads the range again)
     from.prev_kv = true;
     grove::etcd::watch w = co_await view->etcd().watch(prefix, from);
     try {
@@ -605,11 +613,14 @@ public:
       boost::asio::steady_timer pause(co_await boost::asio::this_coro::executor, std::chrono::milliseconds(250));
       co_await pause.async_wait(boost::asio::use_awaitable);
     }
+    // The cache is whole before the tenants and listeners start: their
+    // first requests may look a placement up.
+    const std::int64_t loaded_at = co_await load_cache(*view_);
     grove::spawn_options watcher;
     watcher.link = true;
-    grove::spawn(n, [state = state_](grove::process& self) -> grove::awaitable<void> {
+    grove::spawn(n, [state = state_, loaded_at](grove::process& self) -> grove::awaitable<void> {
       self.set_label("groved cluster watch");
-      co_await watch_cluster(state, self.node());
+      co_await watch_cluster(state, self.node(), loaded_at);
     }, watcher);
     log_.log(log_level::info, "cluster_joined",
              {{"node", view_->node()}, {"lease", std::to_string(held.id)}, {"msg", "joined the cluster"}});
