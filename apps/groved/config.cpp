@@ -230,7 +230,8 @@ const std::vector<option>& options() {
     t.push_back({"data_path", kind::text,
                  "the default tenant's snapshot file, with its write-ahead log in PATH.wal/: loaded on start, every write "
                  "logged, the snapshot rewritten every snapshot_interval_ms and on graceful stop; the tenant records go "
-                 "to PATH.tenants.db, other tenants' data under PATH.tenants/; empty: keep nothing",
+                 "to PATH.tenants.db, other tenants' data under PATH.tenants/; empty: keep nothing (with cluster.etcd it "
+                 "must be empty: records and data go to etcd)",
                  [](const config& c) { return json(c.data_path); },
                  [](config& c, const json& v) { c.data_path = to_text("data_path", v, true); }});
     t.push_back({"durability", kind::choice,

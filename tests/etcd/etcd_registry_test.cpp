@@ -338,7 +338,9 @@ TEST_CASE("a registry whose lease is lost takes a new one and registers its name
 
 TEST_CASE("on a three-member etcd cluster, killing the member the registries use leaves them working") {
   test_support::etcd_cluster etcd(3);
-  etcd::client client{etcd::client_options{.endpoints = etcd.urls()}};
+  // A long request timeout: killing the member may cost an election, which
+  // took more than the default 5 s once under ASan on a loaded machine.
+  etcd::client client{etcd::client_options{.endpoints = etcd.urls(), .request_timeout = 20s}};
   grove::node a{{.threads = 1}};
   grove::node b{{.threads = 1}};
   auto ra = open_on(a, client);
