@@ -1,6 +1,7 @@
 #include <grove/erps/daemon.hpp>
 
 #include "erps_support.hpp"
+#include "../gate.hpp"
 
 #include <grove/core/gen_server.hpp>
 #include <grove/erps/client.hpp>
@@ -536,6 +537,98 @@ TEST_CASE("at max_calls_in_flight the daemon reads no further calls from that cl
   }
   std::sort(rest.begin(), rest.end());
   CHECK(rest == std::vector<std::string>{"[\"three\",3]", "[\"two\",2]"});
+}
+
+// Calls and casts that one read brings go to the session in one message;
+// each is still handled as if it were a message of its own.
+TEST_CASE("frames that arrive together are handled in order, with handle_continue between them as it was asked") {
+  rig r;
+  raw_client wire(r.server.port());
+  wire.send(call_frame(1, op("continue", 5)) + cast_frame(json{{"op", "push"}, {"value", "after"}}) +
+            call_frame(2, op("echo", "x")));
+  std::vector<std::string> frames;
+  for (int i = 0; i < 4; ++i) {
+    auto f = wire.read_non_keepalive();
+    REQUIRE(f);
+    frames.push_back(std::string(grove::erps::to_string(f->type)) + " " + f->payload);
+  }
+  // The continue runs before the cast behind its call, and the cast before
+  // the call behind it.
+  CHECK(frames == std::vector<std::string>{"reply [true,1]", "push {\"continued\":5}", "push \"after\"",
+                                           "reply [\"x\",2]"});
+}
+
+TEST_CASE("a server that stops in the middle of frames that came together: each call behind the stop gets an error") {
+  rig r;
+  raw_client wire(r.server.port());
+  wire.send(call_frame(1, op("stop")) + call_frame("b", op("echo", "b")) +
+            cast_frame(json{{"op", "put"}, {"key", "late"}, {"value", 1}}) +
+            call_frame(3, op("echo", "c")));
+  std::vector<std::string> frames;
+  for (int i = 0; i < 3; ++i) {
+    auto f = wire.read_non_keepalive();
+    REQUIRE(f);
+    frames.push_back(std::string(grove::erps::to_string(f->type)) + " " + f->payload);
+  }
+  CHECK(frames == std::vector<std::string>{"reply [\"bye\",1]",
+                                           "error [\"b\",\"the server stopped before it took this call\"]",
+                                           "error [3,\"the server stopped before it took this call\"]"});
+  CHECK(wire.closed_within());
+  CHECK(r.events->wait_count("terminate normal", 1));
+  CHECK(r.events->count("cast {\"key\":\"late\",\"op\":\"put\",\"value\":1}") == 0); // behind the stop
+}
+
+namespace {
+
+/// A server whose "wait" call holds its connection's next frames until
+/// the test opens the gate (its handler is a coroutine waiting there).
+class gated_server : public grove::erps::server {
+public:
+  gated_server(grove::server_ref<test_support::gate> g, std::shared_ptr<event_log> events)
+      : gate_(g), events_(std::move(events)) {}
+  grove::awaitable<json> handle_call(grove::erps::call c) {
+    if (c.request.value("op", "") == "wait") {
+      events_->add("waiting");
+      co_await gate_.call(test_support::pass{}, 20s);
+    }
+    co_return c.request;
+  }
+  void handle_cast(grove::erps::cast c) { events_->add("cast " + c.request.dump()); }
+  void terminate(const grove::exit_reason& reason) { events_->add("terminate " + reason.to_string()); }
+
+private:
+  grove::server_ref<test_support::gate> gate_;
+  std::shared_ptr<event_log> events_;
+};
+
+} // namespace
+
+TEST_CASE("a client that sends frames and closes at once: every cast it sent is handled before the server stops") {
+  auto logs = std::make_shared<event_log>();
+  auto events = std::make_shared<event_log>();
+  grove::node node{{.threads = 2}};
+  auto g = node.block_on(grove::start<test_support::gate>(node));
+  daemon_options o;
+  o.link.log = capture(logs);
+  erps_daemon server = node.block_on(erps_daemon::start<gated_server>(node, o, g, events));
+  raw_client wire(server.port());
+  // The first call holds the server; the frames after it, and the close,
+  // reach the server's mailbox together while it waits. Their first call
+  // waits again, with the casts and the close behind it.
+  wire.send(call_frame(1, op("wait")));
+  REQUIRE(events->wait_count("waiting", 1));
+  std::string bytes = call_frame(2, op("wait"));
+  for (int i = 0; i < 20; ++i) bytes += cast_frame(json{{"k", i}});
+  wire.send(bytes);
+  ::shutdown(wire.fd(), SHUT_WR);
+  CHECK(logged(*logs, "connection_closed: closed by the peer"));
+  g.cast(test_support::open_gate{});
+  CHECK(events->wait_count("terminate normal", 1));
+  std::vector<std::string> seen = events->events();
+  std::erase(seen, "waiting");
+  REQUIRE(seen.size() == 21);
+  for (int i = 0; i < 20; ++i) CHECK(seen[static_cast<std::size_t>(i)] == "cast {\"k\":" + std::to_string(i) + "}");
+  CHECK(seen.back() == "terminate normal");
 }
 
 TEST_CASE("a call longer than the keepalive timeout, at the in-flight limit, does not make the client look silent") {

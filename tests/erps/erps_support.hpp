@@ -262,4 +262,10 @@ inline std::string call_frame(const json& id, const json& request, const std::st
   return w.frame(grove::erps::frame_type::call, json::array({id, request}).dump());
 }
 
+/// A cast frame as a client would send it.
+inline std::string cast_frame(const json& value) {
+  grove::erps::frame_writer w{{0, 4, 0}, std::string(), std::nullopt};
+  return w.frame(grove::erps::frame_type::cast, value.dump());
+}
+
 } // namespace erps_test

@@ -99,6 +99,7 @@ link_config make_link_config(const daemon_options& o, const std::shared_ptr<link
   c.idle_timeout = o.idle_timeout;
   if (o.tls) c.handshake_timeout = o.tls->handshake_timeout;
   c.max_calls_in_flight = o.max_calls_in_flight;
+  c.batch_frames = true; // a session takes a read's calls in one message
   c.counters = counters;
   return c;
 }

@@ -31,6 +31,21 @@ session<V>::session(std::shared_ptr<link> l, pid self, const basic_codec<V>& cod
 
 template <class V>
 session<V>::~session() {
+  // Calls of a batch not handled when the server went: the client hears
+  // of each (by id where it can be read).
+  if (held_) {
+    for (std::size_t i = held_->next; i < held_->frames.size(); ++i) {
+      link_frame& f = held_->frames[i];
+      if (f.type != frame_type::call) continue;
+      std::optional<V> id;
+      try {
+        id = codec_->read_call_id(f.payload);
+      } catch (const codec_error&) {
+      }
+      send_error(id ? &*id : nullptr, "the server stopped before it took this call");
+    }
+    held_.reset();
+  }
   // Whatever was never answered: tell the client, and complete the slots
   // so their reply notices are freed. A reply that was given but
   // not sent yet (its wake-up came too late) still goes out; a call that
@@ -238,23 +253,108 @@ handler_outcome session<V>::on_cast(server_base& s, std::string& payload, const 
 }
 
 template <class V>
+handler_outcome session<V>::on_frame(server_base& s, link_frame& f, const session_dispatch& d) {
+  switch (f.type) {
+  case frame_type::call: return on_call(s, f.payload, d);
+  case frame_type::cast: return on_cast(s, f.payload, d);
+  case frame_type::error: {
+    std::string text(f.payload.substr(0, 200));
+    link_->log(log_level::info, "error_from_client", "the client sent an error frame: " + text);
+    return action{};
+  }
+  default:
+    link_->log(log_level::warning, "unexpected_frame",
+               "a client sent a " + std::string(to_string(f.type)) + " frame (only call, cast and keepalive are expected)");
+    link_->send_error("unexpected " + std::string(to_string(f.type)) + " frame from a client");
+    return action{};
+  }
+}
+
+namespace {
+// Whether the next frame of a batch may be handled straight after this
+// outcome, as the gen_server loop would handle the next message: the
+// handler said "go on" and nothing more.
+bool goes_on(const action& a) noexcept { return !a.stops() && !a.has_step() && !a.idle_timeout(); }
+} // namespace
+
+template <class V>
+handler_outcome session<V>::run_held(server_base& s, const session_dispatch& d) {
+  while (held_) {
+    link_frame& f = held_->frames[held_->next++];
+    handler_outcome outcome = on_frame(s, f, d);
+    if (held_->next == held_->frames.size()) { // the last one held
+      std::optional<link_down> down = std::move(held_->down);
+      give_back_frame_vector(std::move(held_->frames));
+      held_.reset();
+      if (down) grove::send(self_, std::move(*down)); // after the frames before it, as the link sent it
+      return outcome;
+    }
+    if (!outcome.ready()) {
+      notice_held();
+      return outcome;
+    }
+    action next = outcome.take_ready();
+    if (!goes_on(next)) {
+      notice_held();
+      return next;
+    }
+  }
+  return action{};
+}
+
+template <class V>
+void session<V>::notice_held() {
+  if (held_notice_sent_) return;
+  held_notice_sent_ = true;
+  grove::send(self_, frames_held{});
+}
+
+template <class V>
+handler_outcome session<V>::take_frames(server_base& s, std::vector<link_frame>&& frames, const session_dispatch& d) {
+  if (held_) { // after the ones held
+    held_->frames.insert(held_->frames.end(), std::make_move_iterator(frames.begin()), std::make_move_iterator(frames.end()));
+    give_back_frame_vector(std::move(frames));
+    return run_held(s, d);
+  }
+  for (std::size_t i = 0; i < frames.size(); ++i) {
+    handler_outcome outcome = on_frame(s, frames[i], d);
+    if (i + 1 == frames.size()) {
+      give_back_frame_vector(std::move(frames));
+      return outcome;
+    }
+    if (!outcome.ready()) {
+      held_ = std::make_unique<held_frames>(held_frames{std::move(frames), i + 1, std::nullopt});
+      notice_held();
+      return outcome;
+    }
+    action next = outcome.take_ready();
+    if (!goes_on(next)) {
+      held_ = std::make_unique<held_frames>(held_frames{std::move(frames), i + 1, std::nullopt});
+      notice_held();
+      return next;
+    }
+  }
+  give_back_frame_vector(std::move(frames)); // (an empty batch: not sent)
+  return action{};
+}
+
+template <class V>
 handler_outcome session<V>::on_message(server_base& s, message&& m, const session_dispatch& d) {
   if (auto* f = m.get_if<link_frame>()) {
     if (f->link != link_->id()) return action{};
-    switch (f->type) {
-    case frame_type::call: return on_call(s, f->payload, d);
-    case frame_type::cast: return on_cast(s, f->payload, d);
-    case frame_type::error: {
-      std::string text(f->payload.substr(0, 200));
-      link_->log(log_level::info, "error_from_client", "the client sent an error frame: " + text);
-      return action{};
+    if (held_) {
+      held_->frames.push_back(std::move(*f));
+      return run_held(s, d);
     }
-    default:
-      link_->log(log_level::warning, "unexpected_frame",
-                 "a client sent a " + std::string(to_string(f->type)) + " frame (only call, cast and keepalive are expected)");
-      link_->send_error("unexpected " + std::string(to_string(f->type)) + " frame from a client");
-      return action{};
-    }
+    return on_frame(s, *f, d);
+  }
+  if (auto* batch = m.get_if<link_frames>()) {
+    if (batch->link != link_->id()) return action{};
+    return take_frames(s, std::move(batch->frames), d);
+  }
+  if (m.is<frames_held>()) {
+    held_notice_sent_ = false;
+    return run_held(s, d);
   }
   if (auto* r = m.get_if<remote_reply_ready>()) {
     reply(r->sequence);
@@ -267,13 +367,18 @@ handler_outcome session<V>::on_message(server_base& s, message&& m, const sessio
   }
   if (auto* down = m.get_if<link_down>()) {
     if (down->link != link_->id()) return action{}; // (the link logged why it closed)
+    if (held_) { // the frames that came before it first
+      held_->down = std::move(*down);
+      return run_held(s, d);
+    }
     return stop(down->error ? exit_reason::shutdown(down->reason) : exit_reason::normal());
   }
   return action{};
 }
 
 bool session_access::is_session_message(const message& m) noexcept {
-  return m.is<link_frame>() || m.is<remote_reply_ready>() || m.is<link_down>() || m.is<drain>();
+  return m.is<link_frame>() || m.is<link_frames>() || m.is<frames_held>() || m.is<remote_reply_ready>() ||
+         m.is<link_down>() || m.is<drain>();
 }
 
 template <class V>

@@ -387,14 +387,14 @@ std::optional<std::string> link::check(const frame_decoder::frame& f) const {
     return "protocol version " + f.header.version.to_string() + " is not allowed: this server requires " +
            config_->versions.text();
   }
-  if (config_->require_signed || (f.header.signed_frame() && !config_->verify_keys.empty())) {
+  if (config_->require_signed || (!config_->verify_keys.empty() && f.header.signed_frame())) {
     std::span<const std::uint8_t, header_size> raw(f.raw_header.data(), header_size);
     if (auto problem = verify_signature(raw, f.payload, config_->verify_keys)) return problem;
   }
   return std::nullopt;
 }
 
-void link::handle(const frame_decoder::frame& f) {
+void link::handle(const frame_decoder::frame& f, std::vector<link_frame>& batch) {
   if (config_->counters) config_->counters->frames_in.fetch_add(1, std::memory_order_relaxed);
   if (f.keepalive()) {
     if (config_->counters) config_->counters->keepalives_in.fetch_add(1, std::memory_order_relaxed);
@@ -406,6 +406,7 @@ void link::handle(const frame_decoder::frame& f) {
     // Answer a refused call with its id when its payload can be read, so
     // the caller fails at once instead of timing out.
     if (f.header.type != frame_type::error) {
+      hand_over(batch); // (the error may close the link: the frames before it go first)
       send_error(*problem, f.header.type == frame_type::call ? f.payload : std::string_view());
     }
     return;
@@ -422,7 +423,51 @@ void link::handle(const frame_decoder::frame& f) {
   std::string payload;
   payload.reserve(f.payload.size() + payload_padding);
   payload.assign(f.payload);
-  grove::send(owner_, link_frame{id_, f.header.type, std::move(payload)});
+  if (!config_->batch_frames) {
+    grove::send(owner_, link_frame{id_, f.header.type, std::move(payload)});
+    return;
+  }
+  if (batch.capacity() == 0) batch = take_frame_vector();
+  batch.push_back(link_frame{id_, f.header.type, std::move(payload)});
+}
+
+void link::hand_over(std::vector<link_frame>& batch) {
+  if (batch.empty()) return;
+  if (batch.size() == 1) {
+    grove::send(owner_, std::move(batch.front()));
+    give_back_frame_vector(std::move(batch)); // (a link waiting for bytes holds none)
+  } else {
+    grove::send(owner_, link_frames{id_, std::move(batch)});
+  }
+  batch = std::vector<link_frame>(); // (the next frame takes a spare)
+}
+
+namespace {
+// Spare batch vectors, per thread: the owner gives a batch's vector back
+// once it has handled the frames (give_back_frame_vector), and the next
+// batch on this thread takes it instead of allocating as it grows.
+constexpr std::size_t spare_frame_vectors = 8;
+constexpr std::size_t frame_vector_start = 16;
+struct frame_vector_spares {
+  std::vector<link_frame> v[spare_frame_vectors];
+  std::size_t count = 0;
+};
+thread_local frame_vector_spares spares;
+} // namespace
+
+std::vector<link_frame> take_frame_vector() {
+  if (spares.count > 0) return std::move(spares.v[--spares.count]);
+  std::vector<link_frame> fresh;
+  fresh.reserve(frame_vector_start);
+  return fresh;
+}
+
+void give_back_frame_vector(std::vector<link_frame>&& frames) noexcept {
+  frames.clear();
+  if (spares.count < spare_frame_vectors && frames.capacity() >= frame_vector_start &&
+      frames.capacity() <= 64 * frame_vector_start) {
+    spares.v[spares.count++] = std::move(frames);
+  }
 }
 
 std::optional<std::string> link::frame_overdue(clock::time_point now) const {
@@ -468,6 +513,7 @@ asio::awaitable<void> link::read_loop(std::shared_ptr<link> self, bool resumed) 
     self->wake_writer();
   }
   std::optional<clock::time_point> waiting_since; // since the reader last wanted bytes
+  std::vector<link_frame> batch;                  // a read's frames, handed over together
   for (;;) {
     // Hand over what is buffered, a frame at a time, while not paused: a
     // read may hold more calls than the client may have in flight, and
@@ -477,8 +523,9 @@ asio::awaitable<void> link::read_loop(std::shared_ptr<link> self, bool resumed) 
       auto f = self->decoder_.next();
       if (!f) break;
       whole_frames = true;
-      self->handle(f);
+      self->handle(f, batch);
     }
+    self->hand_over(batch);
     // The frame deadline runs from the read that brought a frame's first
     // bytes (the one that finished the frame before it, when they share it).
     if (!self->decoder_.in_frame()) {

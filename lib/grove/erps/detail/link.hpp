@@ -34,6 +34,7 @@
 #include <grove/erps/codec.hpp>
 #include <grove/erps/frame.hpp>
 #include <grove/erps/log.hpp>
+#include <grove/erps/detail/link_messages.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -143,6 +144,7 @@ struct link_config {
   duration handshake_timeout = std::chrono::seconds(10);
   bool handshake_first = true;                      ///< false: the transport's handshake was done already
   std::size_t max_calls_in_flight = 0;              ///< stop reading at this many unanswered calls (0: no limit)
+  bool batch_frames = false;                        ///< a read's frames go to the owner in one link_frames message
   std::size_t max_queued_bytes = 64u << 20;         ///< more unsent than this: the peer is not reading, close
   std::size_t pause_reading_bytes = 1u << 20;       ///< stop reading while this much is unsent
   log_function log{};
@@ -236,7 +238,12 @@ private:
   void wake_writer() noexcept;
   bool reading_paused() const noexcept;
   std::optional<std::string> frame_overdue(std::chrono::steady_clock::time_point now) const;
-  void handle(const frame_decoder::frame& f);
+  /// Checks frame `f` and queues it in `batch` for the owner (a refused
+  /// frame hands `batch` over first, so anything it closes comes after).
+  void handle(const frame_decoder::frame& f, std::vector<link_frame>& batch);
+  /// Sends the owner what `batch` holds (one link_frame, or link_frames
+  /// with batch_frames), in order; leaves it empty.
+  void hand_over(std::vector<link_frame>& batch);
   std::optional<std::string> check(const frame_decoder::frame& f) const;
 
   /// `resumed`: started again by a readiness wait (the handshake is done).

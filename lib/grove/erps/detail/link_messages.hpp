@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace grove::erps::detail {
 
@@ -20,6 +21,21 @@ struct link_frame {
   std::string payload;
 };
 
+/// The frames one read brought, in order, when there were several and the
+/// link hands them over together (link_config::batch_frames): one message
+/// for a read's calls instead of one per call.
+struct link_frames {
+  std::uint64_t link = 0;
+  std::vector<link_frame> frames;
+};
+
+/// A vector for a new batch: a spare given back on this thread, or a new
+/// one with room for a few frames.
+std::vector<link_frame> take_frame_vector();
+/// Gives a handled batch's vector back for the next batch on this thread
+/// (kept when there is room among the spares; else freed).
+void give_back_frame_vector(std::vector<link_frame>&& frames) noexcept;
+
 /// The link is closed (by the peer, an error, a timeout, or us); `reason`
 /// says which in one line. The last message a link sends.
 struct link_down {
@@ -27,6 +43,10 @@ struct link_down {
   std::string reason;
   bool error = false; ///< the peer broke the protocol or timed out (not a clean close)
 };
+
+/// To a session, from itself: frames of a batch are still held (a
+/// handler's outcome came between them).
+struct frames_held {};
 
 /// A deferred reply to a remote call is ready (sent by the from<json>'s
 /// completion, from whichever thread answered).

@@ -58,6 +58,15 @@ private:
     std::chrono::steady_clock::time_point arrived{}; // when metrics are on
   };
 
+  /// One frame from the client.
+  grove::detail::handler_outcome on_frame(server_base& s, link_frame& f, const session_dispatch& d);
+  /// Handles the frames held_ keeps, in order, until one's handler returns
+  /// more than "go on" (a stop, a continue, a timeout, or a coroutine):
+  /// that outcome is returned and the rest wait for a frames_held message.
+  grove::detail::handler_outcome run_held(server_base& s, const session_dispatch& d);
+  void notice_held();
+  /// A batch's frames are to be handled: now, or after those held already.
+  grove::detail::handler_outcome take_frames(server_base& s, std::vector<link_frame>&& frames, const session_dispatch& d);
   // `payload` is the frame's, given up: the codec may keep its bytes.
   grove::detail::handler_outcome on_call(server_base& s, std::string& payload, const session_dispatch& d);
   grove::detail::handler_outcome on_cast(server_base& s, std::string& payload, const session_dispatch& d);
@@ -83,6 +92,15 @@ private:
   std::uint64_t sequence_ = 0;
   std::unordered_map<std::uint64_t, pending_call> pending_;
   std::optional<pending_call> current_; // the call whose handler is running
+  /// Frames of a batch not handled yet (a handler's outcome came between):
+  /// handled before any frame that comes after. Null when there are none.
+  struct held_frames {
+    std::vector<link_frame> frames;
+    std::size_t next = 0;
+    std::optional<link_down> down; // the link closed after them: handled once they are
+  };
+  std::unique_ptr<held_frames> held_;
+  bool held_notice_sent_ = false; // a frames_held message is on its way to us
   bool draining_ = false;
   std::string close_reason_;
 };
