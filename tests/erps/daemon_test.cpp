@@ -578,6 +578,23 @@ TEST_CASE("a server that stops in the middle of frames that came together: each 
   CHECK(r.events->count("cast {\"key\":\"late\",\"op\":\"put\",\"value\":1}") == 0); // behind the stop
 }
 
+TEST_CASE("a handler that throws in the middle of frames that came together: the calls behind it get an error each") {
+  rig r;
+  raw_client wire(r.server.port());
+  wire.send(call_frame(1, op("throw")) + call_frame(2, op("echo", "b")));
+  std::vector<std::string> frames;
+  for (int i = 0; i < 2; ++i) {
+    auto f = wire.read_non_keepalive();
+    REQUIRE(f);
+    frames.push_back(std::string(grove::erps::to_string(f->type)) + " " + f->payload);
+  }
+  std::sort(frames.begin(), frames.end());
+  REQUIRE(frames.size() == 2);
+  CHECK(frames[0].rfind("error [1,", 0) == 0);
+  CHECK(frames[1] == "error [2,\"the server stopped before it took this call\"]");
+  CHECK(r.events->wait_count("terminate {error, asked to throw}", 1));
+}
+
 namespace {
 
 /// A server whose "wait" call holds its connection's next frames until

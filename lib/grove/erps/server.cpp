@@ -317,7 +317,14 @@ handler_outcome session<V>::take_frames(server_base& s, std::vector<link_frame>&
     return run_held(s, d);
   }
   for (std::size_t i = 0; i < frames.size(); ++i) {
-    handler_outcome outcome = on_frame(s, frames[i], d);
+    std::optional<handler_outcome> handled;
+    try {
+      handled.emplace(on_frame(s, frames[i], d));
+    } catch (...) { // the server goes: ~session answers the calls behind this one
+      held_ = std::make_unique<held_frames>(held_frames{std::move(frames), i + 1, std::nullopt});
+      throw;
+    }
+    handler_outcome outcome = std::move(*handled);
     if (i + 1 == frames.size()) {
       give_back_frame_vector(std::move(frames));
       return outcome;
