@@ -321,7 +321,7 @@ handler_outcome session<V>::take_frames(server_base& s, std::vector<link_frame>&
     try {
       handled.emplace(on_frame(s, frames[i], d));
     } catch (...) { // the server goes: ~session answers the calls behind this one
-      held_ = std::make_unique<held_frames>(held_frames{std::move(frames), i + 1, std::nullopt});
+      if (i + 1 < frames.size()) held_ = std::make_unique<held_frames>(held_frames{std::move(frames), i + 1, std::nullopt});
       throw;
     }
     handler_outcome outcome = std::move(*handled);
