@@ -8,6 +8,7 @@ grove_packages=(
   testssl.sh bsdextrautils
   curl prometheus chromium erlang-nox
   etcd-server etcd-client
+  gdb
 )
 
 # Extra packages (a benchmark's own, e.g. libcaf-dev) may be named as arguments.

@@ -224,7 +224,13 @@ groved::~groved() {
 int groved::stop(int signal_number) {
   process_->signal(signal_number);
   std::optional<int> status = process_->wait(60s);
-  if (!status) FAIL("groved did not stop within 60 s; stderr:\n" << process_->err());
+  if (!status) {
+    // A hang: where each of its threads is, for whoever reads the failure.
+    const result stacks = run({"gdb", "-p", std::to_string(process_->pid()), "-batch", "-ex", "thread apply all bt"}, {}, 60s);
+    FAIL("groved did not stop within 60 s; its threads (gdb, status " << stacks.status << "):\n"
+                                                                      << stacks.out << stacks.err << "\nstderr:\n"
+                                                                      << process_->err());
+  }
   return *status;
 }
 
