@@ -75,6 +75,18 @@ struct caller {
   }
 };
 
+/// The next `n` frames the daemon sends (keepalives skipped), each as
+/// "<type> <payload>"; fewer if the rest do not come.
+std::vector<std::string> next_frames(raw_client& wire, int n) {
+  std::vector<std::string> frames;
+  for (int i = 0; i < n; ++i) {
+    auto f = wire.read_non_keepalive();
+    if (!f) break;
+    frames.push_back(std::string(grove::erps::to_string(f->type)) + " " + f->payload);
+  }
+  return frames;
+}
+
 json op(const char* name) { return json{{"op", name}}; }
 json op(const char* name, json value) { return json{{"op", name}, {"value", std::move(value)}}; }
 
@@ -546,12 +558,8 @@ TEST_CASE("frames that arrive together are handled in order, with handle_continu
   raw_client wire(r.server.port());
   wire.send(call_frame(1, op("continue", 5)) + cast_frame(json{{"op", "push"}, {"value", "after"}}) +
             call_frame(2, op("echo", "x")));
-  std::vector<std::string> frames;
-  for (int i = 0; i < 4; ++i) {
-    auto f = wire.read_non_keepalive();
-    REQUIRE(f);
-    frames.push_back(std::string(grove::erps::to_string(f->type)) + " " + f->payload);
-  }
+  std::vector<std::string> frames = next_frames(wire, 4);
+  REQUIRE(frames.size() == 4);
   // The continue runs before the cast behind its call, and the cast before
   // the call behind it.
   CHECK(frames == std::vector<std::string>{"reply [true,1]", "push {\"continued\":5}", "push \"after\"",
@@ -564,12 +572,8 @@ TEST_CASE("a server that stops in the middle of frames that came together: each 
   wire.send(call_frame(1, op("stop")) + call_frame("b", op("echo", "b")) +
             cast_frame(json{{"op", "put"}, {"key", "late"}, {"value", 1}}) +
             call_frame(3, op("echo", "c")));
-  std::vector<std::string> frames;
-  for (int i = 0; i < 3; ++i) {
-    auto f = wire.read_non_keepalive();
-    REQUIRE(f);
-    frames.push_back(std::string(grove::erps::to_string(f->type)) + " " + f->payload);
-  }
+  std::vector<std::string> frames = next_frames(wire, 3);
+  REQUIRE(frames.size() == 3);
   CHECK(frames == std::vector<std::string>{"reply [\"bye\",1]",
                                            "error [\"b\",\"the server stopped before it took this call\"]",
                                            "error [3,\"the server stopped before it took this call\"]"});
@@ -582,14 +586,9 @@ TEST_CASE("a handler that throws in the middle of frames that came together: the
   rig r;
   raw_client wire(r.server.port());
   wire.send(call_frame(1, op("throw")) + call_frame(2, op("echo", "b")));
-  std::vector<std::string> frames;
-  for (int i = 0; i < 2; ++i) {
-    auto f = wire.read_non_keepalive();
-    REQUIRE(f);
-    frames.push_back(std::string(grove::erps::to_string(f->type)) + " " + f->payload);
-  }
-  std::sort(frames.begin(), frames.end());
+  std::vector<std::string> frames = next_frames(wire, 2);
   REQUIRE(frames.size() == 2);
+  std::sort(frames.begin(), frames.end());
   CHECK(frames[0].rfind("error [1,", 0) == 0);
   CHECK(frames[1] == "error [2,\"the server stopped before it took this call\"]");
   CHECK(r.events->wait_count("terminate {error, asked to throw}", 1));
